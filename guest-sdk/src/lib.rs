@@ -1,0 +1,1 @@
+//! Pipeline guest SDK.
