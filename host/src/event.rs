@@ -1,0 +1,166 @@
+//! The values passed between pipeline stages: logs as received, the blocks that carry them, batches.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use alloy_primitives::{Address, B256, Bytes, U64};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One log as the node sent it: parsed fields for matching and the ABI, and the exact JSON-RPC object
+/// for the webhook body.
+#[derive(Debug, Clone)]
+pub struct ChainLog {
+    pub address: Address,
+    pub topics: Vec<B256>,
+    pub data: Bytes,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub transaction_hash: B256,
+    pub transaction_index: u64,
+    pub log_index: u64,
+    pub removed: bool,
+    /// The log object exactly as received (with `removed` rewritten for a reorged-out log).
+    pub raw: Arc<str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcLog {
+    address: Address,
+    topics: Vec<B256>,
+    data: Bytes,
+    block_number: U64,
+    block_hash: B256,
+    transaction_hash: B256,
+    transaction_index: U64,
+    log_index: U64,
+    #[serde(default)]
+    removed: bool,
+}
+
+/// Why a JSON-RPC log could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed log: {0}")]
+pub struct MalformedLog(String);
+
+impl ChainLog {
+    /// Parses one JSON-RPC log object, keeping its exact text.
+    pub fn from_raw(raw: &RawValue) -> Result<ChainLog, MalformedLog> {
+        Self::from_json(raw.get())
+    }
+
+    pub fn from_json(text: &str) -> Result<ChainLog, MalformedLog> {
+        let log: RpcLog = serde_json::from_str(text).map_err(|e| MalformedLog(e.to_string()))?;
+        if log.topics.len() > 4 {
+            return Err(MalformedLog(format!("{} topics (at most 4)", log.topics.len())));
+        }
+        Ok(ChainLog {
+            address: log.address,
+            topics: log.topics,
+            data: log.data,
+            block_number: log.block_number.to(),
+            block_hash: log.block_hash,
+            transaction_hash: log.transaction_hash,
+            transaction_index: log.transaction_index.to(),
+            log_index: log.log_index.to(),
+            removed: log.removed,
+            raw: Arc::from(text.trim()),
+        })
+    }
+
+    /// The same log marked as reorged out, with `removed: true` in its JSON too.
+    pub fn as_removed(&self) -> ChainLog {
+        let raw = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&self.raw) {
+            Ok(mut object) => {
+                object.insert("removed".into(), serde_json::Value::Bool(true));
+                serde_json::Value::Object(object).to_string()
+            }
+            Err(_) => self.raw.to_string(),
+        };
+        ChainLog { removed: true, raw: Arc::from(raw), ..self.clone() }
+    }
+
+    pub fn topic0(&self) -> Option<&B256> {
+        self.topics.first()
+    }
+}
+
+/// Whether a block's logs are new or are being withdrawn by a reorg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Canonical,
+    /// The block was reorged out: its logs go out as `log.removed`.
+    Orphaned,
+}
+
+/// The unit ingest emits: all the logs of one block, never split across batches, so the cursor
+/// only ever names a block whose logs are all durable.
+#[derive(Debug, Clone)]
+pub struct BlockLogs {
+    pub chain_id: u64,
+    pub number: u64,
+    pub hash: B256,
+    pub kind: BlockKind,
+    pub logs: Vec<Arc<ChainLog>>,
+    /// When ingest received the block (start of the end-to-end latency).
+    pub received_at: Instant,
+}
+
+impl BlockLogs {
+    pub fn event_type(&self) -> EventType {
+        match self.kind {
+            BlockKind::Canonical => EventType::Log,
+            BlockKind::Orphaned => EventType::LogRemoved,
+        }
+    }
+}
+
+/// The webhook `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Log,
+    LogRemoved,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Log => "log",
+            EventType::LogRemoved => "log.removed",
+        }
+    }
+}
+
+/// What batch hands to the matcher.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub blocks: Vec<BlockLogs>,
+    pub n_events: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRANSFER: &str = r#"{"address":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","0x0000000000000000000000001b63142628311395ceafeea5667e7c9026c862ca","0x000000000000000000000000ac4df82fe37ea2187bc8c011a23d743b4f39019a"],"data":"0x00000000000000000000000000000000000000000000000000000000000186a0","blockNumber":"0x76250","blockHash":"0x246edb4b351d93c27926f4649bcf6c24366e2a7c7c718dc9158eea20c03bc6ae","blockTimestamp":"0x5638c858","transactionHash":"0x04cbcb236043d8fb7839e07bbc7f5eed692fb2ca55d897f1101eac3e3ad4fab8","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#;
+
+    #[test]
+    fn parses_a_mainnet_log_and_keeps_its_text() {
+        let log = ChainLog::from_json(TRANSFER).unwrap();
+        assert_eq!(log.block_number, 0x76250);
+        assert_eq!(log.topics.len(), 3);
+        assert_eq!(log.data.len(), 32);
+        assert_eq!(&*log.raw, TRANSFER);
+        let removed = log.as_removed();
+        assert!(removed.removed);
+        assert!(removed.raw.contains("\"removed\":true"));
+        assert!(removed.raw.contains("blockTimestamp"));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(ChainLog::from_json("{\"address\":\"0x12\"}").is_err());
+        assert!(ChainLog::from_json("not json").is_err());
+    }
+}

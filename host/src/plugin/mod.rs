@@ -1,0 +1,196 @@
+//! The WebAssembly sandbox: one `Engine` for the process, validated and compiled modules cached by
+//! sha256, `InstancePre` resolved once per module, fuel + memory + stack + wall-clock limits on
+//! every call. The only module that touches wasmtime.
+
+pub mod abi;
+mod instance;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+pub use abi::{Decision, Output};
+pub use instance::{CallReport, PluginInstance};
+pub use validate::ValidationError;
+
+use crate::config::PluginLimits;
+use instance::HostState;
+
+/// The epoch ticks every this often; the wall-clock limit is counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// One line a plugin logged through `pipeline.log`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginLog {
+    /// 0 error, 1 warn, 2 info, 3 debug, 4 trace.
+    pub level: u8,
+    pub message: String,
+}
+
+impl PluginLog {
+    pub fn level_name(&self) -> &'static str {
+        ["error", "warn", "info", "debug", "trace"].get(self.level as usize).copied().unwrap_or("info")
+    }
+}
+
+/// Why a plugin call failed. Each fails only the calling subscription's batch.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum PluginError {
+    #[error("out of fuel")]
+    OutOfFuel,
+    #[error("memory limit of {0} bytes reached")]
+    MemoryLimit(usize),
+    #[error("wall-clock limit reached")]
+    Timeout,
+    #[error("wasm stack overflow")]
+    StackOverflow,
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("panic: {0}")]
+    Panic(String),
+    #[error("malformed output: {0}")]
+    BadOutput(String),
+    #[error("pipeline_process returned error code {0}")]
+    ErrorCode(i64),
+    #[error("config rejected: {0}")]
+    ConfigRejected(String),
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+}
+
+impl PluginError {
+    /// A low-cardinality label for metrics.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            PluginError::OutOfFuel => "out_of_fuel",
+            PluginError::MemoryLimit(_) => "memory_limit",
+            PluginError::Timeout => "timeout",
+            PluginError::StackOverflow => "stack_overflow",
+            PluginError::Trap(_) => "trap",
+            PluginError::Panic(_) => "panic",
+            PluginError::BadOutput(_) => "bad_output",
+            PluginError::ErrorCode(_) => "error_code",
+            PluginError::ConfigRejected(_) => "config_rejected",
+            PluginError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// A validated, compiled plugin, ready to instantiate.
+pub struct CompiledPlugin {
+    /// Hex sha256 of the module bytes.
+    pub id: String,
+    instance_pre: InstancePre<HostState>,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin").field("id", &self.id).finish()
+    }
+}
+
+/// The process-wide plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    limits: PluginLimits,
+    cache: Arc<Mutex<HashMap<String, Arc<CompiledPlugin>>>>,
+}
+
+/// The plugin id: hex sha256 of the bytes, so the same bytes always get the same id.
+pub fn plugin_id(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl PluginRuntime {
+    pub fn new(limits: PluginLimits) -> anyhow::Result<PluginRuntime> {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(limits.stack_bytes);
+        config.wasm_multi_memory(false);
+        config.wasm_memory64(false);
+        // Replays must decide the same way: no nondeterministic floats.
+        config.cranelift_nan_canonicalization(true);
+        config.relaxed_simd_deterministic(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasm engine: {e:#}"))?;
+        spawn_epoch_ticker(&engine)?;
+        let mut linker = Linker::new(&engine);
+        instance::define_imports(&mut linker).map_err(|e| anyhow::anyhow!("wasm linker: {e:#}"))?;
+        Ok(PluginRuntime { engine, linker: Arc::new(linker), limits, cache: Arc::default() })
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// Validates and compiles `bytes` (CPU-heavy: call from a blocking thread), caching by id.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledPlugin>, ValidationError> {
+        let id = plugin_id(bytes);
+        if let Some(hit) = self.cached(&id) {
+            return Ok(hit);
+        }
+        validate::check_bytes(&self.engine, bytes, self.limits.max_module_bytes)?;
+        let module = Module::new(&self.engine, bytes).map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
+        validate::check_interface(&module)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
+        let compiled = Arc::new(CompiledPlugin { id: id.clone(), instance_pre });
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(id, compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    /// [`PluginRuntime::compile`] on a blocking thread, bounded by the compile time limit.
+    pub async fn compile_async(&self, bytes: Vec<u8>) -> Result<Arc<CompiledPlugin>, ValidationError> {
+        let runtime = self.clone();
+        let limit = self.limits.compile_timeout_ms;
+        let task = tokio::task::spawn_blocking(move || runtime.compile(&bytes));
+        match tokio::time::timeout(Duration::from_millis(limit), task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(ValidationError::CompileFailed(format!("compiler task failed: {join}"))),
+            Err(_) => Err(ValidationError::CompileTimeout(limit)),
+        }
+    }
+
+    pub fn cached(&self, id: &str) -> Option<Arc<CompiledPlugin>> {
+        self.cache.lock().ok().and_then(|cache| cache.get(id).cloned())
+    }
+
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(id);
+        }
+    }
+
+    /// A fresh instance with `config_json` passed to `pipeline_init`.
+    pub fn instantiate(&self, plugin: Arc<CompiledPlugin>, config_json: &str) -> Result<PluginInstance, PluginError> {
+        let ticks = (self.limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
+        PluginInstance::new(plugin, &self.limits, ticks, config_json)
+    }
+}
+
+/// Advances the engine's epoch so a call that outlives its deadline is interrupted. The thread
+/// ends when the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) -> anyhow::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! Hostile and malformed modules, written in WAT: each must be refused at upload with its own
+//! code, or contained at run time with the right error.
+
+use super::*;
+use crate::event::ChainLog;
+
+const LOG: &str = r#"{"address":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"],"data":"0x00000000000000000000000000000000000000000000000000000000000186a0","blockNumber":"0x76250","blockHash":"0x246edb4b351d93c27926f4649bcf6c24366e2a7c7c718dc9158eea20c03bc6ae","transactionHash":"0x04cbcb236043d8fb7839e07bbc7f5eed692fb2ca55d897f1101eac3e3ad4fab8","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#;
+
+/// A plugin whose `pipeline_process` body is `process`; the static output at 8192 keeps one event.
+fn module(extra: &str, process: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+  (import "pipeline" "log" (func $log (param i32 i32 i32)))
+  {extra}
+  (memory (export "memory") 2)
+  (data (i32.const 8192) "\01\00\00\00\01\00")
+  (data (i32.const 9000) "hello from wasm")
+  (func (export "pipeline_abi_v1"))
+  (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
+  (func (export "pipeline_process") (param $len i32) (result i64) {process})
+)"#
+    );
+    wat::parse_str(&text).unwrap()
+}
+
+const KEEP_ONE: &str = "(call $log (i32.const 2) (i32.const 9000) (i32.const 15)) (i64.const 35184372088838)"; // 8192 << 32 | 6
+
+fn runtime() -> PluginRuntime {
+    PluginRuntime::new(PluginLimits { call_timeout_ms: 2_000, ..PluginLimits::default() }).unwrap()
+}
+
+fn run(bytes: &[u8]) -> Result<CallReport, PluginError> {
+    let rt = runtime();
+    let plugin = rt.compile(bytes).unwrap();
+    let mut instance = rt.instantiate(plugin, "null")?;
+    let log = ChainLog::from_json(LOG).unwrap();
+    instance.process(&[&log])
+}
+
+fn refused(bytes: &[u8]) -> ValidationError {
+    runtime().compile(bytes).unwrap_err()
+}
+
+#[test]
+fn a_well_behaved_module_keeps_the_event_and_logs() {
+    let report = run(&module("", KEEP_ONE)).unwrap();
+    assert_eq!(report.output, Output::Decisions(vec![Decision::Keep]));
+    assert!(report.fuel_used > 0);
+    assert_eq!(report.logs.len(), 1);
+    assert_eq!(report.logs[0].message, "hello from wasm");
+}
+
+#[test]
+fn same_bytes_same_id() {
+    let bytes = module("", KEEP_ONE);
+    let rt = runtime();
+    assert_eq!(rt.compile(&bytes).unwrap().id, plugin_id(&bytes));
+    assert_eq!(plugin_id(&bytes).len(), 64);
+}
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let err = run(&module("", "(loop $l (br $l)) (i64.const 0)")).unwrap_err();
+    assert!(matches!(err, PluginError::OutOfFuel), "{err:?}");
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let err = run(&module("", "(loop $l (drop (memory.grow (i32.const 16))) (br $l)) (i64.const 0)")).unwrap_err();
+    assert!(matches!(err, PluginError::MemoryLimit(_)), "{err:?}");
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_stack() {
+    let err = run(&module("(func $r (call $r))", "(call $r) (i64.const 0)")).unwrap_err();
+    assert!(matches!(err, PluginError::StackOverflow), "{err:?}");
+}
+
+#[test]
+fn unreachable_is_a_trap() {
+    let err = run(&module("", "unreachable")).unwrap_err();
+    assert!(matches!(err, PluginError::Trap(_)), "{err:?}");
+}
+
+#[test]
+fn output_outside_memory_is_malformed() {
+    // pointer 0x7fff0000, length 6: far past the 128 KiB memory.
+    let err = run(&module("", "(i64.const 9223090561878065158)")).unwrap_err();
+    assert!(matches!(err, PluginError::BadOutput(_)), "{err:?}");
+    // length of 2 GiB.
+    let err = run(&module("", "(i64.const 35186519572480)")).unwrap_err();
+    assert!(matches!(err, PluginError::BadOutput(ref m) if m.contains("exceeds")), "{err:?}");
+}
+
+#[test]
+fn negative_return_is_an_error_code() {
+    let err = run(&module("", "(i64.const -3)")).unwrap_err();
+    assert!(matches!(err, PluginError::ErrorCode(-3)), "{err:?}");
+}
+
+#[test]
+fn infinite_start_and_init_are_stopped() {
+    let start = module("(func $s (loop $l (br $l))) (start $s)", KEEP_ONE);
+    assert!(matches!(run(&start).unwrap_err(), PluginError::OutOfFuel));
+    let init = module("(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))", KEEP_ONE);
+    assert!(matches!(run(&init).unwrap_err(), PluginError::OutOfFuel));
+}
+
+#[test]
+fn rejected_config_carries_the_plugin_message() {
+    let init = module("(func (export \"pipeline_init\") (param i32) (result i32) (call $log (i32.const 0) (i32.const 9000) (i32.const 5)) (i32.const 1))", KEEP_ONE);
+    let err = run(&init).unwrap_err();
+    assert!(matches!(err, PluginError::ConfigRejected(ref m) if m == "hello"), "{err:?}");
+}
+
+#[test]
+fn upload_refusals_have_their_own_codes() {
+    assert_eq!(refused(b"MZ\x90\x00 not wasm").code(), "invalid_wasm");
+    assert_eq!(refused(b"\0asm\x01\x00\x00\x00\xff").code(), "invalid_wasm");
+    let missing = wat::parse_str("(module (memory (export \"memory\") 1))").unwrap();
+    assert_eq!(refused(&missing), ValidationError::MissingExport("pipeline_abi_v1"));
+    let wrong = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "pipeline_abi_v1"))
+        (func (export "pipeline_input") (param i32) (result i32) i32.const 0)
+        (func (export "pipeline_process") (param i32) (result i32) i32.const 0))"#).unwrap();
+    let err = refused(&wrong);
+    assert_eq!(err.code(), "bad_signature");
+    assert!(err.to_string().contains("pipeline_process"), "{err}");
+    let wasi = module("(import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))", KEEP_ONE);
+    let err = refused(&wasi);
+    assert_eq!(err.code(), "forbidden_import");
+    assert!(err.to_string().contains("wasi_snapshot_preview1.fd_write"), "{err}");
+    let env = module("(import \"env\" \"abort\" (func))", KEEP_ONE);
+    assert_eq!(refused(&env).code(), "forbidden_import");
+    let mut big = module("", KEEP_ONE);
+    big.resize(11 << 20, 0);
+    assert_eq!(refused(&big).code(), "too_large");
+}
