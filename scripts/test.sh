@@ -139,10 +139,10 @@ else
         start_local_postgres
     fi
     if command -v psql >/dev/null 2>&1; then
-        if [[ "$(psql "postgres://postgres@127.0.0.1:5432/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != "1" ]]; then
-            run psql "postgres://postgres@127.0.0.1:5432/postgres" -c "CREATE DATABASE test"
+        if [[ "$(psql -w "postgres://postgres@127.0.0.1:5432/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'")" != "1" ]]; then
+            run psql -w "postgres://postgres@127.0.0.1:5432/postgres" -c "CREATE DATABASE test"
         fi
-        psql "$PG_URL_DEFAULT" -tAc "SELECT 'connected to ' || current_database() || ' as ' || current_user"
+        psql -w "$PG_URL_DEFAULT" -tAc "SELECT 'connected to ' || current_database() || ' as ' || current_user"
     fi
     export PIPELINE_TEST_POSTGRES_URL="$PG_URL_DEFAULT"
 fi

@@ -19,18 +19,30 @@ pub struct ApiResponse {
 
 impl ApiResponse {
     fn context(&self) -> String {
-        format!("{} {} answered {} with body {:?}", self.method, self.path, self.status, self.text)
+        format!(
+            "{} {} answered {} with body {:?}",
+            self.method, self.path, self.status, self.text
+        )
     }
 
     /// Asserts the status is one of `expected`; returns the JSON body.
     pub fn expect_status(&self, expected: &[u16]) -> &Value {
-        assert!(expected.contains(&self.status), "expected status {expected:?}: {}", self.context());
+        assert!(
+            expected.contains(&self.status),
+            "expected status {expected:?}: {}",
+            self.context()
+        );
         &self.body
     }
 
     /// Asserts `status` and the error shape `{"error":{"code":"…","message":"…"}}`; returns the code.
     pub fn expect_error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "expected status {status}: {}", self.context());
+        assert_eq!(
+            self.status,
+            status,
+            "expected status {status}: {}",
+            self.context()
+        );
         let code = self.body["error"]["code"].as_str();
         let message = self.body["error"]["message"].as_str();
         assert!(
@@ -66,7 +78,11 @@ impl Admin {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("build reqwest client");
-        Admin { base: base.trim_end_matches('/').to_string(), token: token.map(str::to_string), http }
+        Admin {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.map(str::to_string),
+            http,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -75,7 +91,10 @@ impl Admin {
 
     /// The same API with another token (`None`: no Authorization header).
     pub fn with_token(&self, token: Option<&str>) -> Admin {
-        Admin { token: token.map(str::to_string), ..self.clone() }
+        Admin {
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
     }
 
     /// Sends a request; `body` is JSON, or raw bytes with a content type.
@@ -90,11 +109,23 @@ impl Admin {
             Body::Json(v) => req.json(&v),
             Body::Raw(bytes, content_type) => req.header("content-type", content_type).body(bytes),
         };
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
         let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_else(|e| panic!("{method} {url}: reading the body failed: {e}"));
+        let text = resp
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: reading the body failed: {e}"));
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        ApiResponse { method: method.to_string(), path: path.to_string(), status, text, body }
+        ApiResponse {
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            text,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> ApiResponse {
@@ -108,7 +139,12 @@ impl Admin {
     /// `POST /v1/plugins?name=NAME` with the raw module (content-type application/wasm).
     pub async fn try_upload_plugin(&self, wasm: &[u8], name: &str) -> ApiResponse {
         let path = format!("/v1/plugins?name={name}");
-        self.request(Method::POST, &path, Body::Raw(wasm.to_vec(), "application/wasm")).await
+        self.request(
+            Method::POST,
+            &path,
+            Body::Raw(wasm.to_vec(), "application/wasm"),
+        )
+        .await
     }
 
     /// Uploads a plugin (201, or 200 for bytes already stored); returns its id.
@@ -120,10 +156,18 @@ impl Admin {
 
     /// Creates an endpoint (201); returns `(id, secret)`.
     pub async fn create_endpoint(&self, url: &str) -> (String, String) {
-        let resp = self.post_json("/v1/endpoints", json!({"url": url, "description": "e2e test receiver"})).await;
+        let resp = self
+            .post_json(
+                "/v1/endpoints",
+                json!({"url": url, "description": "e2e test receiver"}),
+            )
+            .await;
         resp.expect_status(&[201]);
         let secret = resp.str_field("secret");
-        assert!(secret.starts_with("whsec_"), "endpoint secret {secret:?} does not start with whsec_: {resp:?}");
+        assert!(
+            secret.starts_with("whsec_"),
+            "endpoint secret {secret:?} does not start with whsec_: {resp:?}"
+        );
         (resp.str_field("id"), secret)
     }
 
@@ -131,7 +175,11 @@ impl Admin {
     pub async fn create_subscription(&self, body: Value) -> String {
         let resp = self.post_json("/v1/subscriptions", body).await;
         resp.expect_status(&[201]);
-        assert_eq!(resp.body["status"], json!("active"), "a new subscription should be active: {resp:?}");
+        assert_eq!(
+            resp.body["status"],
+            json!("active"),
+            "a new subscription should be active: {resp:?}"
+        );
         resp.str_field("id")
     }
 

@@ -73,17 +73,34 @@ impl Anvil {
             .expect("build reqwest client");
         let mut last_error = String::new();
         for attempt in 1..=3 {
-            let dir = tempfile::Builder::new().prefix("pipeline-anvil-").tempdir().expect("create temp dir");
+            let dir = tempfile::Builder::new()
+                .prefix("pipeline-anvil-")
+                .tempdir()
+                .expect("create temp dir");
             let port = free_port();
-            let log = std::fs::File::create(dir.path().join("anvil.log")).expect("create anvil.log");
+            let log =
+                std::fs::File::create(dir.path().join("anvil.log")).expect("create anvil.log");
             let child = Command::new(&bin)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", "31337"])
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--chain-id",
+                    "31337",
+                ])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start anvil {}: {e}", bin.display()));
-            let mut anvil = Anvil { child, port, dir, http: http.clone(), accounts: Vec::new() };
+            let mut anvil = Anvil {
+                child,
+                port,
+                dir,
+                http: http.clone(),
+                accounts: Vec::new(),
+            };
             match anvil.wait_ready(Duration::from_secs(30)).await {
                 Ok(()) => {
                     let accounts = anvil.rpc("eth_accounts", json!([])).await;
@@ -97,7 +114,12 @@ impl Anvil {
                     return anvil;
                 }
                 // Dropping `anvil` kills the process; try again on another port.
-                Err(e) => last_error = format!("attempt {attempt} on port {port}: {e}\n--- anvil.log ---\n{}", anvil.log()),
+                Err(e) => {
+                    last_error = format!(
+                        "attempt {attempt} on port {port}: {e}\n--- anvil.log ---\n{}",
+                        anvil.log()
+                    )
+                }
             }
         }
         panic!("anvil did not start: {last_error}");
@@ -110,7 +132,11 @@ impl Anvil {
                 return Err(format!("anvil exited early with {status}"));
             }
             if let Ok(v) = self.try_rpc("eth_chainId", json!([])).await {
-                return if v == json!("0x7a69") { Ok(()) } else { Err(format!("unexpected chain id {v}")) };
+                return if v == json!("0x7a69") {
+                    Ok(())
+                } else {
+                    Err(format!("unexpected chain id {v}"))
+                };
             }
             if start.elapsed() > timeout {
                 return Err(format!("JSON-RPC did not answer within {timeout:?}"));
@@ -138,18 +164,29 @@ impl Anvil {
 
     /// Unlocked dev account `i` (lowercase hex).
     pub fn account(&self, i: usize) -> String {
-        self.accounts.get(i).cloned().unwrap_or_else(|| panic!("anvil has no account {i}"))
+        self.accounts
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| panic!("anvil has no account {i}"))
     }
 
     /// A JSON-RPC call; `Err` carries a transport or JSON-RPC error.
     pub async fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
         let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let resp = self.http.post(self.http_url()).json(&req).send().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .http
+            .post(self.http_url())
+            .json(&req)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let body: Value = resp.json().await.map_err(|e| e.to_string())?;
         if let Some(err) = body.get("error") {
             return Err(format!("{method} failed: {err}"));
         }
-        body.get("result").cloned().ok_or_else(|| format!("{method}: no result in {body}"))
+        body.get("result")
+            .cloned()
+            .ok_or_else(|| format!("{method}: no result in {body}"))
     }
 
     /// A JSON-RPC call that must succeed.
@@ -160,7 +197,12 @@ impl Anvil {
     }
 
     pub async fn block_number(&self) -> u64 {
-        crate::parse_quantity(self.rpc("eth_blockNumber", json!([])).await.as_str().expect("quantity"))
+        crate::parse_quantity(
+            self.rpc("eth_blockNumber", json!([]))
+                .await
+                .as_str()
+                .expect("quantity"),
+        )
     }
 
     /// Mines one (empty) block.
@@ -177,7 +219,11 @@ impl Anvil {
         let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
         let hash = hash.as_str().expect("tx hash is a string").to_string();
         let receipt = self.wait_receipt(&hash).await;
-        assert_eq!(receipt["status"], json!("0x1"), "transaction {hash} reverted: {receipt}");
+        assert_eq!(
+            receipt["status"],
+            json!("0x1"),
+            "transaction {hash} reverted: {receipt}"
+        );
         receipt
     }
 
@@ -187,7 +233,10 @@ impl Anvil {
             Duration::from_secs(30),
             Duration::from_millis(50),
             || async move {
-                match self.try_rpc("eth_getTransactionReceipt", json!([hash])).await {
+                match self
+                    .try_rpc("eth_getTransactionReceipt", json!([hash]))
+                    .await
+                {
                     Ok(Value::Null) => Err("no receipt yet".to_string()),
                     Ok(r) => Ok(r),
                     Err(e) => Err(e),
@@ -208,16 +257,28 @@ impl Anvil {
 
     /// `token.transfer(to, amount)` from account 0; returns the receipt.
     pub async fn transfer(&self, token: &str, to: &str, amount: u128) -> Value {
-        let call = transferCall { to: parse_address(to), value: U256::from(amount) };
+        let call = transferCall {
+            to: parse_address(to),
+            value: U256::from(amount),
+        };
         let data = format!("0x{}", hex::encode(call.abi_encode()));
         self.send(Some(token), &data).await
     }
 
     pub async fn balance_of(&self, token: &str, owner: &str) -> U256 {
-        let call = balanceOfCall { owner: parse_address(owner) };
+        let call = balanceOfCall {
+            owner: parse_address(owner),
+        };
         let data = format!("0x{}", hex::encode(call.abi_encode()));
-        let out = self.rpc("eth_call", json!([{"to": token, "data": data}, "latest"])).await;
-        let bytes = hex::decode(out.as_str().expect("eth_call result").trim_start_matches("0x")).expect("hex");
+        let out = self
+            .rpc("eth_call", json!([{"to": token, "data": data}, "latest"]))
+            .await;
+        let bytes = hex::decode(
+            out.as_str()
+                .expect("eth_call result")
+                .trim_start_matches("0x"),
+        )
+        .expect("hex");
         U256::from_be_slice(&bytes)
     }
 
@@ -225,12 +286,15 @@ impl Anvil {
     pub async fn logs(&self, address: &str) -> Vec<Value> {
         let filter = json!({"address": address, "fromBlock": "0x0", "toBlock": "latest"});
         let logs = self.rpc("eth_getLogs", json!([filter])).await;
-        logs.as_array().expect("eth_getLogs returns an array").clone()
+        logs.as_array()
+            .expect("eth_getLogs returns an array")
+            .clone()
     }
 }
 
 pub fn parse_address(s: &str) -> Address {
-    s.parse().unwrap_or_else(|e| panic!("{s:?} is not an address: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("{s:?} is not an address: {e}"))
 }
 
 /// A 32-byte topic holding `address` (lowercase hex), as in an indexed event argument.
@@ -244,8 +308,19 @@ impl Drop for Anvil {
         let _ = self.child.wait();
         if std::thread::panicking() {
             let log = self.log();
-            let tail: String = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-            eprintln!("--- anvil log (last 60 lines, port {}) ---\n{tail}\n--- end of anvil log ---", self.port);
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!(
+                "--- anvil log (last 60 lines, port {}) ---\n{tail}\n--- end of anvil log ---",
+                self.port
+            );
         }
     }
 }

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
+use crate::TRANSFER_TOPIC0;
 use crate::admin::Admin;
 use crate::anvil::Anvil;
 use crate::host::{DbKind, Host, HostOptions};
 use crate::receiver::Receiver;
-use crate::TRANSFER_TOPIC0;
 
 pub struct Fixture {
     // Fields drop in this order: the host goes first, then the chain, then the receiver.
@@ -31,8 +31,18 @@ impl Fixture {
         // ingestion connects; so nothing sent after this point can be missed, and the mint is not seen.
         let start_block = anvil.block_number().await + 1;
         let receiver = Receiver::start().await;
-        let host = Host::start(HostOptions { start_block: Some(start_block), env, ..HostOptions::new(db, &anvil.ws_url()) }).await;
-        Fixture { host, anvil, token, receiver }
+        let host = Host::start(HostOptions {
+            start_block: Some(start_block),
+            env,
+            ..HostOptions::new(db, &anvil.ws_url())
+        })
+        .await;
+        Fixture {
+            host,
+            anvil,
+            token,
+            receiver,
+        }
     }
 
     pub fn admin(&self) -> &Admin {
@@ -45,13 +55,30 @@ impl Fixture {
     }
 
     /// A subscription to TestToken's Transfer events through `plugin_id` with `config`.
-    pub async fn subscribe_transfers(&self, endpoint_id: &str, plugin_id: &str, config: Value) -> String {
-        self.admin().create_subscription(transfer_subscription(endpoint_id, &self.token, plugin_id, config)).await
+    pub async fn subscribe_transfers(
+        &self,
+        endpoint_id: &str,
+        plugin_id: &str,
+        config: Value,
+    ) -> String {
+        self.admin()
+            .create_subscription(transfer_subscription(
+                endpoint_id,
+                &self.token,
+                plugin_id,
+                config,
+            ))
+            .await
     }
 }
 
 /// The body of `POST /v1/subscriptions` for `token`'s Transfer events.
-pub fn transfer_subscription(endpoint_id: &str, token: &str, plugin_id: &str, config: Value) -> Value {
+pub fn transfer_subscription(
+    endpoint_id: &str,
+    token: &str,
+    plugin_id: &str,
+    config: Value,
+) -> Value {
     json!({
         "endpoint_id": endpoint_id,
         "chain_id": 31337,

@@ -40,7 +40,13 @@ pub struct HostOptions {
 
 impl HostOptions {
     pub fn new(db: DbKind, ws_url: &str) -> HostOptions {
-        HostOptions { db, ws_url: ws_url.to_string(), start_block: None, env: Vec::new(), command: None }
+        HostOptions {
+            db,
+            ws_url: ws_url.to_string(),
+            start_block: None,
+            env: Vec::new(),
+            command: None,
+        }
     }
 }
 
@@ -75,15 +81,23 @@ pub struct Host {
     config_path: PathBuf,
     // Dropped after the process is killed (fields drop after `Drop::drop`).
     _pg: Option<PgDatabase>,
+    /// Set once a panic message carried the logs, so that drop does not print them again.
+    logs_shown: std::sync::atomic::AtomicBool,
     dir: TempDir,
 }
 
 impl Host {
     /// Writes the config, starts the process and waits until `GET /healthz` answers 200.
     pub async fn start(opts: HostOptions) -> Host {
-        let dir = tempfile::Builder::new().prefix("pipeline-host-").tempdir().expect("create temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("pipeline-host-")
+            .tempdir()
+            .expect("create temp dir");
         let (database_url, pg) = match &opts.db {
-            DbKind::Sqlite => (format!("sqlite://{}", dir.path().join("pipeline.db").display()), None),
+            DbKind::Sqlite => (
+                format!("sqlite://{}", dir.path().join("pipeline.db").display()),
+                None,
+            ),
             DbKind::Postgres(server) => {
                 let db = PgDatabase::create(server).await;
                 (db.url().to_string(), Some(db))
@@ -138,6 +152,7 @@ impl Host {
             http,
             config_path,
             _pg: pg,
+            logs_shown: std::sync::atomic::AtomicBool::new(false),
             dir,
         };
         host.spawn_and_wait().await;
@@ -169,11 +184,19 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(open("stdout.log"))
             .stderr(open("stderr.log"));
-        for var in ["PIPELINE_CONFIG", "ETHEREUM_WSS", "ARBITRUM_WSS", "OPTIMISM_WSS", "BASE_WSS"] {
+        for var in [
+            "PIPELINE_CONFIG",
+            "ETHEREUM_WSS",
+            "ARBITRUM_WSS",
+            "OPTIMISM_WSS",
+            "BASE_WSS",
+        ] {
             cmd.env_remove(var);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.child = Some(child);
         self.wait_healthy(Duration::from_secs(60)).await;
     }
@@ -182,9 +205,16 @@ impl Host {
         let start = Instant::now();
         let mut last;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
-                panic!("the host exited during start-up with {status}\n{}", self.logs_tail(200));
+                panic!(
+                    "the host exited during start-up with {status}\n{}",
+                    self.logs_for_panic()
+                );
             }
             match self.healthz().await {
                 Ok(200) => return,
@@ -196,7 +226,7 @@ impl Host {
                     "the host did not become healthy within {timeout:?} (expected GET http://{}/healthz → 200; \
                      last: {last})\n{}",
                     self.admin_addr,
-                    self.logs_tail(200)
+                    self.logs_for_panic()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -206,14 +236,26 @@ impl Host {
     /// Status of `GET /healthz` (no auth).
     pub async fn healthz(&self) -> Result<u16, String> {
         let url = format!("http://{}/healthz", self.admin_addr);
-        self.http.get(&url).send().await.map(|r| r.status().as_u16()).map_err(|e| e.to_string())
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
     }
 
     /// The Prometheus text at `PIPELINE_METRICS_ADDR/metrics`.
     pub async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.metrics_addr);
-        let resp = self.http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        resp.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        resp.text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
     /// Sends SIGTERM and waits (30 s) for the process to exit; asserts exit status 0.
@@ -222,7 +264,7 @@ impl Host {
         assert!(
             status.success(),
             "the host should exit with status 0 after SIGTERM, got {status}\n{}",
-            self.logs_tail(200)
+            self.logs_for_panic()
         );
     }
 
@@ -232,7 +274,12 @@ impl Host {
         let pid = child.id() as libc::pid_t;
         // SAFETY: plain kill(2) on the pid of our own child, which has not been reaped yet.
         let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) on the host failed: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "kill(SIGTERM) on the host failed: {}",
+            std::io::Error::last_os_error()
+        );
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait for the host") {
@@ -241,7 +288,10 @@ impl Host {
             if start.elapsed() > timeout {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the host did not exit within {timeout:?} after SIGTERM\n{}", self.logs_tail(200));
+                panic!(
+                    "the host did not exit within {timeout:?} after SIGTERM\n{}",
+                    self.logs_for_panic()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -302,7 +352,17 @@ impl Host {
     /// Everything the host printed so far (stdout, then stderr).
     pub fn logs(&self) -> String {
         let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!("--- host stdout ---\n{}--- host stderr ---\n{}", read("stdout.log"), read("stderr.log"))
+        format!(
+            "--- host stdout ---\n{}--- host stderr ---\n{}",
+            read("stdout.log"),
+            read("stderr.log")
+        )
+    }
+
+    fn logs_for_panic(&self) -> String {
+        self.logs_shown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.logs_tail(200)
     }
 
     /// The last `n` lines of stdout and of stderr.
@@ -324,7 +384,7 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill();
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.logs_shown.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("{}", self.logs_tail(300));
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod anvil;
+pub mod checks;
 pub mod fixture;
 pub mod host;
 pub mod plugins;
@@ -41,7 +42,11 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
         }
         _ => workspace_root().join("target"),
     }
@@ -55,7 +60,10 @@ pub fn tools_dir() -> PathBuf {
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    listener.local_addr().expect("local_addr of a bound listener").port()
+    listener
+        .local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
 }
 
 /// A random lowercase alphanumeric string.
@@ -71,7 +79,12 @@ pub fn random_string(len: usize) -> String {
 
 /// Polls `check` every `every` until it returns `Ok`, or panics after `timeout` naming `what` was
 /// awaited and the last state that `check` reported through `Err`.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, every: Duration, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -96,6 +109,8 @@ pub fn lower(s: &str) -> String {
 
 /// Parses a `0x…` JSON-RPC quantity.
 pub fn parse_quantity(s: &str) -> u64 {
-    let digits = s.strip_prefix("0x").unwrap_or_else(|| panic!("quantity {s:?} lacks the 0x prefix"));
+    let digits = s
+        .strip_prefix("0x")
+        .unwrap_or_else(|| panic!("quantity {s:?} lacks the 0x prefix"));
     u64::from_str_radix(digits, 16).unwrap_or_else(|e| panic!("quantity {s:?} is not hex: {e}"))
 }

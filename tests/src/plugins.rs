@@ -22,7 +22,11 @@ pub fn example_plugin(crate_name: &str) -> Vec<u8> {
             path.display()
         )
     });
-    assert!(bytes.starts_with(b"\0asm"), "{} is not a wasm module", path.display());
+    assert!(
+        bytes.starts_with(b"\0asm"),
+        "{} is not a wasm module",
+        path.display()
+    );
     bytes
 }
 
@@ -94,7 +98,11 @@ pub fn keep_all_plugin() -> Vec<u8> {
 mod tests {
     #[test]
     fn wat_modules_compile() {
-        for bytes in [super::trap_plugin(), super::missing_marker_module(), super::keep_all_plugin()] {
+        for bytes in [
+            super::trap_plugin(),
+            super::missing_marker_module(),
+            super::keep_all_plugin(),
+        ] {
             assert!(bytes.starts_with(b"\0asm"));
         }
     }

@@ -51,14 +51,20 @@ pub fn with_database(url: &str, db: &str) -> String {
 async fn connect(url: &str) -> PgConnection {
     match tokio::time::timeout(Duration::from_secs(15), PgConnection::connect(url)).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => panic!("cannot connect to PostgreSQL at {url}: {e} (is the server up? scripts/test.sh starts one)"),
+        Ok(Err(e)) => panic!(
+            "cannot connect to PostgreSQL at {url}: {e} (is the server up? scripts/test.sh starts one)"
+        ),
         Err(_) => panic!("connecting to PostgreSQL at {url} timed out after 15 s"),
     }
 }
 
 async fn exec(url: &str, sql: String) -> Result<(), String> {
     let mut conn = connect(url).await;
-    let result = tokio::time::timeout(Duration::from_secs(30), conn.execute(AssertSqlSafe(sql.clone()))).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        conn.execute(AssertSqlSafe(sql.clone())),
+    )
+    .await;
     let _ = conn.close().await;
     match result {
         Ok(Ok(_)) => Ok(()),
@@ -81,7 +87,11 @@ impl PgDatabase {
             .await
             .unwrap_or_else(|e| panic!("cannot create the test database: {e}"));
         let url = with_database(server_url, &name);
-        PgDatabase { name, server_url: server_url.to_string(), url }
+        PgDatabase {
+            name,
+            server_url: server_url.to_string(),
+            url,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -100,7 +110,10 @@ impl Drop for PgDatabase {
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         // Drop may run inside a runtime: do the async work on a thread with its own runtime.
         let joined = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(exec(&server_url, sql))
         })
         .join();
@@ -118,8 +131,17 @@ mod tests {
 
     #[test]
     fn replaces_the_database_name() {
-        assert_eq!(with_database("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(with_database("postgres://u:p@h/test?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
-        assert_eq!(with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/test?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

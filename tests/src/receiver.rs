@@ -27,21 +27,33 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The header, or a panic naming the request.
     pub fn required_header(&self, name: &str) -> &str {
-        self.header(name).unwrap_or_else(|| panic!("webhook lacks the {name} header; headers: {:?}", self.headers))
+        self.header(name).unwrap_or_else(|| {
+            panic!(
+                "webhook lacks the {name} header; headers: {:?}",
+                self.headers
+            )
+        })
     }
 
     pub fn body_str(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap_or_else(|e| panic!("webhook body is not UTF-8 ({e}): {:?}", self.body))
+        std::str::from_utf8(&self.body)
+            .unwrap_or_else(|e| panic!("webhook body is not UTF-8 ({e}): {:?}", self.body))
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("webhook body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "webhook body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -88,8 +100,13 @@ async fn record(
 impl Receiver {
     /// Starts listening on 127.0.0.1 with a port the OS picks.
     pub async fn start() -> Receiver {
-        let inner = Arc::new(Inner { requests: Mutex::new(Vec::new()), status: AtomicU16::new(200) });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver on 127.0.0.1:0");
+        let inner = Arc::new(Inner {
+            requests: Mutex::new(Vec::new()),
+            status: AtomicU16::new(200),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver on 127.0.0.1:0");
         let addr = listener.local_addr().expect("receiver local_addr");
         let app = Router::new().fallback(record).with_state(inner.clone());
         let task = tokio::spawn(async move {
@@ -170,7 +187,12 @@ pub fn describe(requests: &[Received]) -> String {
         .map(|(i, r)| {
             let body = String::from_utf8_lossy(&r.body);
             let body: String = body.chars().take(600).collect();
-            format!("  #{i} {} {} webhook-id={:?} body={body}", r.method, r.path, r.header("webhook-id"))
+            format!(
+                "  #{i} {} {} webhook-id={:?} body={body}",
+                r.method,
+                r.path,
+                r.header("webhook-id")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

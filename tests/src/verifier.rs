@@ -41,7 +41,11 @@ pub fn python() -> PathBuf {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => tools_dir().join("venv/bin/python"),
     };
-    let path = if path.is_absolute() { path } else { workspace_root().join(path) };
+    let path = if path.is_absolute() {
+        path
+    } else {
+        workspace_root().join(path)
+    };
     if !path.exists() {
         panic!(
             "python with standardwebhooks not found at {}: run scripts/test.sh (it creates .tools/venv) \
@@ -69,10 +73,18 @@ pub fn run_python_verifier(items: &[SignedWebhook]) -> Result<String, String> {
         .stdout(std::fs::File::create(&stdout_path).expect("create stdout file"))
         .stderr(std::fs::File::create(&stderr_path).expect("create stderr file"))
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python().display(), script().display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} {}: {e}",
+                python().display(),
+                script().display()
+            )
+        });
     {
         let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(&input).expect("write webhooks to the verifier's stdin");
+        stdin
+            .write_all(&input)
+            .expect("write webhooks to the verifier's stdin");
     }
     let start = Instant::now();
     let status = loop {
@@ -91,27 +103,35 @@ pub fn run_python_verifier(items: &[SignedWebhook]) -> Result<String, String> {
     if status.success() {
         Ok(stdout)
     } else {
-        Err(format!("verifier exited with {status}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"))
+        Err(format!(
+            "verifier exited with {status}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+        ))
     }
 }
 
 /// Asserts the Python verifier accepts every webhook received, signed with `secret`.
 pub fn assert_verified(secret: &str, received: &[Received]) {
-    let items: Vec<SignedWebhook> = received.iter().map(|r| SignedWebhook::from_received(secret, r)).collect();
+    let items: Vec<SignedWebhook> = received
+        .iter()
+        .map(|r| SignedWebhook::from_received(secret, r))
+        .collect();
     match run_python_verifier(&items) {
         Ok(out) => assert!(
             out.contains(&format!("verified {}", items.len())),
             "the Python verifier accepted the webhooks but printed {out:?}, expected \"verified {}\"",
             items.len()
         ),
-        Err(report) => panic!("the Python Standard Webhooks verifier rejected the webhooks: {report}"),
+        Err(report) => {
+            panic!("the Python Standard Webhooks verifier rejected the webhooks: {report}")
+        }
     }
 }
 
 /// The key bytes of a `whsec_…` secret.
 pub fn secret_key(secret: &str) -> Vec<u8> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    B64.decode(b64).unwrap_or_else(|e| panic!("secret {secret:?} is not whsec_<base64>: {e}"))
+    B64.decode(b64)
+        .unwrap_or_else(|e| panic!("secret {secret:?} is not whsec_<base64>: {e}"))
 }
 
 /// A fresh random `whsec_…` secret (24 key bytes).
@@ -122,13 +142,20 @@ pub fn generate_secret() -> String {
 
 /// `v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>` per the Standard Webhooks spec.
 pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret_key(secret)).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&secret_key(secret)).expect("HMAC takes any key length");
     mac.update(format!("{msg_id}.{timestamp}.{body}").as_bytes());
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
 /// Whether any `v1,` signature in a `webhook-signature` header matches (Rust-side check).
-pub fn signature_matches(secret: &str, msg_id: &str, timestamp: i64, body: &str, header: &str) -> bool {
+pub fn signature_matches(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &str,
+    header: &str,
+) -> bool {
     let expected = sign(secret, msg_id, timestamp, body);
     header.split(' ').any(|sig| sig == expected)
 }
@@ -142,7 +169,10 @@ pub fn signed_headers(secret: &str, msg_id: &str, body: &str) -> BTreeMap<String
     BTreeMap::from([
         ("webhook-id".to_string(), msg_id.to_string()),
         ("webhook-timestamp".to_string(), timestamp.to_string()),
-        ("webhook-signature".to_string(), sign(secret, msg_id, timestamp, body)),
+        (
+            "webhook-signature".to_string(),
+            sign(secret, msg_id, timestamp, body),
+        ),
         ("content-type".to_string(), "application/json".to_string()),
     ])
 }

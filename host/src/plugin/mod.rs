@@ -3,6 +3,7 @@
 //! every call. The only module that touches wasmtime.
 
 pub mod abi;
+pub mod dry_run;
 mod instance;
 pub mod validate;
 

@@ -1,0 +1,173 @@
+//! `/v1/deliveries`: delivery status with filters and cursor pagination (newest first), one
+//! delivery with its body and attempts, and manual retry.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{AdminState, ApiError, ApiResult, parse_query, rfc3339};
+use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+const STATUSES: [&str; 4] = ["pending", "delivered", "retrying", "dead"];
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/deliveries", get(list))
+        .route("/deliveries/{id}", get(show))
+        .route("/deliveries/{id}/retry", post(retry))
+}
+
+/// A delivery as the API shows it, times as RFC 3339.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub subscription_id: String,
+    pub endpoint_id: String,
+    pub chain_id: i64,
+    pub event_type: String,
+    pub block_number: i64,
+    pub status: String,
+    /// A count in lists; the attempts themselves when one delivery is shown.
+    pub attempts: Attempts,
+    pub next_attempt_at: String,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<DeliveryRow> for DeliveryView {
+    fn from(row: DeliveryRow) -> DeliveryView {
+        DeliveryView {
+            id: row.id,
+            subscription_id: row.subscription_id,
+            endpoint_id: row.endpoint_id,
+            chain_id: row.chain_id,
+            event_type: row.event_type,
+            block_number: row.block_number,
+            status: row.status,
+            attempts: Attempts::Count(row.attempts),
+            next_attempt_at: rfc3339(row.next_attempt_at),
+            last_status_code: row.last_status_code,
+            last_error: row.last_error,
+            created_at: rfc3339(row.created_at),
+            updated_at: rfc3339(row.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Attempts {
+    Count(i64),
+    Log(Vec<AttemptView>),
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttemptView {
+    attempt: i64,
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    response_body: Option<String>,
+    created_at: String,
+}
+
+impl From<AttemptRow> for AttemptView {
+    fn from(row: AttemptRow) -> AttemptView {
+        AttemptView {
+            attempt: row.attempt,
+            status_code: row.status_code,
+            latency_ms: row.latency_ms,
+            error: row.error,
+            response_body: row.response_body,
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+/// One delivery in full: every attempt, and the webhook body as sent.
+#[derive(Serialize)]
+struct DeliveryDetail {
+    #[serde(flatten)]
+    delivery: DeliveryView,
+    body: Value,
+}
+
+#[derive(Serialize)]
+struct DeliveryPage {
+    items: Vec<DeliveryView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RetryAnswer {
+    id: String,
+    status: &'static str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    subscription_id: Option<String>,
+    endpoint_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult<Json<DeliveryPage>> {
+    let query: ListQuery = parse_query(query.as_deref())?;
+    let filter = filter(query)?;
+    let rows = state.store.list_deliveries(&filter).await?;
+    let next_cursor = match rows.last() {
+        Some(last) if rows.len() as i64 == filter.limit => Some(last.seq.to_string()),
+        _ => None,
+    };
+    let items = rows.into_iter().map(DeliveryView::from).collect();
+    Ok(Json(DeliveryPage { items, next_cursor }))
+}
+
+fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
+    if let Some(status) = query.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        let message = format!("status {status:?} is not one of {}", STATUSES.join(", "));
+        return Err(ApiError::bad_request("invalid_status", message));
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit < 1 {
+        return Err(ApiError::bad_request("invalid_query", "limit must be at least 1"));
+    }
+    let before_seq = query
+        .cursor
+        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_cursor", format!("cursor {c:?} is not one this API gave out"))))
+        .transpose()?;
+    Ok(DeliveryFilter {
+        subscription_id: query.subscription_id,
+        endpoint_id: query.endpoint_id,
+        status: query.status,
+        before_seq,
+        limit: limit.min(MAX_LIMIT),
+    })
+}
+
+async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<DeliveryDetail>> {
+    let (row, body) = state.store.get_delivery(&id).await?.ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    let attempts = state.store.delivery_attempts(&id).await?;
+    let mut delivery = DeliveryView::from(row);
+    delivery.attempts = Attempts::Log(attempts.into_iter().map(AttemptView::from).collect());
+    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    Ok(Json(DeliveryDetail { delivery, body }))
+}
+
+async fn retry(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
+    if !state.store.retry_delivery(&id).await? {
+        return Err(ApiError::not_found("delivery", &id));
+    }
+    tracing::info!(delivery = %id, "manual retry");
+    Ok((StatusCode::ACCEPTED, Json(RetryAnswer { id, status: "retrying" })))
+}

@@ -1,0 +1,262 @@
+//! `/v1/endpoints`: webhook targets with their signing secret (shown once, on create), secret
+//! rotation with a 24 h overlap, and recovery of dead deliveries.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{AdminState, ApiError, ApiResult, new_id, parse_json, rfc3339};
+use crate::deliver::sign::{self, SECRET_PREFIX};
+use crate::store::{EndpointRow, now_ms};
+
+/// How long the previous secret keeps signing after a rotation.
+const ROTATION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+const MAX_DESCRIPTION_LEN: usize = 1000;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/endpoints", post(create).get(list))
+        .route("/endpoints/{id}", get(show).patch(update).delete(remove))
+        .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
+        .route("/endpoints/{id}/recover", post(recover))
+}
+
+/// An endpoint as the API shows it; `secret` only in the answer to its creation.
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<EndpointRow> for EndpointView {
+    fn from(row: EndpointRow) -> EndpointView {
+        EndpointView {
+            id: row.id,
+            url: row.url,
+            description: row.description,
+            status: row.status,
+            disabled_reason: row.disabled_reason,
+            secret: None,
+            created_at: rfc3339(row.created_at),
+            updated_at: rfc3339(row.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EndpointList {
+    items: Vec<EndpointView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateEndpoint {
+    url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEndpoint {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverRequest {
+    since: Since,
+}
+
+/// `since` as an RFC 3339 time or Unix milliseconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Since {
+    UnixMs(i64),
+    Rfc3339(String),
+}
+
+#[derive(Serialize)]
+struct SecretAnswer {
+    secret: String,
+}
+
+#[derive(Serialize)]
+struct RecoverAnswer {
+    recovered: u64,
+}
+
+async fn create(State(state): State<AdminState>, body: Result<Bytes, BytesRejection>) -> ApiResult<(StatusCode, Json<EndpointView>)> {
+    let request: CreateEndpoint = parse_json(&body?)?;
+    let url = checked_url(&state, &request.url)?;
+    let description = checked_description(request.description.unwrap_or_default())?;
+    let secret = match request.secret {
+        Some(secret) => checked_secret(secret)?,
+        None => sign::generate_secret(),
+    };
+    let now = now_ms();
+    let row = EndpointRow {
+        id: new_id("ep"),
+        url,
+        description,
+        secret: secret.clone(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        status: "enabled".to_string(),
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.insert_endpoint(&row).await?;
+    state.registry.reload().await?;
+    tracing::info!(endpoint = %row.id, url = %row.url, "endpoint created");
+    let mut view = EndpointView::from(row);
+    view.secret = Some(secret);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list(State(state): State<AdminState>) -> ApiResult<Json<EndpointList>> {
+    let items = state.store.list_endpoints().await?.into_iter().map(EndpointView::from).collect();
+    Ok(Json(EndpointList { items, next_cursor: None }))
+}
+
+async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<EndpointView>> {
+    Ok(Json(load(&state, &id).await?.into()))
+}
+
+async fn update(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<EndpointView>> {
+    let request: UpdateEndpoint = parse_json(&body?)?;
+    let mut row = load(&state, &id).await?;
+    if let Some(url) = request.url {
+        row.url = checked_url(&state, &url)?;
+    }
+    if let Some(description) = request.description {
+        row.description = checked_description(description)?;
+    }
+    match request.status.as_deref() {
+        None => {}
+        Some("enabled") => {
+            row.status = "enabled".to_string();
+            row.disabled_reason = None;
+        }
+        Some("disabled") if row.status != "disabled" => {
+            row.status = "disabled".to_string();
+            row.disabled_reason = Some("disabled through the admin API".to_string());
+        }
+        Some("disabled") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request("invalid_status", format!("status {other:?} is not one of enabled, disabled")));
+        }
+    }
+    row.updated_at = now_ms();
+    save(&state, &row).await?;
+    Ok(Json(row.into()))
+}
+
+async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if !state.store.delete_endpoint(&id).await? {
+        return Err(ApiError::not_found("endpoint", &id));
+    }
+    state.registry.reload().await?;
+    tracing::info!(endpoint = %id, "endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_secret(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<SecretAnswer>> {
+    let mut row = load(&state, &id).await?;
+    let now = now_ms();
+    let secret = sign::generate_secret();
+    row.previous_secret = Some(std::mem::replace(&mut row.secret, secret.clone()));
+    row.previous_secret_expires_at = Some(now + ROTATION_GRACE_MS);
+    row.updated_at = now;
+    save(&state, &row).await?;
+    tracing::info!(endpoint = %id, "endpoint secret rotated");
+    Ok(Json(SecretAnswer { secret }))
+}
+
+async fn recover(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<RecoverAnswer>> {
+    let request: RecoverRequest = parse_json(&body?)?;
+    let since_ms = since_ms(request.since)?;
+    load(&state, &id).await?;
+    let recovered = state.store.recover_endpoint(&id, since_ms).await?;
+    tracing::info!(endpoint = %id, since_ms, recovered, "dead deliveries recovered");
+    Ok(Json(RecoverAnswer { recovered }))
+}
+
+async fn load(state: &AdminState, id: &str) -> ApiResult<EndpointRow> {
+    state.store.get_endpoint(id).await?.ok_or_else(|| ApiError::not_found("endpoint", id))
+}
+
+async fn save(state: &AdminState, row: &EndpointRow) -> ApiResult<()> {
+    if !state.store.update_endpoint(row).await? {
+        return Err(ApiError::not_found("endpoint", &row.id));
+    }
+    state.registry.reload().await?;
+    Ok(())
+}
+
+/// The URL as given, if deliveries would be allowed to reach it.
+fn checked_url(state: &AdminState, url: &str) -> ApiResult<String> {
+    let url = url.trim();
+    state.client.check_url(url).map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+    Ok(url.to_string())
+}
+
+fn checked_description(description: String) -> ApiResult<String> {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        let message = format!("description is longer than {MAX_DESCRIPTION_LEN} bytes");
+        return Err(ApiError::bad_request("invalid_description", message));
+    }
+    Ok(description)
+}
+
+/// A caller-chosen secret: `whsec_` and base64 key bytes, decoded exactly as signing will.
+fn checked_secret(secret: String) -> ApiResult<String> {
+    if !secret.starts_with(SECRET_PREFIX) {
+        return Err(ApiError::bad_request("invalid_secret", format!("secret must start with {SECRET_PREFIX}")));
+    }
+    sign::sign(&secret, "msg_check", 0, b"")
+        .map_err(|e| ApiError::bad_request("invalid_secret", e.to_string()))?;
+    Ok(secret)
+}
+
+fn since_ms(since: Since) -> ApiResult<i64> {
+    match since {
+        Since::UnixMs(ms) if ms >= 0 => Ok(ms),
+        Since::UnixMs(ms) => Err(ApiError::bad_request("invalid_since", format!("since {ms} is before 1970"))),
+        Since::Rfc3339(text) => {
+            let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+                ApiError::bad_request("invalid_since", format!("since {text:?} is not an RFC 3339 UTC time: {e}"))
+            })?;
+            let ms = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+            Ok(i64::try_from(ms).unwrap_or(i64::MAX))
+        }
+    }
+}

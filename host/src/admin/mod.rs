@@ -1,0 +1,100 @@
+//! The admin API (axum): one file per resource, one `ApiError`, bearer-token auth on `/v1`.
+//! Every mutation writes the store first, then reloads the registry so the pipeline picks the
+//! change up without a restart.
+
+pub mod auth;
+mod deliveries;
+mod endpoints;
+pub mod error;
+mod health;
+mod openapi;
+mod plugins;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::deliver::client::WebhookClient;
+use crate::ingest::ChainHealth;
+use crate::matcher::PluginLogBook;
+use crate::metrics::Metrics;
+use crate::plugin::PluginRuntime;
+use crate::registry::Registry;
+use crate::store::Store;
+pub use error::{ApiError, ApiResult};
+
+/// Everything a handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub registry: Registry,
+    pub runtime: PluginRuntime,
+    /// Used to check endpoint URLs with the same rules deliveries follow.
+    pub client: WebhookClient,
+    pub log_book: PluginLogBook,
+    pub chains: Vec<Arc<ChainHealth>>,
+    pub metrics: Metrics,
+    /// sha256 of the admin token.
+    pub token_sha256: Arc<[u8; 32]>,
+    /// Watchdog: milliseconds the last 100 ms timer fired late; large = runtime stalled.
+    pub scheduler_lag_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The full router: `/healthz` and `/readyz` open, everything under `/v1` behind the token.
+pub fn router(state: AdminState) -> Router {
+    let max_upload = state.runtime.limits().max_module_bytes + (1 << 20);
+    let v1 = Router::new()
+        .merge(plugins::routes().layer(DefaultBodyLimit::max(max_upload)))
+        .merge(endpoints::routes())
+        .merge(subscriptions::routes())
+        .merge(deliveries::routes())
+        .merge(openapi::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .merge(health::routes())
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+}
+
+/// Serves the admin API until `shutdown` is cancelled.
+pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
+    if let Err(error) = serve.await {
+        tracing::error!(%error, "admin server failed");
+    }
+}
+
+/// Parses a JSON body into `T`, answering bad input with a 400 in the API's error shape.
+pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("invalid_json", "the request needs a JSON body"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+/// Parses a query string into `T` with the API's error shape.
+pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> ApiResult<T> {
+    serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))
+}
+
+/// Random id with a resource prefix, e.g. `ep_5f0c…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", hex::encode(rand::random::<[u8; 12]>()))
+}
+
+/// Unix milliseconds as RFC 3339, for responses.
+pub fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,323 @@
+//! `/v1/subscriptions`: what to watch (chain, addresses, positional topics), which plugin filters
+//! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing.
+
+mod reprocess;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use super::plugins::{check_config, load_plugin};
+use super::{AdminState, ApiError, ApiResult, new_id, parse_json, rfc3339};
+use crate::registry::{parse_addresses, parse_topics};
+use crate::store::{ParkedRow, SubscriptionRow, now_ms};
+
+/// Parked events listed per request.
+const PARKED_PAGE: i64 = 100;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/subscriptions", post(create).get(list))
+        .route("/subscriptions/{id}", get(show).patch(update).delete(remove))
+        .route("/subscriptions/{id}/logs", get(logs))
+        .route("/subscriptions/{id}/parked", get(parked))
+        .route("/subscriptions/{id}/reprocess", post(reprocess::reprocess))
+}
+
+/// A subscription as the API shows it: filters and config as JSON values, not strings.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub endpoint_id: String,
+    pub chain_id: i64,
+    pub addresses: Value,
+    pub topics: Value,
+    pub plugin_id: Option<String>,
+    pub plugin_config: Value,
+    pub confirmations: i64,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub parked_events: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl SubscriptionView {
+    fn new(row: SubscriptionRow, parked_events: i64) -> SubscriptionView {
+        SubscriptionView {
+            addresses: json_value(row.addresses.as_deref()),
+            topics: json_value(row.topics.as_deref()),
+            plugin_config: json_value(row.plugin_config.as_deref()),
+            id: row.id,
+            endpoint_id: row.endpoint_id,
+            chain_id: row.chain_id,
+            plugin_id: row.plugin_id,
+            confirmations: row.confirmations,
+            status: row.status,
+            last_error: row.last_error,
+            parked_events,
+            created_at: rfc3339(row.created_at),
+            updated_at: rfc3339(row.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+/// A parked event, with the log as the JSON object the node sent.
+#[derive(Serialize)]
+struct ParkedView {
+    seq: i64,
+    chain_id: i64,
+    event_type: String,
+    log: Value,
+    error: String,
+    event_index: Option<i64>,
+    created_at: String,
+}
+
+impl From<ParkedRow> for ParkedView {
+    fn from(row: ParkedRow) -> ParkedView {
+        ParkedView {
+            seq: row.seq,
+            chain_id: row.event.chain_id,
+            event_type: row.event.event_type,
+            log: json_value(Some(&row.event.log)),
+            error: row.event.error,
+            event_index: row.event.event_index,
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSubscription {
+    endpoint_id: String,
+    chain_id: i64,
+    #[serde(default)]
+    addresses: Option<Value>,
+    #[serde(default)]
+    topics: Option<Value>,
+    #[serde(default)]
+    plugin_id: Option<String>,
+    #[serde(default)]
+    plugin_config: Option<Value>,
+    #[serde(default)]
+    confirmations: Option<u32>,
+}
+
+/// Absent fields stay as they are; `null` clears (`addresses`, `topics`: any; `plugin_id`: detach).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateSubscription {
+    #[serde(default, deserialize_with = "present")]
+    addresses: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    topics: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    plugin_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    plugin_config: Option<Value>,
+    #[serde(default)]
+    confirmations: Option<u32>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Tells a field sent as `null` (Some(null)) from a field left out (None).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+async fn create(
+    State(state): State<AdminState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
+    let request: CreateSubscription = parse_json(&body?)?;
+    if request.chain_id <= 0 {
+        return Err(ApiError::bad_request("invalid_chain_id", "chain_id must be a positive integer"));
+    }
+    if state.store.get_endpoint(&request.endpoint_id).await?.is_none() {
+        let message = format!("endpoint {:?} does not exist", request.endpoint_id);
+        return Err(ApiError::bad_request("unknown_endpoint", message));
+    }
+    let now = now_ms();
+    let row = SubscriptionRow {
+        id: new_id("sub"),
+        endpoint_id: request.endpoint_id,
+        chain_id: request.chain_id,
+        addresses: addresses_text(request.addresses.as_ref())?,
+        topics: topics_text(request.topics.as_ref())?,
+        plugin_id: request.plugin_id,
+        plugin_config: request.plugin_config.filter(|c| !c.is_null()).map(|c| c.to_string()),
+        confirmations: i64::from(request.confirmations.unwrap_or(0)),
+        status: "active".to_string(),
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    check_plugin(&state, &row).await?;
+    state.store.insert_subscription(&row).await?;
+    state.registry.reload().await?;
+    tracing::info!(subscription = %row.id, endpoint = %row.endpoint_id, chain_id = row.chain_id, "subscription created");
+    Ok((StatusCode::CREATED, Json(SubscriptionView::new(row, 0))))
+}
+
+async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<SubscriptionView>>> {
+    let rows = state.store.list_subscriptions().await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let parked = state.store.count_parked(&row.id).await?;
+        items.push(SubscriptionView::new(row, parked));
+    }
+    Ok(Json(Page { items, next_cursor: None }))
+}
+
+async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<SubscriptionView>> {
+    let row = load(&state, &id).await?;
+    view(&state, row).await
+}
+
+async fn update(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SubscriptionView>> {
+    let request: UpdateSubscription = parse_json(&body?)?;
+    let mut row = load(&state, &id).await?;
+    if let Some(addresses) = &request.addresses {
+        row.addresses = addresses_text(Some(addresses))?;
+    }
+    if let Some(topics) = &request.topics {
+        row.topics = topics_text(Some(topics))?;
+    }
+    if request.plugin_id.is_some() || request.plugin_config.is_some() {
+        apply_plugin_change(&state, &mut row, request.plugin_id, request.plugin_config).await?;
+    }
+    if let Some(confirmations) = request.confirmations {
+        row.confirmations = i64::from(confirmations);
+    }
+    match request.status.as_deref() {
+        None => {}
+        Some(status @ ("active" | "paused")) => row.status = status.to_string(),
+        Some(other) => {
+            let message = format!("status {other:?} is not one of active, paused");
+            return Err(ApiError::bad_request("invalid_status", message));
+        }
+    }
+    row.updated_at = now_ms();
+    if !state.store.update_subscription(&row).await? {
+        return Err(ApiError::not_found("subscription", &id));
+    }
+    state.registry.reload().await?;
+    view(&state, row).await
+}
+
+/// A new plugin or config: validated, then the subscription is active again with no error. This
+/// is how a quarantined subscription is released.
+async fn apply_plugin_change(
+    state: &AdminState,
+    row: &mut SubscriptionRow,
+    plugin_id: Option<Option<String>>,
+    plugin_config: Option<Value>,
+) -> ApiResult<()> {
+    if let Some(plugin_id) = plugin_id {
+        if plugin_id.is_none() {
+            row.plugin_config = None;
+        }
+        row.plugin_id = plugin_id;
+    }
+    if let Some(config) = plugin_config {
+        row.plugin_config = Some(config).filter(|c| !c.is_null()).map(|c| c.to_string());
+    }
+    check_plugin(state, row).await?;
+    row.status = "active".to_string();
+    row.last_error = None;
+    Ok(())
+}
+
+async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    if !state.store.delete_subscription(&id).await? {
+        return Err(ApiError::not_found("subscription", &id));
+    }
+    state.store.delete_parked(&id, i64::MAX).await?;
+    state.registry.reload().await?;
+    tracing::info!(subscription = %id, "subscription deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logs(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    load(&state, &id).await?;
+    Ok(Json(serde_json::json!({"items": state.log_book.recent(&id)})))
+}
+
+async fn parked(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<Page<ParkedView>>> {
+    load(&state, &id).await?;
+    let items = state.store.list_parked(&id, PARKED_PAGE).await?.into_iter().map(ParkedView::from).collect();
+    Ok(Json(Page { items, next_cursor: None }))
+}
+
+async fn load(state: &AdminState, id: &str) -> ApiResult<SubscriptionRow> {
+    state.store.get_subscription(id).await?.ok_or_else(|| ApiError::not_found("subscription", id))
+}
+
+async fn view(state: &AdminState, row: SubscriptionRow) -> ApiResult<Json<SubscriptionView>> {
+    let parked = state.store.count_parked(&row.id).await?;
+    Ok(Json(SubscriptionView::new(row, parked)))
+}
+
+/// The plugin exists and its `pipeline_init` accepts the config.
+async fn check_plugin(state: &AdminState, row: &SubscriptionRow) -> ApiResult<()> {
+    let Some(plugin_id) = &row.plugin_id else {
+        if row.plugin_config.is_some() {
+            return Err(ApiError::bad_request("invalid_plugin_config", "plugin_config needs a plugin_id"));
+        }
+        return Ok(());
+    };
+    if state.store.get_plugin(plugin_id).await?.is_none() {
+        return Err(ApiError::bad_request("unknown_plugin", format!("plugin {plugin_id:?} does not exist")));
+    }
+    let plugin = load_plugin(state, plugin_id).await?;
+    let config_json = row.plugin_config.clone().unwrap_or_else(|| "null".to_string());
+    check_config(state, plugin, config_json).await
+}
+
+/// Addresses as stored: a JSON array of lowercase hex, or `None` for any emitter.
+fn addresses_text(value: Option<&Value>) -> ApiResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let invalid = |message: String| ApiError::bad_request("invalid_filter", message);
+    let parsed = parse_addresses(Some(&value.to_string())).map_err(invalid)?;
+    let Some(addresses) = parsed else { return Ok(None) };
+    if addresses.is_empty() {
+        return Err(invalid("an empty address list matches nothing; leave addresses out for any".into()));
+    }
+    let lowercase: Vec<String> = addresses.iter().map(|a| format!("{a:#x}")).collect();
+    Ok(Some(Value::from(lowercase).to_string()))
+}
+
+/// Topics as stored: the positional filter with lowercase hex, or `None` for any.
+fn topics_text(value: Option<&Value>) -> ApiResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let text = value.to_string();
+    let positions = parse_topics(Some(&text)).map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+    // Validated: only null, arrays and hex strings remain, so lowercasing the text is exact.
+    Ok((!positions.is_empty()).then(|| text.to_ascii_lowercase()))
+}
+
+/// A stored JSON text as a value (a string if it somehow is not JSON).
+fn json_value(text: Option<&str>) -> Value {
+    match text {
+        None => Value::Null,
+        Some(text) => serde_json::from_str(text).unwrap_or_else(|_| Value::from(text)),
+    }
+}

@@ -1,0 +1,135 @@
+//! `POST /v1/subscriptions/{id}/reprocess`: runs parked events through the subscription's current
+//! plugin and queues the kept ones as deliveries, exactly as the matcher would have.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::load;
+use crate::admin::plugins::{load_plugin, run_blocking};
+use crate::admin::{AdminState, ApiError, ApiResult};
+use crate::event::{ChainLog, EventType};
+use crate::matcher::{Candidate, Subscription, SubscriptionStatus, delivery_id, webhook_body};
+use crate::plugin::dry_run::dry_run;
+use crate::store::{NewDelivery, OutboxWrite, ParkedRow, SubscriptionRow};
+
+/// Parked events taken per request; call again for more.
+const MAX_REPROCESS: i64 = 1000;
+/// Events per plugin call, as in production batches.
+const PLUGIN_BATCH: usize = 100;
+/// Lease for the written deliveries: already expired, so the retry poller sends them.
+const DUE_NOW: i64 = -1;
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReprocessAnswer {
+    pub reprocessed: usize,
+    pub delivered: usize,
+    pub dropped: usize,
+}
+
+/// Per event: `None` = dropped, `Some(data)` = kept with the plugin's payload (if any).
+type Decisions = Vec<Option<Option<Box<RawValue>>>>;
+
+pub async fn reprocess(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<ReprocessAnswer>> {
+    let row = load(&state, &id).await?;
+    let parked = state.store.list_parked(&id, MAX_REPROCESS).await?;
+    let Some(max_seq) = parked.last().map(|p| p.seq) else {
+        return Ok(Json(ReprocessAnswer::default()));
+    };
+    let events = candidates(&parked);
+    let decisions = decide(&state, &row, &events).await?;
+    let sub = body_subscription(&row);
+    let deliveries: Vec<NewDelivery> = events
+        .iter()
+        .zip(&decisions)
+        .filter_map(|(event, decision)| decision.as_ref().map(|data| delivery(&sub, event, data.as_deref())))
+        .collect();
+    let answer = ReprocessAnswer {
+        reprocessed: parked.len(),
+        delivered: deliveries.len(),
+        dropped: parked.len() - deliveries.len(),
+    };
+    state.store.write_batch(&OutboxWrite { deliveries, ..Default::default() }, DUE_NOW).await?;
+    state.store.delete_parked(&id, max_seq).await?;
+    tracing::info!(subscription = %id, reprocessed = answer.reprocessed, delivered = answer.delivered, "parked events reprocessed");
+    Ok(Json(answer))
+}
+
+/// The parked events that can still be read; one that cannot is logged and dropped with the rest.
+fn candidates(parked: &[ParkedRow]) -> Vec<Candidate> {
+    let received_at = Instant::now();
+    parked
+        .iter()
+        .filter_map(|p| {
+            let event_type = match p.event.event_type.as_str() {
+                "log" => EventType::Log,
+                "log.removed" => EventType::LogRemoved,
+                other => {
+                    tracing::warn!(seq = p.seq, event_type = other, "parked event of unknown type dropped");
+                    return None;
+                }
+            };
+            match ChainLog::from_json(&p.event.log) {
+                Ok(log) => Some(Candidate { log: Arc::new(log), chain_id: p.event.chain_id as u64, event_type, received_at }),
+                Err(error) => {
+                    tracing::warn!(seq = p.seq, %error, "unreadable parked event dropped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Runs the events through a fresh instance of the current plugin; no plugin keeps everything.
+async fn decide(state: &AdminState, row: &SubscriptionRow, events: &[Candidate]) -> ApiResult<Decisions> {
+    let Some(plugin_id) = &row.plugin_id else {
+        return Ok(events.iter().map(|_| Some(None)).collect());
+    };
+    let plugin = load_plugin(state, plugin_id).await?;
+    let config_json = row.plugin_config.clone().unwrap_or_else(|| "null".to_string());
+    let logs: Vec<ChainLog> = events.iter().map(|e| (*e.log).clone()).collect();
+    let runtime = state.runtime.clone();
+    let report = run_blocking(move || dry_run(&runtime, plugin, &config_json, &logs, PLUGIN_BATCH)).await?;
+    state.log_book.record(&row.id, &report.logs);
+    if let Some(error) = report.error {
+        return Err(ApiError::new(StatusCode::CONFLICT, "plugin_failed", format!("the plugin failed again: {error}")));
+    }
+    if report.results.len() != events.len() {
+        let message = format!("the plugin decided {} of {} events", report.results.len(), events.len());
+        return Err(ApiError::new(StatusCode::CONFLICT, "plugin_failed", message));
+    }
+    Ok(report.results.into_iter().map(|r| (r.decision == "keep").then_some(r.data)).collect())
+}
+
+/// Only the id and endpoint matter for a delivery; the rest is what the matcher would hold.
+fn body_subscription(row: &SubscriptionRow) -> Subscription {
+    Subscription {
+        id: row.id.clone(),
+        endpoint_id: row.endpoint_id.clone(),
+        chain_id: row.chain_id.max(0) as u64,
+        addresses: None,
+        topics: Vec::new(),
+        plugin: None,
+        status: SubscriptionStatus::Active,
+        confirmations: row.confirmations.max(0) as u64,
+    }
+}
+
+fn delivery(sub: &Subscription, event: &Candidate, data: Option<&RawValue>) -> NewDelivery {
+    let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
+    let body = webhook_body(&id, sub, event, 0, data.map(RawValue::get));
+    NewDelivery {
+        id,
+        subscription_id: sub.id.clone(),
+        endpoint_id: sub.endpoint_id.clone(),
+        chain_id: event.chain_id as i64,
+        event_type: event.event_type.as_str().to_string(),
+        block_number: event.log.block_number as i64,
+        body,
+    }
+}

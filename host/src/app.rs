@@ -1,0 +1,203 @@
+//! Wiring. `build` opens and checks everything (store, migrations, plugins, sockets) so start-up
+//! errors surface before anything runs; `run` creates every channel, spawns the stages and, on
+//! shutdown, lets them drain in order: ingest → batch → matcher → outbox → deliver → recorder.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::config::{self, Config};
+use crate::deliver::client::{ClientSettings, WebhookClient};
+use crate::deliver::schedule::RetrySchedule;
+use crate::deliver::{self, Dispatcher};
+use crate::ingest::{self, ChainHealth};
+use crate::matcher::{Matcher, PluginLogBook};
+use crate::metrics::{self, Metrics};
+use crate::plugin::PluginRuntime;
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::{batch, outbox};
+
+/// How long stages get to drain after a shutdown signal (longer than one delivery attempt).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(40);
+/// Other replicas may change subscriptions; every replica reloads this often.
+const REGISTRY_REFRESH: Duration = Duration::from_secs(10);
+
+/// Everything opened and checked, nothing running yet.
+pub struct App {
+    config: Config,
+    store: Store,
+    registry: Registry,
+    runtime: PluginRuntime,
+    metrics: Metrics,
+    client: WebhookClient,
+    token_sha256: [u8; 32],
+    admin_listener: TcpListener,
+    metrics_listener: TcpListener,
+}
+
+impl App {
+    pub fn admin_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.admin_listener.local_addr()
+    }
+}
+
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    let metrics = Metrics::new().context("metrics registry")?;
+    let store = Store::connect(&config.database_url).await.with_context(|| format!("cannot open the database at {}", redact(&config.database_url)))?;
+    store.migrate().await.context("database migrations failed")?;
+    let runtime = PluginRuntime::new(config.plugin.clone())?;
+    let registry = Registry::new(store.clone(), runtime.clone());
+    registry.reload().await.context("loading subscriptions")?;
+    let client = WebhookClient::new(ClientSettings {
+        connect_timeout: Duration::from_millis(config.delivery.connect_timeout_ms),
+        request_timeout: Duration::from_millis(config.delivery.request_timeout_ms),
+        allowed_cidrs: config::parse_cidrs(&config.delivery.allowed_cidrs)?,
+        max_response_body: 4096,
+    })
+    .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+    let token_sha256 = admin::auth::resolve_token(config.admin_token.as_deref(), &store, &config.data_dir).await?;
+    let admin_listener = TcpListener::bind(config.admin_addr).await.with_context(|| format!("cannot listen on PIPELINE_ADMIN_ADDR {}", config.admin_addr))?;
+    let metrics_listener = metrics::bind(config.metrics_addr).await.with_context(|| format!("cannot listen on PIPELINE_METRICS_ADDR {}", config.metrics_addr))?;
+    Ok(App { config, store, registry, runtime, metrics, client, token_sha256, admin_listener, metrics_listener })
+}
+
+/// Runs every stage until `shutdown` is cancelled, then drains them within the grace period.
+pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let App { config, store, registry, runtime, metrics, client, token_sha256, admin_listener, metrics_listener } = app;
+    let lease_ms = config.delivery.lease_ms as i64;
+    let (blocks_tx, blocks_rx) = mpsc::channel(1024);
+    let (batches_tx, batches_rx) = mpsc::channel(8);
+    let (matched_tx, matched_rx) = mpsc::channel(8);
+    let (jobs_tx, jobs_rx) = mpsc::channel(4096);
+    let (results_tx, results_rx) = mpsc::channel(4096);
+    let (gone_tx, gone_rx) = mpsc::channel(64);
+    let tracker = TaskTracker::new();
+
+    let mut chains = Vec::new();
+    for chain in &config.chains {
+        let health = ChainHealth::new(chain);
+        chains.push(health.clone());
+        tracker.spawn(ingest::run(chain.clone(), store.clone(), blocks_tx.clone(), metrics.clone(), health, shutdown.clone()));
+    }
+    drop(blocks_tx);
+    tracker.spawn(batch::run(config.batch.clone(), blocks_rx, batches_tx, metrics.clone()));
+    let confirmations: HashMap<u64, u64> = config.chains.iter().map(|c| (c.chain_id, c.confirmations)).collect();
+    let log_book = PluginLogBook::default();
+    let matcher = Matcher::new(runtime.clone(), registry.subscriptions(), confirmations, log_book.clone(), metrics.clone());
+    tracker.spawn(matcher.run(batches_rx, matched_tx));
+    tracker.spawn(outbox::run(store.clone(), matched_rx, jobs_tx.clone(), metrics.clone(), lease_ms));
+    let poll_interval = Duration::from_millis(config.delivery.poll_interval_ms);
+    tracker.spawn(deliver::poller::run(store.clone(), jobs_tx, poll_interval, lease_ms, shutdown.clone()));
+    let dispatcher = Dispatcher {
+        client: client.clone(),
+        schedule: RetrySchedule::new(config::parse_retry_schedule(&config.delivery.retry_schedule)?),
+        endpoints: registry.endpoints(),
+        metrics: metrics.clone(),
+        workers: config.delivery.workers,
+        per_endpoint: config.delivery.per_endpoint_concurrency,
+        gone: gone_tx,
+    };
+    tracker.spawn(dispatcher.run(jobs_rx, results_tx));
+    tracker.spawn(deliver::recorder::run(store.clone(), results_rx, metrics.clone()));
+    tracker.spawn(disable_gone_endpoints(store.clone(), registry.clone(), gone_rx));
+
+    let scheduler_lag_ms = Arc::new(AtomicU64::new(0));
+    let state = AdminState {
+        store: store.clone(),
+        registry: registry.clone(),
+        runtime,
+        client,
+        log_book,
+        chains,
+        metrics: metrics.clone(),
+        token_sha256: Arc::new(token_sha256),
+        scheduler_lag_ms: scheduler_lag_ms.clone(),
+    };
+    tracker.spawn(admin::run(admin_listener, state, shutdown.clone()));
+    tracker.spawn(metrics::run(metrics_listener, metrics.clone(), shutdown.clone()));
+    tracker.spawn(watchdog(metrics, scheduler_lag_ms, shutdown.clone()));
+    tracker.spawn(refresh_registry(registry, shutdown.clone()));
+    tracker.close();
+    tracing::info!(chains = config.chains.len(), admin = %config.admin_addr, metrics = %config.metrics_addr, "pipeline running");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutdown requested; draining");
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_ok();
+    if drained {
+        tracing::info!("drained; bye");
+    } else {
+        tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "stages did not drain in time; undelivered work stays in the store");
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// A 410 from a receiver disables its endpoint.
+async fn disable_gone_endpoints(store: Store, registry: Registry, mut gone: mpsc::Receiver<String>) {
+    while let Some(endpoint_id) = gone.recv().await {
+        match store.get_endpoint(&endpoint_id).await {
+            Ok(Some(mut endpoint)) if endpoint.status == "enabled" => {
+                endpoint.status = "disabled".into();
+                endpoint.disabled_reason = Some("receiver answered 410 Gone".into());
+                endpoint.updated_at = crate::store::now_ms();
+                if let Err(error) = store.update_endpoint(&endpoint).await {
+                    tracing::error!(endpoint = %endpoint_id, %error, "cannot disable endpoint");
+                    continue;
+                }
+                tracing::warn!(endpoint = %endpoint_id, "endpoint disabled after 410 Gone");
+                if let Err(error) = registry.reload().await {
+                    tracing::error!(%error, "registry reload failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(endpoint = %endpoint_id, %error, "cannot read endpoint"),
+        }
+    }
+}
+
+/// Measures how late a 100 ms timer fires: a stalled runtime shows in `/readyz` and metrics.
+async fn watchdog(metrics: Metrics, lag_ms: Arc<AtomicU64>, shutdown: CancellationToken) {
+    let period = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let lag = started.elapsed().saturating_sub(period);
+        metrics.runtime_lag.observe(lag.as_secs_f64());
+        lag_ms.store(lag.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn refresh_registry(registry: Registry, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REGISTRY_REFRESH) => {}
+        }
+        if let Err(error) = registry.reload().await {
+            tracing::warn!(%error, "periodic registry reload failed");
+        }
+    }
+}
+
+/// The database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

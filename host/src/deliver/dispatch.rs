@@ -1,0 +1,134 @@
+//! The delivery workers: a global concurrency cap, a per-endpoint cap and circuit breaker (one bad
+//! endpoint never starves the others), and the outcome of every attempt sent to the recorder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::task::TaskTracker;
+
+use super::attempt::{self, Verdict};
+use super::breaker::{Admission, Breaker, BreakerConfig};
+use super::client::WebhookClient;
+use super::schedule::RetrySchedule;
+use crate::metrics::Metrics;
+use crate::outbox::DeliveryJob;
+use crate::registry::Endpoints;
+use crate::store::{AttemptResult, now_ms};
+
+/// Jobs queued for one endpoint or waiting for a worker, at most; beyond it the dispatcher waits.
+const MAX_PENDING_JOBS: usize = 10_000;
+
+pub struct Dispatcher {
+    pub client: WebhookClient,
+    pub schedule: RetrySchedule,
+    pub endpoints: watch::Receiver<Endpoints>,
+    pub metrics: Metrics,
+    pub workers: usize,
+    pub per_endpoint: usize,
+    /// Endpoints a 410 asked to disable; the app disables them in the store.
+    pub gone: mpsc::Sender<String>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    client: WebhookClient,
+    schedule: RetrySchedule,
+    metrics: Metrics,
+    results: mpsc::Sender<AttemptResult>,
+    gone: mpsc::Sender<String>,
+    workers: Arc<Semaphore>,
+    breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+}
+
+impl Dispatcher {
+    /// Runs until every job sender (outbox and retry poller) is dropped and every attempt is done.
+    pub async fn run(self, mut jobs: mpsc::Receiver<DeliveryJob>, results: mpsc::Sender<AttemptResult>) {
+        let shared = Shared {
+            client: self.client,
+            schedule: self.schedule,
+            metrics: self.metrics,
+            results,
+            gone: self.gone,
+            workers: Arc::new(Semaphore::new(self.workers)),
+            breakers: Arc::default(),
+        };
+        let pending = Arc::new(Semaphore::new(MAX_PENDING_JOBS));
+        let mut per_endpoint: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let tracker = TaskTracker::new();
+        while let Some(job) = jobs.recv().await {
+            let Ok(pending_permit) = pending.clone().acquire_owned().await else { break };
+            let endpoint = self.endpoints.borrow().get(&job.endpoint_id).cloned();
+            let gate = per_endpoint.entry(job.endpoint_id.clone()).or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint))).clone();
+            let shared = shared.clone();
+            tracker.spawn(async move {
+                let _pending = pending_permit;
+                let Ok(_endpoint_permit) = gate.acquire_owned().await else { return };
+                let Ok(_worker_permit) = shared.workers.clone().acquire_owned().await else { return };
+                shared.deliver(job, endpoint).await;
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
+        tracing::debug!("delivery inputs closed; workers drained");
+    }
+}
+
+impl Shared {
+    async fn deliver(&self, job: DeliveryJob, endpoint: Option<crate::store::EndpointRow>) {
+        let endpoint = match endpoint {
+            Some(e) if e.status == "enabled" => e,
+            Some(e) => return self.finish(attempt::dead(&job, format!("endpoint {} is disabled", e.id)).result).await,
+            None => return self.finish(attempt::dead(&job, format!("endpoint {} does not exist", job.endpoint_id)).result).await,
+        };
+        let admission = self.with_breaker(&endpoint.id, |b| b.allow(Instant::now()));
+        if let Admission::Rejected { retry_at } = admission {
+            let wait = retry_at.saturating_duration_since(Instant::now());
+            self.metrics.deliveries_attempted.with_label_values(&["breaker_open"]).inc();
+            let until = now_ms() + wait.as_millis() as i64;
+            return self.finish(attempt::postponed(&job, until, "circuit breaker open")).await;
+        }
+        let attempted = attempt::attempt(&self.client, &self.schedule, &endpoint, &job).await;
+        if let (true, Some(received)) = (attempted.answered, job.received_at) {
+            self.metrics.e2e_latency.observe(received.elapsed().as_secs_f64());
+        }
+        let label = match attempted.verdict {
+            Verdict::Delivered => "success",
+            Verdict::Retry => "retry",
+            Verdict::Dead => "dead",
+            Verdict::Gone => "gone",
+        };
+        self.metrics.deliveries_attempted.with_label_values(&[label]).inc();
+        match attempted.verdict {
+            Verdict::Delivered => self.with_breaker(&endpoint.id, |b| b.on_success()),
+            Verdict::Retry => self.with_breaker(&endpoint.id, |b| b.on_failure(Instant::now())),
+            Verdict::Gone => {
+                let _ = self.gone.try_send(endpoint.id.clone());
+            }
+            Verdict::Dead => {}
+        }
+        if attempted.verdict != Verdict::Delivered {
+            tracing::debug!(delivery = %job.id, endpoint = %endpoint.id, status = %attempted.result.status, error = ?attempted.result.error, "delivery attempt failed");
+        }
+        self.finish(attempted.result).await;
+    }
+
+    fn with_breaker<T>(&self, endpoint_id: &str, f: impl FnOnce(&mut Breaker) -> T) -> T {
+        let mut breakers = match self.breakers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let breaker = breakers.entry(endpoint_id.to_string()).or_insert_with(|| Breaker::new(BreakerConfig::default()));
+        let value = f(breaker);
+        let now = Instant::now();
+        self.metrics.breaker_open.set(breakers.values().filter(|b| b.is_open(now)).count() as i64);
+        value
+    }
+
+    async fn finish(&self, result: AttemptResult) {
+        if self.results.send(result).await.is_err() {
+            tracing::error!("attempt recorder stopped; outcome not recorded (the lease will expire and the delivery be retried)");
+        }
+    }
+}

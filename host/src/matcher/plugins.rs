@@ -1,0 +1,253 @@
+//! Per-subscription plugin state: the reused instance, the failure count, quarantine, and the
+//! recent plugin logs. Applies the failure policy of DESIGN §4.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Candidate;
+use super::index::{PluginBinding, Subscription, SubscriptionStatus};
+use crate::event::ChainLog;
+use crate::metrics::Metrics;
+use crate::plugin::{Decision, Output, PluginError, PluginInstance, PluginLog, PluginRuntime};
+use crate::store::{ParkedEvent, StatusChange, now_ms};
+
+/// Consecutive failed batches before a subscription is quarantined.
+pub const QUARANTINE_AFTER: u32 = 5;
+const QUARANTINE_BACKOFF_MIN: Duration = Duration::from_secs(30);
+const QUARANTINE_BACKOFF_MAX: Duration = Duration::from_secs(600);
+const LOG_BOOK_LINES: usize = 200;
+
+/// Recent plugin log lines per subscription, readable through the admin API.
+#[derive(Clone, Default)]
+pub struct PluginLogBook(Arc<Mutex<HashMap<String, VecDeque<LogEntry>>>>);
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogEntry {
+    pub at: i64,
+    pub level: &'static str,
+    pub message: String,
+}
+
+impl PluginLogBook {
+    pub fn record(&self, subscription_id: &str, logs: &[PluginLog]) {
+        if logs.is_empty() {
+            return;
+        }
+        let Ok(mut book) = self.0.lock() else { return };
+        let lines = book.entry(subscription_id.to_string()).or_default();
+        for log in logs {
+            tracing::info!(subscription = subscription_id, level = log.level_name(), message = %log.message, "plugin log");
+            if lines.len() == LOG_BOOK_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(LogEntry { at: now_ms(), level: log.level_name(), message: log.message.clone() });
+        }
+    }
+
+    pub fn recent(&self, subscription_id: &str) -> Vec<LogEntry> {
+        self.0.lock().ok().and_then(|book| book.get(subscription_id).map(|l| l.iter().cloned().collect())).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct SubState {
+    instance: Option<PluginInstance>,
+    plugin_id: String,
+    config_json: String,
+    failures: u32,
+    quarantined: bool,
+    quarantined_until: Option<Instant>,
+    quarantine_round: u32,
+    last_error: Option<String>,
+}
+
+enum Failure {
+    Plugin(PluginError),
+    ErrorRecord { event_index: usize, message: String },
+    Quarantined,
+}
+
+/// One subscription's share of a batch, carried to the blocking thread and back.
+pub struct PluginJob {
+    pub subscription: Arc<Subscription>,
+    binding: PluginBinding,
+    state: SubState,
+    events: Vec<Candidate>,
+    result: Result<(Vec<Decision>, u64), Failure>,
+    logs: Vec<PluginLog>,
+}
+
+pub struct Settled {
+    pub events: Vec<Candidate>,
+    pub decisions: Result<Vec<Decision>, Vec<ParkedEvent>>,
+    pub status_change: Option<StatusChange>,
+}
+
+pub struct PluginStates {
+    states: HashMap<String, SubState>,
+    log_book: PluginLogBook,
+}
+
+impl PluginStates {
+    pub fn new(log_book: PluginLogBook) -> PluginStates {
+        PluginStates { states: HashMap::new(), log_book }
+    }
+
+    /// Takes the subscription's state out for a job; a new plugin or config starts afresh.
+    pub fn job(&mut self, sub: &Arc<Subscription>, binding: &PluginBinding, events: Vec<Candidate>) -> PluginJob {
+        let mut state = self.states.remove(&sub.id).unwrap_or_default();
+        if state.plugin_id != binding.plugin.id || state.config_json != binding.config_json {
+            state = SubState { plugin_id: binding.plugin.id.clone(), config_json: binding.config_json.clone(), ..SubState::default() };
+            if sub.status == SubscriptionStatus::Quarantined {
+                // Quarantined before a restart: probe at once with the first batch.
+                state.quarantined = true;
+                state.failures = QUARANTINE_AFTER;
+            }
+        }
+        PluginJob { subscription: sub.clone(), binding: binding.clone(), state, events, result: Err(Failure::Quarantined), logs: Vec::new() }
+    }
+
+    /// Applies the failure policy to a finished job and puts its state back.
+    pub fn settle(&mut self, mut job: PluginJob, metrics: &Metrics) -> Settled {
+        self.log_book.record(&job.subscription.id, &job.logs);
+        let state = &mut job.state;
+        let mut status_change = None;
+        let decisions = match job.result {
+            Ok((decisions, fuel)) => {
+                metrics.plugin_calls.with_label_values(&["ok"]).inc();
+                metrics.plugin_fuel.inc_by(fuel);
+                if state.quarantined {
+                    tracing::info!(subscription = %job.subscription.id, "plugin recovered; quarantine lifted");
+                    status_change = Some(change(&job.subscription.id, SubscriptionStatus::Active, None));
+                    metrics.subscriptions_quarantined.dec();
+                }
+                state.failures = 0;
+                state.quarantined = false;
+                state.quarantined_until = None;
+                state.quarantine_round = 0;
+                Ok(decisions)
+            }
+            Err(failure) => {
+                let (message, event_index) = match &failure {
+                    Failure::Plugin(e) => (e.to_string(), None),
+                    Failure::ErrorRecord { event_index, message } => (format!("plugin error: {message}"), Some(*event_index as i64)),
+                    Failure::Quarantined => (format!("subscription quarantined: {}", state.last_error.as_deref().unwrap_or("plugin failures")), None),
+                };
+                if !matches!(failure, Failure::Quarantined) {
+                    let cause = match &failure {
+                        Failure::Plugin(e) => e.cause(),
+                        _ => "error_record",
+                    };
+                    metrics.plugin_calls.with_label_values(&["failed"]).inc();
+                    metrics.plugin_failures.with_label_values(&[cause]).inc();
+                    tracing::warn!(subscription = %job.subscription.id, error = %message, events = job.events.len(), "plugin batch failed; events parked");
+                    state.failures += 1;
+                    state.last_error = Some(message.clone());
+                    if state.failures >= QUARANTINE_AFTER {
+                        let backoff = QUARANTINE_BACKOFF_MIN.saturating_mul(1 << state.quarantine_round.min(5)).min(QUARANTINE_BACKOFF_MAX);
+                        state.quarantined_until = Some(Instant::now() + backoff);
+                        state.quarantine_round += 1;
+                        if !state.quarantined {
+                            tracing::error!(subscription = %job.subscription.id, error = %message, "subscription quarantined");
+                            metrics.subscriptions_quarantined.inc();
+                            status_change = Some(change(&job.subscription.id, SubscriptionStatus::Quarantined, Some(message.clone())));
+                        }
+                        state.quarantined = true;
+                    } else {
+                        status_change = Some(change(&job.subscription.id, SubscriptionStatus::Active, Some(message.clone())));
+                    }
+                }
+                Err(park(&job.subscription, &job.events, &message, event_index))
+            }
+        };
+        self.states.insert(job.subscription.id.clone(), job.state);
+        Settled { events: job.events, decisions, status_change }
+    }
+}
+
+fn change(id: &str, status: SubscriptionStatus, last_error: Option<String>) -> StatusChange {
+    StatusChange { subscription_id: id.to_string(), status: status.as_str().to_string(), last_error }
+}
+
+fn park(sub: &Subscription, events: &[Candidate], error: &str, event_index: Option<i64>) -> Vec<ParkedEvent> {
+    events
+        .iter()
+        .map(|e| ParkedEvent {
+            subscription_id: sub.id.clone(),
+            chain_id: e.chain_id as i64,
+            event_type: e.event_type.as_str().to_string(),
+            log: e.log.raw.to_string(),
+            error: error.to_string(),
+            event_index,
+        })
+        .collect()
+}
+
+/// Runs every job of a batch on one blocking thread.
+pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<PluginJob> {
+    let runtime = runtime.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut jobs = jobs;
+        for job in &mut jobs {
+            // wasmtime reports guest failures as errors; this only guards against a host bug
+            // taking every other subscription's batch down with it.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&runtime))).is_err() {
+                job.state.instance = None;
+                job.result = Err(Failure::Plugin(PluginError::Trap("host error while running the plugin".into())));
+            }
+        }
+        jobs
+    });
+    match task.await {
+        Ok(jobs) => jobs,
+        Err(error) => {
+            tracing::error!(%error, "plugin task failed");
+            Vec::new()
+        }
+    }
+}
+
+impl PluginJob {
+    fn run(&mut self, runtime: &PluginRuntime) {
+        if let Some(until) = self.state.quarantined_until {
+            if Instant::now() < until {
+                self.result = Err(Failure::Quarantined);
+                return;
+            }
+        }
+        let logs: Vec<&ChainLog> = self.events.iter().map(|e| &*e.log).collect();
+        let mut last_error = PluginError::Trap("not run".into());
+        // A failed instance is discarded and the batch retried once on a fresh one.
+        for _attempt in 0..2 {
+            let instance = match self.state.instance.take() {
+                Some(instance) => Ok(instance),
+                None => runtime.instantiate(self.binding.plugin.clone(), &self.binding.config_json),
+            };
+            let mut instance = match instance {
+                Ok(instance) => instance,
+                Err(error) => {
+                    last_error = error;
+                    continue;
+                }
+            };
+            match instance.process(&logs) {
+                Ok(report) => {
+                    self.logs.extend(report.logs);
+                    self.state.instance = Some(instance);
+                    self.result = match report.output {
+                        Output::Decisions(decisions) => Ok((decisions, report.fuel_used)),
+                        Output::Failed { event_index, message } => Err(Failure::ErrorRecord { event_index, message }),
+                    };
+                    return;
+                }
+                Err(error) => {
+                    self.logs.extend(instance.take_logs());
+                    last_error = error;
+                }
+            }
+        }
+        self.result = Err(Failure::Plugin(last_error));
+    }
+}

@@ -1,0 +1,94 @@
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+
+use super::*;
+use crate::config::PluginLimits;
+use crate::event::{BlockKind, BlockLogs};
+use crate::matcher::index::PluginBinding;
+
+const TRANSFER: &str = r#"{"address":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","0x0000000000000000000000001b63142628311395ceafeea5667e7c9026c862ca","0x000000000000000000000000ac4df82fe37ea2187bc8c011a23d743b4f39019a"],"data":"0x00000000000000000000000000000000000000000000000000000000000186a0","blockNumber":"0x76250","blockHash":"0x246edb4b351d93c27926f4649bcf6c24366e2a7c7c718dc9158eea20c03bc6ae","blockTimestamp":"0x5638c858","transactionHash":"0x04cbcb236043d8fb7839e07bbc7f5eed692fb2ca55d897f1101eac3e3ad4fab8","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#;
+
+const TRAP: &str = r#"(module (memory (export "memory") 2) (func (export "pipeline_abi_v1"))
+  (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
+  (func (export "pipeline_process") (param i32) (result i64) unreachable))"#;
+
+fn batch() -> Batch {
+    let log = Arc::new(ChainLog::from_json(TRANSFER).unwrap());
+    Batch {
+        blocks: vec![BlockLogs {
+            chain_id: 1,
+            number: 0x76250,
+            hash: log.block_hash,
+            kind: BlockKind::Canonical,
+            logs: vec![log],
+            received_at: Instant::now(),
+        }],
+        n_events: 1,
+    }
+}
+
+fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
+    Arc::new(Subscription {
+        id: id.into(),
+        endpoint_id: "ep_1".into(),
+        chain_id: 1,
+        addresses: None,
+        topics: vec![],
+        plugin,
+        status: SubscriptionStatus::Active,
+        confirmations: 0,
+    })
+}
+
+fn matcher(subs: Vec<Arc<Subscription>>, runtime: &PluginRuntime) -> Matcher {
+    let (_tx, rx) = watch::channel(Arc::new(SubscriptionSet::new(subs)));
+    Matcher::new(runtime.clone(), rx, HashMap::new(), PluginLogBook::default(), Metrics::new().unwrap())
+}
+
+#[tokio::test]
+async fn a_plain_subscription_gets_the_design_body_and_a_stable_id() {
+    let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
+    let mut m = matcher(vec![sub("sub_a", None)], &runtime);
+    let out = m.process(batch()).await;
+    assert_eq!(out.write.deliveries.len(), 1);
+    assert_eq!(out.write.cursors.len(), 1);
+    assert_eq!(out.write.cursors[0].block_number, 0x76250);
+    let d = &out.write.deliveries[0];
+    let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["id"], d.id.as_str());
+    assert_eq!(body["type"], "log");
+    assert_eq!(body["subscription_id"], "sub_a");
+    assert_eq!(body["chain_id"], 1);
+    assert_eq!(body["data"], serde_json::Value::Null);
+    assert_eq!(body["log"], serde_json::from_str::<serde_json::Value>(TRANSFER).unwrap());
+    // The same event gives the same id; another subscription or type another id.
+    let again = m.process(batch()).await;
+    assert_eq!(again.write.deliveries[0].id, d.id);
+    let log = ChainLog::from_json(TRANSFER).unwrap();
+    assert_ne!(delivery_id("sub_b", 1, &log, EventType::Log), d.id);
+    assert_ne!(delivery_id("sub_a", 1, &log, EventType::LogRemoved), d.id);
+    assert_ne!(B256::ZERO, log.block_hash);
+}
+
+#[tokio::test]
+async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() {
+    let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
+    let compiled = runtime.compile(&wat::parse_str(TRAP).unwrap()).unwrap();
+    let binding = PluginBinding { plugin: compiled, config_json: "null".into() };
+    let mut m = matcher(vec![sub("sub_trap", Some(binding)), sub("sub_ok", None)], &runtime);
+    let mut statuses = Vec::new();
+    for _ in 0..plugins::QUARANTINE_AFTER {
+        let out = m.process(batch()).await;
+        assert_eq!(out.write.deliveries.len(), 1, "the healthy subscription is delivered");
+        assert_eq!(out.write.deliveries[0].subscription_id, "sub_ok");
+        assert_eq!(out.write.parked.len(), 1);
+        assert!(out.write.parked[0].error.contains("trap"), "{}", out.write.parked[0].error);
+        statuses.extend(out.write.status_changes.into_iter().map(|c| c.status));
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("quarantined"));
+    // While quarantined the plugin is not called, and events are still parked, not lost.
+    let out = m.process(batch()).await;
+    assert_eq!(out.write.parked.len(), 1);
+    assert!(out.write.parked[0].error.contains("quarantined"));
+}

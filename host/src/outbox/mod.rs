@@ -1,0 +1,69 @@
+//! Makes each matched batch durable in one transaction (deliveries + parked events + cursor),
+//! then hands the new deliveries to the delivery workers straight from memory. Nothing goes out
+//! before it is durable; a write that fails is retried, holding back (not dropping) the pipeline.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::matcher::MatchedBatch;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// A delivery ready to attempt, as the workers receive it.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub id: String,
+    pub endpoint_id: String,
+    pub body: Arc<str>,
+    /// Attempts already made.
+    pub attempts: i64,
+    /// When the chain event arrived, for first attempts from the hot path.
+    pub received_at: Option<Instant>,
+}
+
+/// Runs until the matcher closes its sender.
+pub async fn run(store: Store, mut input: mpsc::Receiver<MatchedBatch>, deliveries: mpsc::Sender<DeliveryJob>, metrics: Metrics, lease_ms: i64) {
+    while let Some(batch) = input.recv().await {
+        let inserted: HashSet<String> = write_until_durable(&store, &batch, lease_ms, &metrics).await.into_iter().collect();
+        let received = batch.received_at.into_iter().map(Some).chain(std::iter::repeat(None));
+        for (delivery, received_at) in batch.write.deliveries.into_iter().zip(received) {
+            if !inserted.contains(&delivery.id) {
+                continue; // a replay of a delivery that already exists
+            }
+            let job = DeliveryJob {
+                id: delivery.id,
+                endpoint_id: delivery.endpoint_id,
+                body: Arc::from(delivery.body),
+                attempts: 0,
+                received_at,
+            };
+            if deliveries.send(job).await.is_err() {
+                // The row is durable and leased; once the lease ends the retry poller sends it.
+                tracing::warn!("delivery stage stopped; outbox ends");
+                return;
+            }
+        }
+        metrics.queue_depth.with_label_values(&["deliver_input"]).set((deliveries.max_capacity() - deliveries.capacity()) as i64);
+    }
+    tracing::debug!("matcher closed; outbox drained");
+}
+
+async fn write_until_durable(store: &Store, batch: &MatchedBatch, lease_ms: i64, metrics: &Metrics) -> Vec<String> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.write_batch(&batch.write, lease_ms).await {
+            Ok((inserted, stats)) => {
+                metrics.db_statements.with_label_values(&["outbox"]).inc_by(stats.statements);
+                return inserted;
+            }
+            Err(error) => {
+                tracing::error!(%error, deliveries = batch.write.deliveries.len(), retry_in_ms = backoff.as_millis() as u64, "outbox write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Delivery state: leasing due rows, writing attempt outcomes in batches, listing for the API.
+
+use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+
+use super::{AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, Dialect, DueDelivery, Store, StoreError, now_ms};
+
+const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id, event_type, block_number, status, \
+                                attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at";
+
+impl Store {
+    /// Leases up to `limit` deliveries that are due and not leased by anyone, until `now + lease_ms`.
+    /// On PostgreSQL, `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
+    pub async fn claim_due(&self, limit: i64, lease_ms: i64) -> Result<Vec<DueDelivery>, StoreError> {
+        let now = now_ms();
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET lease_until = $1 WHERE id IN (SELECT id FROM deliveries \
+             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 AND lease_until <= $2 \
+             ORDER BY next_attempt_at LIMIT $3 {lock}) \
+             RETURNING id, endpoint_id, body, attempts, created_at"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueDelivery {
+                    id: r.try_get(0)?,
+                    endpoint_id: r.try_get(1)?,
+                    body: r.try_get(2)?,
+                    attempts: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a batch of attempt outcomes: one UPDATE and one INSERT whatever the batch size.
+    pub async fn record_results(&self, results: &[AttemptResult]) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(results).unwrap_or_default();
+        let source = self.json_rows(1, &[
+            ("id", "text"), ("status", "text"), ("attempts", "bigint"), ("next_attempt_at", "bigint"),
+            ("status_code", "bigint"), ("latency_ms", "bigint"), ("error", "text"), ("response_body", "text"),
+            ("at", "bigint"),
+        ]);
+        let update = format!(
+            "UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
+             lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
+             FROM {source} WHERE deliveries.id = j.id"
+        );
+        let insert = format!(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
+             SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM {source} \
+             WHERE true ON CONFLICT (delivery_id, attempt) DO NOTHING"
+        );
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(update)).bind(&json).execute(&mut *tx).await?;
+        sqlx::query(AssertSqlSafe(insert)).bind(&json).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        // Absent filters bind as NULL and match everything, so one statement serves every combination.
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE ($1 IS NULL OR subscription_id = $1) \
+             AND ($2 IS NULL OR endpoint_id = $2) AND ($3 IS NULL OR status = $3) AND seq < $4 \
+             ORDER BY seq DESC LIMIT $5"
+        );
+        let rows = sqlx::query(AssertSqlSafe(self.cast_text_params(&sql)))
+            .bind(&filter.subscription_id)
+            .bind(&filter.endpoint_id)
+            .bind(&filter.status)
+            .bind(filter.before_seq.unwrap_or(i64::MAX))
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    pub async fn get_delivery(&self, id: &str) -> Result<Option<(DeliveryRow, String)>, StoreError> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS}, body FROM deliveries WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        match row {
+            Some(r) => Ok(Some((delivery_row(&r)?, r.try_get(14)?))),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn delivery_attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, status_code, latency_ms, error, response_body, created_at FROM delivery_attempts \
+             WHERE delivery_id = $1 ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptRow {
+                    attempt: r.try_get(0)?,
+                    status_code: r.try_get(1)?,
+                    latency_ms: r.try_get(2)?,
+                    error: r.try_get(3)?,
+                    response_body: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes a delivery due now (manual retry); a delivered one is sent again on request.
+    pub async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, lease_until = 0, updated_at = $2 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Re-drives an endpoint's dead deliveries created at or after `since_ms`; returns how many.
+    pub async fn recover_endpoint(&self, endpoint_id: &str, since_ms: i64) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $3, lease_until = 0, updated_at = $3 \
+             WHERE endpoint_id = $1 AND status = 'dead' AND created_at >= $2",
+        )
+        .bind(endpoint_id)
+        .bind(since_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// PostgreSQL cannot infer the type of a parameter used only in `$n IS NULL`.
+    fn cast_text_params(&self, sql: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => sql.to_string(),
+            Dialect::Postgres => sql
+                .replace("($1 IS NULL", "($1::text IS NULL")
+                .replace("($2 IS NULL", "($2::text IS NULL")
+                .replace("($3 IS NULL", "($3::text IS NULL"),
+        }
+    }
+}
+
+fn delivery_row(r: &AnyRow) -> Result<DeliveryRow, StoreError> {
+    Ok(DeliveryRow {
+        seq: r.try_get(0)?,
+        id: r.try_get(1)?,
+        subscription_id: r.try_get(2)?,
+        endpoint_id: r.try_get(3)?,
+        chain_id: r.try_get(4)?,
+        event_type: r.try_get(5)?,
+        block_number: r.try_get(6)?,
+        status: r.try_get(7)?,
+        attempts: r.try_get(8)?,
+        next_attempt_at: r.try_get(9)?,
+        last_status_code: r.try_get(10)?,
+        last_error: r.try_get(11)?,
+        created_at: r.try_get(12)?,
+        updated_at: r.try_get(13)?,
+    })
+}

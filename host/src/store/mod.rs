@@ -1,0 +1,159 @@
+//! Durable state on SQLite (embedded default) or PostgreSQL, through one `sqlx::AnyPool`.
+//! The only module that contains SQL. Statements are shared where the dialects agree; batch
+//! writes pass one JSON parameter, so a batch costs one statement per table whatever its size.
+
+mod deliveries;
+pub mod models;
+mod outbox;
+mod resources;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+pub use models::*;
+pub use outbox::WriteStats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens the pool (creating an SQLite file and its directory when needed). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") { Dialect::Sqlite } else { Dialect::Postgres };
+        let url = match dialect {
+            Dialect::Sqlite => prepare_sqlite_url(url)?,
+            Dialect::Postgres => url.to_string(),
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(match dialect {
+                Dialect::Sqlite => 4,
+                Dialect::Postgres => 16,
+            })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers (admin API) run beside the writer; NORMAL is durable in WAL.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(&url).await?;
+        Ok(Store { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Applies the embedded migrations for this dialect.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?,
+            Dialect::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The row source for a JSON array passed as parameter `$param`, aliased `j` with `columns`
+    /// (name, SQL type). Lets one statement insert or update any number of rows.
+    fn json_rows(&self, param: u32, columns: &[(&str, &str)]) -> String {
+        match self.dialect {
+            Dialect::Sqlite => {
+                let fields: Vec<String> = columns
+                    .iter()
+                    .map(|(name, _)| format!("json_extract(value, '$.{name}') AS {name}"))
+                    .collect();
+                format!("(SELECT {} FROM json_each(${param})) AS j", fields.join(", "))
+            }
+            Dialect::Postgres => {
+                let fields: Vec<String> = columns.iter().map(|(name, ty)| format!("{name} {ty}")).collect();
+                format!("jsonb_to_recordset(${param}::text::jsonb) AS j({})", fields.join(", "))
+            }
+        }
+    }
+}
+
+/// Ensures the SQLite file can be created: its directory exists and `mode=rwc` is set.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if !path.is_empty() && path != ":memory:" {
+        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Rows as the rest of the host sees them. Times are Unix milliseconds.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRow {
+    pub id: String,
+    pub name: String,
+    pub size: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointRow {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    #[serde(skip)]
+    pub secret: String,
+    #[serde(skip)]
+    pub previous_secret: Option<String>,
+    #[serde(skip)]
+    pub previous_secret_expires_at: Option<i64>,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl EndpointRow {
+    /// Secrets that sign right now: the current one, plus the previous one during its grace period.
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(expires)) = (&self.previous_secret, self.previous_secret_expires_at) {
+            if expires > now_ms {
+                secrets.push(previous);
+            }
+        }
+        secrets
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub endpoint_id: String,
+    pub chain_id: i64,
+    /// JSON array of addresses, or `None` for any.
+    pub addresses: Option<String>,
+    /// JSON positional topic filter, or `None` for any.
+    pub topics: Option<String>,
+    pub plugin_id: Option<String>,
+    /// JSON config passed to `pipeline_init`.
+    pub plugin_config: Option<String>,
+    pub confirmations: i64,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A delivery the outbox creates.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewDelivery {
+    pub id: String,
+    pub subscription_id: String,
+    pub endpoint_id: String,
+    pub chain_id: i64,
+    pub event_type: String,
+    pub block_number: i64,
+    pub body: String,
+}
+
+/// An event a failing plugin held back.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkedEvent {
+    pub subscription_id: String,
+    pub chain_id: i64,
+    pub event_type: String,
+    /// The JSON-RPC log object.
+    pub log: String,
+    pub error: String,
+    pub event_index: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkedRow {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: ParkedEvent,
+    pub created_at: i64,
+}
+
+/// A chain's durable position: the last block whose logs are all durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub chain_id: i64,
+    pub block_number: i64,
+    pub block_hash: String,
+}
+
+/// A subscription's state change decided by the matcher (quarantine and recovery).
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub subscription_id: String,
+    pub status: String,
+    pub last_error: Option<String>,
+}
+
+/// Everything one batch makes durable, in one transaction.
+#[derive(Debug, Default)]
+pub struct OutboxWrite {
+    pub deliveries: Vec<NewDelivery>,
+    pub parked: Vec<ParkedEvent>,
+    pub cursors: Vec<Cursor>,
+    pub status_changes: Vec<StatusChange>,
+}
+
+/// A delivery ready to attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub body: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// The outcome of one attempt, written back in batches.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptResult {
+    pub id: String,
+    /// delivered | retrying | dead
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: String,
+    #[serde(skip)]
+    pub seq: i64,
+    pub subscription_id: String,
+    pub endpoint_id: String,
+    pub chain_id: i64,
+    pub event_type: String,
+    pub block_number: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub created_at: i64,
+}
+
+/// Filters for listing deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub subscription_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub status: Option<String>,
+    /// Only rows with `seq` below this (pagination, newest first).
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}

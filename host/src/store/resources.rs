@@ -1,0 +1,207 @@
+//! Plugins, endpoints and subscriptions: the resources the admin API manages.
+
+use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+
+use super::{EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
+
+const ENDPOINT_COLUMNS: &str = "id, url, description, secret, previous_secret, previous_secret_expires_at, \
+                                status, disabled_reason, created_at, updated_at";
+const SUBSCRIPTION_COLUMNS: &str = "id, endpoint_id, chain_id, addresses, topics, plugin_id, plugin_config, \
+                                    confirmations, status, last_error, created_at, updated_at";
+
+impl Store {
+    /// Stores a plugin; returns false when the same bytes (same id) were already stored.
+    pub async fn insert_plugin(&self, row: &PluginRow, wasm: &[u8]) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO plugins (id, name, size, wasm, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(row.size)
+        .bind(wasm)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn list_plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(plugin_row).collect()
+    }
+
+    pub async fn get_plugin(&self, id: &str) -> Result<Option<PluginRow>, StoreError> {
+        let row = sqlx::query("SELECT id, name, size, created_at FROM plugins WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(plugin_row).transpose()
+    }
+
+    pub async fn get_plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT wasm FROM plugins WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Deletes a plugin unless a subscription uses it. Returns false when it did not exist.
+    pub async fn delete_plugin(&self, id: &str) -> Result<bool, StoreError> {
+        let users: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM subscriptions WHERE plugin_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        if users.0 > 0 {
+            return Err(StoreError::Conflict(format!("plugin is used by {} subscription(s)", users.0)));
+        }
+        let result = sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn insert_endpoint(&self, e: &EndpointRow) -> Result<(), StoreError> {
+        let sql = format!("INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        bind_endpoint(sqlx::query(AssertSqlSafe(sql)), e).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Writes every mutable field of an endpoint.
+    pub async fn update_endpoint(&self, e: &EndpointRow) -> Result<bool, StoreError> {
+        let sql = "UPDATE endpoints SET url = $2, description = $3, secret = $4, previous_secret = $5, \
+                   previous_secret_expires_at = $6, status = $7, disabled_reason = $8, created_at = $9, \
+                   updated_at = $10 WHERE id = $1";
+        let result = bind_endpoint(sqlx::query(sql), e).execute(&self.pool).await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn list_endpoints(&self) -> Result<Vec<EndpointRow>, StoreError> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(endpoint_row).collect()
+    }
+
+    pub async fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(endpoint_row).transpose()
+    }
+
+    /// Deletes an endpoint unless subscriptions still point at it.
+    pub async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
+        let users: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM subscriptions WHERE endpoint_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        if users.0 > 0 {
+            return Err(StoreError::Conflict(format!(
+                "endpoint is used by {} subscription(s); delete them first",
+                users.0
+            )));
+        }
+        let result = sqlx::query("DELETE FROM endpoints WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        bind_subscription(sqlx::query(AssertSqlSafe(sql)), s).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn update_subscription(&self, s: &SubscriptionRow) -> Result<bool, StoreError> {
+        let sql = "UPDATE subscriptions SET endpoint_id = $2, chain_id = $3, addresses = $4, topics = $5, \
+                   plugin_id = $6, plugin_config = $7, confirmations = $8, status = $9, last_error = $10, \
+                   created_at = $11, updated_at = $12 WHERE id = $1";
+        let result = bind_subscription(sqlx::query(sql), s).execute(&self.pool).await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRow>, StoreError> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(subscription_row).collect()
+    }
+
+    pub async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(subscription_row).transpose()
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind_endpoint<'q>(q: AnyQuery<'q>, e: &'q EndpointRow) -> AnyQuery<'q> {
+    q.bind(&e.id)
+        .bind(&e.url)
+        .bind(&e.description)
+        .bind(&e.secret)
+        .bind(&e.previous_secret)
+        .bind(e.previous_secret_expires_at)
+        .bind(&e.status)
+        .bind(&e.disabled_reason)
+        .bind(e.created_at)
+        .bind(e.updated_at)
+}
+
+fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q> {
+    q.bind(&s.id)
+        .bind(&s.endpoint_id)
+        .bind(s.chain_id)
+        .bind(&s.addresses)
+        .bind(&s.topics)
+        .bind(&s.plugin_id)
+        .bind(&s.plugin_config)
+        .bind(s.confirmations)
+        .bind(&s.status)
+        .bind(&s.last_error)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+}
+
+fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
+    Ok(PluginRow { id: r.try_get(0)?, name: r.try_get(1)?, size: r.try_get(2)?, created_at: r.try_get(3)? })
+}
+
+fn endpoint_row(r: &AnyRow) -> Result<EndpointRow, StoreError> {
+    Ok(EndpointRow {
+        id: r.try_get(0)?,
+        url: r.try_get(1)?,
+        description: r.try_get(2)?,
+        secret: r.try_get(3)?,
+        previous_secret: r.try_get(4)?,
+        previous_secret_expires_at: r.try_get(5)?,
+        status: r.try_get(6)?,
+        disabled_reason: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        updated_at: r.try_get(9)?,
+    })
+}
+
+fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError> {
+    Ok(SubscriptionRow {
+        id: r.try_get(0)?,
+        endpoint_id: r.try_get(1)?,
+        chain_id: r.try_get(2)?,
+        addresses: r.try_get(3)?,
+        topics: r.try_get(4)?,
+        plugin_id: r.try_get(5)?,
+        plugin_config: r.try_get(6)?,
+        confirmations: r.try_get(7)?,
+        status: r.try_get(8)?,
+        last_error: r.try_get(9)?,
+        created_at: r.try_get(10)?,
+        updated_at: r.try_get(11)?,
+    })
+}
