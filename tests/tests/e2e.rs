@@ -11,7 +11,7 @@ use pipeline_tests::plugins::{example_plugin, missing_marker_module, trap_plugin
 use pipeline_tests::postgres::server_url_or_skip;
 use pipeline_tests::receiver::describe;
 use pipeline_tests::verifier::assert_verified;
-use pipeline_tests::{DbKind, Fixture, Receiver};
+use pipeline_tests::{DbKind, Fixture, Receiver, wait_until};
 use serde_json::json;
 
 /// How long a webhook may take to arrive.
@@ -220,6 +220,21 @@ async fn trapping_plugin_is_isolated(db: DbKind) {
         "the trapping subscription should be active or quarantined, got {status:?}: {}",
         resp.text
     );
+    // DESIGN §5: the subscription shows its last plugin error.
+    let path = format!("/v1/subscriptions/{trap_sub}");
+    wait_until(
+        "the trapping subscription's last_error",
+        WEBHOOK_TIMEOUT,
+        Duration::from_millis(200),
+        || async {
+            let resp = admin.get(&path).await;
+            match resp.body["last_error"].as_str() {
+                Some(e) if resp.status == 200 && !e.is_empty() => Ok(()),
+                _ => Err(format!("{} {}", resp.status, resp.text)),
+            }
+        },
+    )
+    .await;
 }
 
 /// Scenario 4: bad input gets a fitting 4xx with the error shape, never a 500.

@@ -36,7 +36,9 @@ pub enum Admission {
     /// The single trial request after a rest; its outcome decides between closed and open.
     Probe,
     /// Try again at `retry_at`; the delivery has not been attempted and must not count as one.
-    Rejected { retry_at: Instant },
+    Rejected {
+        retry_at: Instant,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -56,15 +58,22 @@ enum State {
 
 impl Breaker {
     pub fn new(config: BreakerConfig) -> Self {
-        Self { config, state: State::Closed { consecutive_failures: 0 }, consecutive_trips: 0 }
+        Self {
+            config,
+            state: State::Closed {
+                consecutive_failures: 0,
+            },
+            consecutive_trips: 0,
+        }
     }
 
     pub fn allow(&mut self, now: Instant) -> Admission {
         match self.state {
             State::Closed { .. } => Admission::Allowed,
-            State::Open { until } | State::HalfOpen { probe_deadline: until } if now < until => {
-                Admission::Rejected { retry_at: until }
-            }
+            State::Open { until }
+            | State::HalfOpen {
+                probe_deadline: until,
+            } if now < until => Admission::Rejected { retry_at: until },
             State::Open { .. } | State::HalfOpen { .. } => {
                 let probe_deadline = add_or_now(now, self.config.probe_timeout);
                 self.state = State::HalfOpen { probe_deadline };
@@ -76,18 +85,24 @@ impl Breaker {
     /// Any 2xx proves the endpoint works again, including a late answer to a request sent
     /// before the trip.
     pub fn on_success(&mut self) {
-        self.state = State::Closed { consecutive_failures: 0 };
+        self.state = State::Closed {
+            consecutive_failures: 0,
+        };
         self.consecutive_trips = 0;
     }
 
     pub fn on_failure(&mut self, now: Instant) {
         match self.state {
-            State::Closed { consecutive_failures } => {
+            State::Closed {
+                consecutive_failures,
+            } => {
                 let consecutive_failures = consecutive_failures.saturating_add(1);
                 if consecutive_failures >= self.config.failure_threshold.max(1) {
                     self.trip(now);
                 } else {
-                    self.state = State::Closed { consecutive_failures };
+                    self.state = State::Closed {
+                        consecutive_failures,
+                    };
                 }
             }
             State::HalfOpen { .. } => self.trip(now),
@@ -112,8 +127,14 @@ impl Breaker {
 
     fn trip(&mut self, now: Instant) {
         let doubling = 2u32.saturating_pow(self.consecutive_trips);
-        let open_for = self.config.open_for.saturating_mul(doubling).min(self.config.max_open_for);
-        self.state = State::Open { until: add_or_now(now, open_for) };
+        let open_for = self
+            .config
+            .open_for
+            .saturating_mul(doubling)
+            .min(self.config.max_open_for);
+        self.state = State::Open {
+            until: add_or_now(now, open_for),
+        };
         self.consecutive_trips = self.consecutive_trips.saturating_add(1);
     }
 }
@@ -125,6 +146,7 @@ fn add_or_now(now: Instant, duration: Duration) -> Instant {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)] // Tests may panic (DESIGN §6).
 mod tests {
     use super::*;
 
@@ -133,7 +155,10 @@ mod tests {
     }
 
     fn config() -> BreakerConfig {
-        BreakerConfig { failure_threshold: 3, ..BreakerConfig::default() }
+        BreakerConfig {
+            failure_threshold: 3,
+            ..BreakerConfig::default()
+        }
     }
 
     /// A breaker that has just tripped at `t0`.
@@ -166,13 +191,23 @@ mod tests {
         let t0 = Instant::now();
         let mut breaker = tripped(t0);
         assert!(breaker.is_open(t0));
-        assert_eq!(breaker.allow(t0 + secs(29)), Admission::Rejected { retry_at: t0 + secs(30) });
+        assert_eq!(
+            breaker.allow(t0 + secs(29)),
+            Admission::Rejected {
+                retry_at: t0 + secs(30)
+            }
+        );
         assert!(!breaker.is_open(t0 + secs(30)));
         assert_eq!(breaker.allow(t0 + secs(30)), Admission::Probe);
         assert_eq!(breaker.state_name(), "half_open");
         // Exactly one probe: everyone else waits for its outcome (or its deadline).
         let probe_deadline = t0 + secs(30) + secs(60);
-        assert_eq!(breaker.allow(t0 + secs(31)), Admission::Rejected { retry_at: probe_deadline });
+        assert_eq!(
+            breaker.allow(t0 + secs(31)),
+            Admission::Rejected {
+                retry_at: probe_deadline
+            }
+        );
         assert!(!breaker.is_open(t0 + secs(31)));
     }
 
@@ -190,7 +225,12 @@ mod tests {
         breaker.on_failure(t1);
         assert_eq!(breaker.state_name(), "closed");
         breaker.on_failure(t1);
-        assert_eq!(breaker.allow(t1), Admission::Rejected { retry_at: t1 + secs(30) });
+        assert_eq!(
+            breaker.allow(t1),
+            Admission::Rejected {
+                retry_at: t1 + secs(30)
+            }
+        );
     }
 
     #[test]
@@ -206,7 +246,12 @@ mod tests {
             breaker.on_failure(now);
             assert_eq!(breaker.state_name(), "open");
             rest = secs(expected_rest.next().unwrap());
-            assert_eq!(breaker.allow(now), Admission::Rejected { retry_at: now + rest });
+            assert_eq!(
+                breaker.allow(now),
+                Admission::Rejected {
+                    retry_at: now + rest
+                }
+            );
         }
     }
 
@@ -215,7 +260,12 @@ mod tests {
         let t0 = Instant::now();
         let mut breaker = tripped(t0);
         breaker.on_failure(t0 + secs(10));
-        assert_eq!(breaker.allow(t0 + secs(10)), Admission::Rejected { retry_at: t0 + secs(30) });
+        assert_eq!(
+            breaker.allow(t0 + secs(10)),
+            Admission::Rejected {
+                retry_at: t0 + secs(30)
+            }
+        );
         breaker.on_success();
         assert_eq!(breaker.allow(t0 + secs(10)), Admission::Allowed);
     }
@@ -233,7 +283,10 @@ mod tests {
     #[test]
     fn zero_threshold_trips_on_the_first_failure() {
         let t0 = Instant::now();
-        let mut breaker = Breaker::new(BreakerConfig { failure_threshold: 0, ..config() });
+        let mut breaker = Breaker::new(BreakerConfig {
+            failure_threshold: 0,
+            ..config()
+        });
         breaker.on_failure(t0);
         assert!(breaker.is_open(t0));
     }
@@ -247,6 +300,11 @@ mod tests {
         }
         assert_eq!(breaker.allow(t0), Admission::Allowed);
         breaker.on_failure(t0);
-        assert_eq!(breaker.allow(t0), Admission::Rejected { retry_at: t0 + secs(30) });
+        assert_eq!(
+            breaker.allow(t0),
+            Admission::Rejected {
+                retry_at: t0 + secs(30)
+            }
+        );
     }
 }

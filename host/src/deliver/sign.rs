@@ -37,7 +37,10 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<S
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// The `webhook-signature` header value: one signature per secret, space-separated, so a
@@ -79,6 +82,7 @@ fn decode_secret(secret: &str) -> Result<Vec<u8>, SignError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)] // Tests may panic (DESIGN §6).
 mod tests {
     use super::*;
 
@@ -91,7 +95,11 @@ mod tests {
 
     fn check(secret: &str, expected: Result<&str, SignError>) {
         let actual = sign(secret, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY);
-        assert_eq!(actual.as_deref().map_err(Clone::clone), expected, "secret {secret:?}");
+        assert_eq!(
+            actual.as_deref().map_err(Clone::clone),
+            expected,
+            "secret {secret:?}"
+        );
     }
 
     #[test]
@@ -103,7 +111,10 @@ mod tests {
     fn accepts_a_secret_without_prefix_or_padding() {
         check("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Ok(VECTOR_SIGNATURE));
         // 24-byte keys need no padding; a 20-byte key ends in one `=` that a paste may lose.
-        let padded = format!("{SECRET_PREFIX}{}", STANDARD.encode(b"0123456789abcdefghij"));
+        let padded = format!(
+            "{SECRET_PREFIX}{}",
+            STANDARD.encode(b"0123456789abcdefghij")
+        );
         assert!(padded.ends_with('='));
         let unpadded = padded.trim_end_matches('=');
         let with = sign(&padded, "msg_1", 1, b"{}").unwrap();
@@ -118,7 +129,10 @@ mod tests {
             sign("whsec_not base64!", VECTOR_ID, 1, b""),
             Err(SignError::InvalidBase64(_))
         ));
-        assert!(matches!(sign("whsec_%%%%", VECTOR_ID, 1, b""), Err(SignError::InvalidBase64(_))));
+        assert!(matches!(
+            sign("whsec_%%%%", VECTOR_ID, 1, b""),
+            Err(SignError::InvalidBase64(_))
+        ));
     }
 
     #[test]
@@ -127,7 +141,12 @@ mod tests {
         let variants = [
             sign(VECTOR_SECRET, "msg_other", VECTOR_TIMESTAMP, VECTOR_BODY),
             sign(VECTOR_SECRET, VECTOR_ID, VECTOR_TIMESTAMP + 1, VECTOR_BODY),
-            sign(VECTOR_SECRET, VECTOR_ID, VECTOR_TIMESTAMP, br#"{"test": 2432232315}"#),
+            sign(
+                VECTOR_SECRET,
+                VECTOR_ID,
+                VECTOR_TIMESTAMP,
+                br#"{"test": 2432232315}"#,
+            ),
         ];
         for variant in variants {
             assert_ne!(variant.unwrap(), base);
@@ -137,13 +156,20 @@ mod tests {
     #[test]
     fn header_has_one_signature_per_secret_in_order() {
         let other = generate_secret();
-        let header =
-            signature_header(&[VECTOR_SECRET, &other], VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY)
-                .unwrap();
+        let header = signature_header(
+            &[VECTOR_SECRET, &other],
+            VECTOR_ID,
+            VECTOR_TIMESTAMP,
+            VECTOR_BODY,
+        )
+        .unwrap();
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], VECTOR_SIGNATURE);
-        assert_eq!(parts[1], sign(&other, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY).unwrap());
+        assert_eq!(
+            parts[1],
+            sign(&other, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY).unwrap()
+        );
         assert_ne!(parts[0], parts[1]);
 
         let single = signature_header(&[VECTOR_SECRET], VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY);
@@ -152,7 +178,10 @@ mod tests {
 
     #[test]
     fn header_fails_without_secrets_or_with_any_bad_one() {
-        assert_eq!(signature_header(&[], VECTOR_ID, 1, b""), Err(SignError::NoSecrets));
+        assert_eq!(
+            signature_header(&[], VECTOR_ID, 1, b""),
+            Err(SignError::NoSecrets)
+        );
         assert_eq!(
             signature_header(&[VECTOR_SECRET, "whsec_"], VECTOR_ID, 1, b""),
             Err(SignError::EmptySecret)
