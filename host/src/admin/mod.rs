@@ -61,6 +61,9 @@ pub fn router(state: AdminState) -> Router {
         .merge(health::routes())
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        })
         .with_state(state)
 }
 

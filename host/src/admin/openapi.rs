@@ -165,7 +165,7 @@ fn schemas() -> Value {
             "addresses": {"type": ["array", "null"], "items": address}, "topics": schema("TopicFilter"),
             "plugin_id": {"type": ["string", "null"], "description": "null detaches the plugin"}, "plugin_config": {},
             "confirmations": {"type": "integer", "minimum": 0}, "status": {"enum": ["active", "paused"]}}},
-        "PluginLogLine": obj(&[("at", integer()), ("level", string()), ("message", string())]),
+        "PluginLogLine": obj(&[("at", time.clone()), ("level", string()), ("message", string())]),
         "ParkedEvent": obj(&[("seq", integer()), ("chain_id", integer()), ("event_type", json!({"enum": ["log", "log.removed"]})),
             ("log", json!({"type": "object"})), ("error", string()), ("event_index", json!({"type": ["integer", "null"]})), ("created_at", time.clone())]),
         "Delivery": delivery_schema(integer()),

@@ -258,7 +258,13 @@ async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiR
 
 async fn logs(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     load(&state, &id).await?;
-    Ok(Json(serde_json::json!({"items": state.log_book.recent(&id)})))
+    let items: Vec<Value> = state
+        .log_book
+        .recent(&id)
+        .into_iter()
+        .map(|line| serde_json::json!({"at": rfc3339(line.at), "level": line.level, "message": line.message}))
+        .collect();
+    Ok(Json(serde_json::json!({"items": items})))
 }
 
 async fn parked(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<Page<ParkedView>>> {

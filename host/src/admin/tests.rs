@@ -59,7 +59,7 @@ async fn harness_with_chains(chains: Vec<Arc<ChainHealth>>) -> Harness {
     let dir = std::env::temp_dir().join(new_id("pipeline-admin-test"));
     let store = Store::connect(&format!("sqlite://{}/a.db", dir.display())).await.unwrap();
     store.migrate().await.unwrap();
-    let runtime = PluginRuntime::new(PluginLimits { call_timeout_ms: 2_000, ..PluginLimits::default() }).unwrap();
+    let runtime = PluginRuntime::new(PluginLimits { call_timeout_ms: 2_000, max_module_bytes: 64 << 10, ..PluginLimits::default() }).unwrap();
     let settings = ClientSettings { allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()], ..ClientSettings::default() };
     let state = AdminState {
         registry: Registry::new(store.clone(), runtime.clone()),
@@ -106,6 +106,19 @@ impl Harness {
         body["id"].as_str().unwrap().to_string()
     }
 
+    /// Parks `LOG` for the subscription, as the matcher does when its plugin fails.
+    async fn park(&self, subscription_id: &str) {
+        let parked = ParkedEvent {
+            subscription_id: subscription_id.to_string(),
+            chain_id: 1,
+            event_type: "log".into(),
+            log: LOG.into(),
+            error: "trap: unreachable".into(),
+            event_index: None,
+        };
+        self.state.store.write_batch(&OutboxWrite { parked: vec![parked], ..Default::default() }, 0).await.unwrap();
+    }
+
     async fn subscription(&self, extra: Value) -> (StatusCode, Value) {
         let mut body = json!({"endpoint_id": self.endpoint().await, "chain_id": 1});
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -138,6 +151,11 @@ async fn uploads_are_validated_and_deduplicated() {
     assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_wasm");
     let (status, body) = h.upload(wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap()).await;
     assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "missing_export");
+
+    let (status, body) = h.upload(vec![0; (64 << 10) + 1]).await;
+    assert_eq!(error_code(status, &body, StatusCode::PAYLOAD_TOO_LARGE), "too_large");
+    let (status, body) = h.upload(vec![0; 2 << 20]).await;
+    assert_eq!(error_code(status, &body, StatusCode::PAYLOAD_TOO_LARGE), "too_large");
 
     let (status, first) = h.upload(plugin("")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
@@ -297,15 +315,7 @@ async fn parked_events_are_reprocessed_into_deliveries() {
     let h = harness().await;
     let (_, sub) = h.subscription(json!({})).await;
     let sub_id = sub["id"].as_str().unwrap().to_string();
-    let parked = ParkedEvent {
-        subscription_id: sub_id.clone(),
-        chain_id: 1,
-        event_type: "log".into(),
-        log: LOG.into(),
-        error: "trap: unreachable".into(),
-        event_index: None,
-    };
-    h.state.store.write_batch(&OutboxWrite { parked: vec![parked], ..Default::default() }, 0).await.unwrap();
+    h.park(&sub_id).await;
     let uri = format!("/v1/subscriptions/{sub_id}");
     let (_, shown) = h.get(&uri).await;
     assert_eq!(shown["parked_events"], 1);
@@ -327,6 +337,25 @@ async fn parked_events_are_reprocessed_into_deliveries() {
     assert_eq!((status, retried), (StatusCode::ACCEPTED, json!({"id": id, "status": "retrying"})));
     let (_, logs) = h.get(&format!("{uri}/logs")).await;
     assert_eq!(logs, json!({"items": []}));
+}
+
+#[tokio::test]
+async fn reprocessing_with_a_failing_plugin_keeps_the_events_parked() {
+    let h = harness().await;
+    let trap = r#"(module (memory (export "memory") 2) (func (export "pipeline_abi_v1"))
+      (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
+      (func (export "pipeline_process") (param i32) (result i64) unreachable))"#;
+    let (_, uploaded) = h.upload(wat::parse_str(trap).unwrap()).await;
+    let (_, sub) = h.subscription(json!({"plugin_id": uploaded["id"]})).await;
+    let sub_id = sub["id"].as_str().unwrap().to_string();
+    h.park(&sub_id).await;
+    let uri = format!("/v1/subscriptions/{sub_id}");
+    let (status, body) = h.send(Method::POST, &format!("{uri}/reprocess"), Some("t"), Body::empty()).await;
+    assert_eq!(error_code(status, &body, StatusCode::CONFLICT), "plugin_failed");
+    let (_, shown) = h.get(&uri).await;
+    assert_eq!(shown["parked_events"], 1);
+    let (_, deliveries) = h.get("/v1/deliveries").await;
+    assert_eq!(deliveries["items"], json!([]));
 }
 
 #[tokio::test]
