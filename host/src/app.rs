@@ -52,8 +52,18 @@ impl App {
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let metrics = Metrics::new().context("metrics registry")?;
-    let store = Store::connect(&config.database_url).await.with_context(|| format!("cannot open the database at {}", redact(&config.database_url)))?;
-    store.migrate().await.context("database migrations failed")?;
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database at {}",
+                redact(&config.database_url)
+            )
+        })?;
+    store
+        .migrate()
+        .await
+        .context("database migrations failed")?;
     let runtime = PluginRuntime::new(config.plugin.clone())?;
     let registry = Registry::new(store.clone(), runtime.clone());
     registry.reload().await.context("loading subscriptions")?;
@@ -64,15 +74,43 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         max_response_body: 4096,
     })
     .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
-    let token_sha256 = admin::auth::resolve_token(config.admin_token.as_deref(), &store, &config.data_dir).await?;
-    let admin_listener = TcpListener::bind(config.admin_addr).await.with_context(|| format!("cannot listen on PIPELINE_ADMIN_ADDR {}", config.admin_addr))?;
-    let metrics_listener = metrics::bind(config.metrics_addr).await.with_context(|| format!("cannot listen on PIPELINE_METRICS_ADDR {}", config.metrics_addr))?;
-    Ok(App { config, store, registry, runtime, metrics, client, token_sha256, admin_listener, metrics_listener })
+    let token_sha256 =
+        admin::auth::resolve_token(config.admin_token.as_deref(), &store, &config.data_dir).await?;
+    let admin_listener = TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on PIPELINE_ADMIN_ADDR {}", config.admin_addr))?;
+    let metrics_listener = metrics::bind(config.metrics_addr).await.with_context(|| {
+        format!(
+            "cannot listen on PIPELINE_METRICS_ADDR {}",
+            config.metrics_addr
+        )
+    })?;
+    Ok(App {
+        config,
+        store,
+        registry,
+        runtime,
+        metrics,
+        client,
+        token_sha256,
+        admin_listener,
+        metrics_listener,
+    })
 }
 
 /// Runs every stage until `shutdown` is cancelled, then drains them within the grace period.
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let App { config, store, registry, runtime, metrics, client, token_sha256, admin_listener, metrics_listener } = app;
+    let App {
+        config,
+        store,
+        registry,
+        runtime,
+        metrics,
+        client,
+        token_sha256,
+        admin_listener,
+        metrics_listener,
+    } = app;
     let lease_ms = config.delivery.lease_ms as i64;
     let (blocks_tx, blocks_rx) = mpsc::channel(1024);
     let (batches_tx, batches_rx) = mpsc::channel(8);
@@ -86,20 +124,56 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     for chain in &config.chains {
         let health = ChainHealth::new(chain);
         chains.push(health.clone());
-        tracker.spawn(ingest::run(chain.clone(), store.clone(), blocks_tx.clone(), metrics.clone(), health, shutdown.clone()));
+        tracker.spawn(ingest::run(
+            chain.clone(),
+            store.clone(),
+            blocks_tx.clone(),
+            metrics.clone(),
+            health,
+            shutdown.clone(),
+        ));
     }
     drop(blocks_tx);
-    tracker.spawn(batch::run(config.batch.clone(), blocks_rx, batches_tx, metrics.clone()));
-    let confirmations: HashMap<u64, u64> = config.chains.iter().map(|c| (c.chain_id, c.confirmations)).collect();
+    tracker.spawn(batch::run(
+        config.batch.clone(),
+        blocks_rx,
+        batches_tx,
+        metrics.clone(),
+    ));
+    let confirmations: HashMap<u64, u64> = config
+        .chains
+        .iter()
+        .map(|c| (c.chain_id, c.confirmations))
+        .collect();
     let log_book = PluginLogBook::default();
-    let matcher = Matcher::new(runtime.clone(), registry.subscriptions(), confirmations, log_book.clone(), metrics.clone());
+    let matcher = Matcher::new(
+        runtime.clone(),
+        registry.subscriptions(),
+        confirmations,
+        log_book.clone(),
+        metrics.clone(),
+    );
     tracker.spawn(matcher.run(batches_rx, matched_tx));
-    tracker.spawn(outbox::run(store.clone(), matched_rx, jobs_tx.clone(), metrics.clone(), lease_ms));
+    tracker.spawn(outbox::run(
+        store.clone(),
+        matched_rx,
+        jobs_tx.clone(),
+        metrics.clone(),
+        lease_ms,
+    ));
     let poll_interval = Duration::from_millis(config.delivery.poll_interval_ms);
-    tracker.spawn(deliver::poller::run(store.clone(), jobs_tx, poll_interval, lease_ms, shutdown.clone()));
+    tracker.spawn(deliver::poller::run(
+        store.clone(),
+        jobs_tx,
+        poll_interval,
+        lease_ms,
+        shutdown.clone(),
+    ));
     let dispatcher = Dispatcher {
         client: client.clone(),
-        schedule: RetrySchedule::new(config::parse_retry_schedule(&config.delivery.retry_schedule)?),
+        schedule: RetrySchedule::new(config::parse_retry_schedule(
+            &config.delivery.retry_schedule,
+        )?),
         endpoints: registry.endpoints(),
         metrics: metrics.clone(),
         workers: config.delivery.workers,
@@ -107,8 +181,16 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         gone: gone_tx,
     };
     tracker.spawn(dispatcher.run(jobs_rx, results_tx));
-    tracker.spawn(deliver::recorder::run(store.clone(), results_rx, metrics.clone()));
-    tracker.spawn(disable_gone_endpoints(store.clone(), registry.clone(), gone_rx));
+    tracker.spawn(deliver::recorder::run(
+        store.clone(),
+        results_rx,
+        metrics.clone(),
+    ));
+    tracker.spawn(disable_gone_endpoints(
+        store.clone(),
+        registry.clone(),
+        gone_rx,
+    ));
 
     let scheduler_lag_ms = Arc::new(AtomicU64::new(0));
     let state = AdminState {
@@ -123,7 +205,11 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         scheduler_lag_ms: scheduler_lag_ms.clone(),
     };
     tracker.spawn(admin::run(admin_listener, state, shutdown.clone()));
-    tracker.spawn(metrics::run(metrics_listener, metrics.clone(), shutdown.clone()));
+    tracker.spawn(metrics::run(
+        metrics_listener,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracker.spawn(watchdog(metrics, scheduler_lag_ms, shutdown.clone()));
     tracker.spawn(refresh_registry(registry, shutdown.clone()));
     tracker.close();
@@ -131,18 +217,27 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
 
     shutdown.cancelled().await;
     tracing::info!("shutdown requested; draining");
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_ok();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_ok();
     if drained {
         tracing::info!("drained; bye");
     } else {
-        tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "stages did not drain in time; undelivered work stays in the store");
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "stages did not drain in time; undelivered work stays in the store"
+        );
     }
     store.close().await;
     Ok(())
 }
 
 /// A 410 from a receiver disables its endpoint.
-async fn disable_gone_endpoints(store: Store, registry: Registry, mut gone: mpsc::Receiver<String>) {
+async fn disable_gone_endpoints(
+    store: Store,
+    registry: Registry,
+    mut gone: mpsc::Receiver<String>,
+) {
     while let Some(endpoint_id) = gone.recv().await {
         match store.get_endpoint(&endpoint_id).await {
             Ok(Some(mut endpoint)) if endpoint.status == "enabled" => {

@@ -130,7 +130,10 @@ impl Default for Config {
             admin_token: None,
             log_format: LogFormat::Text,
             chains: Vec::new(),
-            batch: BatchConfig { max_events: 100, max_wait_ms: 100 },
+            batch: BatchConfig {
+                max_events: 100,
+                max_wait_ms: 100,
+            },
             delivery: DeliveryConfig {
                 workers: 50,
                 per_endpoint_concurrency: 10,
@@ -156,7 +159,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_LOG_FORMAT", "log_format"),
     ("PIPELINE_DELIVERY_ALLOWED_CIDRS", "delivery.allowed_cidrs"),
     ("PIPELINE_DELIVERY_WORKERS", "delivery.workers"),
-    ("PIPELINE_DELIVERY_RETRY_SCHEDULE", "delivery.retry_schedule"),
+    (
+        "PIPELINE_DELIVERY_RETRY_SCHEDULE",
+        "delivery.retry_schedule",
+    ),
     ("PIPELINE_BATCH_MAX_EVENTS", "batch.max_events"),
     ("PIPELINE_BATCH_MAX_WAIT_MS", "batch.max_wait_ms"),
 ];
@@ -217,8 +223,12 @@ impl Config {
 
     /// Checks everything that can be checked before start-up, with messages that name the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
-            bail!("DATABASE_URL must start with sqlite:// or postgres://, got {:?}", self.database_url);
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            bail!(
+                "DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
+                self.database_url
+            );
         }
         if self.batch.max_events == 0 {
             bail!("PIPELINE_BATCH_MAX_EVENTS must be at least 1");
@@ -239,7 +249,10 @@ impl Config {
             }
             for url in &chain.ws_urls {
                 if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                    bail!("chain {:?}: {url:?} is not a ws:// or wss:// URL", chain.name);
+                    bail!(
+                        "chain {:?}: {url:?} is not a ws:// or wss:// URL",
+                        chain.name
+                    );
                 }
             }
         }
@@ -249,7 +262,10 @@ impl Config {
 
 /// Environment values are strings; numeric keys are passed as numbers so serde accepts them.
 fn env_value(key: &str, value: &str) -> figment::value::Value {
-    let numeric = matches!(key, "delivery.workers" | "batch.max_events" | "batch.max_wait_ms");
+    let numeric = matches!(
+        key,
+        "delivery.workers" | "batch.max_events" | "batch.max_wait_ms"
+    );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),
         _ => figment::value::Value::from(value.to_string()),
@@ -257,7 +273,11 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Parses `5s,5m,30m` into delays.
@@ -276,7 +296,10 @@ pub fn parse_retry_schedule(s: &str) -> anyhow::Result<Vec<Duration>> {
 pub fn parse_cidrs(s: &str) -> anyhow::Result<Vec<IpNet>> {
     split_list(s)
         .iter()
-        .map(|part| part.parse::<IpNet>().with_context(|| format!("bad CIDR {part:?}")))
+        .map(|part| {
+            part.parse::<IpNet>()
+                .with_context(|| format!("bad CIDR {part:?}"))
+        })
         .collect()
 }
 
@@ -285,7 +308,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -296,7 +322,12 @@ mod tests {
         assert_eq!(c.metrics_addr.port(), 9090);
         assert_eq!(c.delivery.workers, 50);
         assert_eq!(c.batch.max_events, 100);
-        assert_eq!(parse_retry_schedule(&c.delivery.retry_schedule).unwrap().len(), 7);
+        assert_eq!(
+            parse_retry_schedule(&c.delivery.retry_schedule)
+                .unwrap()
+                .len(),
+            7
+        );
         assert!(c.chains.is_empty());
     }
 
@@ -335,9 +366,15 @@ mod tests {
     fn bad_values_are_named() {
         let err = Config::load_from(None, &env(&[("PIPELINE_DELIVERY_RETRY_SCHEDULE", "soon")]))
             .unwrap_err();
-        assert!(format!("{err:#}").contains("PIPELINE_DELIVERY_RETRY_SCHEDULE"), "{err:#}");
-        let err = Config::load_from(None, &env(&[("PIPELINE_DELIVERY_ALLOWED_CIDRS", "10.0.0.0/33")]))
-            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PIPELINE_DELIVERY_RETRY_SCHEDULE"),
+            "{err:#}"
+        );
+        let err = Config::load_from(
+            None,
+            &env(&[("PIPELINE_DELIVERY_ALLOWED_CIDRS", "10.0.0.0/33")]),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("ALLOWED_CIDRS"), "{err:#}");
         let err = Config::load_from(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(format!("{err:#}").contains("DATABASE_URL"), "{err:#}");

@@ -53,7 +53,10 @@ impl ChainLog {
     pub fn from_json(text: &str) -> Result<ChainLog, MalformedLog> {
         let log: RpcLog = serde_json::from_str(text).map_err(|e| MalformedLog(e.to_string()))?;
         if log.topics.len() > 4 {
-            return Err(MalformedLog(format!("{} topics (at most 4)", log.topics.len())));
+            return Err(MalformedLog(format!(
+                "{} topics (at most 4)",
+                log.topics.len()
+            )));
         }
         Ok(ChainLog {
             address: log.address,
@@ -71,14 +74,19 @@ impl ChainLog {
 
     /// The same log marked as reorged out, with `removed: true` in its JSON too.
     pub fn as_removed(&self) -> ChainLog {
-        let raw = match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&self.raw) {
-            Ok(mut object) => {
-                object.insert("removed".into(), serde_json::Value::Bool(true));
-                serde_json::Value::Object(object).to_string()
-            }
-            Err(_) => self.raw.to_string(),
-        };
-        ChainLog { removed: true, raw: Arc::from(raw), ..self.clone() }
+        let raw =
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&self.raw) {
+                Ok(mut object) => {
+                    object.insert("removed".into(), serde_json::Value::Bool(true));
+                    serde_json::Value::Object(object).to_string()
+                }
+                Err(_) => self.raw.to_string(),
+            };
+        ChainLog {
+            removed: true,
+            raw: Arc::from(raw),
+            ..self.clone()
+        }
     }
 
     pub fn topic0(&self) -> Option<&B256> {

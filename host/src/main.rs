@@ -13,7 +13,11 @@ use pipeline_host::{app, store::Store};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "pipeline", version, about = "Ethereum-family chain events to signed webhooks, filtered by WebAssembly plugins")]
+#[command(
+    name = "pipeline",
+    version,
+    about = "Ethereum-family chain events to signed webhooks, filtered by WebAssembly plugins"
+)]
 struct Cli {
     /// TOML config file (every value can be overridden by environment variables).
     #[arg(long, env = "PIPELINE_CONFIG", global = false)]
@@ -71,9 +75,14 @@ fn main() -> ExitCode {
         Some(Command::Serve { config }) => serve(config.or(cli.config)),
         Some(Command::Migrate { config }) => migrate(config.or(cli.config)),
         Some(Command::Plugin(PluginCommand::Check { file })) => plugin_check(&file),
-        Some(Command::Plugin(PluginCommand::Test { file, events, config, batch_size, only_kept, limit })) => {
-            plugin_test(&file, &events, &config, batch_size, only_kept, limit)
-        }
+        Some(Command::Plugin(PluginCommand::Test {
+            file,
+            events,
+            config,
+            batch_size,
+            only_kept,
+            limit,
+        })) => plugin_test(&file, &events, &config, batch_size, only_kept, limit),
     };
     match result {
         Ok(code) => code,
@@ -85,12 +94,18 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -150,25 +165,48 @@ fn plugin_check(file: &Path) -> anyhow::Result<ExitCode> {
     let runtime = PluginRuntime::new(Config::load(None)?.plugin)?;
     let report = match runtime.compile(&bytes) {
         Ok(_) => serde_json::json!({"ok": true, "id": plugin_id(&bytes), "size": bytes.len()}),
-        Err(error) => serde_json::json!({"ok": false, "code": error.code(), "message": error.to_string()}),
+        Err(error) => {
+            serde_json::json!({"ok": false, "code": error.code(), "message": error.to_string()})
+        }
     };
     println!("{report}");
-    Ok(if report["ok"] == true { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report["ok"] == true {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn plugin_test(file: &Path, events: &Path, config: &str, batch_size: usize, only_kept: bool, limit: Option<usize>) -> anyhow::Result<ExitCode> {
+fn plugin_test(
+    file: &Path,
+    events: &Path,
+    config: &str,
+    batch_size: usize,
+    only_kept: bool,
+    limit: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     serde_json::from_str::<serde_json::Value>(config).context("--config is not valid JSON")?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let text = std::fs::read_to_string(events).with_context(|| format!("cannot read {}", events.display()))?;
+    let text = std::fs::read_to_string(events)
+        .with_context(|| format!("cannot read {}", events.display()))?;
     let mut logs = Vec::new();
-    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         if limit.is_some_and(|n| logs.len() >= n) {
             break;
         }
-        logs.push(ChainLog::from_json(line).with_context(|| format!("{}:{}", events.display(), number + 1))?);
+        logs.push(
+            ChainLog::from_json(line)
+                .with_context(|| format!("{}:{}", events.display(), number + 1))?,
+        );
     }
     let runtime = PluginRuntime::new(Config::load(None)?.plugin)?;
-    let plugin = runtime.compile(&bytes).map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+    let plugin = runtime
+        .compile(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
     let report = dry_run::dry_run(&runtime, plugin, config, &logs, batch_size);
     let mut out = std::io::stdout().lock();
     for result in &report.results {
@@ -188,5 +226,9 @@ fn plugin_test(file: &Path, events: &Path, config: &str, batch_size: usize, only
         "logs_dropped": report.logs_dropped, "error": report.error,
     }});
     writeln!(out, "{summary}")?;
-    Ok(if report.error.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.error.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -50,41 +50,137 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Metrics> {
         let r = Registry::new();
         Ok(Metrics {
-            events_received: counter_vec(&r, "pipeline_events_received_total", "Logs received from chain nodes", &["chain"])?,
-            events_processed: counter_vec(&r, "pipeline_events_processed_total", "Candidate events by outcome (delivered = queued for delivery, dropped by plugin, parked)", &["status"])?,
-            deliveries_attempted: counter_vec(&r, "pipeline_deliveries_attempted_total", "Webhook delivery attempts by outcome", &["status"])?,
-            e2e_latency: histogram(&r, "pipeline_e2e_latency_seconds", "Chain event received to webhook answered", LATENCY_BUCKETS)?,
-            batch_latency: histogram(&r, "pipeline_batch_latency_seconds", "Time to match, run plugins on and store one batch", LATENCY_BUCKETS)?,
-            batch_size: histogram(&r, "pipeline_batch_events", "Events per batch", &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0])?,
-            plugin_calls: counter_vec(&r, "pipeline_plugin_calls_total", "Plugin calls by outcome", &["status"])?,
-            plugin_fuel: counter(&r, "pipeline_plugin_fuel_consumed_total", "Fuel consumed by plugin calls")?,
-            plugin_call_latency: histogram(&r, "pipeline_plugin_call_seconds", "Duration of one plugin call", LATENCY_BUCKETS)?,
-            plugin_failures: counter_vec(&r, "pipeline_plugin_failures_total", "Failed plugin batches by cause", &["cause"])?,
-            subscriptions_quarantined: gauge(&r, "pipeline_subscriptions_quarantined", "Subscriptions currently quarantined")?,
-            chain_head: gauge_vec(&r, "pipeline_chain_head_block", "Latest head block seen per chain", &["chain"])?,
-            chain_head_lag: histogram_vec(&r, "pipeline_chain_head_lag_seconds", "Head block timestamp to head received", &["chain"])?,
-            reorgs: counter_vec(&r, "pipeline_reorgs_total", "Chain reorganisations handled", &["chain"])?,
-            ws_reconnects: counter_vec(&r, "pipeline_ws_reconnects_total", "WebSocket reconnects to chain nodes", &["chain"])?,
-            queue_depth: gauge_vec(&r, "pipeline_queue_depth", "Items waiting between stages", &["queue"])?,
-            breaker_open: gauge(&r, "pipeline_endpoint_breakers_open", "Endpoints whose circuit breaker is open")?,
-            db_statements: counter_vec(&r, "pipeline_db_statements_total", "Database statements by purpose", &["purpose"])?,
-            runtime_lag: histogram(&r, "pipeline_runtime_scheduler_lag_seconds", "Watchdog: how late a 100 ms timer fires", LATENCY_BUCKETS)?,
+            events_received: counter_vec(
+                &r,
+                "pipeline_events_received_total",
+                "Logs received from chain nodes",
+                &["chain"],
+            )?,
+            events_processed: counter_vec(
+                &r,
+                "pipeline_events_processed_total",
+                "Candidate events by outcome (delivered = queued for delivery, dropped by plugin, parked)",
+                &["status"],
+            )?,
+            deliveries_attempted: counter_vec(
+                &r,
+                "pipeline_deliveries_attempted_total",
+                "Webhook delivery attempts by outcome",
+                &["status"],
+            )?,
+            e2e_latency: histogram(
+                &r,
+                "pipeline_e2e_latency_seconds",
+                "Chain event received to webhook answered",
+                LATENCY_BUCKETS,
+            )?,
+            batch_latency: histogram(
+                &r,
+                "pipeline_batch_latency_seconds",
+                "Time to match, run plugins on and store one batch",
+                LATENCY_BUCKETS,
+            )?,
+            batch_size: histogram(
+                &r,
+                "pipeline_batch_events",
+                "Events per batch",
+                &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0],
+            )?,
+            plugin_calls: counter_vec(
+                &r,
+                "pipeline_plugin_calls_total",
+                "Plugin calls by outcome",
+                &["status"],
+            )?,
+            plugin_fuel: counter(
+                &r,
+                "pipeline_plugin_fuel_consumed_total",
+                "Fuel consumed by plugin calls",
+            )?,
+            plugin_call_latency: histogram(
+                &r,
+                "pipeline_plugin_call_seconds",
+                "Duration of one plugin call",
+                LATENCY_BUCKETS,
+            )?,
+            plugin_failures: counter_vec(
+                &r,
+                "pipeline_plugin_failures_total",
+                "Failed plugin batches by cause",
+                &["cause"],
+            )?,
+            subscriptions_quarantined: gauge(
+                &r,
+                "pipeline_subscriptions_quarantined",
+                "Subscriptions currently quarantined",
+            )?,
+            chain_head: gauge_vec(
+                &r,
+                "pipeline_chain_head_block",
+                "Latest head block seen per chain",
+                &["chain"],
+            )?,
+            chain_head_lag: histogram_vec(
+                &r,
+                "pipeline_chain_head_lag_seconds",
+                "Head block timestamp to head received",
+                &["chain"],
+            )?,
+            reorgs: counter_vec(
+                &r,
+                "pipeline_reorgs_total",
+                "Chain reorganisations handled",
+                &["chain"],
+            )?,
+            ws_reconnects: counter_vec(
+                &r,
+                "pipeline_ws_reconnects_total",
+                "WebSocket reconnects to chain nodes",
+                &["chain"],
+            )?,
+            queue_depth: gauge_vec(
+                &r,
+                "pipeline_queue_depth",
+                "Items waiting between stages",
+                &["queue"],
+            )?,
+            breaker_open: gauge(
+                &r,
+                "pipeline_endpoint_breakers_open",
+                "Endpoints whose circuit breaker is open",
+            )?,
+            db_statements: counter_vec(
+                &r,
+                "pipeline_db_statements_total",
+                "Database statements by purpose",
+                &["purpose"],
+            )?,
+            runtime_lag: histogram(
+                &r,
+                "pipeline_runtime_scheduler_lag_seconds",
+                "Watchdog: how late a 100 ms timer fires",
+                LATENCY_BUCKETS,
+            )?,
             registry: Arc::new(r),
         })
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_else(|error| {
-            tracing::error!(%error, "metrics encoding failed");
-            String::new()
-        })
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "metrics encoding failed");
+                String::new()
+            })
     }
 }
 
 /// Serves `/metrics` until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
-    let app = Router::new().route("/metrics", get(scrape)).with_state(metrics);
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
     let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
     if let Err(error) = serve.await {
         tracing::error!(%error, "metrics server failed");
@@ -92,7 +188,11 @@ pub async fn run(listener: TcpListener, metrics: Metrics, shutdown: Cancellation
 }
 
 async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(),
+    )
 }
 
 /// Binds the metrics listener; a separate step so start-up errors surface before anything runs.
@@ -100,7 +200,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     register(r, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
@@ -112,15 +217,33 @@ fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     register(r, IntGauge::new(name, help)?)
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
     register(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Histogram> {
-    register(r, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?)
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> prometheus::Result<Histogram> {
+    register(
+        r,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?,
+    )
 }
 
-fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
     let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
     register(r, HistogramVec::new(opts, labels)?)
 }

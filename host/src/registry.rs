@@ -51,18 +51,26 @@ impl Registry {
     /// left out (and logged) rather than failing the whole reload.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _guard = self.reload_lock.lock().await;
-        let endpoints: HashMap<String, EndpointRow> =
-            self.store.list_endpoints().await?.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let endpoints: HashMap<String, EndpointRow> = self
+            .store
+            .list_endpoints()
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
         let rows = self.store.list_subscriptions().await?;
         let mut subscriptions = Vec::with_capacity(rows.len());
         for row in rows {
             match self.compile_subscription(&row).await {
                 Ok(sub) => subscriptions.push(Arc::new(sub)),
-                Err(error) => tracing::error!(subscription = %row.id, %error, "subscription skipped"),
+                Err(error) => {
+                    tracing::error!(subscription = %row.id, %error, "subscription skipped")
+                }
             }
         }
         self.endpoints.send_replace(Arc::new(endpoints));
-        self.subscriptions.send_replace(Arc::new(SubscriptionSet::new(subscriptions)));
+        self.subscriptions
+            .send_replace(Arc::new(SubscriptionSet::new(subscriptions)));
         Ok(())
     }
 
@@ -73,13 +81,26 @@ impl Registry {
                 let compiled = match self.runtime.cached(id) {
                     Some(hit) => hit,
                     None => {
-                        let wasm = self.store.get_plugin_wasm(id).await.map_err(|e| e.to_string())?;
+                        let wasm = self
+                            .store
+                            .get_plugin_wasm(id)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         let wasm = wasm.ok_or_else(|| format!("plugin {id} is not stored"))?;
-                        self.runtime.compile_async(wasm).await.map_err(|e| e.to_string())?
+                        self.runtime
+                            .compile_async(wasm)
+                            .await
+                            .map_err(|e| e.to_string())?
                     }
                 };
-                let config_json = row.plugin_config.clone().unwrap_or_else(|| "null".to_string());
-                Some(PluginBinding { plugin: compiled, config_json })
+                let config_json = row
+                    .plugin_config
+                    .clone()
+                    .unwrap_or_else(|| "null".to_string());
+                Some(PluginBinding {
+                    plugin: compiled,
+                    config_json,
+                })
             }
         };
         Ok(Subscription {
@@ -98,34 +119,56 @@ impl Registry {
 /// `["0x…", …]` or absent (any emitter).
 pub fn parse_addresses(json: Option<&str>) -> Result<Option<Vec<Address>>, String> {
     let Some(json) = json else { return Ok(None) };
-    let values: Option<Vec<String>> = serde_json::from_str(json).map_err(|e| format!("addresses: {e}"))?;
+    let values: Option<Vec<String>> =
+        serde_json::from_str(json).map_err(|e| format!("addresses: {e}"))?;
     values
-        .map(|list| list.iter().map(|a| a.parse::<Address>().map_err(|e| format!("address {a:?}: {e}"))).collect())
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    a.parse::<Address>()
+                        .map_err(|e| format!("address {a:?}: {e}"))
+                })
+                .collect()
+        })
         .transpose()
 }
 
 /// Positional topics: each entry `null` (any), a topic, or a list of topics (any of them).
 pub fn parse_topics(json: Option<&str>) -> Result<Vec<Option<Vec<B256>>>, String> {
-    let Some(json) = json else { return Ok(Vec::new()) };
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("topics: {e}"))?;
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("topics: {e}"))?;
     let positions = match value {
         serde_json::Value::Null => return Ok(Vec::new()),
         serde_json::Value::Array(p) => p,
         _ => return Err("topics must be an array".into()),
     };
     if positions.len() > 4 {
-        return Err(format!("topics has {} positions; a log has at most 4", positions.len()));
+        return Err(format!(
+            "topics has {} positions; a log has at most 4",
+            positions.len()
+        ));
     }
     let topic = |v: &serde_json::Value| -> Result<B256, String> {
-        let s = v.as_str().ok_or_else(|| format!("topic {v} is not a string"))?;
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("topic {v} is not a string"))?;
         s.parse::<B256>().map_err(|e| format!("topic {s:?}: {e}"))
     };
     positions
         .iter()
         .map(|p| match p {
             serde_json::Value::Null => Ok(None),
-            serde_json::Value::Array(options) if options.is_empty() => Err("an empty topic list matches nothing; use null for any".into()),
-            serde_json::Value::Array(options) => options.iter().map(topic).collect::<Result<Vec<_>, _>>().map(Some),
+            serde_json::Value::Array(options) if options.is_empty() => {
+                Err("an empty topic list matches nothing; use null for any".into())
+            }
+            serde_json::Value::Array(options) => options
+                .iter()
+                .map(topic)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
             single => topic(single).map(|t| Some(vec![t])),
         })
         .collect()

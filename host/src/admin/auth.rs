@@ -19,18 +19,27 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 }
 
 /// The sha256 of the admin token: the configured one, the stored one, or a new one.
-pub async fn resolve_token(configured: Option<&str>, store: &Store, data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+pub async fn resolve_token(
+    configured: Option<&str>,
+    store: &Store,
+    data_dir: &Path,
+) -> anyhow::Result<[u8; 32]> {
     if let Some(token) = configured.filter(|t| !t.is_empty()) {
         return Ok(hash_token(token));
     }
     if let Some(stored) = store.get_setting(TOKEN_SETTING).await? {
-        let bytes = hex::decode(&stored).map_err(|e| anyhow::anyhow!("stored admin token hash is corrupt: {e}"))?;
-        return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("stored admin token hash has the wrong length"));
+        let bytes = hex::decode(&stored)
+            .map_err(|e| anyhow::anyhow!("stored admin token hash is corrupt: {e}"))?;
+        return <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| anyhow::anyhow!("stored admin token hash has the wrong length"));
     }
     let token = format!("pat_{}", hex::encode(rand::random::<[u8; 24]>()));
     let hash = hash_token(&token);
     write_token_file(data_dir, &token)?;
-    store.set_setting(TOKEN_SETTING, &hex::encode(hash)).await.map_err(|e: StoreError| anyhow::anyhow!(e))?;
+    store
+        .set_setting(TOKEN_SETTING, &hex::encode(hash))
+        .await
+        .map_err(|e: StoreError| anyhow::anyhow!(e))?;
     tracing::warn!(path = %data_dir.join("admin-token").display(), "generated an admin token; it is shown once in that file");
     Ok(hash)
 }
@@ -53,7 +62,11 @@ fn write_token_file(data_dir: &Path, token: &str) -> anyhow::Result<()> {
 }
 
 /// Middleware: 401 unless `Authorization: Bearer <token>` matches.
-pub async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(AUTHORIZATION)

@@ -121,7 +121,10 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult<Json<DeliveryPage>> {
+async fn list(
+    State(state): State<AdminState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<DeliveryPage>> {
     let query: ListQuery = parse_query(query.as_deref())?;
     let filter = filter(query)?;
     let rows = state.store.list_deliveries(&filter).await?;
@@ -140,11 +143,21 @@ fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit < 1 {
-        return Err(ApiError::bad_request("invalid_query", "limit must be at least 1"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be at least 1",
+        ));
     }
     let before_seq = query
         .cursor
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_cursor", format!("cursor {c:?} is not one this API gave out"))))
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    format!("cursor {c:?} is not one this API gave out"),
+                )
+            })
+        })
         .transpose()?;
     Ok(DeliveryFilter {
         subscription_id: query.subscription_id,
@@ -155,8 +168,15 @@ fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
     })
 }
 
-async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<DeliveryDetail>> {
-    let (row, body) = state.store.get_delivery(&id).await?.ok_or_else(|| ApiError::not_found("delivery", &id))?;
+async fn show(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryDetail>> {
+    let (row, body) = state
+        .store
+        .get_delivery(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     let attempts = state.store.delivery_attempts(&id).await?;
     let mut delivery = DeliveryView::from(row);
     delivery.attempts = Attempts::Log(attempts.into_iter().map(AttemptView::from).collect());
@@ -164,10 +184,19 @@ async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiRes
     Ok(Json(DeliveryDetail { delivery, body }))
 }
 
-async fn retry(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
+async fn retry(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
     if !state.store.retry_delivery(&id).await? {
         return Err(ApiError::not_found("delivery", &id));
     }
     tracing::info!(delivery = %id, "manual retry");
-    Ok((StatusCode::ACCEPTED, Json(RetryAnswer { id, status: "retrying" })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RetryAnswer {
+            id,
+            status: "retrying",
+        }),
+    ))
 }

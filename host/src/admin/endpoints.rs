@@ -105,7 +105,10 @@ struct RecoverAnswer {
     recovered: u64,
 }
 
-async fn create(State(state): State<AdminState>, body: Result<Bytes, BytesRejection>) -> ApiResult<(StatusCode, Json<EndpointView>)> {
+async fn create(
+    State(state): State<AdminState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<EndpointView>)> {
     let request: CreateEndpoint = parse_json(&body?)?;
     let url = checked_url(&state, &request.url)?;
     let description = checked_description(request.description.unwrap_or_default())?;
@@ -135,11 +138,23 @@ async fn create(State(state): State<AdminState>, body: Result<Bytes, BytesReject
 }
 
 async fn list(State(state): State<AdminState>) -> ApiResult<Json<EndpointList>> {
-    let items = state.store.list_endpoints().await?.into_iter().map(EndpointView::from).collect();
-    Ok(Json(EndpointList { items, next_cursor: None }))
+    let items = state
+        .store
+        .list_endpoints()
+        .await?
+        .into_iter()
+        .map(EndpointView::from)
+        .collect();
+    Ok(Json(EndpointList {
+        items,
+        next_cursor: None,
+    }))
 }
 
-async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<EndpointView>> {
+async fn show(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointView>> {
     Ok(Json(load(&state, &id).await?.into()))
 }
 
@@ -168,7 +183,10 @@ async fn update(
         }
         Some("disabled") => {}
         Some(other) => {
-            return Err(ApiError::bad_request("invalid_status", format!("status {other:?} is not one of enabled, disabled")));
+            return Err(ApiError::bad_request(
+                "invalid_status",
+                format!("status {other:?} is not one of enabled, disabled"),
+            ));
         }
     }
     row.updated_at = now_ms();
@@ -185,7 +203,10 @@ async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiR
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_secret(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<SecretAnswer>> {
+async fn rotate_secret(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SecretAnswer>> {
     let mut row = load(&state, &id).await?;
     let now = now_ms();
     let secret = sign::generate_secret();
@@ -211,7 +232,11 @@ async fn recover(
 }
 
 async fn load(state: &AdminState, id: &str) -> ApiResult<EndpointRow> {
-    state.store.get_endpoint(id).await?.ok_or_else(|| ApiError::not_found("endpoint", id))
+    state
+        .store
+        .get_endpoint(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint", id))
 }
 
 async fn save(state: &AdminState, row: &EndpointRow) -> ApiResult<()> {
@@ -225,7 +250,10 @@ async fn save(state: &AdminState, row: &EndpointRow) -> ApiResult<()> {
 /// The URL as given, if deliveries would be allowed to reach it.
 fn checked_url(state: &AdminState, url: &str) -> ApiResult<String> {
     let url = url.trim();
-    state.client.check_url(url).map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+    state
+        .client
+        .check_url(url)
+        .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
     Ok(url.to_string())
 }
 
@@ -240,7 +268,10 @@ fn checked_description(description: String) -> ApiResult<String> {
 /// A caller-chosen secret: `whsec_` and base64 key bytes, decoded exactly as signing will.
 fn checked_secret(secret: String) -> ApiResult<String> {
     if !secret.starts_with(SECRET_PREFIX) {
-        return Err(ApiError::bad_request("invalid_secret", format!("secret must start with {SECRET_PREFIX}")));
+        return Err(ApiError::bad_request(
+            "invalid_secret",
+            format!("secret must start with {SECRET_PREFIX}"),
+        ));
     }
     sign::sign(&secret, "msg_check", 0, b"")
         .map_err(|e| ApiError::bad_request("invalid_secret", e.to_string()))?;
@@ -250,12 +281,21 @@ fn checked_secret(secret: String) -> ApiResult<String> {
 fn since_ms(since: Since) -> ApiResult<i64> {
     match since {
         Since::UnixMs(ms) if ms >= 0 => Ok(ms),
-        Since::UnixMs(ms) => Err(ApiError::bad_request("invalid_since", format!("since {ms} is before 1970"))),
+        Since::UnixMs(ms) => Err(ApiError::bad_request(
+            "invalid_since",
+            format!("since {ms} is before 1970"),
+        )),
         Since::Rfc3339(text) => {
             let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
-                ApiError::bad_request("invalid_since", format!("since {text:?} is not an RFC 3339 UTC time: {e}"))
+                ApiError::bad_request(
+                    "invalid_since",
+                    format!("since {text:?} is not an RFC 3339 UTC time: {e}"),
+                )
             })?;
-            let ms = time.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+            let ms = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
             Ok(i64::try_from(ms).unwrap_or(i64::MAX))
         }
     }

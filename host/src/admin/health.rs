@@ -19,7 +19,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_SCHEDULER_LAG_MS: u64 = 1000;
 
 pub fn routes() -> Router<AdminState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// One readiness check: whether it passed, and why not.
@@ -32,11 +34,17 @@ struct Check {
 
 impl Check {
     fn pass() -> Check {
-        Check { ok: true, detail: None }
+        Check {
+            ok: true,
+            detail: None,
+        }
     }
 
     fn fail(detail: impl Into<String>) -> Check {
-        Check { ok: false, detail: Some(detail.into()) }
+        Check {
+            ok: false,
+            detail: Some(detail.into()),
+        }
     }
 }
 
@@ -46,14 +54,28 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AdminState>) -> (StatusCode, Json<Value>) {
     let mut checks = vec![("store".to_string(), store_check(&state).await)];
-    checks.extend(state.chains.iter().map(|chain| (format!("chain:{}", chain.name), chain_check(chain))));
+    checks.extend(
+        state
+            .chains
+            .iter()
+            .map(|chain| (format!("chain:{}", chain.name), chain_check(chain))),
+    );
     checks.push(("runtime".to_string(), runtime_check(&state)));
     let ready = checks.iter().all(|(_, check)| check.ok);
-    let checks: Map<String, Value> = checks.into_iter().map(|(name, check)| (name, json!(check))).collect();
+    let checks: Map<String, Value> = checks
+        .into_iter()
+        .map(|(name, check)| (name, json!(check)))
+        .collect();
     if ready {
-        (StatusCode::OK, Json(json!({"status": "ready", "checks": checks})))
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": checks})),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "checks": checks})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "checks": checks})),
+        )
     }
 }
 
@@ -64,7 +86,10 @@ async fn store_check(state: &AdminState) -> Check {
             tracing::warn!(%error, "readiness: store ping failed");
             Check::fail("the database did not answer")
         }
-        Err(_) => Check::fail(format!("the database did not answer within {} s", STORE_TIMEOUT.as_secs())),
+        Err(_) => Check::fail(format!(
+            "the database did not answer within {} s",
+            STORE_TIMEOUT.as_secs()
+        )),
     }
 }
 

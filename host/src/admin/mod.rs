@@ -56,20 +56,28 @@ pub fn router(state: AdminState) -> Router {
         .merge(subscriptions::routes())
         .merge(deliveries::routes())
         .merge(openapi::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .merge(health::routes())
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
         })
         .with_state(state)
 }
 
 /// Serves the admin API until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
-    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
+    let serve =
+        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
     if let Err(error) = serve.await {
         tracing::error!(%error, "admin server failed");
     }
@@ -78,14 +86,19 @@ pub async fn run(listener: TcpListener, state: AdminState, shutdown: Cancellatio
 /// Parses a JSON body into `T`, answering bad input with a 400 in the API's error shape.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     if body.is_empty() {
-        return Err(ApiError::bad_request("invalid_json", "the request needs a JSON body"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request needs a JSON body",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
 }
 
 /// Parses a query string into `T` with the API's error shape.
 pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> ApiResult<T> {
-    serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))
 }
 
 /// Random id with a resource prefix, e.g. `ep_5f0c…`.

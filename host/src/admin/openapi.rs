@@ -113,12 +113,26 @@ fn paths() -> Value {
 }
 
 fn upload() -> Value {
-    let mut operation = op("plugins", "Upload a plugin; the id is the sha256 of the bytes (200 when already stored)", None, "201", schema("Plugin"));
+    let mut operation = op(
+        "plugins",
+        "Upload a plugin; the id is the sha256 of the bytes (200 when already stored)",
+        None,
+        "201",
+        schema("Plugin"),
+    );
     let wasm = json!({"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}});
     set(&mut operation, "requestBody", wasm);
     if let Some(responses) = operation.get_mut("responses") {
-        set(responses, "200", reply("The same bytes were already stored", schema("Plugin")));
-        set(responses, "413", json!({"$ref": "#/components/responses/Error"}));
+        set(
+            responses,
+            "200",
+            reply("The same bytes were already stored", schema("Plugin")),
+        );
+        set(
+            responses,
+            "413",
+            json!({"$ref": "#/components/responses/Error"}),
+        );
     }
     operation
 }
@@ -177,11 +191,24 @@ fn schemas() -> Value {
 
 fn delivery_schema(attempts: Value) -> Value {
     let time = json!({"type": "string", "format": "date-time"});
-    obj(&[("id", string()), ("subscription_id", string()), ("endpoint_id", string()), ("chain_id", integer()),
-        ("event_type", json!({"enum": ["log", "log.removed"]})), ("block_number", integer()),
-        ("status", json!({"enum": ["pending", "delivered", "retrying", "dead"]})), ("attempts", attempts),
-        ("next_attempt_at", time.clone()), ("last_status_code", json!({"type": ["integer", "null"]})),
-        ("last_error", json!({"type": ["string", "null"]})), ("created_at", time.clone()), ("updated_at", time)])
+    obj(&[
+        ("id", string()),
+        ("subscription_id", string()),
+        ("endpoint_id", string()),
+        ("chain_id", integer()),
+        ("event_type", json!({"enum": ["log", "log.removed"]})),
+        ("block_number", integer()),
+        (
+            "status",
+            json!({"enum": ["pending", "delivered", "retrying", "dead"]}),
+        ),
+        ("attempts", attempts),
+        ("next_attempt_at", time.clone()),
+        ("last_status_code", json!({"type": ["integer", "null"]})),
+        ("last_error", json!({"type": ["string", "null"]})),
+        ("created_at", time.clone()),
+        ("updated_at", time),
+    ])
 }
 
 /// An authenticated operation with a JSON body (if any) and the common error answers.
@@ -191,11 +218,19 @@ fn op(tag: &str, summary: &str, body: Option<Value>, status: &str, response: Val
         "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
         "503": {"$ref": "#/components/responses/Error"},
     });
-    let success = if response.is_null() { json!({"description": "Done"}) } else { reply("Success", response) };
+    let success = if response.is_null() {
+        json!({"description": "Done"})
+    } else {
+        reply("Success", response)
+    };
     set(&mut responses, status, success);
     let mut operation = json!({"tags": [tag], "summary": summary, "responses": responses});
     if let Some(schema) = body {
-        set(&mut operation, "requestBody", json!({"required": true, "content": {"application/json": {"schema": schema}}}));
+        set(
+            &mut operation,
+            "requestBody",
+            json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+        );
     }
     operation
 }
@@ -234,11 +269,17 @@ fn schema(name: &str) -> Value {
 }
 
 fn list_of(name: &str) -> Value {
-    obj(&[("items", array(schema(name))), ("next_cursor", json!({"type": ["string", "null"]}))])
+    obj(&[
+        ("items", array(schema(name))),
+        ("next_cursor", json!({"type": ["string", "null"]})),
+    ])
 }
 
 fn obj(fields: &[(&str, Value)]) -> Value {
-    let properties: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let properties: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     json!({"type": "object", "properties": properties})
 }
 

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -42,7 +42,12 @@ pub struct PluginView {
 
 impl From<PluginRow> for PluginView {
     fn from(row: PluginRow) -> PluginView {
-        PluginView { id: row.id, name: row.name, size: row.size, created_at: rfc3339(row.created_at) }
+        PluginView {
+            id: row.id,
+            name: row.name,
+            size: row.size,
+            created_at: rfc3339(row.created_at),
+        }
     }
 }
 
@@ -69,7 +74,11 @@ struct TestRequest {
 /// Oversized or unreadable bodies answer in the API's error shape, not axum's plain text.
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> ApiError {
-        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_body" };
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid_body"
+        };
         ApiError::new(rejection.status(), code, rejection.body_text())
     }
 }
@@ -83,7 +92,12 @@ async fn upload(
     let body = body?;
     let compiled = state.runtime.compile_async(body.to_vec()).await?;
     let name = plugin_name(query.name, &compiled.id)?;
-    let row = PluginRow { id: compiled.id.clone(), name, size: body.len() as i64, created_at: now_ms() };
+    let row = PluginRow {
+        id: compiled.id.clone(),
+        name,
+        size: body.len() as i64,
+        created_at: now_ms(),
+    };
     if state.store.insert_plugin(&row, &body).await? {
         tracing::info!(plugin = %row.id, name = %row.name, size = row.size, "plugin uploaded");
         return Ok((StatusCode::CREATED, Json(row.into())));
@@ -96,21 +110,38 @@ async fn upload(
 fn plugin_name(name: Option<String>, id: &str) -> ApiResult<String> {
     let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     match name {
-        Some(name) if name.len() > MAX_NAME_LEN => {
-            Err(ApiError::bad_request("invalid_name", format!("name is longer than {MAX_NAME_LEN} bytes")))
-        }
+        Some(name) if name.len() > MAX_NAME_LEN => Err(ApiError::bad_request(
+            "invalid_name",
+            format!("name is longer than {MAX_NAME_LEN} bytes"),
+        )),
         Some(name) => Ok(name),
         None => Ok(format!("plugin-{}", id.get(..12).unwrap_or(id))),
     }
 }
 
 async fn list(State(state): State<AdminState>) -> ApiResult<Json<PluginList>> {
-    let items = state.store.list_plugins().await?.into_iter().map(PluginView::from).collect();
-    Ok(Json(PluginList { items, next_cursor: None }))
+    let items = state
+        .store
+        .list_plugins()
+        .await?
+        .into_iter()
+        .map(PluginView::from)
+        .collect();
+    Ok(Json(PluginList {
+        items,
+        next_cursor: None,
+    }))
 }
 
-async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<PluginView>> {
-    let row = state.store.get_plugin(&id).await?.ok_or_else(|| ApiError::not_found("plugin", &id))?;
+async fn show(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PluginView>> {
+    let row = state
+        .store
+        .get_plugin(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("plugin", &id))?;
     Ok(Json(row.into()))
 }
 
@@ -130,14 +161,21 @@ async fn test(
 ) -> ApiResult<Json<DryRunReport>> {
     let request: TestRequest = parse_json(&body?)?;
     if request.events.len() > MAX_DRY_RUN_EVENTS {
-        let message = format!("{} events; a dry run takes at most {MAX_DRY_RUN_EVENTS}", request.events.len());
+        let message = format!(
+            "{} events; a dry run takes at most {MAX_DRY_RUN_EVENTS}",
+            request.events.len()
+        );
         return Err(ApiError::bad_request("too_many_events", message));
     }
     let logs = parse_events(&request.events)?;
-    let config_json = request.config.map(|c| c.to_string()).unwrap_or_else(|| "null".to_string());
+    let config_json = request
+        .config
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "null".to_string());
     let plugin = load_plugin(&state, &id).await?;
     let runtime = state.runtime.clone();
-    let report = run_blocking(move || dry_run(&runtime, plugin, &config_json, &logs, DRY_RUN_BATCH)).await?;
+    let report =
+        run_blocking(move || dry_run(&runtime, plugin, &config_json, &logs, DRY_RUN_BATCH)).await?;
     Ok(Json(report))
 }
 
@@ -146,7 +184,9 @@ fn parse_events(events: &[Box<RawValue>]) -> ApiResult<Vec<ChainLog>> {
         .iter()
         .enumerate()
         .map(|(index, raw)| {
-            ChainLog::from_raw(raw).map_err(|e| ApiError::bad_request("invalid_event", format!("events[{index}]: {e}")))
+            ChainLog::from_raw(raw).map_err(|e| {
+                ApiError::bad_request("invalid_event", format!("events[{index}]: {e}"))
+            })
         })
         .collect()
 }
@@ -156,24 +196,43 @@ pub(super) async fn load_plugin(state: &AdminState, id: &str) -> ApiResult<Arc<C
     if let Some(hit) = state.runtime.cached(id) {
         return Ok(hit);
     }
-    let wasm = state.store.get_plugin_wasm(id).await?.ok_or_else(|| ApiError::not_found("plugin", id))?;
+    let wasm = state
+        .store
+        .get_plugin_wasm(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("plugin", id))?;
     Ok(state.runtime.compile_async(wasm).await?)
 }
 
 /// Runs CPU-bound plugin work off the async runtime.
-pub(super) async fn run_blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+pub(super) async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(work).await.map_err(|error| {
         tracing::error!(%error, "plugin task failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the plugin task failed unexpectedly")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the plugin task failed unexpectedly",
+        )
     })
 }
 
 /// Checks that `config_json` is accepted by the plugin's `pipeline_init`, on a blocking thread.
-pub(super) async fn check_config(state: &AdminState, plugin: Arc<CompiledPlugin>, config_json: String) -> ApiResult<()> {
+pub(super) async fn check_config(
+    state: &AdminState,
+    plugin: Arc<CompiledPlugin>,
+    config_json: String,
+) -> ApiResult<()> {
     let runtime = state.runtime.clone();
     match run_blocking(move || runtime.instantiate(plugin, &config_json).map(drop)).await? {
         Ok(()) => Ok(()),
-        Err(PluginError::ConfigRejected(message)) => Err(ApiError::bad_request("invalid_plugin_config", message)),
-        Err(other) => Err(ApiError::bad_request("plugin_failed", format!("the plugin failed to start with this config: {other}"))),
+        Err(PluginError::ConfigRejected(message)) => {
+            Err(ApiError::bad_request("invalid_plugin_config", message))
+        }
+        Err(other) => Err(ApiError::bad_request(
+            "plugin_failed",
+            format!("the plugin failed to start with this config: {other}"),
+        )),
     }
 }

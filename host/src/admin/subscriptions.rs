@@ -23,7 +23,10 @@ const PARKED_PAGE: i64 = 100;
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/subscriptions", post(create).get(list))
-        .route("/subscriptions/{id}", get(show).patch(update).delete(remove))
+        .route(
+            "/subscriptions/{id}",
+            get(show).patch(update).delete(remove),
+        )
         .route("/subscriptions/{id}/logs", get(logs))
         .route("/subscriptions/{id}/parked", get(parked))
         .route("/subscriptions/{id}/reprocess", post(reprocess::reprocess))
@@ -135,7 +138,9 @@ struct UpdateSubscription {
 }
 
 /// Tells a field sent as `null` (Some(null)) from a field left out (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
     T::deserialize(deserializer).map(Some)
 }
 
@@ -145,9 +150,17 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
     let request: CreateSubscription = parse_json(&body?)?;
     if request.chain_id <= 0 {
-        return Err(ApiError::bad_request("invalid_chain_id", "chain_id must be a positive integer"));
+        return Err(ApiError::bad_request(
+            "invalid_chain_id",
+            "chain_id must be a positive integer",
+        ));
     }
-    if state.store.get_endpoint(&request.endpoint_id).await?.is_none() {
+    if state
+        .store
+        .get_endpoint(&request.endpoint_id)
+        .await?
+        .is_none()
+    {
         let message = format!("endpoint {:?} does not exist", request.endpoint_id);
         return Err(ApiError::bad_request("unknown_endpoint", message));
     }
@@ -159,7 +172,10 @@ async fn create(
         addresses: addresses_text(request.addresses.as_ref())?,
         topics: topics_text(request.topics.as_ref())?,
         plugin_id: request.plugin_id,
-        plugin_config: request.plugin_config.filter(|c| !c.is_null()).map(|c| c.to_string()),
+        plugin_config: request
+            .plugin_config
+            .filter(|c| !c.is_null())
+            .map(|c| c.to_string()),
         confirmations: i64::from(request.confirmations.unwrap_or(0)),
         status: "active".to_string(),
         last_error: None,
@@ -180,10 +196,16 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<Subscripti
         let parked = state.store.count_parked(&row.id).await?;
         items.push(SubscriptionView::new(row, parked));
     }
-    Ok(Json(Page { items, next_cursor: None }))
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
-async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<SubscriptionView>> {
+async fn show(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SubscriptionView>> {
     let row = load(&state, &id).await?;
     view(&state, row).await
 }
@@ -267,14 +289,30 @@ async fn logs(State(state): State<AdminState>, Path(id): Path<String>) -> ApiRes
     Ok(Json(serde_json::json!({"items": items})))
 }
 
-async fn parked(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<Page<ParkedView>>> {
+async fn parked(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Page<ParkedView>>> {
     load(&state, &id).await?;
-    let items = state.store.list_parked(&id, PARKED_PAGE).await?.into_iter().map(ParkedView::from).collect();
-    Ok(Json(Page { items, next_cursor: None }))
+    let items = state
+        .store
+        .list_parked(&id, PARKED_PAGE)
+        .await?
+        .into_iter()
+        .map(ParkedView::from)
+        .collect();
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 async fn load(state: &AdminState, id: &str) -> ApiResult<SubscriptionRow> {
-    state.store.get_subscription(id).await?.ok_or_else(|| ApiError::not_found("subscription", id))
+    state
+        .store
+        .get_subscription(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("subscription", id))
 }
 
 async fn view(state: &AdminState, row: SubscriptionRow) -> ApiResult<Json<SubscriptionView>> {
@@ -286,26 +324,41 @@ async fn view(state: &AdminState, row: SubscriptionRow) -> ApiResult<Json<Subscr
 async fn check_plugin(state: &AdminState, row: &SubscriptionRow) -> ApiResult<()> {
     let Some(plugin_id) = &row.plugin_id else {
         if row.plugin_config.is_some() {
-            return Err(ApiError::bad_request("invalid_plugin_config", "plugin_config needs a plugin_id"));
+            return Err(ApiError::bad_request(
+                "invalid_plugin_config",
+                "plugin_config needs a plugin_id",
+            ));
         }
         return Ok(());
     };
     if state.store.get_plugin(plugin_id).await?.is_none() {
-        return Err(ApiError::bad_request("unknown_plugin", format!("plugin {plugin_id:?} does not exist")));
+        return Err(ApiError::bad_request(
+            "unknown_plugin",
+            format!("plugin {plugin_id:?} does not exist"),
+        ));
     }
     let plugin = load_plugin(state, plugin_id).await?;
-    let config_json = row.plugin_config.clone().unwrap_or_else(|| "null".to_string());
+    let config_json = row
+        .plugin_config
+        .clone()
+        .unwrap_or_else(|| "null".to_string());
     check_config(state, plugin, config_json).await
 }
 
 /// Addresses as stored: a JSON array of lowercase hex, or `None` for any emitter.
 fn addresses_text(value: Option<&Value>) -> ApiResult<Option<String>> {
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
     let invalid = |message: String| ApiError::bad_request("invalid_filter", message);
     let parsed = parse_addresses(Some(&value.to_string())).map_err(invalid)?;
-    let Some(addresses) = parsed else { return Ok(None) };
+    let Some(addresses) = parsed else {
+        return Ok(None);
+    };
     if addresses.is_empty() {
-        return Err(invalid("an empty address list matches nothing; leave addresses out for any".into()));
+        return Err(invalid(
+            "an empty address list matches nothing; leave addresses out for any".into(),
+        ));
     }
     let lowercase: Vec<String> = addresses.iter().map(|a| format!("{a:#x}")).collect();
     Ok(Some(Value::from(lowercase).to_string()))
@@ -313,9 +366,12 @@ fn addresses_text(value: Option<&Value>) -> ApiResult<Option<String>> {
 
 /// Topics as stored: the positional filter with lowercase hex, or `None` for any.
 fn topics_text(value: Option<&Value>) -> ApiResult<Option<String>> {
-    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
     let text = value.to_string();
-    let positions = parse_topics(Some(&text)).map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+    let positions =
+        parse_topics(Some(&text)).map_err(|e| ApiError::bad_request("invalid_filter", e))?;
     // Validated: only null, arrays and hex strings remain, so lowercasing the text is exact.
     Ok((!positions.is_empty()).then(|| text.to_ascii_lowercase()))
 }

@@ -57,10 +57,20 @@ async fn harness() -> Harness {
 
 async fn harness_with_chains(chains: Vec<Arc<ChainHealth>>) -> Harness {
     let dir = std::env::temp_dir().join(new_id("pipeline-admin-test"));
-    let store = Store::connect(&format!("sqlite://{}/a.db", dir.display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}/a.db", dir.display()))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    let runtime = PluginRuntime::new(PluginLimits { call_timeout_ms: 2_000, max_module_bytes: 64 << 10, ..PluginLimits::default() }).unwrap();
-    let settings = ClientSettings { allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()], ..ClientSettings::default() };
+    let runtime = PluginRuntime::new(PluginLimits {
+        call_timeout_ms: 2_000,
+        max_module_bytes: 64 << 10,
+        ..PluginLimits::default()
+    })
+    .unwrap();
+    let settings = ClientSettings {
+        allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        ..ClientSettings::default()
+    };
     let state = AdminState {
         registry: Registry::new(store.clone(), runtime.clone()),
         store,
@@ -76,15 +86,28 @@ async fn harness_with_chains(chains: Vec<Arc<ChainHealth>>) -> Harness {
 }
 
 impl Harness {
-    async fn send(&self, method: Method, uri: &str, token: Option<&str>, body: Body) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Body,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let response = router(self.state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        let response = router(self.state.clone())
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
         (status, value)
     }
 
@@ -93,15 +116,28 @@ impl Harness {
     }
 
     async fn json(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-        self.send(method, uri, Some("t"), Body::from(body.to_string())).await
+        self.send(method, uri, Some("t"), Body::from(body.to_string()))
+            .await
     }
 
     async fn upload(&self, wasm: Vec<u8>) -> (StatusCode, Value) {
-        self.send(Method::POST, "/v1/plugins?name=test", Some("t"), Body::from(wasm)).await
+        self.send(
+            Method::POST,
+            "/v1/plugins?name=test",
+            Some("t"),
+            Body::from(wasm),
+        )
+        .await
     }
 
     async fn endpoint(&self) -> String {
-        let (status, body) = self.json(Method::POST, "/v1/endpoints", json!({"url": "http://127.0.0.1:9/hook"})).await;
+        let (status, body) = self
+            .json(
+                Method::POST,
+                "/v1/endpoints",
+                json!({"url": "http://127.0.0.1:9/hook"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_string()
     }
@@ -116,12 +152,24 @@ impl Harness {
             error: "trap: unreachable".into(),
             event_index: None,
         };
-        self.state.store.write_batch(&OutboxWrite { parked: vec![parked], ..Default::default() }, 0).await.unwrap();
+        self.state
+            .store
+            .write_batch(
+                &OutboxWrite {
+                    parked: vec![parked],
+                    ..Default::default()
+                },
+                0,
+            )
+            .await
+            .unwrap();
     }
 
     async fn subscription(&self, extra: Value) -> (StatusCode, Value) {
         let mut body = json!({"endpoint_id": self.endpoint().await, "chain_id": 1});
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         self.json(Method::POST, "/v1/subscriptions", body).await
     }
 }
@@ -129,33 +177,65 @@ impl Harness {
 /// Asserts the error shape and returns the code.
 fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String {
     assert_eq!(status, expected, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body["error"]["code"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]
 async fn v1_needs_the_token() {
     let h = harness().await;
-    let (status, body) = h.send(Method::GET, "/v1/plugins", None, Body::empty()).await;
-    assert_eq!(error_code(status, &body, StatusCode::UNAUTHORIZED), "unauthorized");
-    let (status, body) = h.send(Method::GET, "/v1/plugins", Some("wrong"), Body::empty()).await;
-    assert_eq!(error_code(status, &body, StatusCode::UNAUTHORIZED), "unauthorized");
+    let (status, body) = h
+        .send(Method::GET, "/v1/plugins", None, Body::empty())
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::UNAUTHORIZED),
+        "unauthorized"
+    );
+    let (status, body) = h
+        .send(Method::GET, "/v1/plugins", Some("wrong"), Body::empty())
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::UNAUTHORIZED),
+        "unauthorized"
+    );
     let (status, body) = h.get("/v1/nothing-here").await;
-    assert_eq!(error_code(status, &body, StatusCode::NOT_FOUND), "not_found");
+    assert_eq!(
+        error_code(status, &body, StatusCode::NOT_FOUND),
+        "not_found"
+    );
 }
 
 #[tokio::test]
 async fn uploads_are_validated_and_deduplicated() {
     let h = harness().await;
     let (status, body) = h.upload(b"this is not a wasm module".to_vec()).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_wasm");
-    let (status, body) = h.upload(wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap()).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "missing_export");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_wasm"
+    );
+    let (status, body) = h
+        .upload(wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap())
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "missing_export"
+    );
 
     let (status, body) = h.upload(vec![0; (64 << 10) + 1]).await;
-    assert_eq!(error_code(status, &body, StatusCode::PAYLOAD_TOO_LARGE), "too_large");
+    assert_eq!(
+        error_code(status, &body, StatusCode::PAYLOAD_TOO_LARGE),
+        "too_large"
+    );
     let (status, body) = h.upload(vec![0; 2 << 20]).await;
-    assert_eq!(error_code(status, &body, StatusCode::PAYLOAD_TOO_LARGE), "too_large");
+    assert_eq!(
+        error_code(status, &body, StatusCode::PAYLOAD_TOO_LARGE),
+        "too_large"
+    );
 
     let (status, first) = h.upload(plugin("")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
@@ -168,7 +248,9 @@ async fn uploads_are_validated_and_deduplicated() {
     let (_, list) = h.get("/v1/plugins").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["next_cursor"], Value::Null);
-    let (status, shown) = h.get(&format!("/v1/plugins/{}", first["id"].as_str().unwrap())).await;
+    let (status, shown) = h
+        .get(&format!("/v1/plugins/{}", first["id"].as_str().unwrap()))
+        .await;
     assert_eq!((status, &shown["size"]), (StatusCode::OK, &first["size"]));
 }
 
@@ -179,13 +261,29 @@ async fn a_plugin_in_use_cannot_be_deleted() {
     let id = uploaded["id"].as_str().unwrap();
     let (status, sub) = h.subscription(json!({"plugin_id": id})).await;
     assert_eq!(status, StatusCode::CREATED, "{sub}");
-    let (status, body) = h.send(Method::DELETE, &format!("/v1/plugins/{id}"), Some("t"), Body::empty()).await;
+    let (status, body) = h
+        .send(
+            Method::DELETE,
+            &format!("/v1/plugins/{id}"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
     assert_eq!(error_code(status, &body, StatusCode::CONFLICT), "conflict");
 
     let sub_uri = format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap());
-    let (status, _) = h.send(Method::DELETE, &sub_uri, Some("t"), Body::empty()).await;
+    let (status, _) = h
+        .send(Method::DELETE, &sub_uri, Some("t"), Body::empty())
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = h.send(Method::DELETE, &format!("/v1/plugins/{id}"), Some("t"), Body::empty()).await;
+    let (status, _) = h
+        .send(
+            Method::DELETE,
+            &format!("/v1/plugins/{id}"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = h.get(&format!("/v1/plugins/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -197,22 +295,54 @@ async fn dry_run_reports_decisions_and_bad_events() {
     let (_, uploaded) = h.upload(plugin("")).await;
     let uri = format!("/v1/plugins/{}/test", uploaded["id"].as_str().unwrap());
     let log: Value = serde_json::from_str(LOG).unwrap();
-    let (status, report) = h.json(Method::POST, &uri, json!({"config": {"x": 1}, "events": [log]})).await;
+    let (status, report) = h
+        .json(
+            Method::POST,
+            &uri,
+            json!({"config": {"x": 1}, "events": [log]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!((report["kept"].as_u64(), report["error"].clone()), (Some(1), Value::Null), "{report}");
+    assert_eq!(
+        (report["kept"].as_u64(), report["error"].clone()),
+        (Some(1), Value::Null),
+        "{report}"
+    );
     assert!(report["fuel_used"].as_u64().unwrap() > 0);
 
-    let (status, body) = h.json(Method::POST, &uri, json!({"events": [log, {"address": 5}]})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_event");
-    assert!(body["error"]["message"].as_str().unwrap().contains("events[1]"), "{body}");
-    let (status, body) = h.send(Method::POST, &uri, Some("t"), Body::from("{not json")).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_json");
+    let (status, body) = h
+        .json(Method::POST, &uri, json!({"events": [log, {"address": 5}]}))
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_event"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("events[1]"),
+        "{body}"
+    );
+    let (status, body) = h
+        .send(Method::POST, &uri, Some("t"), Body::from("{not json"))
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_json"
+    );
 }
 
 #[tokio::test]
 async fn endpoints_get_a_secret_and_refuse_private_urls() {
     let h = harness().await;
-    let (status, created) = h.json(Method::POST, "/v1/endpoints", json!({"url": "http://127.0.0.1:9/hook", "description": "d"})).await;
+    let (status, created) = h
+        .json(
+            Method::POST,
+            "/v1/endpoints",
+            json!({"url": "http://127.0.0.1:9/hook", "description": "d"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(created["id"].as_str().unwrap().starts_with("ep_"));
     assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
@@ -222,12 +352,42 @@ async fn endpoints_get_a_secret_and_refuse_private_urls() {
     assert_eq!(status, StatusCode::OK);
     assert!(shown.get("secret").is_none(), "{shown}");
 
-    let (status, body) = h.json(Method::POST, "/v1/endpoints", json!({"url": "http://10.0.0.1/"})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_url");
-    let (status, body) = h.json(Method::POST, "/v1/endpoints", json!({"url": "http://127.0.0.1/", "secret": "nope"})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_secret");
-    let (status, body) = h.json(Method::POST, "/v1/endpoints", json!({"url": "http://127.0.0.1/", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})).await;
-    assert_eq!((status, body["secret"].as_str()), (StatusCode::CREATED, Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")));
+    let (status, body) = h
+        .json(
+            Method::POST,
+            "/v1/endpoints",
+            json!({"url": "http://10.0.0.1/"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_url"
+    );
+    let (status, body) = h
+        .json(
+            Method::POST,
+            "/v1/endpoints",
+            json!({"url": "http://127.0.0.1/", "secret": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_secret"
+    );
+    let (status, body) = h
+        .json(
+            Method::POST,
+            "/v1/endpoints",
+            json!({"url": "http://127.0.0.1/", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["secret"].as_str()),
+        (
+            StatusCode::CREATED,
+            Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        )
+    );
 }
 
 #[tokio::test]
@@ -235,26 +395,70 @@ async fn endpoints_are_patched_rotated_and_recovered() {
     let h = harness().await;
     let id = h.endpoint().await;
     let uri = format!("/v1/endpoints/{id}");
-    let (status, patched) = h.json(Method::PATCH, &uri, json!({"status": "disabled", "description": "off"})).await;
-    assert_eq!((status, &patched["status"]), (StatusCode::OK, &json!("disabled")), "{patched}");
+    let (status, patched) = h
+        .json(
+            Method::PATCH,
+            &uri,
+            json!({"status": "disabled", "description": "off"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &patched["status"]),
+        (StatusCode::OK, &json!("disabled")),
+        "{patched}"
+    );
     assert!(patched["disabled_reason"].is_string());
-    let (_, patched) = h.json(Method::PATCH, &uri, json!({"status": "enabled"})).await;
-    assert_eq!((&patched["status"], &patched["disabled_reason"]), (&json!("enabled"), &Value::Null));
-    let (status, body) = h.json(Method::PATCH, &uri, json!({"status": "sleeping"})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_status");
+    let (_, patched) = h
+        .json(Method::PATCH, &uri, json!({"status": "enabled"}))
+        .await;
+    assert_eq!(
+        (&patched["status"], &patched["disabled_reason"]),
+        (&json!("enabled"), &Value::Null)
+    );
+    let (status, body) = h
+        .json(Method::PATCH, &uri, json!({"status": "sleeping"}))
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_status"
+    );
 
-    let (status, rotated) = h.send(Method::POST, &format!("{uri}/rotate-secret"), Some("t"), Body::empty()).await;
+    let (status, rotated) = h
+        .send(
+            Method::POST,
+            &format!("{uri}/rotate-secret"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(rotated["secret"].as_str().unwrap().starts_with("whsec_"));
     let row = h.state.store.get_endpoint(&id).await.unwrap().unwrap();
     assert_eq!(row.signing_secrets(crate::store::now_ms()).len(), 2);
 
-    let (status, body) = h.json(Method::POST, &format!("{uri}/recover"), json!({"since": "2024-01-01T00:00:00Z"})).await;
+    let (status, body) = h
+        .json(
+            Method::POST,
+            &format!("{uri}/recover"),
+            json!({"since": "2024-01-01T00:00:00Z"}),
+        )
+        .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"recovered": 0})));
-    let (status, body) = h.json(Method::POST, &format!("{uri}/recover"), json!({"since": 0})).await;
+    let (status, body) = h
+        .json(Method::POST, &format!("{uri}/recover"), json!({"since": 0}))
+        .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"recovered": 0})));
-    let (status, body) = h.json(Method::POST, &format!("{uri}/recover"), json!({"since": "yesterday"})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_since");
+    let (status, body) = h
+        .json(
+            Method::POST,
+            &format!("{uri}/recover"),
+            json!({"since": "yesterday"}),
+        )
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_since"
+    );
 }
 
 #[tokio::test]
@@ -264,50 +468,119 @@ async fn subscriptions_are_created_shown_and_validated() {
     let (status, created) = h.subscription(filter).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(created["id"].as_str().unwrap().starts_with("sub_"));
-    assert_eq!(created["addresses"], json!(["0xf4eced2f682ce333f96f2d8966c613ded8fc95dd"]));
+    assert_eq!(
+        created["addresses"],
+        json!(["0xf4eced2f682ce333f96f2d8966c613ded8fc95dd"])
+    );
     assert_eq!(created["topics"], json!([TRANSFER_TOPIC, null]));
-    assert_eq!((&created["status"], &created["parked_events"]), (&json!("active"), &json!(0)));
-    let (status, shown) = h.get(&format!("/v1/subscriptions/{}", created["id"].as_str().unwrap())).await;
+    assert_eq!(
+        (&created["status"], &created["parked_events"]),
+        (&json!("active"), &json!(0))
+    );
+    let (status, shown) = h
+        .get(&format!(
+            "/v1/subscriptions/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shown["topics"], created["topics"]);
     let (_, list) = h.get("/v1/subscriptions").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 
     let (status, body) = h.get("/v1/subscriptions/sub_doesnotexist").await;
-    assert_eq!(error_code(status, &body, StatusCode::NOT_FOUND), "not_found");
+    assert_eq!(
+        error_code(status, &body, StatusCode::NOT_FOUND),
+        "not_found"
+    );
     let (status, body) = h.subscription(json!({"topics": ["0x1234"]})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_filter");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_filter"
+    );
     let (status, body) = h.subscription(json!({"addresses": ["nope"]})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_filter");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_filter"
+    );
     let (status, body) = h.subscription(json!({"plugin_id": "abc"})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "unknown_plugin");
-    let (status, body) = h.json(Method::POST, "/v1/subscriptions", json!({"endpoint_id": "ep_x", "chain_id": 1})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "unknown_endpoint");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "unknown_plugin"
+    );
+    let (status, body) = h
+        .json(
+            Method::POST,
+            "/v1/subscriptions",
+            json!({"endpoint_id": "ep_x", "chain_id": 1}),
+        )
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "unknown_endpoint"
+    );
     let (status, body) = h.subscription(json!({"chain_id": 0})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_chain_id");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_chain_id"
+    );
 }
 
 #[tokio::test]
 async fn plugin_config_is_checked_by_the_plugin() {
     let h = harness().await;
     let (_, picky) = h.upload(plugin(REJECTS_CONFIG)).await;
-    let (status, body) = h.subscription(json!({"plugin_id": picky["id"], "plugin_config": {"a": 1}})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_plugin_config");
+    let (status, body) = h
+        .subscription(json!({"plugin_id": picky["id"], "plugin_config": {"a": 1}}))
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_plugin_config"
+    );
     assert_eq!(body["error"]["message"], "bad config");
 
     let (_, easy) = h.upload(plugin("")).await;
-    let (status, sub) = h.subscription(json!({"plugin_id": easy["id"], "plugin_config": {"a": 1}})).await;
+    let (status, sub) = h
+        .subscription(json!({"plugin_id": easy["id"], "plugin_config": {"a": 1}}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{sub}");
     assert_eq!(sub["plugin_config"], json!({"a": 1}));
     let uri = format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap());
-    let (status, body) = h.json(Method::PATCH, &uri, json!({"plugin_id": picky["id"]})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_plugin_config");
-    let (status, paused) = h.json(Method::PATCH, &uri, json!({"status": "paused", "topics": null})).await;
-    assert_eq!((status, &paused["status"]), (StatusCode::OK, &json!("paused")), "{paused}");
-    let (_, detached) = h.json(Method::PATCH, &uri, json!({"plugin_id": null})).await;
-    assert_eq!((&detached["plugin_id"], &detached["plugin_config"], &detached["status"]), (&Value::Null, &Value::Null, &json!("active")));
+    let (status, body) = h
+        .json(Method::PATCH, &uri, json!({"plugin_id": picky["id"]}))
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_plugin_config"
+    );
+    let (status, paused) = h
+        .json(
+            Method::PATCH,
+            &uri,
+            json!({"status": "paused", "topics": null}),
+        )
+        .await;
+    assert_eq!(
+        (status, &paused["status"]),
+        (StatusCode::OK, &json!("paused")),
+        "{paused}"
+    );
+    let (_, detached) = h
+        .json(Method::PATCH, &uri, json!({"plugin_id": null}))
+        .await;
+    assert_eq!(
+        (
+            &detached["plugin_id"],
+            &detached["plugin_config"],
+            &detached["status"]
+        ),
+        (&Value::Null, &Value::Null, &json!("active"))
+    );
     let (status, body) = h.json(Method::PATCH, &uri, json!({"colour": "red"})).await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_json");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_json"
+    );
 }
 
 #[tokio::test]
@@ -322,19 +595,55 @@ async fn parked_events_are_reprocessed_into_deliveries() {
     let (_, list) = h.get(&format!("{uri}/parked")).await;
     assert_eq!(list["items"][0]["log"]["logIndex"], "0x0", "{list}");
 
-    let (status, body) = h.send(Method::POST, &format!("{uri}/reprocess"), Some("t"), Body::empty()).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"reprocessed": 1, "delivered": 1, "dropped": 0})));
+    let (status, body) = h
+        .send(
+            Method::POST,
+            &format!("{uri}/reprocess"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"reprocessed": 1, "delivered": 1, "dropped": 0})
+        )
+    );
     let (_, shown) = h.get(&uri).await;
     assert_eq!(shown["parked_events"], 0);
 
-    let (_, deliveries) = h.get(&format!("/v1/deliveries?subscription_id={sub_id}&status=pending")).await;
+    let (_, deliveries) = h
+        .get(&format!(
+            "/v1/deliveries?subscription_id={sub_id}&status=pending"
+        ))
+        .await;
     let id = deliveries["items"][0]["id"].as_str().unwrap().to_string();
     let (status, detail) = h.get(&format!("/v1/deliveries/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{detail}");
-    assert_eq!((&detail["body"]["subscription_id"], &detail["attempts"]), (&json!(sub_id), &json!([])));
-    assert_eq!(detail["body"]["log"], serde_json::from_str::<Value>(LOG).unwrap());
-    let (status, retried) = h.send(Method::POST, &format!("/v1/deliveries/{id}/retry"), Some("t"), Body::empty()).await;
-    assert_eq!((status, retried), (StatusCode::ACCEPTED, json!({"id": id, "status": "retrying"})));
+    assert_eq!(
+        (&detail["body"]["subscription_id"], &detail["attempts"]),
+        (&json!(sub_id), &json!([]))
+    );
+    assert_eq!(
+        detail["body"]["log"],
+        serde_json::from_str::<Value>(LOG).unwrap()
+    );
+    let (status, retried) = h
+        .send(
+            Method::POST,
+            &format!("/v1/deliveries/{id}/retry"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        (status, retried),
+        (
+            StatusCode::ACCEPTED,
+            json!({"id": id, "status": "retrying"})
+        )
+    );
     let (_, logs) = h.get(&format!("{uri}/logs")).await;
     assert_eq!(logs, json!({"items": []}));
 }
@@ -350,8 +659,18 @@ async fn reprocessing_with_a_failing_plugin_keeps_the_events_parked() {
     let sub_id = sub["id"].as_str().unwrap().to_string();
     h.park(&sub_id).await;
     let uri = format!("/v1/subscriptions/{sub_id}");
-    let (status, body) = h.send(Method::POST, &format!("{uri}/reprocess"), Some("t"), Body::empty()).await;
-    assert_eq!(error_code(status, &body, StatusCode::CONFLICT), "plugin_failed");
+    let (status, body) = h
+        .send(
+            Method::POST,
+            &format!("{uri}/reprocess"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::CONFLICT),
+        "plugin_failed"
+    );
     let (_, shown) = h.get(&uri).await;
     assert_eq!(shown["parked_events"], 1);
     let (_, deliveries) = h.get("/v1/deliveries").await;
@@ -362,15 +681,37 @@ async fn reprocessing_with_a_failing_plugin_keeps_the_events_parked() {
 async fn deliveries_list_has_the_list_shape_and_checks_filters() {
     let h = harness().await;
     let (status, body) = h.get("/v1/deliveries").await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"items": [], "next_cursor": null})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"items": [], "next_cursor": null}))
+    );
     let (status, body) = h.get("/v1/deliveries?status=lost").await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_status");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_status"
+    );
     let (status, body) = h.get("/v1/deliveries?limit=many").await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_query");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_query"
+    );
     let (status, body) = h.get("/v1/deliveries?cursor=zz").await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_cursor");
-    let (status, body) = h.send(Method::POST, "/v1/deliveries/msg_none/retry", Some("t"), Body::empty()).await;
-    assert_eq!(error_code(status, &body, StatusCode::NOT_FOUND), "not_found");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_cursor"
+    );
+    let (status, body) = h
+        .send(
+            Method::POST,
+            "/v1/deliveries/msg_none/retry",
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        error_code(status, &body, StatusCode::NOT_FOUND),
+        "not_found"
+    );
 }
 
 #[tokio::test]
@@ -379,17 +720,32 @@ async fn health_and_readiness_need_no_token() {
     let (status, body) = h.send(Method::GET, "/healthz", None, Body::empty()).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
     let (status, body) = h.send(Method::GET, "/readyz", None, Body::empty()).await;
-    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("ready")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("ready")),
+        "{body}"
+    );
 
-    let chain = Arc::new(ChainHealth { chain_id: 1, name: "main".into(), ..ChainHealth::default() });
+    let chain = Arc::new(ChainHealth {
+        chain_id: 1,
+        name: "main".into(),
+        ..ChainHealth::default()
+    });
     let h = harness_with_chains(vec![chain.clone()]).await;
     let (status, body) = h.send(Method::GET, "/readyz", None, Body::empty()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["checks"]["chain:main"]["ok"], false);
-    chain.connected.store(true, std::sync::atomic::Ordering::Relaxed);
-    h.state.scheduler_lag_ms.store(5_000, std::sync::atomic::Ordering::Relaxed);
+    chain
+        .connected
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    h.state
+        .scheduler_lag_ms
+        .store(5_000, std::sync::atomic::Ordering::Relaxed);
     let (status, body) = h.send(Method::GET, "/readyz", None, Body::empty()).await;
-    assert_eq!((status, &body["checks"]["runtime"]["ok"]), (StatusCode::SERVICE_UNAVAILABLE, &json!(false)));
+    assert_eq!(
+        (status, &body["checks"]["runtime"]["ok"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!(false))
+    );
 }
 
 #[tokio::test]
@@ -400,13 +756,29 @@ async fn openapi_lists_every_route() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for path in [
-        "/healthz", "/readyz", "/v1/plugins", "/v1/plugins/{id}", "/v1/plugins/{id}/test", "/v1/endpoints",
-        "/v1/endpoints/{id}", "/v1/endpoints/{id}/rotate-secret", "/v1/endpoints/{id}/recover", "/v1/subscriptions",
-        "/v1/subscriptions/{id}", "/v1/subscriptions/{id}/logs", "/v1/subscriptions/{id}/parked",
-        "/v1/subscriptions/{id}/reprocess", "/v1/deliveries", "/v1/deliveries/{id}", "/v1/deliveries/{id}/retry",
+        "/healthz",
+        "/readyz",
+        "/v1/plugins",
+        "/v1/plugins/{id}",
+        "/v1/plugins/{id}/test",
+        "/v1/endpoints",
+        "/v1/endpoints/{id}",
+        "/v1/endpoints/{id}/rotate-secret",
+        "/v1/endpoints/{id}/recover",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{id}",
+        "/v1/subscriptions/{id}/logs",
+        "/v1/subscriptions/{id}/parked",
+        "/v1/subscriptions/{id}/reprocess",
+        "/v1/deliveries",
+        "/v1/deliveries/{id}",
+        "/v1/deliveries/{id}/retry",
         "/v1/openapi.json",
     ] {
-        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
     }
     // Every $ref points at something defined.
     let text = doc.to_string();

@@ -18,7 +18,10 @@ pub async fn run(
     while let Some(first) = input.recv().await {
         let batch = fill(&config, first, &mut input);
         metrics.batch_size.observe(batch.n_events as f64);
-        metrics.queue_depth.with_label_values(&["batch_input"]).set(input.len() as i64);
+        metrics
+            .queue_depth
+            .with_label_values(&["batch_input"])
+            .set(input.len() as i64);
         if output.send(batch).await.is_err() {
             tracing::warn!("matcher stopped; batch stage ends");
             return;
@@ -29,7 +32,11 @@ pub async fn run(
 
 /// Takes queued blocks after `first` without waiting: stops at `max_events`, at `max_wait` or when
 /// the queue is empty. A block is never split, so a batch may exceed `max_events` by one block.
-pub fn fill(config: &BatchConfig, first: BlockLogs, input: &mut mpsc::Receiver<BlockLogs>) -> Batch {
+pub fn fill(
+    config: &BatchConfig,
+    first: BlockLogs,
+    input: &mut mpsc::Receiver<BlockLogs>,
+) -> Batch {
     let started = Instant::now();
     let mut batch = Batch::default();
     push(&mut batch, first);
@@ -69,7 +76,10 @@ mod tests {
     }
 
     fn config(max_events: usize) -> BatchConfig {
-        BatchConfig { max_events, max_wait_ms: 100 }
+        BatchConfig {
+            max_events,
+            max_wait_ms: 100,
+        }
     }
 
     #[tokio::test]

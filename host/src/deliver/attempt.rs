@@ -29,9 +29,22 @@ pub struct Attempted {
 }
 
 /// Sends `job` to `endpoint` and decides what happens next.
-pub async fn attempt(client: &WebhookClient, schedule: &RetrySchedule, endpoint: &EndpointRow, job: &DeliveryJob) -> Attempted {
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let signature = match sign::signature_header(&endpoint.signing_secrets(now_ms()), &job.id, timestamp, job.body.as_bytes()) {
+pub async fn attempt(
+    client: &WebhookClient,
+    schedule: &RetrySchedule,
+    endpoint: &EndpointRow,
+    job: &DeliveryJob,
+) -> Attempted {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let signature = match sign::signature_header(
+        &endpoint.signing_secrets(now_ms()),
+        &job.id,
+        timestamp,
+        job.body.as_bytes(),
+    ) {
         Ok(signature) => signature,
         Err(error) => return dead(job, format!("cannot sign: {error}")),
     };
@@ -44,22 +57,63 @@ pub async fn attempt(client: &WebhookClient, schedule: &RetrySchedule, endpoint:
     let body = Bytes::copy_from_slice(job.body.as_bytes());
     let started = std::time::Instant::now();
     let outcome = client.post(&endpoint.url, &headers, body).await;
-    judge(schedule, job, outcome, started.elapsed(), rand::random::<f64>())
+    judge(
+        schedule,
+        job,
+        outcome,
+        started.elapsed(),
+        rand::random::<f64>(),
+    )
 }
 
 /// The pure part: an HTTP outcome to the delivery's next state.
-pub fn judge(schedule: &RetrySchedule, job: &DeliveryJob, outcome: Result<WebhookResponse, DeliveryError>, elapsed: Duration, jitter: f64) -> Attempted {
+pub fn judge(
+    schedule: &RetrySchedule,
+    job: &DeliveryJob,
+    outcome: Result<WebhookResponse, DeliveryError>,
+    elapsed: Duration,
+    jitter: f64,
+) -> Attempted {
     let attempts = job.attempts + 1;
     let now = now_ms();
     let (verdict, status_code, error, response_body, retry_after, latency) = match outcome {
-        Ok(r) if (200..300).contains(&r.status) => (Verdict::Delivered, Some(r.status), None, Some(r.body), None, r.latency),
-        Ok(r) if r.status == 410 => (Verdict::Gone, Some(r.status), Some("HTTP 410 Gone: endpoint disabled".to_string()), Some(r.body), None, r.latency),
+        Ok(r) if (200..300).contains(&r.status) => (
+            Verdict::Delivered,
+            Some(r.status),
+            None,
+            Some(r.body),
+            None,
+            r.latency,
+        ),
+        Ok(r) if r.status == 410 => (
+            Verdict::Gone,
+            Some(r.status),
+            Some("HTTP 410 Gone: endpoint disabled".to_string()),
+            Some(r.body),
+            None,
+            r.latency,
+        ),
         Ok(r) => {
-            let verdict = if status_is_retryable(r.status) { Verdict::Retry } else { Verdict::Dead };
-            (verdict, Some(r.status), Some(format!("HTTP {}", r.status)), Some(r.body), r.retry_after, r.latency)
+            let verdict = if status_is_retryable(r.status) {
+                Verdict::Retry
+            } else {
+                Verdict::Dead
+            };
+            (
+                verdict,
+                Some(r.status),
+                Some(format!("HTTP {}", r.status)),
+                Some(r.body),
+                r.retry_after,
+                r.latency,
+            )
         }
         Err(e) => {
-            let verdict = if e.is_retryable() { Verdict::Retry } else { Verdict::Dead };
+            let verdict = if e.is_retryable() {
+                Verdict::Retry
+            } else {
+                Verdict::Dead
+            };
             (verdict, None, Some(e.to_string()), None, None, elapsed)
         }
     };
@@ -83,7 +137,11 @@ pub fn judge(schedule: &RetrySchedule, job: &DeliveryJob, outcome: Result<Webhoo
         response_body,
         at: now,
     };
-    Attempted { result, verdict, answered }
+    Attempted {
+        result,
+        verdict,
+        answered,
+    }
 }
 
 /// A delivery that cannot be attempted at all (no endpoint, disabled endpoint, bad secret).
@@ -127,14 +185,30 @@ mod tests {
     use std::sync::Arc;
 
     fn job(attempts: i64) -> DeliveryJob {
-        DeliveryJob { id: "msg_1".into(), endpoint_id: "ep".into(), body: Arc::from("{}"), attempts, received_at: None }
+        DeliveryJob {
+            id: "msg_1".into(),
+            endpoint_id: "ep".into(),
+            body: Arc::from("{}"),
+            attempts,
+            received_at: None,
+        }
     }
 
     fn response(status: u16) -> Result<WebhookResponse, DeliveryError> {
-        Ok(WebhookResponse { status, body: "b".into(), retry_after: None, latency: Duration::from_millis(3) })
+        Ok(WebhookResponse {
+            status,
+            body: "b".into(),
+            retry_after: None,
+            latency: Duration::from_millis(3),
+        })
     }
 
-    fn check(attempts: i64, outcome: Result<WebhookResponse, DeliveryError>, status: &str, verdict: Verdict) {
+    fn check(
+        attempts: i64,
+        outcome: Result<WebhookResponse, DeliveryError>,
+        status: &str,
+        verdict: Verdict,
+    ) {
         let schedule = RetrySchedule::new(vec![Duration::from_secs(1), Duration::from_secs(2)]);
         let a = judge(&schedule, &job(attempts), outcome, Duration::ZERO, 0.0);
         assert_eq!((a.result.status.as_str(), a.verdict), (status, verdict));
@@ -152,7 +226,12 @@ mod tests {
         check(0, response(302), "dead", Verdict::Dead);
         check(0, response(410), "dead", Verdict::Gone);
         check(0, Err(DeliveryError::Timeout), "retrying", Verdict::Retry);
-        check(0, Err(DeliveryError::Blocked("10.0.0.1".into())), "dead", Verdict::Dead);
+        check(
+            0,
+            Err(DeliveryError::Blocked("10.0.0.1".into())),
+            "dead",
+            Verdict::Dead,
+        );
         check(1, response(503), "retrying", Verdict::Retry);
         // Two delays in the schedule: the third failure is final.
         check(2, response(503), "dead", Verdict::Dead);

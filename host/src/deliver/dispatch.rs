@@ -44,7 +44,11 @@ struct Shared {
 
 impl Dispatcher {
     /// Runs until every job sender (outbox and retry poller) is dropped and every attempt is done.
-    pub async fn run(self, mut jobs: mpsc::Receiver<DeliveryJob>, results: mpsc::Sender<AttemptResult>) {
+    pub async fn run(
+        self,
+        mut jobs: mpsc::Receiver<DeliveryJob>,
+        results: mpsc::Sender<AttemptResult>,
+    ) {
         let shared = Shared {
             client: self.client,
             schedule: self.schedule,
@@ -58,14 +62,23 @@ impl Dispatcher {
         let mut per_endpoint: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let tracker = TaskTracker::new();
         while let Some(job) = jobs.recv().await {
-            let Ok(pending_permit) = pending.clone().acquire_owned().await else { break };
+            let Ok(pending_permit) = pending.clone().acquire_owned().await else {
+                break;
+            };
             let endpoint = self.endpoints.borrow().get(&job.endpoint_id).cloned();
-            let gate = per_endpoint.entry(job.endpoint_id.clone()).or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint))).clone();
+            let gate = per_endpoint
+                .entry(job.endpoint_id.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
+                .clone();
             let shared = shared.clone();
             tracker.spawn(async move {
                 let _pending = pending_permit;
-                let Ok(_endpoint_permit) = gate.acquire_owned().await else { return };
-                let Ok(_worker_permit) = shared.workers.clone().acquire_owned().await else { return };
+                let Ok(_endpoint_permit) = gate.acquire_owned().await else {
+                    return;
+                };
+                let Ok(_worker_permit) = shared.workers.clone().acquire_owned().await else {
+                    return;
+                };
                 shared.deliver(job, endpoint).await;
             });
         }
@@ -79,19 +92,37 @@ impl Shared {
     async fn deliver(&self, job: DeliveryJob, endpoint: Option<crate::store::EndpointRow>) {
         let endpoint = match endpoint {
             Some(e) if e.status == "enabled" => e,
-            Some(e) => return self.finish(attempt::dead(&job, format!("endpoint {} is disabled", e.id)).result).await,
-            None => return self.finish(attempt::dead(&job, format!("endpoint {} does not exist", job.endpoint_id)).result).await,
+            Some(e) => {
+                return self
+                    .finish(attempt::dead(&job, format!("endpoint {} is disabled", e.id)).result)
+                    .await;
+            }
+            None => {
+                return self
+                    .finish(
+                        attempt::dead(&job, format!("endpoint {} does not exist", job.endpoint_id))
+                            .result,
+                    )
+                    .await;
+            }
         };
         let admission = self.with_breaker(&endpoint.id, |b| b.allow(Instant::now()));
         if let Admission::Rejected { retry_at } = admission {
             let wait = retry_at.saturating_duration_since(Instant::now());
-            self.metrics.deliveries_attempted.with_label_values(&["breaker_open"]).inc();
+            self.metrics
+                .deliveries_attempted
+                .with_label_values(&["breaker_open"])
+                .inc();
             let until = now_ms() + wait.as_millis() as i64;
-            return self.finish(attempt::postponed(&job, until, "circuit breaker open")).await;
+            return self
+                .finish(attempt::postponed(&job, until, "circuit breaker open"))
+                .await;
         }
         let attempted = attempt::attempt(&self.client, &self.schedule, &endpoint, &job).await;
         if let (true, Some(received)) = (attempted.answered, job.received_at) {
-            self.metrics.e2e_latency.observe(received.elapsed().as_secs_f64());
+            self.metrics
+                .e2e_latency
+                .observe(received.elapsed().as_secs_f64());
         }
         let label = match attempted.verdict {
             Verdict::Delivered => "success",
@@ -99,7 +130,10 @@ impl Shared {
             Verdict::Dead => "dead",
             Verdict::Gone => "gone",
         };
-        self.metrics.deliveries_attempted.with_label_values(&[label]).inc();
+        self.metrics
+            .deliveries_attempted
+            .with_label_values(&[label])
+            .inc();
         match attempted.verdict {
             Verdict::Delivered => self.with_breaker(&endpoint.id, |b| b.on_success()),
             Verdict::Retry => self.with_breaker(&endpoint.id, |b| b.on_failure(Instant::now())),
@@ -119,16 +153,22 @@ impl Shared {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let breaker = breakers.entry(endpoint_id.to_string()).or_insert_with(|| Breaker::new(BreakerConfig::default()));
+        let breaker = breakers
+            .entry(endpoint_id.to_string())
+            .or_insert_with(|| Breaker::new(BreakerConfig::default()));
         let value = f(breaker);
         let now = Instant::now();
-        self.metrics.breaker_open.set(breakers.values().filter(|b| b.is_open(now)).count() as i64);
+        self.metrics
+            .breaker_open
+            .set(breakers.values().filter(|b| b.is_open(now)).count() as i64);
         value
     }
 
     async fn finish(&self, result: AttemptResult) {
         if self.results.send(result).await.is_err() {
-            tracing::error!("attempt recorder stopped; outcome not recorded (the lease will expire and the delivery be retried)");
+            tracing::error!(
+                "attempt recorder stopped; outcome not recorded (the lease will expire and the delivery be retried)"
+            );
         }
     }
 }

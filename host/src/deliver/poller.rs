@@ -12,7 +12,13 @@ use crate::store::Store;
 
 const CLAIM_LIMIT: i64 = 500;
 
-pub async fn run(store: Store, jobs: mpsc::Sender<DeliveryJob>, interval: Duration, lease_ms: i64, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    jobs: mpsc::Sender<DeliveryJob>,
+    interval: Duration,
+    lease_ms: i64,
+    shutdown: CancellationToken,
+) {
     loop {
         let claimed = match store.claim_due(CLAIM_LIMIT, lease_ms).await {
             Ok(rows) => rows,
@@ -23,7 +29,13 @@ pub async fn run(store: Store, jobs: mpsc::Sender<DeliveryJob>, interval: Durati
         };
         let full = claimed.len() as i64 == CLAIM_LIMIT;
         for row in claimed {
-            let job = DeliveryJob { id: row.id, endpoint_id: row.endpoint_id, body: Arc::from(row.body), attempts: row.attempts, received_at: None };
+            let job = DeliveryJob {
+                id: row.id,
+                endpoint_id: row.endpoint_id,
+                body: Arc::from(row.body),
+                attempts: row.attempts,
+                received_at: None,
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 sent = jobs.send(job) => if sent.is_err() { return },

@@ -33,7 +33,10 @@ async fn write(store: &Store, batch: &[AttemptResult], metrics: &Metrics) {
     for attempt in 1..=WRITE_ATTEMPTS {
         match store.record_results(batch).await {
             Ok(()) => {
-                metrics.db_statements.with_label_values(&["delivery_results"]).inc_by(2);
+                metrics
+                    .db_statements
+                    .with_label_values(&["delivery_results"])
+                    .inc_by(2);
                 return;
             }
             Err(error) if attempt < WRITE_ATTEMPTS => {

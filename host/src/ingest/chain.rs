@@ -23,7 +23,10 @@ pub struct Window {
 
 impl Window {
     pub fn new(capacity: usize) -> Window {
-        Window { blocks: VecDeque::with_capacity(capacity), capacity: capacity.max(1) }
+        Window {
+            blocks: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -100,7 +103,10 @@ mod tests {
             w.push(block(n as u64, n, n - 1));
         }
         let orphans = w.rollback_above(3);
-        assert_eq!(orphans.iter().map(|b| b.number).collect::<Vec<_>>(), vec![5, 4]);
+        assert_eq!(
+            orphans.iter().map(|b| b.number).collect::<Vec<_>>(),
+            vec![5, 4]
+        );
         assert_eq!(w.tip().unwrap().number, 3);
     }
 }

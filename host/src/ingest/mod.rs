@@ -43,7 +43,11 @@ pub struct ChainHealth {
 
 impl ChainHealth {
     pub fn new(chain: &ChainConfig) -> Arc<ChainHealth> {
-        Arc::new(ChainHealth { chain_id: chain.chain_id, name: chain.name.clone(), ..ChainHealth::default() })
+        Arc::new(ChainHealth {
+            chain_id: chain.chain_id,
+            name: chain.name.clone(),
+            ..ChainHealth::default()
+        })
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -74,7 +78,13 @@ pub async fn run(
     health: Arc<ChainHealth>,
     shutdown: CancellationToken,
 ) {
-    let mut ingest = ChainIngest { window: Window::new(REORG_WINDOW), chain, output, metrics, health };
+    let mut ingest = ChainIngest {
+        window: Window::new(REORG_WINDOW),
+        chain,
+        output,
+        metrics,
+        health,
+    };
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;
     loop {
@@ -99,7 +109,11 @@ pub async fn run(
         let delay = jittered(backoff);
         tracing::warn!(chain = %ingest.chain.name, url = %url, error = %error, retry_in_ms = delay.as_millis() as u64, "chain connection failed; reconnecting");
         ingest.health.set_error(Some(error.to_string()));
-        ingest.metrics.ws_reconnects.with_label_values(&[&ingest.chain.name]).inc();
+        ingest
+            .metrics
+            .ws_reconnects
+            .with_label_values(&[&ingest.chain.name])
+            .inc();
         attempt += 1;
         backoff = (backoff * 2).min(BACKOFF_MAX);
         tokio::select! {
@@ -133,10 +147,14 @@ impl ChainIngest {
                     hash,
                     logs: Vec::new(),
                 }),
-                Err(error) => tracing::error!(chain = %self.chain.name, %error, "stored cursor hash is invalid; starting from the head"),
+                Err(error) => {
+                    tracing::error!(chain = %self.chain.name, %error, "stored cursor hash is invalid; starting from the head")
+                }
             },
             Ok(None) => {}
-            Err(error) => tracing::error!(chain = %self.chain.name, %error, "cannot read the chain cursor"),
+            Err(error) => {
+                tracing::error!(chain = %self.chain.name, %error, "cannot read the chain cursor")
+            }
         }
     }
 
@@ -144,18 +162,36 @@ impl ChainIngest {
         let mut conn = Connection::connect(url, REQUEST_TIMEOUT).await?;
         let chain_id: U64 = conn.request("eth_chainId", json!([])).await?;
         if chain_id.to::<u64>() != self.chain.chain_id {
-            return Err(IngestError::WrongChain { expected: self.chain.chain_id, actual: chain_id.to() });
+            return Err(IngestError::WrongChain {
+                expected: self.chain.chain_id,
+                actual: chain_id.to(),
+            });
         }
         conn.subscribe_new_heads().await?;
         if self.window.tip().is_none() {
             if let Some(start) = self.chain.start_block.filter(|s| *s > 0) {
-                let before: Header = conn.request("eth_getBlockByNumber", json!([format!("{:#x}", start - 1), false])).await?;
-                self.window.push(WindowBlock { number: before.number, hash: before.hash, logs: Vec::new() });
+                let before: Header = conn
+                    .request(
+                        "eth_getBlockByNumber",
+                        json!([format!("{:#x}", start - 1), false]),
+                    )
+                    .await?;
+                self.window.push(WindowBlock {
+                    number: before.number,
+                    hash: before.hash,
+                    logs: Vec::new(),
+                });
             }
         }
         self.health.connected.store(true, Ordering::Relaxed);
         self.health.set_error(None);
         tracing::info!(chain = %self.chain.name, url, "following new heads");
+        // Catch up at once rather than at the next head: after a restart or reconnect the node
+        // may stay quiet for a while (a dev chain mines only on demand).
+        let latest: Header = conn
+            .request("eth_getBlockByNumber", json!(["latest", false]))
+            .await?;
+        self.on_head(&mut conn, latest).await?;
         loop {
             let head = conn.next_head(HEAD_SILENCE).await?;
             self.on_head(&mut conn, head).await?;
@@ -164,11 +200,19 @@ impl ChainIngest {
 
     async fn on_head(&mut self, conn: &mut Connection, head: Header) -> Result<(), IngestError> {
         let chain = self.chain.name.as_str();
-        self.health.last_head_at_ms.store(now_ms(), Ordering::Relaxed);
-        self.metrics.chain_head.with_label_values(&[chain]).set(head.number as i64);
+        self.health
+            .last_head_at_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.metrics
+            .chain_head
+            .with_label_values(&[chain])
+            .set(head.number as i64);
         let lag_s = (now_ms() as f64 / 1000.0) - head.timestamp as f64;
         if head.timestamp > 0 && lag_s >= 0.0 {
-            self.metrics.chain_head_lag.with_label_values(&[chain]).observe(lag_s);
+            self.metrics
+                .chain_head_lag
+                .with_label_values(&[chain])
+                .observe(lag_s);
         }
         if self.chain.confirmations == 0 {
             if let Some(known) = self.window.get(head.number) {
@@ -185,7 +229,11 @@ impl ChainIngest {
                 Some(tip) => tip.number + 1,
                 None => target,
             };
-            let header = if next == head.number { head.clone() } else { self.header_by_number(conn, next).await? };
+            let header = if next == head.number {
+                head.clone()
+            } else {
+                self.header_by_number(conn, next).await?
+            };
             match self.window.tip() {
                 Some(tip) if tip.hash != header.parent_hash => self.reorg(conn, header).await?,
                 _ => self.apply(conn, header).await?,
@@ -193,8 +241,17 @@ impl ChainIngest {
         }
     }
 
-    async fn header_by_number(&self, conn: &mut Connection, number: u64) -> Result<Header, IngestError> {
-        Ok(conn.request("eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await?)
+    async fn header_by_number(
+        &self,
+        conn: &mut Connection,
+        number: u64,
+    ) -> Result<Header, IngestError> {
+        Ok(conn
+            .request(
+                "eth_getBlockByNumber",
+                json!([format!("{number:#x}"), false]),
+            )
+            .await?)
     }
 
     /// `header` does not extend the tip: find the common ancestor, withdraw orphaned logs, then
@@ -209,7 +266,9 @@ impl ChainIngest {
             if branch.len() > self.window.capacity() {
                 break None;
             }
-            let header: Header = conn.request("eth_getBlockByHash", json!([parent, false])).await?;
+            let header: Header = conn
+                .request("eth_getBlockByHash", json!([parent, false]))
+                .await?;
             branch.push(header);
         };
         let orphans = match ancestor {
@@ -221,11 +280,26 @@ impl ChainIngest {
                 all
             }
         };
-        self.metrics.reorgs.with_label_values(&[&self.chain.name]).inc();
+        self.metrics
+            .reorgs
+            .with_label_values(&[&self.chain.name])
+            .inc();
         tracing::warn!(chain = %self.chain.name, orphaned = orphans.len(), new_blocks = branch.len(), "reorg");
         for orphan in orphans.into_iter().filter(|o| !o.logs.is_empty()) {
-            let logs = orphan.logs.iter().map(|l| Arc::new(l.as_removed())).collect();
-            self.emit(BlockLogs { chain_id: self.chain.chain_id, number: orphan.number, hash: orphan.hash, kind: BlockKind::Orphaned, logs, received_at: Instant::now() }).await?;
+            let logs = orphan
+                .logs
+                .iter()
+                .map(|l| Arc::new(l.as_removed()))
+                .collect();
+            self.emit(BlockLogs {
+                chain_id: self.chain.chain_id,
+                number: orphan.number,
+                hash: orphan.hash,
+                kind: BlockKind::Orphaned,
+                logs,
+                received_at: Instant::now(),
+            })
+            .await?;
         }
         for header in branch.into_iter().rev() {
             self.apply(conn, header).await?;
@@ -236,23 +310,48 @@ impl ChainIngest {
     /// Fetches a canonical block's logs, sends them on, and records the block in the window.
     async fn apply(&mut self, conn: &mut Connection, header: Header) -> Result<(), IngestError> {
         let received_at = Instant::now();
-        let raw: Vec<Box<RawValue>> = conn.request("eth_getLogs", json!([{"blockHash": header.hash}])).await?;
+        let raw: Vec<Box<RawValue>> = conn
+            .request("eth_getLogs", json!([{"blockHash": header.hash}]))
+            .await?;
         let mut logs = Vec::with_capacity(raw.len());
         for item in &raw {
-            let log = ChainLog::from_raw(item).map_err(|e| IngestError::BadLog { block: header.number, reason: e.to_string() })?;
+            let log = ChainLog::from_raw(item).map_err(|e| IngestError::BadLog {
+                block: header.number,
+                reason: e.to_string(),
+            })?;
             if log.block_hash != header.hash {
-                return Err(IngestError::BadLog { block: header.number, reason: "log belongs to another block".into() });
+                return Err(IngestError::BadLog {
+                    block: header.number,
+                    reason: "log belongs to another block".into(),
+                });
             }
             logs.push(Arc::new(log));
         }
-        self.metrics.events_received.with_label_values(&[&self.chain.name]).inc_by(logs.len() as u64);
-        let block = BlockLogs { chain_id: self.chain.chain_id, number: header.number, hash: header.hash, kind: BlockKind::Canonical, logs: logs.clone(), received_at };
+        self.metrics
+            .events_received
+            .with_label_values(&[&self.chain.name])
+            .inc_by(logs.len() as u64);
+        let block = BlockLogs {
+            chain_id: self.chain.chain_id,
+            number: header.number,
+            hash: header.hash,
+            kind: BlockKind::Canonical,
+            logs: logs.clone(),
+            received_at,
+        };
         self.emit(block).await?;
-        self.window.push(WindowBlock { number: header.number, hash: header.hash, logs });
+        self.window.push(WindowBlock {
+            number: header.number,
+            hash: header.hash,
+            logs,
+        });
         Ok(())
     }
 
     async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
-        self.output.send(block).await.map_err(|_| IngestError::Stopped)
+        self.output
+            .send(block)
+            .await
+            .map_err(|_| IngestError::Stopped)
     }
 }

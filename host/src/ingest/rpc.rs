@@ -77,12 +77,24 @@ impl Connection {
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| RpcError::Timeout(format!("connect to {url}")))?
-            .map_err(|e| RpcError::Connect { url: url.to_string(), reason: e.to_string() })?;
-        Ok(Connection { ws, next_id: 1, heads: VecDeque::new(), timeout })
+            .map_err(|e| RpcError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Connection {
+            ws,
+            next_id: 1,
+            heads: VecDeque::new(),
+            timeout,
+        })
     }
 
     /// Sends one request and waits (bounded) for its answer.
-    pub async fn request<T: DeserializeOwned>(&mut self, method: &str, params: Value) -> Result<T, RpcError> {
+    pub async fn request<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, RpcError> {
         let id = self.next_id;
         self.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -100,7 +112,10 @@ impl Connection {
                 continue;
             }
             if let Some(error) = incoming.error {
-                return Err(RpcError::Node { method: method.to_string(), message: error.to_string() });
+                return Err(RpcError::Node {
+                    method: method.to_string(),
+                    message: error.to_string(),
+                });
             }
             let raw = incoming.result.ok_or_else(|| bad(method, "no result"))?;
             return serde_json::from_str(raw.get()).map_err(|e| bad(method, &e.to_string()));
@@ -120,7 +135,9 @@ impl Connection {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            tokio::time::timeout_at(deadline, self.read()).await.map_err(|_| RpcError::Timeout("waiting for a new head".into()))??;
+            tokio::time::timeout_at(deadline, self.read())
+                .await
+                .map_err(|_| RpcError::Timeout("waiting for a new head".into()))??;
             if let Some(head) = self.heads.pop_front() {
                 return Ok(head);
             }
@@ -141,9 +158,11 @@ impl Connection {
                 Message::Close(_) => return Err(RpcError::Closed),
                 _ => continue,
             };
-            let incoming: Incoming = serde_json::from_str(&text).map_err(|e| bad("message", &format!("{e}: {}", truncate(&text))))?;
+            let incoming: Incoming = serde_json::from_str(&text)
+                .map_err(|e| bad("message", &format!("{e}: {}", truncate(&text))))?;
             if let Some(notification) = &incoming.params {
-                let head: Header = serde_json::from_str(notification.result.get()).map_err(|e| bad("newHeads", &e.to_string()))?;
+                let head: Header = serde_json::from_str(notification.result.get())
+                    .map_err(|e| bad("newHeads", &e.to_string()))?;
                 self.heads.push_back(head);
             }
             return Ok(incoming);
@@ -156,10 +175,17 @@ impl Connection {
 }
 
 fn bad(method: &str, reason: &str) -> RpcError {
-    RpcError::BadResponse { method: method.to_string(), reason: reason.to_string() }
+    RpcError::BadResponse {
+        method: method.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn truncate(text: &str) -> &str {
-    let end = text.char_indices().nth(200).map(|(i, _)| i).unwrap_or(text.len());
+    let end = text
+        .char_indices()
+        .nth(200)
+        .map(|(i, _)| i)
+        .unwrap_or(text.len());
     &text[..end]
 }

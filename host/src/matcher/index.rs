@@ -65,10 +65,13 @@ impl Subscription {
                 return false;
             }
         }
-        self.topics.iter().enumerate().all(|(i, wanted)| match wanted {
-            None => true,
-            Some(options) => log.topics.get(i).is_some_and(|t| options.contains(t)),
-        })
+        self.topics
+            .iter()
+            .enumerate()
+            .all(|(i, wanted)| match wanted {
+                None => true,
+                Some(options) => log.topics.get(i).is_some_and(|t| options.contains(t)),
+            })
     }
 
     fn topic0_options(&self) -> Option<&[B256]> {
@@ -107,22 +110,43 @@ impl SubscriptionSet {
                 }
                 (None, Some(topic0s)) => {
                     for topic in topic0s {
-                        index.any_address_by_topic0.entry(*topic).or_default().push(i);
+                        index
+                            .any_address_by_topic0
+                            .entry(*topic)
+                            .or_default()
+                            .push(i);
                     }
                 }
                 (None, None) => index.any_address_any_topic0.push(i),
             }
         }
-        SubscriptionSet { subscriptions, chains }
+        SubscriptionSet {
+            subscriptions,
+            chains,
+        }
     }
 
     /// Indexes (into `subscriptions`) of the subscriptions `log` matches, appended to `out`.
     pub fn matching(&self, chain_id: u64, log: &ChainLog, out: &mut Vec<usize>) {
-        let Some(index) = self.chains.get(&chain_id) else { return };
+        let Some(index) = self.chains.get(&chain_id) else {
+            return;
+        };
         let start = out.len();
-        let by_address = index.by_address.get(&log.address).map(Vec::as_slice).unwrap_or_default();
-        let by_topic = log.topic0().and_then(|t| index.any_address_by_topic0.get(t)).map(Vec::as_slice).unwrap_or_default();
-        for &i in by_address.iter().chain(by_topic).chain(&index.any_address_any_topic0) {
+        let by_address = index
+            .by_address
+            .get(&log.address)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let by_topic = log
+            .topic0()
+            .and_then(|t| index.any_address_by_topic0.get(t))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for &i in by_address
+            .iter()
+            .chain(by_topic)
+            .chain(&index.any_address_any_topic0)
+        {
             if self.subscriptions[i].matches(log) {
                 out.push(i);
             }
@@ -145,16 +169,25 @@ mod tests {
     use super::*;
 
     const TRANSFER: &str = r#"{"address":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","0x0000000000000000000000001b63142628311395ceafeea5667e7c9026c862ca","0x000000000000000000000000ac4df82fe37ea2187bc8c011a23d743b4f39019a"],"data":"0x00000000000000000000000000000000000000000000000000000000000186a0","blockNumber":"0x76250","blockHash":"0x246edb4b351d93c27926f4649bcf6c24366e2a7c7c718dc9158eea20c03bc6ae","transactionHash":"0x04cbcb236043d8fb7839e07bbc7f5eed692fb2ca55d897f1101eac3e3ad4fab8","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#;
-    const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+    const TRANSFER_TOPIC: &str =
+        "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
     const TOKEN: &str = "0xf4eced2f682ce333f96f2d8966c613ded8fc95dd";
 
-    fn sub(id: &str, chain_id: u64, addresses: Option<Vec<&str>>, topics: Vec<Option<Vec<&str>>>) -> Arc<Subscription> {
+    fn sub(
+        id: &str,
+        chain_id: u64,
+        addresses: Option<Vec<&str>>,
+        topics: Vec<Option<Vec<&str>>>,
+    ) -> Arc<Subscription> {
         Arc::new(Subscription {
             id: id.into(),
             endpoint_id: "ep".into(),
             chain_id,
             addresses: addresses.map(|a| a.iter().map(|s| s.parse().unwrap()).collect()),
-            topics: topics.into_iter().map(|t| t.map(|v| v.iter().map(|s| s.parse().unwrap()).collect())).collect(),
+            topics: topics
+                .into_iter()
+                .map(|t| t.map(|v| v.iter().map(|s| s.parse().unwrap()).collect()))
+                .collect(),
             plugin: None,
             status: SubscriptionStatus::Active,
             confirmations: 0,
@@ -165,7 +198,10 @@ mod tests {
         let set = SubscriptionSet::new(subs);
         let mut out = Vec::new();
         set.matching(1, &ChainLog::from_json(TRANSFER).unwrap(), &mut out);
-        let ids: Vec<&str> = out.iter().map(|&i| set.subscriptions[i].id.as_str()).collect();
+        let ids: Vec<&str> = out
+            .iter()
+            .map(|&i| set.subscriptions[i].id.as_str())
+            .collect();
         assert_eq!(ids, expected);
     }
 
@@ -179,10 +215,25 @@ mod tests {
                 sub("by_topic0", 1, None, vec![Some(vec![TRANSFER_TOPIC])]),
                 sub("any", 1, None, vec![]),
                 sub("other_chain", 2, None, vec![]),
-                sub("wrong_address", 1, Some(vec!["0x0000000000000000000000000000000000000001"]), vec![]),
-                sub("topic1_or", 1, Some(vec![TOKEN]), vec![None, Some(vec![other, sender])]),
+                sub(
+                    "wrong_address",
+                    1,
+                    Some(vec!["0x0000000000000000000000000000000000000001"]),
+                    vec![],
+                ),
+                sub(
+                    "topic1_or",
+                    1,
+                    Some(vec![TOKEN]),
+                    vec![None, Some(vec![other, sender])],
+                ),
                 sub("topic1_miss", 1, None, vec![None, Some(vec![other])]),
-                sub("topic3_absent", 1, None, vec![None, None, None, Some(vec![other])]),
+                sub(
+                    "topic3_absent",
+                    1,
+                    None,
+                    vec![None, None, None, Some(vec![other])],
+                ),
                 sub("dup_address", 1, Some(vec![TOKEN, TOKEN]), vec![]),
             ],
             &["by_address", "by_topic0", "any", "topic1_or", "dup_address"],

@@ -53,15 +53,27 @@ impl Matcher {
         log_book: PluginLogBook,
         metrics: Metrics,
     ) -> Matcher {
-        Matcher { runtime, subscriptions, states: PluginStates::new(log_book), confirmations, metrics }
+        Matcher {
+            runtime,
+            subscriptions,
+            states: PluginStates::new(log_book),
+            confirmations,
+            metrics,
+        }
     }
 
     /// Runs until the batch stage closes its sender.
-    pub async fn run(mut self, mut input: mpsc::Receiver<Batch>, output: mpsc::Sender<MatchedBatch>) {
+    pub async fn run(
+        mut self,
+        mut input: mpsc::Receiver<Batch>,
+        output: mpsc::Sender<MatchedBatch>,
+    ) {
         while let Some(batch) = input.recv().await {
             let started = Instant::now();
             let matched = self.process(batch).await;
-            self.metrics.batch_latency.observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .batch_latency
+                .observe(started.elapsed().as_secs_f64());
             if output.send(matched).await.is_err() {
                 tracing::warn!("outbox stopped; matcher ends");
                 return;
@@ -95,7 +107,10 @@ impl Matcher {
             }
         }
         let n_delivered = matched.write.deliveries.len() as u64;
-        self.metrics.events_processed.with_label_values(&["matched"]).inc_by(n_delivered);
+        self.metrics
+            .events_processed
+            .with_label_values(&["matched"])
+            .inc_by(n_delivered);
         matched
     }
 
@@ -109,21 +124,40 @@ impl Matcher {
             Ok(decisions) => {
                 for (event, decision) in outcome.events.iter().zip(decisions) {
                     match decision {
-                        Decision::Drop => self.metrics.events_processed.with_label_values(&["dropped"]).inc(),
+                        Decision::Drop => self
+                            .metrics
+                            .events_processed
+                            .with_label_values(&["dropped"])
+                            .inc(),
                         Decision::Keep => self.push_delivery(matched, &sub, event, None),
-                        Decision::KeepWith(data) => self.push_delivery(matched, &sub, event, Some(data.get())),
+                        Decision::KeepWith(data) => {
+                            self.push_delivery(matched, &sub, event, Some(data.get()))
+                        }
                     }
                 }
             }
             Err(parked) => {
-                self.metrics.events_processed.with_label_values(&["parked"]).inc_by(parked.len() as u64);
+                self.metrics
+                    .events_processed
+                    .with_label_values(&["parked"])
+                    .inc_by(parked.len() as u64);
                 matched.write.parked.extend(parked);
             }
         }
     }
 
-    fn push_delivery(&self, matched: &mut MatchedBatch, sub: &Subscription, event: &Candidate, data: Option<&str>) {
-        let confirmations = self.confirmations.get(&event.chain_id).copied().unwrap_or(0);
+    fn push_delivery(
+        &self,
+        matched: &mut MatchedBatch,
+        sub: &Subscription,
+        event: &Candidate,
+        data: Option<&str>,
+    ) {
+        let confirmations = self
+            .confirmations
+            .get(&event.chain_id)
+            .copied()
+            .unwrap_or(0);
         let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
         let body = webhook_body(&id, sub, event, confirmations, data);
         matched.write.deliveries.push(NewDelivery {
@@ -165,19 +199,31 @@ fn candidates(set: &SubscriptionSet, batch: &Batch) -> Vec<(usize, Vec<Candidate
 /// The last canonical block per chain in the batch: the cursor the outbox writes with it.
 fn cursors(batch: &Batch) -> Vec<Cursor> {
     let mut last: HashMap<u64, Cursor> = HashMap::new();
-    for block in batch.blocks.iter().filter(|b| b.kind == crate::event::BlockKind::Canonical) {
-        last.insert(block.chain_id, Cursor {
-            chain_id: block.chain_id as i64,
-            block_number: block.number as i64,
-            block_hash: format!("{:#x}", block.hash),
-        });
+    for block in batch
+        .blocks
+        .iter()
+        .filter(|b| b.kind == crate::event::BlockKind::Canonical)
+    {
+        last.insert(
+            block.chain_id,
+            Cursor {
+                chain_id: block.chain_id as i64,
+                block_number: block.number as i64,
+                block_hash: format!("{:#x}", block.hash),
+            },
+        );
     }
     last.into_values().collect()
 }
 
 /// Deterministic webhook id: the same subscription, chain, block, log and type always give the
 /// same id, across retries, replays and restarts.
-pub fn delivery_id(subscription_id: &str, chain_id: u64, log: &ChainLog, event_type: EventType) -> String {
+pub fn delivery_id(
+    subscription_id: &str,
+    chain_id: u64,
+    log: &ChainLog,
+    event_type: EventType,
+) -> String {
     let mut hasher = Sha256::new();
     hasher.update(subscription_id.as_bytes());
     hasher.update(chain_id.to_be_bytes());
@@ -189,7 +235,13 @@ pub fn delivery_id(subscription_id: &str, chain_id: u64, log: &ChainLog, event_t
 }
 
 /// The webhook body of DESIGN §5, with the node's log object embedded verbatim.
-pub fn webhook_body(id: &str, sub: &Subscription, event: &Candidate, confirmations: u64, data: Option<&str>) -> String {
+pub fn webhook_body(
+    id: &str,
+    sub: &Subscription,
+    event: &Candidate,
+    confirmations: u64,
+    data: Option<&str>,
+) -> String {
     let quote = |s: &str| serde_json::Value::from(s).to_string();
     format!(
         "{{\"id\":{},\"type\":{},\"subscription_id\":{},\"chain_id\":{},\"confirmations\":{},\"log\":{},\"data\":{}}}",

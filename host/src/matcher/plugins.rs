@@ -42,12 +42,23 @@ impl PluginLogBook {
             if lines.len() == LOG_BOOK_LINES {
                 lines.pop_front();
             }
-            lines.push_back(LogEntry { at: now_ms(), level: log.level_name(), message: log.message.clone() });
+            lines.push_back(LogEntry {
+                at: now_ms(),
+                level: log.level_name(),
+                message: log.message.clone(),
+            });
         }
     }
 
     pub fn recent(&self, subscription_id: &str) -> Vec<LogEntry> {
-        self.0.lock().ok().and_then(|book| book.get(subscription_id).map(|l| l.iter().cloned().collect())).unwrap_or_default()
+        self.0
+            .lock()
+            .ok()
+            .and_then(|book| {
+                book.get(subscription_id)
+                    .map(|l| l.iter().cloned().collect())
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -92,21 +103,40 @@ pub struct PluginStates {
 
 impl PluginStates {
     pub fn new(log_book: PluginLogBook) -> PluginStates {
-        PluginStates { states: HashMap::new(), log_book }
+        PluginStates {
+            states: HashMap::new(),
+            log_book,
+        }
     }
 
     /// Takes the subscription's state out for a job; a new plugin or config starts afresh.
-    pub fn job(&mut self, sub: &Arc<Subscription>, binding: &PluginBinding, events: Vec<Candidate>) -> PluginJob {
+    pub fn job(
+        &mut self,
+        sub: &Arc<Subscription>,
+        binding: &PluginBinding,
+        events: Vec<Candidate>,
+    ) -> PluginJob {
         let mut state = self.states.remove(&sub.id).unwrap_or_default();
         if state.plugin_id != binding.plugin.id || state.config_json != binding.config_json {
-            state = SubState { plugin_id: binding.plugin.id.clone(), config_json: binding.config_json.clone(), ..SubState::default() };
+            state = SubState {
+                plugin_id: binding.plugin.id.clone(),
+                config_json: binding.config_json.clone(),
+                ..SubState::default()
+            };
             if sub.status == SubscriptionStatus::Quarantined {
                 // Quarantined before a restart: probe at once with the first batch.
                 state.quarantined = true;
                 state.failures = QUARANTINE_AFTER;
             }
         }
-        PluginJob { subscription: sub.clone(), binding: binding.clone(), state, events, result: Err(Failure::Quarantined), logs: Vec::new() }
+        PluginJob {
+            subscription: sub.clone(),
+            binding: binding.clone(),
+            state,
+            events,
+            result: Err(Failure::Quarantined),
+            logs: Vec::new(),
+        }
     }
 
     /// Applies the failure policy to a finished job and puts its state back.
@@ -120,7 +150,11 @@ impl PluginStates {
                 metrics.plugin_fuel.inc_by(fuel);
                 if state.quarantined {
                     tracing::info!(subscription = %job.subscription.id, "plugin recovered; quarantine lifted");
-                    status_change = Some(change(&job.subscription.id, SubscriptionStatus::Active, None));
+                    status_change = Some(change(
+                        &job.subscription.id,
+                        SubscriptionStatus::Active,
+                        None,
+                    ));
                     metrics.subscriptions_quarantined.dec();
                 }
                 state.failures = 0;
@@ -132,8 +166,20 @@ impl PluginStates {
             Err(failure) => {
                 let (message, event_index) = match &failure {
                     Failure::Plugin(e) => (e.to_string(), None),
-                    Failure::ErrorRecord { event_index, message } => (format!("plugin error: {message}"), Some(*event_index as i64)),
-                    Failure::Quarantined => (format!("subscription quarantined: {}", state.last_error.as_deref().unwrap_or("plugin failures")), None),
+                    Failure::ErrorRecord {
+                        event_index,
+                        message,
+                    } => (
+                        format!("plugin error: {message}"),
+                        Some(*event_index as i64),
+                    ),
+                    Failure::Quarantined => (
+                        format!(
+                            "subscription quarantined: {}",
+                            state.last_error.as_deref().unwrap_or("plugin failures")
+                        ),
+                        None,
+                    ),
                 };
                 if !matches!(failure, Failure::Quarantined) {
                     let cause = match &failure {
@@ -146,32 +192,55 @@ impl PluginStates {
                     state.failures += 1;
                     state.last_error = Some(message.clone());
                     if state.failures >= QUARANTINE_AFTER {
-                        let backoff = QUARANTINE_BACKOFF_MIN.saturating_mul(1 << state.quarantine_round.min(5)).min(QUARANTINE_BACKOFF_MAX);
+                        let backoff = QUARANTINE_BACKOFF_MIN
+                            .saturating_mul(1 << state.quarantine_round.min(5))
+                            .min(QUARANTINE_BACKOFF_MAX);
                         state.quarantined_until = Some(Instant::now() + backoff);
                         state.quarantine_round += 1;
                         if !state.quarantined {
                             tracing::error!(subscription = %job.subscription.id, error = %message, "subscription quarantined");
                             metrics.subscriptions_quarantined.inc();
-                            status_change = Some(change(&job.subscription.id, SubscriptionStatus::Quarantined, Some(message.clone())));
+                            status_change = Some(change(
+                                &job.subscription.id,
+                                SubscriptionStatus::Quarantined,
+                                Some(message.clone()),
+                            ));
                         }
                         state.quarantined = true;
                     } else {
-                        status_change = Some(change(&job.subscription.id, SubscriptionStatus::Active, Some(message.clone())));
+                        status_change = Some(change(
+                            &job.subscription.id,
+                            SubscriptionStatus::Active,
+                            Some(message.clone()),
+                        ));
                     }
                 }
                 Err(park(&job.subscription, &job.events, &message, event_index))
             }
         };
         self.states.insert(job.subscription.id.clone(), job.state);
-        Settled { events: job.events, decisions, status_change }
+        Settled {
+            events: job.events,
+            decisions,
+            status_change,
+        }
     }
 }
 
 fn change(id: &str, status: SubscriptionStatus, last_error: Option<String>) -> StatusChange {
-    StatusChange { subscription_id: id.to_string(), status: status.as_str().to_string(), last_error }
+    StatusChange {
+        subscription_id: id.to_string(),
+        status: status.as_str().to_string(),
+        last_error,
+    }
 }
 
-fn park(sub: &Subscription, events: &[Candidate], error: &str, event_index: Option<i64>) -> Vec<ParkedEvent> {
+fn park(
+    sub: &Subscription,
+    events: &[Candidate],
+    error: &str,
+    event_index: Option<i64>,
+) -> Vec<ParkedEvent> {
     events
         .iter()
         .map(|e| ParkedEvent {
@@ -195,7 +264,9 @@ pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<Plug
             // taking every other subscription's batch down with it.
             if std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&runtime))).is_err() {
                 job.state.instance = None;
-                job.result = Err(Failure::Plugin(PluginError::Trap("host error while running the plugin".into())));
+                job.result = Err(Failure::Plugin(PluginError::Trap(
+                    "host error while running the plugin".into(),
+                )));
             }
         }
         jobs
@@ -238,7 +309,13 @@ impl PluginJob {
                     self.state.instance = Some(instance);
                     self.result = match report.output {
                         Output::Decisions(decisions) => Ok((decisions, report.fuel_used)),
-                        Output::Failed { event_index, message } => Err(Failure::ErrorRecord { event_index, message }),
+                        Output::Failed {
+                            event_index,
+                            message,
+                        } => Err(Failure::ErrorRecord {
+                            event_index,
+                            message,
+                        }),
                     };
                     return;
                 }

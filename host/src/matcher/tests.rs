@@ -43,7 +43,13 @@ fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
 
 fn matcher(subs: Vec<Arc<Subscription>>, runtime: &PluginRuntime) -> Matcher {
     let (_tx, rx) = watch::channel(Arc::new(SubscriptionSet::new(subs)));
-    Matcher::new(runtime.clone(), rx, HashMap::new(), PluginLogBook::default(), Metrics::new().unwrap())
+    Matcher::new(
+        runtime.clone(),
+        rx,
+        HashMap::new(),
+        PluginLogBook::default(),
+        Metrics::new().unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -61,7 +67,10 @@ async fn a_plain_subscription_gets_the_design_body_and_a_stable_id() {
     assert_eq!(body["subscription_id"], "sub_a");
     assert_eq!(body["chain_id"], 1);
     assert_eq!(body["data"], serde_json::Value::Null);
-    assert_eq!(body["log"], serde_json::from_str::<serde_json::Value>(TRANSFER).unwrap());
+    assert_eq!(
+        body["log"],
+        serde_json::from_str::<serde_json::Value>(TRANSFER).unwrap()
+    );
     // The same event gives the same id; another subscription or type another id.
     let again = m.process(batch()).await;
     assert_eq!(again.write.deliveries[0].id, d.id);
@@ -75,15 +84,29 @@ async fn a_plain_subscription_gets_the_design_body_and_a_stable_id() {
 async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() {
     let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
     let compiled = runtime.compile(&wat::parse_str(TRAP).unwrap()).unwrap();
-    let binding = PluginBinding { plugin: compiled, config_json: "null".into() };
-    let mut m = matcher(vec![sub("sub_trap", Some(binding)), sub("sub_ok", None)], &runtime);
+    let binding = PluginBinding {
+        plugin: compiled,
+        config_json: "null".into(),
+    };
+    let mut m = matcher(
+        vec![sub("sub_trap", Some(binding)), sub("sub_ok", None)],
+        &runtime,
+    );
     let mut statuses = Vec::new();
     for _ in 0..plugins::QUARANTINE_AFTER {
         let out = m.process(batch()).await;
-        assert_eq!(out.write.deliveries.len(), 1, "the healthy subscription is delivered");
+        assert_eq!(
+            out.write.deliveries.len(),
+            1,
+            "the healthy subscription is delivered"
+        );
         assert_eq!(out.write.deliveries[0].subscription_id, "sub_ok");
         assert_eq!(out.write.parked.len(), 1);
-        assert!(out.write.parked[0].error.contains("trap"), "{}", out.write.parked[0].error);
+        assert!(
+            out.write.parked[0].error.contains("trap"),
+            "{}",
+            out.write.parked[0].error
+        );
         statuses.extend(out.write.status_changes.into_iter().map(|c| c.status));
     }
     assert_eq!(statuses.last().map(String::as_str), Some("quarantined"));

@@ -25,10 +25,23 @@ pub struct DeliveryJob {
 }
 
 /// Runs until the matcher closes its sender.
-pub async fn run(store: Store, mut input: mpsc::Receiver<MatchedBatch>, deliveries: mpsc::Sender<DeliveryJob>, metrics: Metrics, lease_ms: i64) {
+pub async fn run(
+    store: Store,
+    mut input: mpsc::Receiver<MatchedBatch>,
+    deliveries: mpsc::Sender<DeliveryJob>,
+    metrics: Metrics,
+    lease_ms: i64,
+) {
     while let Some(batch) = input.recv().await {
-        let inserted: HashSet<String> = write_until_durable(&store, &batch, lease_ms, &metrics).await.into_iter().collect();
-        let received = batch.received_at.into_iter().map(Some).chain(std::iter::repeat(None));
+        let inserted: HashSet<String> = write_until_durable(&store, &batch, lease_ms, &metrics)
+            .await
+            .into_iter()
+            .collect();
+        let received = batch
+            .received_at
+            .into_iter()
+            .map(Some)
+            .chain(std::iter::repeat(None));
         for (delivery, received_at) in batch.write.deliveries.into_iter().zip(received) {
             if !inserted.contains(&delivery.id) {
                 continue; // a replay of a delivery that already exists
@@ -46,17 +59,28 @@ pub async fn run(store: Store, mut input: mpsc::Receiver<MatchedBatch>, deliveri
                 return;
             }
         }
-        metrics.queue_depth.with_label_values(&["deliver_input"]).set((deliveries.max_capacity() - deliveries.capacity()) as i64);
+        metrics
+            .queue_depth
+            .with_label_values(&["deliver_input"])
+            .set((deliveries.max_capacity() - deliveries.capacity()) as i64);
     }
     tracing::debug!("matcher closed; outbox drained");
 }
 
-async fn write_until_durable(store: &Store, batch: &MatchedBatch, lease_ms: i64, metrics: &Metrics) -> Vec<String> {
+async fn write_until_durable(
+    store: &Store,
+    batch: &MatchedBatch,
+    lease_ms: i64,
+    metrics: &Metrics,
+) -> Vec<String> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match store.write_batch(&batch.write, lease_ms).await {
             Ok((inserted, stats)) => {
-                metrics.db_statements.with_label_values(&["outbox"]).inc_by(stats.statements);
+                metrics
+                    .db_statements
+                    .with_label_values(&["outbox"])
+                    .inc_by(stats.statements);
                 return inserted;
             }
             Err(error) => {

@@ -59,7 +59,8 @@ pub fn encode_batch<'a>(logs: impl ExactSizeIterator<Item = &'a ChainLog>, out: 
     out.clear();
     out.extend_from_slice(&(logs.len() as u32).to_le_bytes());
     for log in logs {
-        let event_len = 20 + 1 + 32 * log.topics.len() + 8 + 32 + 32 + 4 + 4 + 1 + 4 + log.data.len();
+        let event_len =
+            20 + 1 + 32 * log.topics.len() + 8 + 32 + 32 + 4 + 4 + 1 + 4 + log.data.len();
         out.extend_from_slice(&(event_len as u32).to_le_bytes());
         out.extend_from_slice(log.address.as_slice());
         out.push(log.topics.len() as u8);
@@ -82,7 +83,10 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
     let mut r = Reader { bytes, pos: 0 };
     let count = r.u32()? as usize;
     if count != expected {
-        return Err(OutputError::WrongCount { expected, got: count });
+        return Err(OutputError::WrongCount {
+            expected,
+            got: count,
+        });
     }
     let mut decisions = Vec::with_capacity(count);
     for index in 0..count {
@@ -93,10 +97,17 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
                 let len = r.u32()? as usize;
                 let payload = r.take(len)?;
                 let json = std::str::from_utf8(payload)
-                    .map_err(|e| OutputError::BadPayload { index, error: e.to_string() })
+                    .map_err(|e| OutputError::BadPayload {
+                        index,
+                        error: e.to_string(),
+                    })
                     .and_then(|text| {
-                        RawValue::from_string(text.to_string())
-                            .map_err(|e| OutputError::BadPayload { index, error: e.to_string() })
+                        RawValue::from_string(text.to_string()).map_err(|e| {
+                            OutputError::BadPayload {
+                                index,
+                                error: e.to_string(),
+                            }
+                        })
                     })?;
                 Decision::KeepWith(json)
             }
@@ -111,9 +122,15 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
             let len = r.u32()? as usize;
             let message = String::from_utf8_lossy(r.take(len)?).into_owned();
             if event_index >= count.max(1) {
-                return Err(OutputError::BadErrorIndex { index: event_index, count });
+                return Err(OutputError::BadErrorIndex {
+                    index: event_index,
+                    count,
+                });
             }
-            Output::Failed { event_index, message }
+            Output::Failed {
+                event_index,
+                message,
+            }
         }
     };
     match bytes.len() - r.pos {
@@ -129,7 +146,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], OutputError> {
-        let end = self.pos.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
         let end = end.ok_or(OutputError::Truncated(self.pos))?;
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
@@ -174,7 +194,9 @@ mod tests {
     #[test]
     fn decodes_every_decision_kind() {
         let bytes = output(&[(0, None), (1, None), (2, Some("{\"v\":\"5\"}"))], None);
-        let Output::Decisions(d) = decode_output(&bytes, 3).unwrap() else { panic!() };
+        let Output::Decisions(d) = decode_output(&bytes, 3).unwrap() else {
+            panic!()
+        };
         assert_eq!(d[0], Decision::Drop);
         assert_eq!(d[1], Decision::Keep);
         assert!(matches!(&d[2], Decision::KeepWith(v) if v.get() == "{\"v\":\"5\"}"));
@@ -185,26 +207,47 @@ mod tests {
         let bytes = output(&[(0, None), (0, None)], Some((1, "bad value")));
         assert_eq!(
             decode_output(&bytes, 2).unwrap(),
-            Output::Failed { event_index: 1, message: "bad value".into() }
+            Output::Failed {
+                event_index: 1,
+                message: "bad value".into()
+            }
         );
     }
 
     #[test]
     fn refuses_malformed_output() {
         let good = output(&[(1, None)], None);
-        assert_eq!(decode_output(&good, 2), Err(OutputError::WrongCount { expected: 2, got: 1 }));
+        assert_eq!(
+            decode_output(&good, 2),
+            Err(OutputError::WrongCount {
+                expected: 2,
+                got: 1
+            })
+        );
         assert_eq!(decode_output(&good[..3], 1), Err(OutputError::Truncated(0)));
         let mut trailing = good.clone();
         trailing.push(9);
         assert_eq!(decode_output(&trailing, 1), Err(OutputError::Trailing(1)));
         let bad_tag = output(&[(7, None)], None);
-        assert_eq!(decode_output(&bad_tag, 1), Err(OutputError::BadDecision { index: 0, byte: 7 }));
+        assert_eq!(
+            decode_output(&bad_tag, 1),
+            Err(OutputError::BadDecision { index: 0, byte: 7 })
+        );
         let bad_json = output(&[(2, Some("{nope"))], None);
-        assert!(matches!(decode_output(&bad_json, 1), Err(OutputError::BadPayload { index: 0, .. })));
+        assert!(matches!(
+            decode_output(&bad_json, 1),
+            Err(OutputError::BadPayload { index: 0, .. })
+        ));
         let huge_len = [1, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0x7f];
-        assert!(matches!(decode_output(&huge_len, 1), Err(OutputError::Truncated(_))));
+        assert!(matches!(
+            decode_output(&huge_len, 1),
+            Err(OutputError::Truncated(_))
+        ));
         let bad_index = output(&[(0, None)], Some((5, "x")));
-        assert!(matches!(decode_output(&bad_index, 1), Err(OutputError::BadErrorIndex { .. })));
+        assert!(matches!(
+            decode_output(&bad_index, 1),
+            Err(OutputError::BadErrorIndex { .. })
+        ));
     }
 
     #[test]

@@ -34,7 +34,13 @@ pub struct DryRunReport {
 }
 
 /// Runs `logs` through one instance in batches of `batch_size`, like the pipeline does.
-pub fn dry_run(runtime: &PluginRuntime, plugin: Arc<CompiledPlugin>, config_json: &str, logs: &[ChainLog], batch_size: usize) -> DryRunReport {
+pub fn dry_run(
+    runtime: &PluginRuntime,
+    plugin: Arc<CompiledPlugin>,
+    config_json: &str,
+    logs: &[ChainLog],
+    batch_size: usize,
+) -> DryRunReport {
     let mut report = DryRunReport {
         events: logs.len(),
         kept: 0,
@@ -78,12 +84,27 @@ pub fn dry_run(runtime: &PluginRuntime, plugin: Arc<CompiledPlugin>, config_json
                         Decision::Keep => ("keep", None),
                         Decision::KeepWith(data) => ("keep", Some(data)),
                     };
-                    if name == "keep" { report.kept += 1 } else { report.dropped += 1 }
-                    report.results.push(EventResult { index: offset + i, decision: name, data });
+                    if name == "keep" {
+                        report.kept += 1
+                    } else {
+                        report.dropped += 1
+                    }
+                    report.results.push(EventResult {
+                        index: offset + i,
+                        decision: name,
+                        data,
+                    });
                 }
             }
-            Output::Failed { event_index, message } => {
-                report.results.push(EventResult { index: offset + event_index, decision: "error", data: None });
+            Output::Failed {
+                event_index,
+                message,
+            } => {
+                report.results.push(EventResult {
+                    index: offset + event_index,
+                    decision: "error",
+                    data: None,
+                });
                 report.error = Some(format!("event {}: {message}", offset + event_index));
                 return report;
             }

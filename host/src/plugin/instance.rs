@@ -25,7 +25,12 @@ pub struct HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_limit_hit = true;
             // An error (not `false`) makes the growth trap, so a guest cannot limp on without memory.
@@ -34,7 +39,12 @@ impl ResourceLimiter for HostState {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -57,25 +67,37 @@ pub struct PluginInstance {
     process: TypedFunc<i32, i64>,
     limits: PluginLimits,
     epoch_ticks: u64,
+    metered: bool,
     buffer: Vec<u8>,
 }
 
 /// Registers the two host functions a plugin may import.
 pub fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap("pipeline", "log", |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-        let message = read_guest_string(&mut caller, ptr, len);
-        let state = caller.data_mut();
-        if state.logs.len() >= MAX_LOG_LINES_PER_CALL {
-            state.logs_dropped += 1;
-        } else {
-            state.logs.push(PluginLog { level: level.clamp(0, 4) as u8, message });
-        }
-    })?;
-    linker.func_wrap("pipeline", "panic", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
-        let message = read_guest_string(&mut caller, ptr, len);
-        caller.data_mut().panic_message = Some(message);
-        Err(wasmtime::Error::msg("plugin panicked"))
-    })?;
+    linker.func_wrap(
+        "pipeline",
+        "log",
+        |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            let message = read_guest_string(&mut caller, ptr, len);
+            let state = caller.data_mut();
+            if state.logs.len() >= MAX_LOG_LINES_PER_CALL {
+                state.logs_dropped += 1;
+            } else {
+                state.logs.push(PluginLog {
+                    level: level.clamp(0, 4) as u8,
+                    message,
+                });
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "pipeline",
+        "panic",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let message = read_guest_string(&mut caller, ptr, len);
+            caller.data_mut().panic_message = Some(message);
+            Err(wasmtime::Error::msg("plugin panicked"))
+        },
+    )?;
     Ok(())
 }
 
@@ -95,7 +117,13 @@ fn read_guest_string(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> 
 impl PluginInstance {
     /// Instantiates (running any `start` function under limits) and passes the config to
     /// `pipeline_init` when the module exports it.
-    pub fn new(plugin: Arc<CompiledPlugin>, limits: &PluginLimits, epoch_ticks: u64, config_json: &str) -> Result<PluginInstance, PluginError> {
+    pub fn new(
+        plugin: Arc<CompiledPlugin>,
+        limits: &PluginLimits,
+        epoch_ticks: u64,
+        metered: bool,
+        config_json: &str,
+    ) -> Result<PluginInstance, PluginError> {
         let state = HostState {
             memory_limit: limits.memory_bytes,
             memory_limit_hit: false,
@@ -105,14 +133,36 @@ impl PluginInstance {
         };
         let mut store = Store::new(plugin.instance_pre.module().engine(), state);
         store.limiter(|state| state as &mut dyn ResourceLimiter);
-        arm(&mut store, limits.fuel_base, epoch_ticks)?;
-        let instance = plugin.instance_pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
-        let missing = |name: &'static str| PluginError::Instantiate(format!("export {name} missing"));
-        let memory = instance.get_memory(&mut store, "memory").ok_or_else(|| missing("memory"))?;
-        let input = instance.get_typed_func::<i32, i32>(&mut store, "pipeline_input").map_err(|_| missing("pipeline_input"))?;
-        let process = instance.get_typed_func::<i32, i64>(&mut store, "pipeline_process").map_err(|_| missing("pipeline_process"))?;
-        let init = instance.get_typed_func::<i32, i32>(&mut store, "pipeline_init").ok();
-        let mut this = PluginInstance { plugin, store, memory, input, process, limits: limits.clone(), epoch_ticks, buffer: Vec::new() };
+        arm(&mut store, metered.then_some(limits.fuel_base), epoch_ticks)?;
+        let instance = plugin
+            .instance_pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, e))?;
+        let missing =
+            |name: &'static str| PluginError::Instantiate(format!("export {name} missing"));
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| missing("memory"))?;
+        let input = instance
+            .get_typed_func::<i32, i32>(&mut store, "pipeline_input")
+            .map_err(|_| missing("pipeline_input"))?;
+        let process = instance
+            .get_typed_func::<i32, i64>(&mut store, "pipeline_process")
+            .map_err(|_| missing("pipeline_process"))?;
+        let init = instance
+            .get_typed_func::<i32, i32>(&mut store, "pipeline_init")
+            .ok();
+        let mut this = PluginInstance {
+            plugin,
+            store,
+            memory,
+            input,
+            process,
+            limits: limits.clone(),
+            epoch_ticks,
+            metered,
+            buffer: Vec::new(),
+        };
         if let Some(init) = init {
             this.init(init, config_json)?;
         }
@@ -124,13 +174,27 @@ impl PluginInstance {
     }
 
     fn init(&mut self, init: TypedFunc<i32, i32>, config_json: &str) -> Result<(), PluginError> {
-        arm(&mut self.store, self.limits.fuel_base, self.epoch_ticks)?;
+        arm(
+            &mut self.store,
+            self.metered.then_some(self.limits.fuel_base),
+            self.epoch_ticks,
+        )?;
         let len = self.write_input(config_json.as_bytes())?;
-        let status = init.call(&mut self.store, len).map_err(|e| classify(&self.store, e))?;
+        let status = init
+            .call(&mut self.store, len)
+            .map_err(|e| classify(&self.store, e))?;
         if status != 0 {
             let logs = std::mem::take(&mut self.store.data_mut().logs);
-            let reason = logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>().join("; ");
-            return Err(PluginError::ConfigRejected(if reason.is_empty() { format!("pipeline_init returned {status}") } else { reason }));
+            let reason = logs
+                .iter()
+                .map(|l| l.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(PluginError::ConfigRejected(if reason.is_empty() {
+                format!("pipeline_init returned {status}")
+            } else {
+                reason
+            }));
         }
         Ok(())
     }
@@ -138,27 +202,53 @@ impl PluginInstance {
     /// Runs `pipeline_process` on `logs` with fresh fuel and a fresh deadline.
     pub fn process(&mut self, logs: &[&ChainLog]) -> Result<CallReport, PluginError> {
         let started = Instant::now();
-        let fuel = self.limits.fuel_base.saturating_add(self.limits.fuel_per_event.saturating_mul(logs.len() as u64));
+        let fuel = self
+            .limits
+            .fuel_base
+            .saturating_add(self.limits.fuel_per_event.saturating_mul(logs.len() as u64));
         let mut buffer = std::mem::take(&mut self.buffer);
         abi::encode_batch(logs.iter().copied(), &mut buffer);
-        arm(&mut self.store, fuel, self.epoch_ticks)?;
+        arm(
+            &mut self.store,
+            self.metered.then_some(fuel),
+            self.epoch_ticks,
+        )?;
         let written = self.write_input(&buffer);
         self.buffer = buffer;
         let len = written?;
-        let packed = self.process.call(&mut self.store, len).map_err(|e| classify(&self.store, e))?;
+        let packed = self
+            .process
+            .call(&mut self.store, len)
+            .map_err(|e| classify(&self.store, e))?;
         if packed < 0 {
             return Err(PluginError::ErrorCode(packed));
         }
-        let (out_ptr, out_len) = ((packed >> 32) as u32 as usize, (packed & 0xffff_ffff) as usize);
+        let (out_ptr, out_len) = (
+            (packed >> 32) as u32 as usize,
+            (packed & 0xffff_ffff) as usize,
+        );
         if out_len > self.limits.max_output_bytes {
-            return Err(PluginError::BadOutput(format!("output of {out_len} bytes exceeds the {} byte limit", self.limits.max_output_bytes)));
+            return Err(PluginError::BadOutput(format!(
+                "output of {out_len} bytes exceeds the {} byte limit",
+                self.limits.max_output_bytes
+            )));
         }
         let data = self.memory.data(&self.store);
-        let bytes = data.get(out_ptr..out_ptr.saturating_add(out_len)).ok_or_else(|| {
-            PluginError::BadOutput(format!("output {out_ptr}+{out_len} lies outside the {} byte memory", data.len()))
-        })?;
-        let output = abi::decode_output(bytes, logs.len()).map_err(|e| PluginError::BadOutput(e.to_string()))?;
-        let fuel_left = self.store.get_fuel().unwrap_or(0);
+        let bytes = data
+            .get(out_ptr..out_ptr.saturating_add(out_len))
+            .ok_or_else(|| {
+                PluginError::BadOutput(format!(
+                    "output {out_ptr}+{out_len} lies outside the {} byte memory",
+                    data.len()
+                ))
+            })?;
+        let output = abi::decode_output(bytes, logs.len())
+            .map_err(|e| PluginError::BadOutput(e.to_string()))?;
+        let fuel_left = if self.metered {
+            self.store.get_fuel().unwrap_or(0)
+        } else {
+            fuel
+        };
         let state = self.store.data_mut();
         Ok(CallReport {
             output,
@@ -175,18 +265,34 @@ impl PluginInstance {
     }
 
     fn write_input(&mut self, bytes: &[u8]) -> Result<i32, PluginError> {
-        let len = i32::try_from(bytes.len()).map_err(|_| PluginError::BadOutput("input too large".into()))?;
-        let ptr = self.input.call(&mut self.store, len).map_err(|e| classify(&self.store, e))?;
+        let len = i32::try_from(bytes.len())
+            .map_err(|_| PluginError::BadOutput("input too large".into()))?;
+        let ptr = self
+            .input
+            .call(&mut self.store, len)
+            .map_err(|e| classify(&self.store, e))?;
         let start = ptr as u32 as usize;
-        self.memory.write(&mut self.store, start, bytes).map_err(|_| {
-            PluginError::BadOutput(format!("pipeline_input returned {start}, which cannot hold {len} bytes"))
-        })?;
+        self.memory
+            .write(&mut self.store, start, bytes)
+            .map_err(|_| {
+                PluginError::BadOutput(format!(
+                    "pipeline_input returned {start}, which cannot hold {len} bytes"
+                ))
+            })?;
         Ok(len)
     }
 }
 
-fn arm(store: &mut Store<HostState>, fuel: u64, epoch_ticks: u64) -> Result<(), PluginError> {
-    store.set_fuel(fuel).map_err(|e| PluginError::Instantiate(e.to_string()))?;
+fn arm(
+    store: &mut Store<HostState>,
+    fuel: Option<u64>,
+    epoch_ticks: u64,
+) -> Result<(), PluginError> {
+    if let Some(fuel) = fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| PluginError::Instantiate(e.to_string()))?;
+    }
     store.set_epoch_deadline(epoch_ticks);
     Ok(())
 }

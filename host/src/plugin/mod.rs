@@ -34,7 +34,10 @@ pub struct PluginLog {
 
 impl PluginLog {
     pub fn level_name(&self) -> &'static str {
-        ["error", "warn", "info", "debug", "trace"].get(self.level as usize).copied().unwrap_or("info")
+        ["error", "warn", "info", "debug", "trace"]
+            .get(self.level as usize)
+            .copied()
+            .unwrap_or("info")
     }
 }
 
@@ -90,7 +93,9 @@ pub struct CompiledPlugin {
 
 impl std::fmt::Debug for CompiledPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledPlugin").field("id", &self.id).finish()
+        f.debug_struct("CompiledPlugin")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -100,6 +105,7 @@ pub struct PluginRuntime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
     limits: PluginLimits,
+    metered: bool,
     cache: Arc<Mutex<HashMap<String, Arc<CompiledPlugin>>>>,
 }
 
@@ -110,8 +116,18 @@ pub fn plugin_id(bytes: &[u8]) -> String {
 
 impl PluginRuntime {
     pub fn new(limits: PluginLimits) -> anyhow::Result<PluginRuntime> {
+        Self::build(limits, true)
+    }
+
+    /// A runtime without fuel metering (the wall clock still applies). Only for measuring what
+    /// metering costs (`cargo bench`); never used to run subscriptions.
+    pub fn new_unmetered_for_benchmarks(limits: PluginLimits) -> anyhow::Result<PluginRuntime> {
+        Self::build(limits, false)
+    }
+
+    fn build(limits: PluginLimits, metered: bool) -> anyhow::Result<PluginRuntime> {
         let mut config = wasmtime::Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(metered);
         config.epoch_interruption(true);
         config.max_wasm_stack(limits.stack_bytes);
         config.wasm_multi_memory(false);
@@ -123,7 +139,13 @@ impl PluginRuntime {
         spawn_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         instance::define_imports(&mut linker).map_err(|e| anyhow::anyhow!("wasm linker: {e:#}"))?;
-        Ok(PluginRuntime { engine, linker: Arc::new(linker), limits, cache: Arc::default() })
+        Ok(PluginRuntime {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            metered,
+            cache: Arc::default(),
+        })
     }
 
     pub fn limits(&self) -> &PluginLimits {
@@ -137,13 +159,17 @@ impl PluginRuntime {
             return Ok(hit);
         }
         validate::check_bytes(&self.engine, bytes, self.limits.max_module_bytes)?;
-        let module = Module::new(&self.engine, bytes).map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
+        let module = Module::new(&self.engine, bytes)
+            .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
         validate::check_interface(&module)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&module)
             .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
-        let compiled = Arc::new(CompiledPlugin { id: id.clone(), instance_pre });
+        let compiled = Arc::new(CompiledPlugin {
+            id: id.clone(),
+            instance_pre,
+        });
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(id, compiled.clone());
         }
@@ -151,19 +177,27 @@ impl PluginRuntime {
     }
 
     /// [`PluginRuntime::compile`] on a blocking thread, bounded by the compile time limit.
-    pub async fn compile_async(&self, bytes: Vec<u8>) -> Result<Arc<CompiledPlugin>, ValidationError> {
+    pub async fn compile_async(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<CompiledPlugin>, ValidationError> {
         let runtime = self.clone();
         let limit = self.limits.compile_timeout_ms;
         let task = tokio::task::spawn_blocking(move || runtime.compile(&bytes));
         match tokio::time::timeout(Duration::from_millis(limit), task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(ValidationError::CompileFailed(format!("compiler task failed: {join}"))),
+            Ok(Err(join)) => Err(ValidationError::CompileFailed(format!(
+                "compiler task failed: {join}"
+            ))),
             Err(_) => Err(ValidationError::CompileTimeout(limit)),
         }
     }
 
     pub fn cached(&self, id: &str) -> Option<Arc<CompiledPlugin>> {
-        self.cache.lock().ok().and_then(|cache| cache.get(id).cloned())
+        self.cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(id).cloned())
     }
 
     pub fn forget(&self, id: &str) {
@@ -173,9 +207,13 @@ impl PluginRuntime {
     }
 
     /// A fresh instance with `config_json` passed to `pipeline_init`.
-    pub fn instantiate(&self, plugin: Arc<CompiledPlugin>, config_json: &str) -> Result<PluginInstance, PluginError> {
+    pub fn instantiate(
+        &self,
+        plugin: Arc<CompiledPlugin>,
+        config_json: &str,
+    ) -> Result<PluginInstance, PluginError> {
         let ticks = (self.limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-        PluginInstance::new(plugin, &self.limits, ticks, config_json)
+        PluginInstance::new(plugin, &self.limits, ticks, self.metered, config_json)
     }
 }
 
@@ -183,13 +221,15 @@ impl PluginRuntime {
 /// ends when the engine is dropped.
 fn spawn_epoch_ticker(engine: &Engine) -> anyhow::Result<()> {
     let weak = engine.weak();
-    std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
     Ok(())
 }
 

@@ -23,10 +23,15 @@ fn module(extra: &str, process: &str) -> Vec<u8> {
     wat::parse_str(&text).unwrap()
 }
 
-const KEEP_ONE: &str = "(call $log (i32.const 2) (i32.const 9000) (i32.const 15)) (i64.const 35184372088838)"; // 8192 << 32 | 6
+const KEEP_ONE: &str =
+    "(call $log (i32.const 2) (i32.const 9000) (i32.const 15)) (i64.const 35184372088838)"; // 8192 << 32 | 6
 
 fn runtime() -> PluginRuntime {
-    PluginRuntime::new(PluginLimits { call_timeout_ms: 2_000, ..PluginLimits::default() }).unwrap()
+    PluginRuntime::new(PluginLimits {
+        call_timeout_ms: 2_000,
+        ..PluginLimits::default()
+    })
+    .unwrap()
 }
 
 fn run(bytes: &[u8]) -> Result<CallReport, PluginError> {
@@ -66,7 +71,11 @@ fn infinite_loop_runs_out_of_fuel() {
 
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
-    let err = run(&module("", "(loop $l (drop (memory.grow (i32.const 16))) (br $l)) (i64.const 0)")).unwrap_err();
+    let err = run(&module(
+        "",
+        "(loop $l (drop (memory.grow (i32.const 16))) (br $l)) (i64.const 0)",
+    ))
+    .unwrap_err();
     assert!(matches!(err, PluginError::MemoryLimit(_)), "{err:?}");
 }
 
@@ -89,7 +98,10 @@ fn output_outside_memory_is_malformed() {
     assert!(matches!(err, PluginError::BadOutput(_)), "{err:?}");
     // length of 2 GiB.
     let err = run(&module("", "(i64.const 35186519572480)")).unwrap_err();
-    assert!(matches!(err, PluginError::BadOutput(ref m) if m.contains("exceeds")), "{err:?}");
+    assert!(
+        matches!(err, PluginError::BadOutput(ref m) if m.contains("exceeds")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -102,15 +114,24 @@ fn negative_return_is_an_error_code() {
 fn infinite_start_and_init_are_stopped() {
     let start = module("(func $s (loop $l (br $l))) (start $s)", KEEP_ONE);
     assert!(matches!(run(&start).unwrap_err(), PluginError::OutOfFuel));
-    let init = module("(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))", KEEP_ONE);
+    let init = module(
+        "(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))",
+        KEEP_ONE,
+    );
     assert!(matches!(run(&init).unwrap_err(), PluginError::OutOfFuel));
 }
 
 #[test]
 fn rejected_config_carries_the_plugin_message() {
-    let init = module("(func (export \"pipeline_init\") (param i32) (result i32) (call $log (i32.const 0) (i32.const 9000) (i32.const 5)) (i32.const 1))", KEEP_ONE);
+    let init = module(
+        "(func (export \"pipeline_init\") (param i32) (result i32) (call $log (i32.const 0) (i32.const 9000) (i32.const 5)) (i32.const 1))",
+        KEEP_ONE,
+    );
     let err = run(&init).unwrap_err();
-    assert!(matches!(err, PluginError::ConfigRejected(ref m) if m == "hello"), "{err:?}");
+    assert!(
+        matches!(err, PluginError::ConfigRejected(ref m) if m == "hello"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -118,17 +139,29 @@ fn upload_refusals_have_their_own_codes() {
     assert_eq!(refused(b"MZ\x90\x00 not wasm").code(), "invalid_wasm");
     assert_eq!(refused(b"\0asm\x01\x00\x00\x00\xff").code(), "invalid_wasm");
     let missing = wat::parse_str("(module (memory (export \"memory\") 1))").unwrap();
-    assert_eq!(refused(&missing), ValidationError::MissingExport("pipeline_abi_v1"));
-    let wrong = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "pipeline_abi_v1"))
+    assert_eq!(
+        refused(&missing),
+        ValidationError::MissingExport("pipeline_abi_v1")
+    );
+    let wrong = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func (export "pipeline_abi_v1"))
         (func (export "pipeline_input") (param i32) (result i32) i32.const 0)
-        (func (export "pipeline_process") (param i32) (result i32) i32.const 0))"#).unwrap();
+        (func (export "pipeline_process") (param i32) (result i32) i32.const 0))"#,
+    )
+    .unwrap();
     let err = refused(&wrong);
     assert_eq!(err.code(), "bad_signature");
     assert!(err.to_string().contains("pipeline_process"), "{err}");
-    let wasi = module("(import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))", KEEP_ONE);
+    let wasi = module(
+        "(import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32)))",
+        KEEP_ONE,
+    );
     let err = refused(&wasi);
     assert_eq!(err.code(), "forbidden_import");
-    assert!(err.to_string().contains("wasi_snapshot_preview1.fd_write"), "{err}");
+    assert!(
+        err.to_string().contains("wasi_snapshot_preview1.fd_write"),
+        "{err}"
+    );
     let env = module("(import \"env\" \"abort\" (func))", KEEP_ONE);
     assert_eq!(refused(&env).code(), "forbidden_import");
     let mut big = module("", KEEP_ONE);

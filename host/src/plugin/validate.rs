@@ -9,11 +9,19 @@ pub enum ValidationError {
     TooLarge { size: usize, limit: usize },
     #[error("not a WebAssembly module: {0}")]
     InvalidWasm(String),
-    #[error("missing export `{0}` (ABI v1 requires memory, pipeline_abi_v1, pipeline_input, pipeline_process)")]
+    #[error(
+        "missing export `{0}` (ABI v1 requires memory, pipeline_abi_v1, pipeline_input, pipeline_process)"
+    )]
     MissingExport(&'static str),
     #[error("export `{name}` has type {found}; ABI v1 requires {expected}")]
-    BadSignature { name: String, expected: &'static str, found: String },
-    #[error("import `{module}.{name}` is not allowed; plugins may import only pipeline.log and pipeline.panic")]
+    BadSignature {
+        name: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error(
+        "import `{module}.{name}` is not allowed; plugins may import only pipeline.log and pipeline.panic"
+    )]
     ForbiddenImport { module: String, name: String },
     #[error("compilation failed: {0}")]
     CompileFailed(String),
@@ -38,10 +46,15 @@ impl ValidationError {
 /// Checks everything that needs no compilation: size, magic, well-formedness.
 pub fn check_bytes(engine: &Engine, bytes: &[u8], max_size: usize) -> Result<(), ValidationError> {
     if bytes.len() > max_size {
-        return Err(ValidationError::TooLarge { size: bytes.len(), limit: max_size });
+        return Err(ValidationError::TooLarge {
+            size: bytes.len(),
+            limit: max_size,
+        });
     }
     if !bytes.starts_with(b"\0asm") {
-        return Err(ValidationError::InvalidWasm("the bytes do not start with the \\0asm header".into()));
+        return Err(ValidationError::InvalidWasm(
+            "the bytes do not start with the \\0asm header".into(),
+        ));
     }
     if bytes.get(4..8) != Some(&[1, 0, 0, 0]) {
         return Err(ValidationError::InvalidWasm(
@@ -58,12 +71,23 @@ pub fn check_interface(module: &Module) -> Result<(), ValidationError> {
             ("pipeline", "log") => "(i32, i32, i32) -> ()",
             ("pipeline", "panic") => "(i32, i32) -> ()",
             (m, n) => {
-                return Err(ValidationError::ForbiddenImport { module: m.into(), name: n.into() });
+                return Err(ValidationError::ForbiddenImport {
+                    module: m.into(),
+                    name: n.into(),
+                });
             }
         };
-        check_func(&format!("pipeline.{}", import.name()), import.ty(), expected)?;
+        check_func(
+            &format!("pipeline.{}", import.name()),
+            import.ty(),
+            expected,
+        )?;
     }
-    let export = |name: &'static str| module.get_export(name).ok_or(ValidationError::MissingExport(name));
+    let export = |name: &'static str| {
+        module
+            .get_export(name)
+            .ok_or(ValidationError::MissingExport(name))
+    };
     match export("memory")? {
         ExternType::Memory(m) if !m.is_64() && !m.is_shared() => {}
         other => {
@@ -76,7 +100,11 @@ pub fn check_interface(module: &Module) -> Result<(), ValidationError> {
     }
     check_func("pipeline_abi_v1", export("pipeline_abi_v1")?, "() -> ()")?;
     check_func("pipeline_input", export("pipeline_input")?, "(i32) -> i32")?;
-    check_func("pipeline_process", export("pipeline_process")?, "(i32) -> i64")?;
+    check_func(
+        "pipeline_process",
+        export("pipeline_process")?,
+        "(i32) -> i64",
+    )?;
     if let Some(init) = module.get_export("pipeline_init") {
         check_func("pipeline_init", init, "(i32) -> i32")?;
     }
@@ -88,7 +116,11 @@ fn check_func(name: &str, ty: ExternType, expected: &'static str) -> Result<(), 
     if found == expected {
         Ok(())
     } else {
-        Err(ValidationError::BadSignature { name: name.to_string(), expected, found })
+        Err(ValidationError::BadSignature {
+            name: name.to_string(),
+            expected,
+            found,
+        })
     }
 }
 

@@ -1,9 +1,12 @@
 //! Delivery state: leasing due rows, writing attempt outcomes in batches, listing for the API.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::{AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, Dialect, DueDelivery, Store, StoreError, now_ms};
+use super::{
+    AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, Dialect, DueDelivery, Store,
+    StoreError, now_ms,
+};
 
 const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id, event_type, block_number, status, \
                                 attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at";
@@ -11,7 +14,11 @@ const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id,
 impl Store {
     /// Leases up to `limit` deliveries that are due and not leased by anyone, until `now + lease_ms`.
     /// On PostgreSQL, `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
-    pub async fn claim_due(&self, limit: i64, lease_ms: i64) -> Result<Vec<DueDelivery>, StoreError> {
+    pub async fn claim_due(
+        &self,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_ms();
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -23,7 +30,12 @@ impl Store {
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
              RETURNING id, endpoint_id, body, attempts, created_at"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
@@ -43,11 +55,20 @@ impl Store {
             return Ok(());
         }
         let json = serde_json::to_string(results).unwrap_or_default();
-        let source = self.json_rows(1, &[
-            ("id", "text"), ("status", "text"), ("attempts", "bigint"), ("next_attempt_at", "bigint"),
-            ("status_code", "bigint"), ("latency_ms", "bigint"), ("error", "text"), ("response_body", "text"),
-            ("at", "bigint"),
-        ]);
+        let source = self.json_rows(
+            1,
+            &[
+                ("id", "text"),
+                ("status", "text"),
+                ("attempts", "bigint"),
+                ("next_attempt_at", "bigint"),
+                ("status_code", "bigint"),
+                ("latency_ms", "bigint"),
+                ("error", "text"),
+                ("response_body", "text"),
+                ("at", "bigint"),
+            ],
+        );
         let update = format!(
             "UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
              lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
@@ -59,13 +80,22 @@ impl Store {
              WHERE true ON CONFLICT (delivery_id, attempt) DO NOTHING"
         );
         let mut tx = self.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(update)).bind(&json).execute(&mut *tx).await?;
-        sqlx::query(AssertSqlSafe(insert)).bind(&json).execute(&mut *tx).await?;
+        sqlx::query(AssertSqlSafe(update))
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(AssertSqlSafe(insert))
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+    pub async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
         // Absent filters bind as NULL and match everything, so one statement serves every combination.
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE ($1 IS NULL OR subscription_id = $1) \
@@ -83,9 +113,15 @@ impl Store {
         rows.iter().map(delivery_row).collect()
     }
 
-    pub async fn get_delivery(&self, id: &str) -> Result<Option<(DeliveryRow, String)>, StoreError> {
+    pub async fn get_delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeliveryRow, String)>, StoreError> {
         let sql = format!("SELECT {DELIVERY_COLUMNS}, body FROM deliveries WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(r) => Ok(Some((delivery_row(&r)?, r.try_get(14)?))),
             None => Ok(None),
@@ -129,7 +165,11 @@ impl Store {
     }
 
     /// Re-drives an endpoint's dead deliveries created at or after `since_ms`; returns how many.
-    pub async fn recover_endpoint(&self, endpoint_id: &str, since_ms: i64) -> Result<u64, StoreError> {
+    pub async fn recover_endpoint(
+        &self,
+        endpoint_id: &str,
+        since_ms: i64,
+    ) -> Result<u64, StoreError> {
         let now = now_ms();
         let result = sqlx::query(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = $3, lease_until = 0, updated_at = $3 \

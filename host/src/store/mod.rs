@@ -42,14 +42,21 @@ pub struct Store {
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Store {
     /// Opens the pool (creating an SQLite file and its directory when needed). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
-        let dialect = if url.starts_with("sqlite:") { Dialect::Sqlite } else { Dialect::Postgres };
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            Dialect::Postgres
+        };
         let url = match dialect {
             Dialect::Sqlite => prepare_sqlite_url(url)?,
             Dialect::Postgres => url.to_string(),
@@ -64,9 +71,11 @@ impl Store {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
                         // WAL lets readers (admin API) run beside the writer; NORMAL is durable in WAL.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-                            .await?;
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -82,8 +91,16 @@ impl Store {
     /// Applies the embedded migrations for this dialect.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.dialect {
-            Dialect::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?,
-            Dialect::Postgres => sqlx::migrate!("../migrations/postgres").run(&self.pool).await?,
+            Dialect::Sqlite => {
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
+            Dialect::Postgres => {
+                sqlx::migrate!("../migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -127,11 +144,20 @@ impl Store {
                     .iter()
                     .map(|(name, _)| format!("json_extract(value, '$.{name}') AS {name}"))
                     .collect();
-                format!("(SELECT {} FROM json_each(${param})) AS j", fields.join(", "))
+                format!(
+                    "(SELECT {} FROM json_each(${param})) AS j",
+                    fields.join(", ")
+                )
             }
             Dialect::Postgres => {
-                let fields: Vec<String> = columns.iter().map(|(name, ty)| format!("{name} {ty}")).collect();
-                format!("jsonb_to_recordset(${param}::text::jsonb) AS j({})", fields.join(", "))
+                let fields: Vec<String> = columns
+                    .iter()
+                    .map(|(name, ty)| format!("{name} {ty}"))
+                    .collect();
+                format!(
+                    "jsonb_to_recordset(${param}::text::jsonb) AS j({})",
+                    fields.join(", ")
+                )
             }
         }
     }
@@ -139,10 +165,15 @@ impl Store {
 
 /// Ensures the SQLite file can be created: its directory exists and `mode=rwc` is set.
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if !path.is_empty() && path != ":memory:" {
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir)?;
         }
     }

@@ -31,7 +31,9 @@ impl EndpointRow {
     /// Secrets that sign right now: the current one, plus the previous one during its grace period.
     pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
         let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(expires)) = (&self.previous_secret, self.previous_secret_expires_at) {
+        if let (Some(previous), Some(expires)) =
+            (&self.previous_secret, self.previous_secret_expires_at)
+        {
             if expires > now_ms {
                 secrets.push(previous);
             }

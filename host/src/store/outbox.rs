@@ -14,16 +14,28 @@ pub struct WriteStats {
 impl Store {
     /// Makes one batch durable. Returns the ids of deliveries that are new; ids already present
     /// (a replay after a crash) are skipped, so they are never sent twice from the hot path.
-    pub async fn write_batch(&self, write: &OutboxWrite, lease_ms: i64) -> Result<(Vec<String>, WriteStats), StoreError> {
+    pub async fn write_batch(
+        &self,
+        write: &OutboxWrite,
+        lease_ms: i64,
+    ) -> Result<(Vec<String>, WriteStats), StoreError> {
         let now = now_ms();
         let mut stats = WriteStats::default();
         let mut tx = self.pool.begin().await?;
         let mut inserted = Vec::new();
         if !write.deliveries.is_empty() {
-            let source = self.json_rows(1, &[
-                ("id", "text"), ("subscription_id", "text"), ("endpoint_id", "text"), ("chain_id", "bigint"),
-                ("event_type", "text"), ("block_number", "bigint"), ("body", "text"),
-            ]);
+            let source = self.json_rows(
+                1,
+                &[
+                    ("id", "text"),
+                    ("subscription_id", "text"),
+                    ("endpoint_id", "text"),
+                    ("chain_id", "bigint"),
+                    ("event_type", "text"),
+                    ("block_number", "bigint"),
+                    ("body", "text"),
+                ],
+            );
             // The new rows are leased to this process: it sends them from memory right away, and
             // the retry poller must not pick them up unless this process dies first.
             let sql = format!(
@@ -33,21 +45,40 @@ impl Store {
                  'pending', 0, $2, $3, $2, $2 FROM {source} WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
             );
             let json = serde_json::to_string(&write.deliveries).unwrap_or_default();
-            let rows = sqlx::query(AssertSqlSafe(sql)).bind(json).bind(now).bind(now + lease_ms).fetch_all(&mut *tx).await?;
-            inserted = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(json)
+                .bind(now)
+                .bind(now + lease_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+            inserted = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
             stats.statements += 1;
         }
         if !write.parked.is_empty() {
-            let source = self.json_rows(1, &[
-                ("subscription_id", "text"), ("chain_id", "bigint"), ("event_type", "text"), ("log", "text"),
-                ("error", "text"), ("event_index", "bigint"),
-            ]);
+            let source = self.json_rows(
+                1,
+                &[
+                    ("subscription_id", "text"),
+                    ("chain_id", "bigint"),
+                    ("event_type", "text"),
+                    ("log", "text"),
+                    ("error", "text"),
+                    ("event_index", "bigint"),
+                ],
+            );
             let sql = format!(
                 "INSERT INTO parked_events (subscription_id, chain_id, event_type, log, error, event_index, created_at) \
                  SELECT j.subscription_id, j.chain_id, j.event_type, j.log, j.error, j.event_index, $2 FROM {source}"
             );
             let json = serde_json::to_string(&write.parked).unwrap_or_default();
-            sqlx::query(AssertSqlSafe(sql)).bind(json).bind(now).execute(&mut *tx).await?;
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             stats.statements += 1;
         }
         for change in &write.status_changes {
@@ -79,15 +110,24 @@ impl Store {
     }
 
     pub async fn get_cursor(&self, chain_id: u64) -> Result<Option<Cursor>, StoreError> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT block_number, block_hash FROM chain_cursors WHERE chain_id = $1")
-                .bind(chain_id as i64)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(block_number, block_hash)| Cursor { chain_id: chain_id as i64, block_number, block_hash }))
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT block_number, block_hash FROM chain_cursors WHERE chain_id = $1",
+        )
+        .bind(chain_id as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(block_number, block_hash)| Cursor {
+            chain_id: chain_id as i64,
+            block_number,
+            block_hash,
+        }))
     }
 
-    pub async fn list_parked(&self, subscription_id: &str, limit: i64) -> Result<Vec<ParkedRow>, StoreError> {
+    pub async fn list_parked(
+        &self,
+        subscription_id: &str,
+        limit: i64,
+    ) -> Result<Vec<ParkedRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, subscription_id, chain_id, event_type, log, error, event_index, created_at \
              FROM parked_events WHERE subscription_id = $1 ORDER BY seq LIMIT $2",
@@ -115,20 +155,26 @@ impl Store {
     }
 
     pub async fn count_parked(&self, subscription_id: &str) -> Result<i64, StoreError> {
-        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM parked_events WHERE subscription_id = $1")
-            .bind(subscription_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM parked_events WHERE subscription_id = $1")
+                .bind(subscription_id)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.0)
     }
 
     /// Removes parked events that were reprocessed (their outcome is written by the outbox).
-    pub async fn delete_parked(&self, subscription_id: &str, up_to_seq: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM parked_events WHERE subscription_id = $1 AND seq <= $2")
-            .bind(subscription_id)
-            .bind(up_to_seq)
-            .execute(&self.pool)
-            .await?;
+    pub async fn delete_parked(
+        &self,
+        subscription_id: &str,
+        up_to_seq: i64,
+    ) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM parked_events WHERE subscription_id = $1 AND seq <= $2")
+                .bind(subscription_id)
+                .bind(up_to_seq)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected())
     }
 }

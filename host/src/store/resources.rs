@@ -1,7 +1,7 @@
 //! Plugins, endpoints and subscriptions: the resources the admin API manages.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
 
@@ -28,9 +28,10 @@ impl Store {
     }
 
     pub async fn list_plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(plugin_row).collect()
     }
 
@@ -52,20 +53,31 @@ impl Store {
 
     /// Deletes a plugin unless a subscription uses it. Returns false when it did not exist.
     pub async fn delete_plugin(&self, id: &str) -> Result<bool, StoreError> {
-        let users: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM subscriptions WHERE plugin_id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        let users: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM subscriptions WHERE plugin_id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
         if users.0 > 0 {
-            return Err(StoreError::Conflict(format!("plugin is used by {} subscription(s)", users.0)));
+            return Err(StoreError::Conflict(format!(
+                "plugin is used by {} subscription(s)",
+                users.0
+            )));
         }
-        let result = sqlx::query("DELETE FROM plugins WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let result = sqlx::query("DELETE FROM plugins WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
     pub async fn insert_endpoint(&self, e: &EndpointRow) -> Result<(), StoreError> {
-        let sql = format!("INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
-        bind_endpoint(sqlx::query(AssertSqlSafe(sql)), e).execute(&self.pool).await?;
+        let sql = format!(
+            "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        bind_endpoint(sqlx::query(AssertSqlSafe(sql)), e)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -74,35 +86,46 @@ impl Store {
         let sql = "UPDATE endpoints SET url = $2, description = $3, secret = $4, previous_secret = $5, \
                    previous_secret_expires_at = $6, status = $7, disabled_reason = $8, created_at = $9, \
                    updated_at = $10 WHERE id = $1";
-        let result = bind_endpoint(sqlx::query(sql), e).execute(&self.pool).await?;
+        let result = bind_endpoint(sqlx::query(sql), e)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
     pub async fn list_endpoints(&self) -> Result<Vec<EndpointRow>, StoreError> {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints ORDER BY created_at, id");
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(endpoint_row).collect()
     }
 
     pub async fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(endpoint_row).transpose()
     }
 
     /// Deletes an endpoint unless subscriptions still point at it.
     pub async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
-        let users: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM subscriptions WHERE endpoint_id = $1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        let users: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM subscriptions WHERE endpoint_id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
         if users.0 > 0 {
             return Err(StoreError::Conflict(format!(
                 "endpoint is used by {} subscription(s); delete them first",
                 users.0
             )));
         }
-        let result = sqlx::query("DELETE FROM endpoints WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let result = sqlx::query("DELETE FROM endpoints WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -110,7 +133,9 @@ impl Store {
         let sql = format!(
             "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
-        bind_subscription(sqlx::query(AssertSqlSafe(sql)), s).execute(&self.pool).await?;
+        bind_subscription(sqlx::query(AssertSqlSafe(sql)), s)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -118,24 +143,35 @@ impl Store {
         let sql = "UPDATE subscriptions SET endpoint_id = $2, chain_id = $3, addresses = $4, topics = $5, \
                    plugin_id = $6, plugin_config = $7, confirmations = $8, status = $9, last_error = $10, \
                    created_at = $11, updated_at = $12 WHERE id = $1";
-        let result = bind_subscription(sqlx::query(sql), s).execute(&self.pool).await?;
+        let result = bind_subscription(sqlx::query(sql), s)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
     pub async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRow>, StoreError> {
-        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id");
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let sql =
+            format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(subscription_row).collect()
     }
 
     pub async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
         let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(subscription_row).transpose()
     }
 
     pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 }
@@ -171,7 +207,12 @@ fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q
 }
 
 fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
-    Ok(PluginRow { id: r.try_get(0)?, name: r.try_get(1)?, size: r.try_get(2)?, created_at: r.try_get(3)? })
+    Ok(PluginRow {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        size: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+    })
 }
 
 fn endpoint_row(r: &AnyRow) -> Result<EndpointRow, StoreError> {

@@ -5,8 +5,14 @@ use super::*;
 use sqlx::AssertSqlSafe;
 
 async fn sqlite() -> Store {
-    let dir = std::env::temp_dir().join(format!("pipeline-store-{}-{}", std::process::id(), rand::random::<u32>()));
-    let store = Store::connect(&format!("sqlite://{}/p.db", dir.display())).await.unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "pipeline-store-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let store = Store::connect(&format!("sqlite://{}/p.db", dir.display()))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     store
 }
@@ -16,7 +22,10 @@ async fn postgres() -> Option<Store> {
     let url = std::env::var("PIPELINE_TEST_POSTGRES_URL").ok()?;
     let admin = Store::connect(&url).await.unwrap();
     let name = format!("pipeline_unit_{}", rand::random::<u32>());
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin.pool).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin.pool)
+        .await
+        .unwrap();
     admin.close().await;
     let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
     let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
@@ -69,7 +78,11 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
                 error: "trap".into(),
                 event_index: Some(3),
             }],
-            cursors: vec![Cursor { chain_id: 31337, block_number: 7, block_hash: "0xab".into() }],
+            cursors: vec![Cursor {
+                chain_id: 31337,
+                block_number: 7,
+                block_hash: "0xab".into(),
+            }],
             status_changes: vec![],
         };
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
@@ -79,7 +92,10 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
         // A replay of the same batch creates nothing new.
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty());
-        assert_eq!(store.get_cursor(31337).await.unwrap().unwrap().block_number, 7);
+        assert_eq!(
+            store.get_cursor(31337).await.unwrap().unwrap().block_number,
+            7
+        );
         let parked = store.list_parked("sub_2", 10).await.unwrap();
         assert_eq!(parked.len(), 2);
         assert_eq!(parked[0].event.event_index, Some(3));
@@ -93,15 +109,27 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
 #[tokio::test]
 async fn leased_rows_are_not_claimed_and_results_are_recorded() {
     each_store(async |store: Store| {
-        let write = OutboxWrite { deliveries: vec![delivery("msg_l")], ..OutboxWrite::default() };
+        let write = OutboxWrite {
+            deliveries: vec![delivery("msg_l")],
+            ..OutboxWrite::default()
+        };
         store.write_batch(&write, 60_000).await.unwrap();
-        assert!(store.claim_due(10, 1_000).await.unwrap().is_empty(), "leased by the writer");
-        let write = OutboxWrite { deliveries: vec![delivery("msg_f")], ..OutboxWrite::default() };
+        assert!(
+            store.claim_due(10, 1_000).await.unwrap().is_empty(),
+            "leased by the writer"
+        );
+        let write = OutboxWrite {
+            deliveries: vec![delivery("msg_f")],
+            ..OutboxWrite::default()
+        };
         store.write_batch(&write, -1).await.unwrap();
         let due = store.claim_due(10, 1_000).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].id, "msg_f");
-        assert!(store.claim_due(10, 1_000).await.unwrap().is_empty(), "now leased by the claimer");
+        assert!(
+            store.claim_due(10, 1_000).await.unwrap().is_empty(),
+            "now leased by the claimer"
+        );
         let result = AttemptResult {
             id: "msg_f".into(),
             status: "retrying".into(),
@@ -115,15 +143,35 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
         };
         store.record_results(&[result]).await.unwrap();
         let (row, _) = store.get_delivery("msg_f").await.unwrap().unwrap();
-        assert_eq!((row.status.as_str(), row.attempts, row.last_status_code), ("retrying", 1, Some(503)));
+        assert_eq!(
+            (row.status.as_str(), row.attempts, row.last_status_code),
+            ("retrying", 1, Some(503))
+        );
         let attempts = store.delivery_attempts("msg_f").await.unwrap();
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].response_body.as_deref(), Some("busy"));
-        assert_eq!(store.claim_due(10, 1_000).await.unwrap().len(), 1, "due again once the lease is cleared");
-        let filter = DeliveryFilter { status: Some("retrying".into()), limit: 10, ..DeliveryFilter::default() };
+        assert_eq!(
+            store.claim_due(10, 1_000).await.unwrap().len(),
+            1,
+            "due again once the lease is cleared"
+        );
+        let filter = DeliveryFilter {
+            status: Some("retrying".into()),
+            limit: 10,
+            ..DeliveryFilter::default()
+        };
         let listed = store.list_deliveries(&filter).await.unwrap();
-        assert_eq!(listed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["msg_f"]);
-        let all = store.list_deliveries(&DeliveryFilter { limit: 10, ..DeliveryFilter::default() }).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["msg_f"]
+        );
+        let all = store
+            .list_deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].id, "msg_f", "newest first");
     })

@@ -35,7 +35,10 @@ pub struct ReprocessAnswer {
 /// Per event: `None` = dropped, `Some(data)` = kept with the plugin's payload (if any).
 type Decisions = Vec<Option<Option<Box<RawValue>>>>;
 
-pub async fn reprocess(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<ReprocessAnswer>> {
+pub async fn reprocess(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReprocessAnswer>> {
     let row = load(&state, &id).await?;
     let parked = state.store.list_parked(&id, MAX_REPROCESS).await?;
     let Some(max_seq) = parked.last().map(|p| p.seq) else {
@@ -47,14 +50,27 @@ pub async fn reprocess(State(state): State<AdminState>, Path(id): Path<String>) 
     let deliveries: Vec<NewDelivery> = events
         .iter()
         .zip(&decisions)
-        .filter_map(|(event, decision)| decision.as_ref().map(|data| delivery(&sub, event, data.as_deref())))
+        .filter_map(|(event, decision)| {
+            decision
+                .as_ref()
+                .map(|data| delivery(&sub, event, data.as_deref()))
+        })
         .collect();
     let answer = ReprocessAnswer {
         reprocessed: parked.len(),
         delivered: deliveries.len(),
         dropped: parked.len() - deliveries.len(),
     };
-    state.store.write_batch(&OutboxWrite { deliveries, ..Default::default() }, DUE_NOW).await?;
+    state
+        .store
+        .write_batch(
+            &OutboxWrite {
+                deliveries,
+                ..Default::default()
+            },
+            DUE_NOW,
+        )
+        .await?;
     state.store.delete_parked(&id, max_seq).await?;
     tracing::info!(subscription = %id, reprocessed = answer.reprocessed, delivered = answer.delivered, "parked events reprocessed");
     Ok(Json(answer))
@@ -70,12 +86,21 @@ fn candidates(parked: &[ParkedRow]) -> Vec<Candidate> {
                 "log" => EventType::Log,
                 "log.removed" => EventType::LogRemoved,
                 other => {
-                    tracing::warn!(seq = p.seq, event_type = other, "parked event of unknown type dropped");
+                    tracing::warn!(
+                        seq = p.seq,
+                        event_type = other,
+                        "parked event of unknown type dropped"
+                    );
                     return None;
                 }
             };
             match ChainLog::from_json(&p.event.log) {
-                Ok(log) => Some(Candidate { log: Arc::new(log), chain_id: p.event.chain_id as u64, event_type, received_at }),
+                Ok(log) => Some(Candidate {
+                    log: Arc::new(log),
+                    chain_id: p.event.chain_id as u64,
+                    event_type,
+                    received_at,
+                }),
                 Err(error) => {
                     tracing::warn!(seq = p.seq, %error, "unreadable parked event dropped");
                     None
@@ -86,24 +111,48 @@ fn candidates(parked: &[ParkedRow]) -> Vec<Candidate> {
 }
 
 /// Runs the events through a fresh instance of the current plugin; no plugin keeps everything.
-async fn decide(state: &AdminState, row: &SubscriptionRow, events: &[Candidate]) -> ApiResult<Decisions> {
+async fn decide(
+    state: &AdminState,
+    row: &SubscriptionRow,
+    events: &[Candidate],
+) -> ApiResult<Decisions> {
     let Some(plugin_id) = &row.plugin_id else {
         return Ok(events.iter().map(|_| Some(None)).collect());
     };
     let plugin = load_plugin(state, plugin_id).await?;
-    let config_json = row.plugin_config.clone().unwrap_or_else(|| "null".to_string());
+    let config_json = row
+        .plugin_config
+        .clone()
+        .unwrap_or_else(|| "null".to_string());
     let logs: Vec<ChainLog> = events.iter().map(|e| (*e.log).clone()).collect();
     let runtime = state.runtime.clone();
-    let report = run_blocking(move || dry_run(&runtime, plugin, &config_json, &logs, PLUGIN_BATCH)).await?;
+    let report =
+        run_blocking(move || dry_run(&runtime, plugin, &config_json, &logs, PLUGIN_BATCH)).await?;
     state.log_book.record(&row.id, &report.logs);
     if let Some(error) = report.error {
-        return Err(ApiError::new(StatusCode::CONFLICT, "plugin_failed", format!("the plugin failed again: {error}")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "plugin_failed",
+            format!("the plugin failed again: {error}"),
+        ));
     }
     if report.results.len() != events.len() {
-        let message = format!("the plugin decided {} of {} events", report.results.len(), events.len());
-        return Err(ApiError::new(StatusCode::CONFLICT, "plugin_failed", message));
+        let message = format!(
+            "the plugin decided {} of {} events",
+            report.results.len(),
+            events.len()
+        );
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "plugin_failed",
+            message,
+        ));
     }
-    Ok(report.results.into_iter().map(|r| (r.decision == "keep").then_some(r.data)).collect())
+    Ok(report
+        .results
+        .into_iter()
+        .map(|r| (r.decision == "keep").then_some(r.data))
+        .collect())
 }
 
 /// Only the id and endpoint matter for a delivery; the rest is what the matcher would hold.
