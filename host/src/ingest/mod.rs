@@ -355,3 +355,6 @@ impl ChainIngest {
             .map_err(|_| IngestError::Stopped)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Ingest against a scripted WebSocket node on loopback: anvil never reorgs on its own or sends
+//! garbage, so these cases need a node whose chain the test rewrites.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy_primitives::B256;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+/// A chain the test edits: blocks by hash, the canonical hash per height.
+#[derive(Default)]
+struct FakeChain {
+    blocks: HashMap<B256, (u64, B256)>,
+    canonical: Vec<B256>,
+}
+
+impl FakeChain {
+    /// Makes `tag` the block at `number` on top of the current canonical parent.
+    fn set(&mut self, number: u64, tag: u8) -> B256 {
+        let hash = B256::repeat_byte(tag);
+        let parent = if number == 0 { B256::ZERO } else { self.canonical[number as usize - 1] };
+        self.blocks.insert(hash, (number, parent));
+        self.canonical.truncate(number as usize);
+        self.canonical.push(hash);
+        hash
+    }
+
+    fn header(&self, hash: &B256) -> Value {
+        let (number, parent) = self.blocks[hash];
+        json!({"number": format!("{number:#x}"), "hash": hash, "parentHash": parent, "timestamp": "0x0"})
+    }
+
+    fn answer(&self, method: &str, params: &Value) -> Value {
+        match method {
+            "eth_chainId" => json!("0x7a69"),
+            "eth_subscribe" => json!("0xs1"),
+            "eth_getBlockByHash" => {
+                let hash: B256 = params[0].as_str().unwrap().parse().unwrap();
+                self.header(&hash)
+            }
+            "eth_getBlockByNumber" => {
+                let hash = match params[0].as_str().unwrap() {
+                    "latest" => *self.canonical.last().unwrap(),
+                    n => self.canonical[u64::from_str_radix(n.trim_start_matches("0x"), 16).unwrap() as usize],
+                };
+                self.header(&hash)
+            }
+            "eth_getLogs" => {
+                let hash: B256 = params[0]["blockHash"].as_str().unwrap().parse().unwrap();
+                let (number, _) = self.blocks[&hash];
+                // One log per block, its emitter tagged by the block hash's byte.
+                json!([{"address": format!("0x{:040x}", hash.0[0]), "topics": [], "data": "0x",
+                        "blockNumber": format!("{number:#x}"), "blockHash": hash,
+                        "transactionHash": B256::repeat_byte(0xee), "transactionIndex": "0x0",
+                        "logIndex": "0x0", "removed": false}])
+            }
+            other => panic!("unexpected method {other}"),
+        }
+    }
+}
+
+/// Serves the fake chain; `push` sends a raw text frame to every connection (heads or garbage).
+async fn fake_node(chain: Arc<Mutex<FakeChain>>) -> (String, broadcast::Sender<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let (push, _) = broadcast::channel::<String>(16);
+    let push_for_server = push.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let chain = chain.clone();
+            let mut pushed = push_for_server.subscribe();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                loop {
+                    tokio::select! {
+                        message = ws.next() => {
+                            let Some(Ok(Message::Text(text))) = message else { return };
+                            let request: Value = serde_json::from_str(&text).unwrap();
+                            let result = chain.lock().unwrap().answer(request["method"].as_str().unwrap(), &request["params"]);
+                            let reply = json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+                            if ws.send(Message::text(reply.to_string())).await.is_err() { return }
+                        }
+                        frame = pushed.recv() => {
+                            let Ok(frame) = frame else { return };
+                            if ws.send(Message::text(frame)).await.is_err() { return }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, push)
+}
+
+fn head_notification(chain: &FakeChain, hash: &B256) -> String {
+    json!({"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": "0xs1", "result": chain.header(hash)}}).to_string()
+}
+
+async fn next_block(rx: &mut mpsc::Receiver<BlockLogs>) -> BlockLogs {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a block within 10 s").expect("ingest running")
+}
+
+async fn start(url: String) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
+    let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
+    let store = Store::connect(&format!("sqlite://{}/i.db", dir.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let config = ChainConfig { name: "fake".into(), chain_id: 31337, ws_urls: vec![url], confirmations: 0, start_block: Some(1) };
+    let (tx, rx) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let health = ChainHealth::new(&config);
+    tokio::spawn(run(config, store, tx, Metrics::new().unwrap(), health, shutdown.clone()));
+    (rx, shutdown)
+}
+
+#[tokio::test]
+async fn catches_up_then_withdraws_orphaned_logs_on_a_reorg() {
+    let chain = Arc::new(Mutex::new(FakeChain::default()));
+    {
+        let mut c = chain.lock().unwrap();
+        for n in 0..=3u8 {
+            c.set(n as u64, 0x10 + n);
+        }
+    }
+    let (url, push) = fake_node(chain.clone()).await;
+    let (mut rx, shutdown) = start(url).await;
+    // start_block 1: blocks 1..=3 are caught up at once, without waiting for a head.
+    for n in 1..=3u64 {
+        let block = next_block(&mut rx).await;
+        assert_eq!((block.number, block.kind), (n, BlockKind::Canonical));
+        assert_eq!(block.logs.len(), 1);
+    }
+    // Reorg: 2 and 3 are replaced by 2', 3', 4'.
+    let head = {
+        let mut c = chain.lock().unwrap();
+        c.set(2, 0x22);
+        c.set(3, 0x23);
+        let head = c.set(4, 0x24);
+        head_notification(&c, &head)
+    };
+    push.send(head).unwrap();
+    for orphan in [3u64, 2] {
+        let block = next_block(&mut rx).await;
+        assert_eq!((block.number, block.kind), (orphan, BlockKind::Orphaned));
+        assert!(block.logs[0].removed);
+        assert!(block.logs[0].raw.contains("\"removed\":true"), "{}", block.logs[0].raw);
+        assert_eq!(block.hash, B256::repeat_byte(0x10 + orphan as u8));
+    }
+    for (n, tag) in [(2u64, 0x22u8), (3, 0x23), (4, 0x24)] {
+        let block = next_block(&mut rx).await;
+        assert_eq!((block.number, block.hash, block.kind), (n, B256::repeat_byte(tag), BlockKind::Canonical));
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn garbage_from_the_node_reconnects_and_loses_nothing() {
+    let chain = Arc::new(Mutex::new(FakeChain::default()));
+    {
+        let mut c = chain.lock().unwrap();
+        c.set(0, 0x10);
+        c.set(1, 0x11);
+    }
+    let (url, push) = fake_node(chain.clone()).await;
+    let (mut rx, shutdown) = start(url).await;
+    assert_eq!(next_block(&mut rx).await.number, 1);
+    push.send("this is not json {".into()).unwrap();
+    // While the host reconnects, two blocks are mined; both arrive, in order, after it is back.
+    let head = {
+        let mut c = chain.lock().unwrap();
+        c.set(2, 0x12);
+        let head = c.set(3, 0x13);
+        head_notification(&c, &head)
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = push.send(head);
+    assert_eq!(next_block(&mut rx).await.number, 2);
+    assert_eq!(next_block(&mut rx).await.number, 3);
+    shutdown.cancel();
+}
