@@ -86,7 +86,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------
-step "3/6 Python venv with standardwebhooks $STANDARDWEBHOOKS_VERSION (.tools/venv)"
+step "3/6 outside verifiers: Python venv with standardwebhooks $STANDARDWEBHOOKS_VERSION (.tools/venv)"
 VENV="$TOOLS/venv"
 PY="$VENV/bin/python"
 has_standardwebhooks() {
@@ -99,6 +99,19 @@ else
     run "$PY" -m pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
     has_standardwebhooks || die "standardwebhooks $STANDARDWEBHOOKS_VERSION is not importable from $PY"
 fi
+
+# promtool (Debian package prometheus) checks the /metrics exposition. Only the binary is extracted
+# into .tools/, so no Prometheus server gets installed or started.
+PROMTOOL="$TOOLS/promtool/usr/bin/promtool"
+if [[ -x "$PROMTOOL" ]]; then
+    echo "promtool already extracted"
+else
+    mkdir -p "$TOOLS/promtool/deb"
+    (cd "$TOOLS/promtool/deb" && { apt-get download prometheus 2>/dev/null || { run $SUDO apt-get update && apt-get download prometheus; }; })
+    run dpkg-deb -x "$(ls "$TOOLS"/promtool/deb/prometheus_*.deb | head -n1)" "$TOOLS/promtool"
+    rm -f "$TOOLS/promtool/usr/bin/prometheus"
+fi
+run "$PROMTOOL" --version
 
 # ---------------------------------------------------------------------------------------------------
 step "4/6 PostgreSQL on 127.0.0.1:5432"
@@ -164,6 +177,7 @@ step "6/6 cargo test --workspace $*"
 export PIPELINE_ANVIL="$ANVIL"
 export PIPELINE_TEST_TOKEN_BIN="$TOKEN_BIN"
 export PIPELINE_TEST_PYTHON="$PY"
+export PIPELINE_PROMTOOL="$PROMTOOL"
 export PIPELINE_BIN="$TARGET_DIR/debug/pipeline"
 export PIPELINE_REQUIRE_POSTGRES=1
 echo "PIPELINE_ANVIL=$PIPELINE_ANVIL"

@@ -187,3 +187,32 @@ pub async fn wait_delivered(admin: &Admin, n: usize) {
     )
     .await
 }
+
+/// Runs `promtool check metrics` (from Debian's prometheus package, extracted by scripts/test.sh)
+/// on a `/metrics` exposition: an outside verifier of the format and naming conventions.
+pub fn assert_promtool_accepts(exposition: &str) {
+    use std::io::Write;
+    let promtool = std::env::var("PIPELINE_PROMTOOL").unwrap_or_else(|_| {
+        panic!("PIPELINE_PROMTOOL is not set: run the tests through scripts/test.sh")
+    });
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {promtool}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

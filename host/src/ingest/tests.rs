@@ -26,7 +26,11 @@ impl FakeChain {
     /// Makes `tag` the block at `number` on top of the current canonical parent.
     fn set(&mut self, number: u64, tag: u8) -> B256 {
         let hash = B256::repeat_byte(tag);
-        let parent = if number == 0 { B256::ZERO } else { self.canonical[number as usize - 1] };
+        let parent = if number == 0 {
+            B256::ZERO
+        } else {
+            self.canonical[number as usize - 1]
+        };
         self.blocks.insert(hash, (number, parent));
         self.canonical.truncate(number as usize);
         self.canonical.push(hash);
@@ -49,7 +53,10 @@ impl FakeChain {
             "eth_getBlockByNumber" => {
                 let hash = match params[0].as_str().unwrap() {
                     "latest" => *self.canonical.last().unwrap(),
-                    n => self.canonical[u64::from_str_radix(n.trim_start_matches("0x"), 16).unwrap() as usize],
+                    n => {
+                        self.canonical
+                            [u64::from_str_radix(n.trim_start_matches("0x"), 16).unwrap() as usize]
+                    }
                 };
                 self.header(&hash)
             }
@@ -106,18 +113,36 @@ fn head_notification(chain: &FakeChain, hash: &B256) -> String {
 }
 
 async fn next_block(rx: &mut mpsc::Receiver<BlockLogs>) -> BlockLogs {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a block within 10 s").expect("ingest running")
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a block within 10 s")
+        .expect("ingest running")
 }
 
 async fn start(url: String) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
-    let store = Store::connect(&format!("sqlite://{}/i.db", dir.display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    let config = ChainConfig { name: "fake".into(), chain_id: 31337, ws_urls: vec![url], confirmations: 0, start_block: Some(1) };
+    let config = ChainConfig {
+        name: "fake".into(),
+        chain_id: 31337,
+        ws_urls: vec![url],
+        confirmations: 0,
+        start_block: Some(1),
+    };
     let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let health = ChainHealth::new(&config);
-    tokio::spawn(run(config, store, tx, Metrics::new().unwrap(), health, shutdown.clone()));
+    tokio::spawn(run(
+        config,
+        store,
+        tx,
+        Metrics::new().unwrap(),
+        health,
+        shutdown.clone(),
+    ));
     (rx, shutdown)
 }
 
@@ -151,12 +176,19 @@ async fn catches_up_then_withdraws_orphaned_logs_on_a_reorg() {
         let block = next_block(&mut rx).await;
         assert_eq!((block.number, block.kind), (orphan, BlockKind::Orphaned));
         assert!(block.logs[0].removed);
-        assert!(block.logs[0].raw.contains("\"removed\":true"), "{}", block.logs[0].raw);
+        assert!(
+            block.logs[0].raw.contains("\"removed\":true"),
+            "{}",
+            block.logs[0].raw
+        );
         assert_eq!(block.hash, B256::repeat_byte(0x10 + orphan as u8));
     }
     for (n, tag) in [(2u64, 0x22u8), (3, 0x23), (4, 0x24)] {
         let block = next_block(&mut rx).await;
-        assert_eq!((block.number, block.hash, block.kind), (n, B256::repeat_byte(tag), BlockKind::Canonical));
+        assert_eq!(
+            (block.number, block.hash, block.kind),
+            (n, B256::repeat_byte(tag), BlockKind::Canonical)
+        );
     }
     shutdown.cancel();
 }
