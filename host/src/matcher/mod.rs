@@ -158,18 +158,31 @@ impl Matcher {
             .get(&event.chain_id)
             .copied()
             .unwrap_or(0);
-        let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
-        let body = webhook_body(&id, sub, event, confirmations, data);
-        matched.write.deliveries.push(NewDelivery {
-            id,
-            subscription_id: sub.id.clone(),
-            endpoint_id: sub.endpoint_id.clone(),
-            chain_id: event.chain_id as i64,
-            event_type: event.event_type.as_str().to_string(),
-            block_number: event.log.block_number as i64,
-            body,
-        });
+        matched
+            .write
+            .deliveries
+            .push(new_delivery(sub, event, confirmations, data));
         matched.received_at.push(event.received_at);
+    }
+}
+
+/// The delivery row for one kept event: deterministic id and the webhook body.
+pub fn new_delivery(
+    sub: &Subscription,
+    event: &Candidate,
+    confirmations: u64,
+    data: Option<&str>,
+) -> NewDelivery {
+    let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
+    let body = webhook_body(&id, sub, event, confirmations, data);
+    NewDelivery {
+        id,
+        subscription_id: sub.id.clone(),
+        endpoint_id: sub.endpoint_id.clone(),
+        chain_id: event.chain_id as i64,
+        event_type: event.event_type.as_str().to_string(),
+        block_number: event.log.block_number as i64,
+        body,
     }
 }
 

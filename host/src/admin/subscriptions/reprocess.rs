@@ -14,7 +14,7 @@ use super::load;
 use crate::admin::plugins::{load_plugin, run_blocking};
 use crate::admin::{AdminState, ApiError, ApiResult};
 use crate::event::{ChainLog, EventType};
-use crate::matcher::{Candidate, Subscription, SubscriptionStatus, delivery_id, webhook_body};
+use crate::matcher::{Candidate, Subscription, SubscriptionStatus};
 use crate::plugin::dry_run::dry_run;
 use crate::store::{NewDelivery, OutboxWrite, ParkedRow, SubscriptionRow};
 
@@ -170,15 +170,5 @@ fn body_subscription(row: &SubscriptionRow) -> Subscription {
 }
 
 fn delivery(sub: &Subscription, event: &Candidate, data: Option<&RawValue>) -> NewDelivery {
-    let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
-    let body = webhook_body(&id, sub, event, 0, data.map(RawValue::get));
-    NewDelivery {
-        id,
-        subscription_id: sub.id.clone(),
-        endpoint_id: sub.endpoint_id.clone(),
-        chain_id: event.chain_id as i64,
-        event_type: event.event_type.as_str().to_string(),
-        block_number: event.log.block_number as i64,
-        body,
-    }
+    crate::matcher::new_delivery(sub, event, 0, data.map(RawValue::get))
 }
