@@ -168,3 +168,34 @@ fn upload_refusals_have_their_own_codes() {
     big.resize(11 << 20, 0);
     assert_eq!(refused(&big).code(), "too_large");
 }
+
+#[test]
+fn the_wall_clock_stops_a_loop_that_fuel_would_allow() {
+    let limits = PluginLimits {
+        fuel_base: u64::MAX / 4,
+        call_timeout_ms: 50,
+        ..PluginLimits::default()
+    };
+    let rt = PluginRuntime::new(limits).unwrap();
+    let plugin = rt
+        .compile(&module("", "(loop $l (br $l)) (i64.const 0)"))
+        .unwrap();
+    let mut instance = rt.instantiate(plugin, "null").unwrap();
+    let log = ChainLog::from_json(LOG).unwrap();
+    let started = std::time::Instant::now();
+    let err = instance.process(&[&log]).unwrap_err();
+    assert!(matches!(err, PluginError::Timeout), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_panic_reports_its_message_and_location() {
+    let text = r#"(module (import "pipeline" "panic" (func $panic (param i32 i32)))
+      (memory (export "memory") 2) (data (i32.const 9000) "boom at src/lib.rs:7:14")
+      (func (export "pipeline_abi_v1"))
+      (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
+      (func (export "pipeline_process") (param i32) (result i64)
+        (call $panic (i32.const 9000) (i32.const 23)) (i64.const 0)))"#;
+    let err = run(&wat::parse_str(text).unwrap()).unwrap_err();
+    assert_eq!(err.to_string(), "panic: boom at src/lib.rs:7:14");
+}

@@ -1,0 +1,139 @@
+//! The plugin developer's commands, run as a user would: `pipeline plugin check` and
+//! `pipeline plugin test` on the recorded mainnet logs of `../shared/fixtures`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use alloy_primitives::U256;
+use pipeline_tests::host::pipeline_binary;
+use pipeline_tests::plugins::wasm_path;
+use serde_json::Value;
+
+const TRANSFER_TOPIC0: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+
+fn mainnet_logs() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mainnet-logs.jsonl");
+    assert!(
+        path.is_file(),
+        "the recorded mainnet logs are missing at {}",
+        path.display()
+    );
+    path
+}
+
+/// An oracle independent of the plugin and the SDK: ERC-20 transfers (3 topics) with value ≥ min.
+fn expected_erc20_transfers(min_value: U256) -> usize {
+    let text = std::fs::read_to_string(mainnet_logs()).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|log| {
+            let topics = log["topics"].as_array().unwrap();
+            let data = log["data"].as_str().unwrap().trim_start_matches("0x");
+            topics.len() == 3
+                && topics[0] == TRANSFER_TOPIC0
+                && data.len() == 64
+                && U256::from_str_radix(data, 16).unwrap() >= min_value
+        })
+        .count()
+}
+
+fn pipeline(args: &[&str]) -> (i32, Vec<Value>, String) {
+    let out = Command::new(pipeline_binary())
+        .args(args)
+        .output()
+        .expect("run pipeline");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plugin_test_runs_erc20_transfers_over_the_mainnet_fixture() {
+    let wasm = wasm_path("erc20-transfers");
+    let events = mainnet_logs();
+    let (code, lines, stderr) = pipeline(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--config",
+        r#"{"min_value":"1000000"}"#,
+        "--only-kept",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary = &lines.last().expect("a summary line")["summary"];
+    let expected = expected_erc20_transfers(U256::from(1_000_000u64));
+    assert_eq!(summary["events"], 21_786);
+    assert_eq!(summary["kept"].as_u64(), Some(expected as u64), "{summary}");
+    assert_eq!(lines.len() - 1, expected, "one line per kept event");
+    assert!(summary["fuel_used"].as_u64().unwrap() > 0);
+    assert!(summary["error"].is_null());
+    let first = &lines[0];
+    assert_eq!(first["decision"], "keep");
+    let data = &first["data"];
+    for field in ["token", "from", "to"] {
+        let value = data[field].as_str().unwrap();
+        assert!(
+            value.starts_with("0x") && value.len() == 42 && value == value.to_lowercase(),
+            "{data}"
+        );
+    }
+    assert!(
+        U256::from_str_radix(data["value"].as_str().unwrap(), 10).unwrap()
+            >= U256::from(1_000_000u64)
+    );
+}
+
+#[test]
+fn plugin_test_reports_a_rejected_config() {
+    let wasm = wasm_path("erc20-transfers");
+    let events = mainnet_logs();
+    let (code, lines, _) = pipeline(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--config",
+        r#"{"min_value":"lots"}"#,
+        "--limit",
+        "10",
+    ]);
+    assert_eq!(code, 1);
+    let error = lines.last().unwrap()["summary"]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("config rejected"), "{error}");
+}
+
+#[test]
+fn plugin_check_names_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasi = dir.path().join("wasi.wasm");
+    std::fs::write(&wasi, wat::parse_str(r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1))"#).unwrap()).unwrap();
+    let (code, lines, _) = pipeline(&["plugin", "check", wasi.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["code"], "forbidden_import");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wasi_snapshot_preview1.fd_write")
+    );
+
+    let wasm = wasm_path("uniswap-v3-swaps");
+    let (code, lines, _) = pipeline(&["plugin", "check", wasm.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[0]["id"].as_str().unwrap().len(), 64);
+}
