@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark: failing loudly is right
 //! Plugin host overhead, measured with criterion on recorded mainnet logs:
 //! - one 100-event batch through a plugin in wasm (metered and unmetered) versus the same plugin
 //!   compiled natively and run through the same SDK decode/encode path;

@@ -70,7 +70,9 @@ mod tests {
             number,
             hash: B256::ZERO,
             kind: BlockKind::Canonical,
-            logs: vec![std::sync::Arc::new(log); n_logs],
+            logs: (0..n_logs)
+                .map(|_| std::sync::Arc::new(log.clone()))
+                .collect(),
             received_at: std::time::Instant::now(),
         }
     }

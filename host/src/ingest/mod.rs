@@ -168,20 +168,20 @@ impl ChainIngest {
             });
         }
         conn.subscribe_new_heads().await?;
-        if self.window.tip().is_none() {
-            if let Some(start) = self.chain.start_block.filter(|s| *s > 0) {
-                let before: Header = conn
-                    .request(
-                        "eth_getBlockByNumber",
-                        json!([format!("{:#x}", start - 1), false]),
-                    )
-                    .await?;
-                self.window.push(WindowBlock {
-                    number: before.number,
-                    hash: before.hash,
-                    logs: Vec::new(),
-                });
-            }
+        if self.window.tip().is_none()
+            && let Some(start) = self.chain.start_block.filter(|s| *s > 0)
+        {
+            let before: Header = conn
+                .request(
+                    "eth_getBlockByNumber",
+                    json!([format!("{:#x}", start - 1), false]),
+                )
+                .await?;
+            self.window.push(WindowBlock {
+                number: before.number,
+                hash: before.hash,
+                logs: Vec::new(),
+            });
         }
         self.health.connected.store(true, Ordering::Relaxed);
         self.health.set_error(None);
@@ -214,13 +214,13 @@ impl ChainIngest {
                 .with_label_values(&[chain])
                 .observe(lag_s);
         }
-        if self.chain.confirmations == 0 {
-            if let Some(known) = self.window.get(head.number) {
-                if known.hash != head.hash {
-                    self.reorg(conn, head).await?;
-                }
-                return Ok(());
+        if self.chain.confirmations == 0
+            && let Some(known) = self.window.get(head.number)
+        {
+            if known.hash != head.hash {
+                self.reorg(conn, head).await?;
             }
+            return Ok(());
         }
         let target = head.number.saturating_sub(self.chain.confirmations);
         loop {

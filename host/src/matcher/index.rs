@@ -60,10 +60,10 @@ pub struct Subscription {
 impl Subscription {
     /// The exact filter: emitter in `addresses`, and each constrained topic position satisfied.
     pub fn matches(&self, log: &ChainLog) -> bool {
-        if let Some(addresses) = &self.addresses {
-            if !addresses.contains(&log.address) {
-                return false;
-            }
+        if let Some(addresses) = &self.addresses
+            && !addresses.contains(&log.address)
+        {
+            return false;
         }
         self.topics
             .iter()

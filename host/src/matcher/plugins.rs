@@ -282,11 +282,11 @@ pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<Plug
 
 impl PluginJob {
     fn run(&mut self, runtime: &PluginRuntime) {
-        if let Some(until) = self.state.quarantined_until {
-            if Instant::now() < until {
-                self.result = Err(Failure::Quarantined);
-                return;
-            }
+        if let Some(until) = self.state.quarantined_until
+            && Instant::now() < until
+        {
+            self.result = Err(Failure::Quarantined);
+            return;
         }
         let logs: Vec<&ChainLog> = self.events.iter().map(|e| &*e.log).collect();
         let mut last_error = PluginError::Trap("not run".into());

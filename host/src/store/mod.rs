@@ -169,13 +169,13 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(dir) = Path::new(path)
+    if !path.is_empty()
+        && path != ":memory:"
+        && let Some(dir) = Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)?;
-        }
+    {
+        std::fs::create_dir_all(dir)?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()

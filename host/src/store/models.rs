@@ -33,10 +33,9 @@ impl EndpointRow {
         let mut secrets = vec![self.secret.as_str()];
         if let (Some(previous), Some(expires)) =
             (&self.previous_secret, self.previous_secret_expires_at)
+            && expires > now_ms
         {
-            if expires > now_ms {
-                secrets.push(previous);
-            }
+            secrets.push(previous);
         }
         secrets
     }
