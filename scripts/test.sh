@@ -10,7 +10,7 @@
 #   3. .tools/venv with standardwebhooks (the independent signature verifier)
 #   4. PostgreSQL on 127.0.0.1:5432 (used if it answers, else installed and started) with database `test`
 #   5. the plugins (wasm, release) and the host binary `pipeline` (debug)
-#   6. cargo test --workspace
+#   6. cargo test --workspace, then clippy (-D warnings) and rustfmt --check
 # PIPELINE_SETUP_ONLY=1 stops after step 4.
 set -euo pipefail
 
@@ -48,6 +48,9 @@ if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 else
     run rustup target add wasm32-unknown-unknown
 fi
+for component in clippy rustfmt; do
+    rustup component list --installed | grep -q "^$component" || run rustup component add "$component"
+done
 
 # ---------------------------------------------------------------------------------------------------
 step "2/6 anvil $ANVIL_VERSION and solc $SOLC_VERSION (npm, into .tools/npm)"
@@ -186,3 +189,10 @@ echo "PIPELINE_TEST_PYTHON=$PIPELINE_TEST_PYTHON"
 echo "PIPELINE_TEST_POSTGRES_URL=$PIPELINE_TEST_POSTGRES_URL"
 echo "PIPELINE_BIN=$PIPELINE_BIN"
 run cargo test --workspace --no-fail-fast "$@"
+
+# ---------------------------------------------------------------------------------------------------
+# Rule 1 of DESIGN §6 (no unwrap/expect/panic in host production code) is a clippy lint: enforce it,
+# with every other warning, and the formatting, on every run.
+step "lints: cargo clippy -D warnings, cargo fmt --check"
+run cargo clippy --workspace --all-targets --quiet -- -D warnings
+run cargo fmt --all -- --check
