@@ -95,7 +95,7 @@ async fn store_check(state: &AdminState) -> Check {
 
 /// A chain that has never connected is not ready either.
 fn chain_check(chain: &ChainHealth) -> Check {
-    if chain.connected.load(Ordering::Relaxed) {
+    if chain.connected.load(Ordering::Relaxed) || chain.standby.load(Ordering::Relaxed) {
         return Check::pass();
     }
     let last_error = chain.last_error.lock().ok().and_then(|e| e.clone());

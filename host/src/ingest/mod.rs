@@ -3,6 +3,7 @@
 //! logs. Reconnects (rotating through the chain's URLs) with backoff and jitter, and never gives up.
 
 mod chain;
+mod ownership;
 pub mod rpc;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ChainConfig;
 use crate::event::{BlockKind, BlockLogs, ChainLog};
 use crate::metrics::Metrics;
-use crate::store::{Store, now_ms};
+use crate::store::{ChainLock, Store, now_ms};
 use chain::{Window, WindowBlock};
 use rpc::{Connection, Header, RpcError};
 
@@ -37,6 +38,8 @@ pub struct ChainHealth {
     pub chain_id: u64,
     pub name: String,
     pub connected: AtomicBool,
+    /// Another replica owns the chain; this one is ready to take over.
+    pub standby: AtomicBool,
     pub last_head_at_ms: AtomicI64,
     pub last_error: std::sync::Mutex<Option<String>>,
 }
@@ -67,6 +70,8 @@ enum IngestError {
     BadLog { block: u64, reason: String },
     #[error("pipeline stopped")]
     Stopped,
+    #[error("lost ownership of the chain (database session ended)")]
+    LostOwnership,
 }
 
 /// Follows one chain until `shutdown`; dropping `output` on return tells the next stage to drain.
@@ -84,10 +89,18 @@ pub async fn run(
         output,
         metrics,
         health,
+        lock: None,
+        lock_checked_at: Instant::now(),
     };
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;
     loop {
+        if ingest.lock.is_none() {
+            let Some(lock) = ownership::acquire(&store, &ingest.health, &shutdown).await else { break };
+            ingest.lock = Some(lock);
+            // Another replica may have moved the cursor while this one stood by.
+            ingest.window.clear();
+        }
         if ingest.window.tip().is_none() {
             ingest.seed_from_cursor(&store).await;
         }
@@ -101,6 +114,11 @@ pub async fn run(
         let Err(error) = result else { break };
         if matches!(error, IngestError::Stopped) {
             break;
+        }
+        if matches!(error, IngestError::LostOwnership) {
+            tracing::warn!(chain = %ingest.chain.name, "lost the chain lock; waiting to own it again");
+            ingest.lock = None;
+            continue;
         }
         // A connection that worked for a while earns a fresh backoff.
         if started.elapsed() > Duration::from_secs(60) {
@@ -121,6 +139,9 @@ pub async fn run(
             _ = tokio::time::sleep(delay) => {}
         }
     }
+    if let Some(lock) = ingest.lock.take() {
+        lock.release().await;
+    }
     tracing::info!(chain = %ingest.chain.name, "ingest stopped");
 }
 
@@ -135,9 +156,25 @@ struct ChainIngest {
     output: mpsc::Sender<BlockLogs>,
     metrics: Metrics,
     health: Arc<ChainHealth>,
+    lock: Option<ChainLock>,
+    lock_checked_at: Instant,
 }
 
 impl ChainIngest {
+    /// Stops following when the database session holding the chain lock is gone: another replica
+    /// may own the chain by now.
+    async fn check_ownership(&mut self) -> Result<(), IngestError> {
+        if self.lock_checked_at.elapsed() < ownership::OWNERSHIP_CHECK {
+            return Ok(());
+        }
+        self.lock_checked_at = Instant::now();
+        let held = match &mut self.lock {
+            Some(lock) => lock.is_held().await,
+            None => false,
+        };
+        if held { Ok(()) } else { Err(IngestError::LostOwnership) }
+    }
+
     /// Starts the window at the durable cursor, so the first head fills the gap since.
     async fn seed_from_cursor(&mut self, store: &Store) {
         match store.get_cursor(self.chain.chain_id).await {
@@ -194,6 +231,7 @@ impl ChainIngest {
         self.on_head(&mut conn, latest).await?;
         loop {
             let head = conn.next_head(HEAD_SILENCE).await?;
+            self.check_ownership().await?;
             self.on_head(&mut conn, head).await?;
         }
     }

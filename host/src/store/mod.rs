@@ -3,6 +3,7 @@
 //! writes pass one JSON parameter, so a batch costs one statement per table whatever its size.
 
 mod deliveries;
+mod lock;
 pub mod models;
 mod outbox;
 mod resources;
@@ -14,6 +15,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use models::*;
+pub use lock::ChainLock;
 pub use outbox::WriteStats;
 
 #[derive(Debug, thiserror::Error)]
