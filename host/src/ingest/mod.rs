@@ -96,7 +96,9 @@ pub async fn run(
     let mut attempt: usize = 0;
     loop {
         if ingest.lock.is_none() {
-            let Some(lock) = ownership::acquire(&store, &ingest.health, &shutdown).await else { break };
+            let Some(lock) = ownership::acquire(&store, &ingest.health, &shutdown).await else {
+                break;
+            };
             ingest.lock = Some(lock);
             // Another replica may have moved the cursor while this one stood by.
             ingest.window.clear();
@@ -172,7 +174,11 @@ impl ChainIngest {
             Some(lock) => lock.is_held().await,
             None => false,
         };
-        if held { Ok(()) } else { Err(IngestError::LostOwnership) }
+        if held {
+            Ok(())
+        } else {
+            Err(IngestError::LostOwnership)
+        }
     }
 
     /// Starts the window at the durable cursor, so the first head fills the gap since.

@@ -12,7 +12,11 @@ use crate::store::{ChainLock, Store};
 pub const OWNERSHIP_CHECK: Duration = Duration::from_secs(5);
 
 /// Waits until this replica owns the chain; `None` if shutdown came first.
-pub async fn acquire(store: &Store, health: &ChainHealth, shutdown: &CancellationToken) -> Option<ChainLock> {
+pub async fn acquire(
+    store: &Store,
+    health: &ChainHealth,
+    shutdown: &CancellationToken,
+) -> Option<ChainLock> {
     let mut announced = false;
     loop {
         match store.try_lock_chain(health.chain_id).await {
@@ -30,7 +34,9 @@ pub async fn acquire(store: &Store, health: &ChainHealth, shutdown: &Cancellatio
                     announced = true;
                 }
             }
-            Err(error) => tracing::warn!(chain = %health.name, %error, "cannot take the chain lock"),
+            Err(error) => {
+                tracing::warn!(chain = %health.name, %error, "cannot take the chain lock")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,

@@ -22,7 +22,10 @@ impl ChainLock {
     pub async fn is_held(&mut self) -> bool {
         match &mut self.connection {
             None => true,
-            Some(conn) => sqlx::query("SELECT 1").execute(&mut **conn.get_mut()).await.is_ok(),
+            Some(conn) => sqlx::query("SELECT 1")
+                .execute(&mut **conn.get_mut())
+                .await
+                .is_ok(),
         }
     }
 
@@ -51,11 +54,20 @@ impl Store {
     /// Takes ownership of `chain_id` if no other replica holds it.
     pub async fn try_lock_chain(&self, chain_id: u64) -> Result<Option<ChainLock>, StoreError> {
         if self.dialect == Dialect::Sqlite {
-            return Ok(Some(ChainLock { connection: None, key: 0 }));
+            return Ok(Some(ChainLock {
+                connection: None,
+                key: 0,
+            }));
         }
         let mut conn = self.pool.acquire().await?;
         let key = LOCK_NAMESPACE ^ (chain_id as i64 & 0xffff_ffff);
-        let (granted,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
-        Ok(granted.then_some(ChainLock { connection: Some(tokio::sync::Mutex::new(conn)), key }))
+        let (granted,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(granted.then_some(ChainLock {
+            connection: Some(tokio::sync::Mutex::new(conn)),
+            key,
+        }))
     }
 }

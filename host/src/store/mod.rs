@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-pub use models::*;
 pub use lock::ChainLock;
+pub use models::*;
 pub use outbox::WriteStats;
 
 #[derive(Debug, thiserror::Error)]

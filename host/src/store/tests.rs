@@ -181,12 +181,32 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
 #[tokio::test]
 async fn one_replica_owns_a_chain_at_a_time() {
     let Some(pg) = postgres().await else { return };
-    let mut first = pg.try_lock_chain(31337).await.unwrap().expect("free chain is granted");
+    let mut first = pg
+        .try_lock_chain(31337)
+        .await
+        .unwrap()
+        .expect("free chain is granted");
     assert!(first.is_held().await);
-    assert!(pg.try_lock_chain(31337).await.unwrap().is_none(), "a second owner is refused");
-    assert!(pg.try_lock_chain(1).await.unwrap().is_some(), "other chains are independent");
+    assert!(
+        pg.try_lock_chain(31337).await.unwrap().is_none(),
+        "a second owner is refused"
+    );
+    assert!(
+        pg.try_lock_chain(1).await.unwrap().is_some(),
+        "other chains are independent"
+    );
     first.release().await;
-    assert!(pg.try_lock_chain(31337).await.unwrap().is_some(), "taken over once released");
+    assert!(
+        pg.try_lock_chain(31337).await.unwrap().is_some(),
+        "taken over once released"
+    );
     // SQLite: one process per file, always the owner.
-    assert!(sqlite().await.try_lock_chain(31337).await.unwrap().is_some());
+    assert!(
+        sqlite()
+            .await
+            .try_lock_chain(31337)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
