@@ -59,7 +59,7 @@ impl Metrics {
             events_processed: counter_vec(
                 &r,
                 "pipeline_events_processed_total",
-                "Candidate events by outcome (delivered = queued for delivery, dropped by plugin, parked)",
+                "Candidate events by outcome: matched (queued for delivery), dropped (by a plugin), parked",
                 &["status"],
             )?,
             deliveries_attempted: counter_vec(

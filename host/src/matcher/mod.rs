@@ -106,6 +106,8 @@ impl Matcher {
                 self.finish_job(&mut matched, job);
             }
         }
+        matched.write.release_chains =
+            release_chains(&set, &self.confirmations, &matched.write.cursors);
         let n_delivered = matched.write.deliveries.len() as u64;
         self.metrics
             .events_processed
@@ -166,24 +168,57 @@ impl Matcher {
     }
 }
 
-/// The delivery row for one kept event: deterministic id and the webhook body.
+/// The delivery row for one kept event: deterministic id and the webhook body. The chain is
+/// ingested `chain_confirmations` behind its head; a subscription asking for more has its
+/// deliveries held until the cursor has moved that much further.
 pub fn new_delivery(
     sub: &Subscription,
     event: &Candidate,
-    confirmations: u64,
+    chain_confirmations: u64,
     data: Option<&str>,
 ) -> NewDelivery {
     let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
-    let body = webhook_body(&id, sub, event, confirmations, data);
+    let extra = sub.confirmations.saturating_sub(chain_confirmations);
+    let body = webhook_body(
+        &id,
+        sub,
+        event,
+        chain_confirmations.max(sub.confirmations),
+        data,
+    );
+    let held = extra > 0;
     NewDelivery {
-        id,
         subscription_id: sub.id.clone(),
         endpoint_id: sub.endpoint_id.clone(),
         chain_id: event.chain_id as i64,
         event_type: event.event_type.as_str().to_string(),
         block_number: event.log.block_number as i64,
         body,
+        release_block: (held && event.event_type == EventType::Log)
+            .then(|| (event.log.block_number + extra) as i64),
+        supersedes: (held && event.event_type == EventType::LogRemoved)
+            .then(|| delivery_id(&sub.id, event.chain_id, &event.log, EventType::Log)),
+        id,
     }
+}
+
+/// Chains in this batch with subscriptions that wait for more confirmations than the chain is
+/// ingested with: their held deliveries may be released by the new cursor.
+fn release_chains(
+    set: &SubscriptionSet,
+    chain_confirmations: &HashMap<u64, u64>,
+    cursors: &[Cursor],
+) -> Vec<u64> {
+    cursors
+        .iter()
+        .map(|c| c.chain_id as u64)
+        .filter(|chain| {
+            let base = chain_confirmations.get(chain).copied().unwrap_or(0);
+            set.subscriptions
+                .iter()
+                .any(|s| s.chain_id == *chain && s.confirmations > base)
+        })
+        .collect()
 }
 
 /// Candidate events per subscription index, in chain order.

@@ -43,8 +43,8 @@ pub async fn run(
             .map(Some)
             .chain(std::iter::repeat(None));
         for (delivery, received_at) in batch.write.deliveries.into_iter().zip(received) {
-            if !inserted.contains(&delivery.id) {
-                continue; // a replay of a delivery that already exists
+            if !inserted.contains(&delivery.id) || delivery.is_held() {
+                continue; // a replay of a delivery that already exists, or one awaiting confirmations
             }
             let job = DeliveryJob {
                 id: delivery.id,

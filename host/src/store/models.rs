@@ -70,7 +70,23 @@ pub struct NewDelivery {
     pub event_type: String,
     pub block_number: i64,
     pub body: String,
+    /// Held until the chain's cursor reaches this block (the subscription wants more
+    /// confirmations than the chain is ingested with); `None` = deliver now.
+    pub release_block: Option<i64>,
+    /// For a `log.removed` of a held delivery: the held delivery's id. If that delivery is still
+    /// held it is cancelled instead, and this one is not sent either.
+    pub supersedes: Option<String>,
 }
+
+impl NewDelivery {
+    pub fn is_held(&self) -> bool {
+        self.release_block.is_some()
+    }
+}
+
+/// `next_attempt_at` of a held delivery: never due until released (the last millisecond of 9999,
+/// so it still formats as a date).
+pub const HELD_UNTIL_RELEASED: i64 = 253_402_300_799_000;
 
 /// An event a failing plugin held back.
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +131,8 @@ pub struct OutboxWrite {
     pub parked: Vec<ParkedEvent>,
     pub cursors: Vec<Cursor>,
     pub status_changes: Vec<StatusChange>,
+    /// Chains whose held deliveries up to the new cursor are released by this write.
+    pub release_chains: Vec<u64>,
 }
 
 /// A delivery ready to attempt.

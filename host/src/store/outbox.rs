@@ -3,7 +3,10 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Cursor, OutboxWrite, ParkedEvent, ParkedRow, Store, StoreError, now_ms};
+use super::{
+    Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow, Store,
+    StoreError, now_ms,
+};
 
 /// Statements issued by one write, for the statements-per-event metric.
 #[derive(Debug, Default, Clone, Copy)]
@@ -22,8 +25,20 @@ impl Store {
         let now = now_ms();
         let mut stats = WriteStats::default();
         let mut tx = self.pool.begin().await?;
+        let cancelled = self
+            .cancel_held(&mut tx, &write.deliveries, &mut stats)
+            .await?;
+        let deliveries: Vec<&NewDelivery> = write
+            .deliveries
+            .iter()
+            .filter(|d| {
+                d.supersedes
+                    .as_ref()
+                    .is_none_or(|id| !cancelled.contains(id))
+            })
+            .collect();
         let mut inserted = Vec::new();
-        if !write.deliveries.is_empty() {
+        if !deliveries.is_empty() {
             let source = self.json_rows(
                 1,
                 &[
@@ -34,21 +49,26 @@ impl Store {
                     ("event_type", "text"),
                     ("block_number", "bigint"),
                     ("body", "text"),
+                    ("release_block", "bigint"),
                 ],
             );
-            // The new rows are leased to this process: it sends them from memory right away, and
-            // the retry poller must not pick them up unless this process dies first.
+            // New rows are leased to this process: it sends them from memory right away, and the
+            // retry poller must not pick them up unless this process dies first. Held rows wait,
+            // unleased, for their release.
             let sql = format!(
                 "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
-                 status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+                 release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
                  SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
-                 'pending', 0, $2, $3, $2, $2 FROM {source} WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
+                 j.release_block, 'pending', 0, CASE WHEN j.release_block IS NULL THEN $2 ELSE $4 END, \
+                 CASE WHEN j.release_block IS NULL THEN $3 ELSE 0 END, $2, $2 \
+                 FROM {source} WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
             );
-            let json = serde_json::to_string(&write.deliveries).unwrap_or_default();
+            let json = serde_json::to_string(&deliveries).unwrap_or_default();
             let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(json)
                 .bind(now)
                 .bind(now + lease_ms)
+                .bind(HELD_UNTIL_RELEASED)
                 .fetch_all(&mut *tx)
                 .await?;
             inserted = rows
@@ -105,8 +125,62 @@ impl Store {
             .await?;
             stats.statements += 1;
         }
+        for chain_id in &write.release_chains {
+            let Some(cursor) = write
+                .cursors
+                .iter()
+                .find(|c| c.chain_id == *chain_id as i64)
+            else {
+                continue;
+            };
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
+                 WHERE chain_id = $1 AND release_block IS NOT NULL AND release_block <= $2 AND next_attempt_at = $4",
+            )
+            .bind(cursor.chain_id)
+            .bind(cursor.block_number)
+            .bind(now)
+            .bind(HELD_UNTIL_RELEASED)
+            .execute(&mut *tx)
+            .await?;
+            stats.statements += 1;
+        }
         tx.commit().await?;
         Ok((inserted, stats))
+    }
+
+    /// Deletes held deliveries that a `log.removed` supersedes (the log was reorged out before it
+    /// was confirmed enough to send); returns their ids.
+    async fn cancel_held(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        deliveries: &[NewDelivery],
+        stats: &mut WriteStats,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let superseded: Vec<&str> = deliveries
+            .iter()
+            .filter_map(|d| d.supersedes.as_deref())
+            .collect();
+        if superseded.is_empty() {
+            return Ok(Default::default());
+        }
+        let ids: Vec<serde_json::Value> = superseded
+            .iter()
+            .map(|id| serde_json::json!({"id": id}))
+            .collect();
+        let source = self.json_rows(1, &[("id", "text")]);
+        let sql = format!(
+            "DELETE FROM deliveries WHERE next_attempt_at = $2 AND id IN (SELECT j.id FROM {source}) RETURNING id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(serde_json::Value::Array(ids).to_string())
+            .bind(HELD_UNTIL_RELEASED)
+            .fetch_all(&mut **tx)
+            .await?;
+        stats.statements += 1;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     pub async fn get_cursor(&self, chain_id: u64) -> Result<Option<Cursor>, StoreError> {

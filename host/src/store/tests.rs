@@ -49,6 +49,8 @@ fn delivery(id: &str) -> NewDelivery {
         event_type: "log".into(),
         block_number: 7,
         body: "{\"id\":\"x\",\"data\":{\"quote\":\"it's\"}}".into(),
+        release_block: None,
+        supersedes: None,
     }
 }
 
@@ -84,6 +86,7 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
                 block_hash: "0xab".into(),
             }],
             status_changes: vec![],
+            release_chains: vec![],
         };
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
         new_ids.sort();
@@ -209,4 +212,83 @@ async fn one_replica_owns_a_chain_at_a_time() {
             .unwrap()
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
+    each_store(async |store: Store| {
+        let cursor = |n: i64| Cursor {
+            chain_id: 31337,
+            block_number: n,
+            block_hash: format!("0x{n:x}"),
+        };
+        let held = |id: &str, release: i64| NewDelivery {
+            release_block: Some(release),
+            ..delivery(id)
+        };
+        let write = OutboxWrite {
+            deliveries: vec![held("msg_h1", 9), held("msg_h2", 12)],
+            cursors: vec![cursor(7)],
+            release_chains: vec![31337],
+            ..OutboxWrite::default()
+        };
+        let (inserted, _) = store.write_batch(&write, 60_000).await.unwrap();
+        assert_eq!(inserted.len(), 2);
+        assert!(
+            store.claim_due(10, 1_000).await.unwrap().is_empty(),
+            "held until released"
+        );
+        let release = OutboxWrite {
+            cursors: vec![cursor(9)],
+            release_chains: vec![31337],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&release, 60_000).await.unwrap();
+        let due = store.claim_due(10, 1_000).await.unwrap();
+        assert_eq!(
+            due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["msg_h1"]
+        );
+        // msg_h2's log is reorged out before it is confirmed: both it and its removal vanish.
+        let removal = NewDelivery {
+            id: "msg_r2".into(),
+            event_type: "log.removed".into(),
+            supersedes: Some("msg_h2".into()),
+            ..delivery("msg_r2")
+        };
+        let (inserted, _) = store
+            .write_batch(
+                &OutboxWrite {
+                    deliveries: vec![removal],
+                    ..OutboxWrite::default()
+                },
+                60_000,
+            )
+            .await
+            .unwrap();
+        assert!(
+            inserted.is_empty(),
+            "the removal of a never-sent log is not sent"
+        );
+        assert!(store.get_delivery("msg_h2").await.unwrap().is_none());
+        // A removal of an already released delivery is sent.
+        let removal = NewDelivery {
+            id: "msg_r1".into(),
+            event_type: "log.removed".into(),
+            supersedes: Some("msg_h1".into()),
+            ..delivery("msg_r1")
+        };
+        let (inserted, _) = store
+            .write_batch(
+                &OutboxWrite {
+                    deliveries: vec![removal],
+                    ..OutboxWrite::default()
+                },
+                60_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(inserted, vec!["msg_r1"]);
+    })
+    .await;
 }
