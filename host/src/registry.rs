@@ -9,7 +9,7 @@ use alloy_primitives::{Address, B256};
 use tokio::sync::{Mutex, watch};
 
 use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet, SubscriptionStatus};
-use crate::plugin::PluginRuntime;
+use crate::plugin::{CompiledPlugin, PluginRuntime};
 use crate::store::{EndpointRow, Store, StoreError, SubscriptionRow};
 
 pub type Endpoints = Arc<HashMap<String, EndpointRow>>;
@@ -74,25 +74,58 @@ impl Registry {
         Ok(())
     }
 
+    /// A stored plugin ready to instantiate: from memory, else from this host's precompiled code in
+    /// the store, else compiled from its wasm (and the result stored for the next start).
+    pub async fn plugin(&self, id: &str) -> Result<Arc<CompiledPlugin>, String> {
+        if let Some(hit) = self.runtime.cached(id) {
+            return Ok(hit);
+        }
+        let engine = self.runtime.engine_fingerprint();
+        if let Ok(Some(artifact)) = self.store.get_plugin_artifact(id, &engine).await {
+            let (runtime, plugin_id) = (self.runtime.clone(), id.to_string());
+            let loaded = tokio::task::spawn_blocking(move || {
+                runtime.load_precompiled(&plugin_id, &artifact)
+            })
+            .await;
+            if let Ok(Some(compiled)) = loaded {
+                return Ok(compiled);
+            }
+        }
+        let wasm = self
+            .store
+            .get_plugin_wasm(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let wasm = wasm.ok_or_else(|| format!("plugin {id} is not stored"))?;
+        let compiled = self
+            .runtime
+            .compile_async(wasm)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.save_precompiled(&compiled).await;
+        Ok(compiled)
+    }
+
+    /// Stores a plugin's compiled code so the next start skips compilation (best effort).
+    pub async fn save_precompiled(&self, compiled: &CompiledPlugin) {
+        let Some(artifact) = compiled.serialize() else {
+            return;
+        };
+        let engine = self.runtime.engine_fingerprint();
+        if let Err(error) = self
+            .store
+            .put_plugin_artifact(&compiled.id, &engine, &artifact)
+            .await
+        {
+            tracing::warn!(plugin = %compiled.id, %error, "could not store the precompiled plugin");
+        }
+    }
+
     async fn compile_subscription(&self, row: &SubscriptionRow) -> Result<Subscription, String> {
         let plugin = match &row.plugin_id {
             None => None,
             Some(id) => {
-                let compiled = match self.runtime.cached(id) {
-                    Some(hit) => hit,
-                    None => {
-                        let wasm = self
-                            .store
-                            .get_plugin_wasm(id)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let wasm = wasm.ok_or_else(|| format!("plugin {id} is not stored"))?;
-                        self.runtime
-                            .compile_async(wasm)
-                            .await
-                            .map_err(|e| e.to_string())?
-                    }
-                };
+                let compiled = self.plugin(id).await?;
                 let config_json = row
                     .plugin_config
                     .clone()
@@ -172,4 +205,61 @@ pub fn parse_topics(json: Option<&str>) -> Result<Vec<Option<Vec<B256>>>, String
             single => topic(single).map(|t| Some(vec![t])),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PluginLimits;
+    use crate::event::ChainLog;
+    use crate::store::PluginRow;
+
+    const KEEP_NONE: &str = r#"(module (memory (export "memory") 2) (data (i32.const 8192) "\01\00\00\00\00\00")
+      (func (export "pipeline_abi_v1"))
+      (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
+      (func (export "pipeline_process") (param i32) (result i64) (i64.const 35184372088838)))"#;
+
+    #[tokio::test]
+    async fn a_restart_loads_precompiled_plugins_from_the_store() {
+        let dir = std::env::temp_dir().join(format!("pipeline-registry-{}", rand::random::<u32>()));
+        let store = Store::connect(&format!("sqlite://{}/r.db", dir.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let wasm = wat::parse_str(KEEP_NONE).unwrap();
+        let id = crate::plugin::plugin_id(&wasm);
+        let row = PluginRow {
+            id: id.clone(),
+            name: "n".into(),
+            size: wasm.len() as i64,
+            created_at: 0,
+        };
+        store.insert_plugin(&row, &wasm).await.unwrap();
+
+        let first = Registry::new(
+            store.clone(),
+            PluginRuntime::new(PluginLimits::default()).unwrap(),
+        );
+        first.plugin(&id).await.unwrap();
+        let engine = first.runtime().engine_fingerprint();
+        let artifact = store
+            .get_plugin_artifact(&id, &engine)
+            .await
+            .unwrap()
+            .expect("stored after compiling");
+
+        // A new process: empty cache, same engine configuration.
+        let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
+        assert_eq!(runtime.engine_fingerprint(), engine);
+        let loaded = runtime
+            .load_precompiled(&id, &artifact)
+            .expect("precompiled code loads");
+        let mut instance = runtime.instantiate(loaded, "null").unwrap();
+        let log = ChainLog::from_json(r#"{"address":"0x0000000000000000000000000000000000000001","topics":[],"data":"0x","blockNumber":"0x1","blockHash":"0x0000000000000000000000000000000000000000000000000000000000000001","transactionHash":"0x0000000000000000000000000000000000000000000000000000000000000002","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#).unwrap();
+        assert!(instance.process(&[&log]).is_ok());
+        // Garbage in the artifact slot is refused, not trusted.
+        assert!(runtime.load_precompiled(&id, b"not an artifact").is_none());
+        let second = Registry::new(store.clone(), runtime);
+        assert_eq!(second.plugin(&id).await.unwrap().id, id);
+    }
 }

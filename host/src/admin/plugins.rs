@@ -99,6 +99,7 @@ async fn upload(
         created_at: now_ms(),
     };
     if state.store.insert_plugin(&row, &body).await? {
+        state.registry.save_precompiled(&compiled).await;
         tracing::info!(plugin = %row.id, name = %row.name, size = row.size, "plugin uploaded");
         return Ok((StatusCode::CREATED, Json(row.into())));
     }
@@ -191,17 +192,16 @@ fn parse_events(events: &[Box<RawValue>]) -> ApiResult<Vec<ChainLog>> {
         .collect()
 }
 
-/// The compiled plugin `id`: from the runtime's cache, or loaded from the store and compiled.
+/// The compiled plugin `id`: from memory, this host's precompiled code, or compiled from the store.
 pub(super) async fn load_plugin(state: &AdminState, id: &str) -> ApiResult<Arc<CompiledPlugin>> {
-    if let Some(hit) = state.runtime.cached(id) {
-        return Ok(hit);
+    if state.store.get_plugin(id).await?.is_none() {
+        return Err(ApiError::not_found("plugin", id));
     }
-    let wasm = state
-        .store
-        .get_plugin_wasm(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("plugin", id))?;
-    Ok(state.runtime.compile_async(wasm).await?)
+    state
+        .registry
+        .plugin(id)
+        .await
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "compile_failed", message))
 }
 
 /// Runs CPU-bound plugin work off the async runtime.

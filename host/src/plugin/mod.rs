@@ -99,6 +99,13 @@ impl std::fmt::Debug for CompiledPlugin {
     }
 }
 
+impl CompiledPlugin {
+    /// The compiled code, for storing and loading on a later start.
+    pub fn serialize(&self) -> Option<Vec<u8>> {
+        self.instance_pre.module().serialize().ok()
+    }
+}
+
 /// The process-wide plugin runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginRuntime {
@@ -191,6 +198,45 @@ impl PluginRuntime {
             ))),
             Err(_) => Err(ValidationError::CompileTimeout(limit)),
         }
+    }
+
+    /// Identifies this engine's configuration: precompiled code is only reused by an identical one.
+    pub fn engine_fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!(
+            "wasmtime-{}-{:016x}",
+            env!("CARGO_PKG_VERSION"),
+            hasher.finish()
+        )
+    }
+
+    /// Loads code this host precompiled earlier (read back from its own store), checking the
+    /// interface again; `None` (and a log line) if it cannot be used, so the caller recompiles.
+    pub fn load_precompiled(&self, id: &str, artifact: &[u8]) -> Option<Arc<CompiledPlugin>> {
+        // SAFETY: wasmtime trusts serialized code. These bytes are only ever produced by
+        // `CompiledPlugin::serialize` of this host and read back from its own database, never
+        // taken from an upload; wasmtime still checks the engine and format compatibility.
+        let module = match unsafe { Module::deserialize(&self.engine, artifact) } {
+            Ok(module) => module,
+            Err(error) => {
+                tracing::warn!(plugin = id, error = %format!("{error:#}"), "stored precompiled plugin unusable; recompiling");
+                return None;
+            }
+        };
+        validate::check_interface(&module).ok()?;
+        let instance_pre = self.linker.instantiate_pre(&module).ok()?;
+        let compiled = Arc::new(CompiledPlugin {
+            id: id.to_string(),
+            instance_pre,
+        });
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(id.to_string(), compiled.clone());
+        }
+        Some(compiled)
     }
 
     pub fn cached(&self, id: &str) -> Option<Arc<CompiledPlugin>> {

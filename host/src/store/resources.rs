@@ -64,6 +64,10 @@ impl Store {
                 users.0
             )));
         }
+        sqlx::query("DELETE FROM plugin_artifacts WHERE plugin_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         let result = sqlx::query("DELETE FROM plugins WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -245,4 +249,41 @@ fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError> {
         created_at: r.try_get(10)?,
         updated_at: r.try_get(11)?,
     })
+}
+
+impl Store {
+    /// Precompiled code of a plugin for one engine configuration, if the host stored it.
+    pub async fn get_plugin_artifact(
+        &self,
+        plugin_id: &str,
+        engine: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT artifact FROM plugin_artifacts WHERE plugin_id = $1 AND engine = $2",
+        )
+        .bind(plugin_id)
+        .bind(engine)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn put_plugin_artifact(
+        &self,
+        plugin_id: &str,
+        engine: &str,
+        artifact: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO plugin_artifacts (plugin_id, engine, artifact, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (plugin_id, engine) DO UPDATE SET artifact = excluded.artifact, created_at = excluded.created_at",
+        )
+        .bind(plugin_id)
+        .bind(engine)
+        .bind(artifact)
+        .bind(super::now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
