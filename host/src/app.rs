@@ -18,6 +18,7 @@ use crate::config::{self, Config};
 use crate::deliver::client::{ClientSettings, WebhookClient};
 use crate::deliver::schedule::RetrySchedule;
 use crate::deliver::{self, Dispatcher};
+use crate::event::BlockLogs;
 use crate::ingest::{self, ChainHealth};
 use crate::matcher::{Matcher, PluginLogBook};
 use crate::metrics::{self, Metrics};
@@ -42,11 +43,35 @@ pub struct App {
     token_sha256: [u8; 32],
     admin_listener: TcpListener,
     metrics_listener: TcpListener,
+    blocks_tx: mpsc::Sender<BlockLogs>,
+    blocks_rx: mpsc::Receiver<BlockLogs>,
 }
 
 impl App {
     pub fn admin_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.admin_listener.local_addr()
+    }
+
+    pub fn metrics_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
+    /// A sender into the batch stage beside the chain ingesters: for benchmarks and tests that
+    /// feed recorded blocks. The pipeline drains once every sender is dropped and shutdown is asked.
+    pub fn blocks(&self) -> mpsc::Sender<BlockLogs> {
+        self.blocks_tx.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 
@@ -85,6 +110,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             config.metrics_addr
         )
     })?;
+    let (blocks_tx, blocks_rx) = mpsc::channel(1024);
     Ok(App {
         config,
         store,
@@ -95,6 +121,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         token_sha256,
         admin_listener,
         metrics_listener,
+        blocks_tx,
+        blocks_rx,
     })
 }
 
@@ -110,9 +138,10 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         token_sha256,
         admin_listener,
         metrics_listener,
+        blocks_tx,
+        blocks_rx,
     } = app;
     let lease_ms = config.delivery.lease_ms as i64;
-    let (blocks_tx, blocks_rx) = mpsc::channel(1024);
     let (batches_tx, batches_rx) = mpsc::channel(8);
     let (matched_tx, matched_rx) = mpsc::channel(8);
     let (jobs_tx, jobs_rx) = mpsc::channel(4096);
