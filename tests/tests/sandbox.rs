@@ -129,6 +129,31 @@ async fn hostile_plugins_are_contained_sqlite() {
     let healthy_plugin = admin
         .upload_plugin(&example_plugin("erc20-transfers"), "erc20")
         .await;
+    let (probe_endpoint, _) = fx.endpoint_for(&fx.receiver).await;
+
+    // Modules that loop while starting or in `pipeline_init` upload fine (nothing runs at upload),
+    // but a subscription cannot be created with them: its config check instantiates under limits.
+    for (name, extra) in [
+        ("start-loop", "(func $s (loop $l (br $l))) (start $s)"),
+        (
+            "init-loop",
+            "(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))",
+        ),
+    ] {
+        let plugin = admin
+            .upload_plugin(&hostile(extra, "(i64.const 0)"), name)
+            .await;
+        let body = pipeline_tests::fixture::transfer_subscription(
+            &probe_endpoint,
+            &fx.token,
+            &plugin,
+            json!(null),
+        );
+        let resp = admin.post_json("/v1/subscriptions", body).await;
+        assert_eq!(resp.expect_error(400), "plugin_failed");
+        let message = resp.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("out of fuel"), "{name}: {message}");
+    }
     let (healthy_endpoint, _) = fx.endpoint_for(&fx.receiver).await;
     fx.subscribe_transfers(
         &healthy_endpoint,
