@@ -30,6 +30,7 @@ pub struct Metrics {
     pub plugin_fuel: IntCounter,
     pub plugin_call_latency: Histogram,
     pub plugin_failures: IntCounterVec,
+    pub plugin_log_lines_dropped: IntCounter,
     pub subscriptions_quarantined: IntGauge,
     pub chain_head: IntGaugeVec,
     pub chain_head_lag: HistogramVec,
@@ -102,6 +103,11 @@ impl Metrics {
                 "pipeline_plugin_call_seconds",
                 "Duration of one plugin call",
                 LATENCY_BUCKETS,
+            )?,
+            plugin_log_lines_dropped: counter(
+                &r,
+                "pipeline_plugin_log_lines_dropped_total",
+                "Plugin log lines dropped by the per-call cap or the per-subscription rate limit",
             )?,
             plugin_failures: counter_vec(
                 &r,

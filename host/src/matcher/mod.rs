@@ -3,6 +3,7 @@
 //! of a batch run in one blocking task (one thread hop per batch, not per subscription).
 
 pub mod index;
+mod logbook;
 mod plugins;
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{Decision, PluginRuntime};
 use crate::store::{Cursor, NewDelivery, OutboxWrite};
 pub use index::{Subscription, SubscriptionSet, SubscriptionStatus};
-pub use plugins::PluginLogBook;
+pub use logbook::{LogEntry, PluginLogBook};
 use plugins::{PluginJob, PluginStates};
 
 /// What the outbox receives: the write, plus when each event arrived (for end-to-end latency).

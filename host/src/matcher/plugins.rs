@@ -1,66 +1,23 @@
 //! Per-subscription plugin state: the reused instance, the failure count, quarantine, and the
 //! recent plugin logs. Applies the failure policy of DESIGN §4.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Candidate;
 use super::index::{PluginBinding, Subscription, SubscriptionStatus};
+use super::logbook::PluginLogBook;
 use crate::event::ChainLog;
 use crate::metrics::Metrics;
 use crate::plugin::{Decision, Output, PluginError, PluginInstance, PluginLog, PluginRuntime};
-use crate::store::{ParkedEvent, StatusChange, now_ms};
+use crate::store::{ParkedEvent, StatusChange};
 
 /// Consecutive failed batches before a subscription is quarantined.
 pub const QUARANTINE_AFTER: u32 = 5;
 const QUARANTINE_BACKOFF_MIN: Duration = Duration::from_secs(30);
 const QUARANTINE_BACKOFF_MAX: Duration = Duration::from_secs(600);
-const LOG_BOOK_LINES: usize = 200;
-
-/// Recent plugin log lines per subscription, readable through the admin API.
-#[derive(Clone, Default)]
-pub struct PluginLogBook(Arc<Mutex<HashMap<String, VecDeque<LogEntry>>>>);
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LogEntry {
-    pub at: i64,
-    pub level: &'static str,
-    pub message: String,
-}
-
-impl PluginLogBook {
-    pub fn record(&self, subscription_id: &str, logs: &[PluginLog]) {
-        if logs.is_empty() {
-            return;
-        }
-        let Ok(mut book) = self.0.lock() else { return };
-        let lines = book.entry(subscription_id.to_string()).or_default();
-        for log in logs {
-            tracing::info!(subscription = subscription_id, level = log.level_name(), message = %log.message, "plugin log");
-            if lines.len() == LOG_BOOK_LINES {
-                lines.pop_front();
-            }
-            lines.push_back(LogEntry {
-                at: now_ms(),
-                level: log.level_name(),
-                message: log.message.clone(),
-            });
-        }
-    }
-
-    pub fn recent(&self, subscription_id: &str) -> Vec<LogEntry> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|book| {
-                book.get(subscription_id)
-                    .map(|l| l.iter().cloned().collect())
-            })
-            .unwrap_or_default()
-    }
-}
 
 #[derive(Default)]
 struct SubState {
@@ -88,6 +45,8 @@ pub struct PluginJob {
     events: Vec<Candidate>,
     result: Result<(Vec<Decision>, u64), Failure>,
     logs: Vec<PluginLog>,
+    /// Lines the instance dropped because one call logged too much.
+    logs_dropped: u32,
 }
 
 pub struct Settled {
@@ -136,12 +95,16 @@ impl PluginStates {
             events,
             result: Err(Failure::Quarantined),
             logs: Vec::new(),
+            logs_dropped: 0,
         }
     }
 
     /// Applies the failure policy to a finished job and puts its state back.
     pub fn settle(&mut self, mut job: PluginJob, metrics: &Metrics) -> Settled {
-        self.log_book.record(&job.subscription.id, &job.logs);
+        let dropped = self
+            .log_book
+            .record(&job.subscription.id, &job.logs, job.logs_dropped);
+        metrics.plugin_log_lines_dropped.inc_by(dropped);
         let state = &mut job.state;
         let mut status_change = None;
         let decisions = match job.result {
@@ -306,6 +269,7 @@ impl PluginJob {
             match instance.process(&logs) {
                 Ok(report) => {
                     self.logs.extend(report.logs);
+                    self.logs_dropped += report.logs_dropped;
                     self.state.instance = Some(instance);
                     self.result = match report.output {
                         Output::Decisions(decisions) => Ok((decisions, report.fuel_used)),

@@ -128,7 +128,9 @@ async fn decide(
     let runtime = state.runtime.clone();
     let report =
         run_blocking(move || dry_run(&runtime, plugin, &config_json, &logs, PLUGIN_BATCH)).await?;
-    state.log_book.record(&row.id, &report.logs);
+    state
+        .log_book
+        .record(&row.id, &report.logs, report.logs_dropped);
     if let Some(error) = report.error {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
