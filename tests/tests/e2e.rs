@@ -266,6 +266,35 @@ async fn admin_rejects_bad_input(db: DbKind) {
         .await
         .expect_error(404);
 
+    // A chain this host does not ingest, a private destination, malformed filters: all 400.
+    let (endpoint, _) = fx.endpoint_for(&fx.receiver).await;
+    let mut body =
+        json!({"endpoint_id": endpoint, "chain_id": 999, "addresses": [fx.token.clone()]});
+    assert_eq!(
+        admin
+            .post_json("/v1/subscriptions", body.clone())
+            .await
+            .expect_error(400),
+        "unknown_chain"
+    );
+    body["chain_id"] = json!(31337);
+    body["topics"] = json!([["0x1234"]]);
+    admin
+        .post_json("/v1/subscriptions", body)
+        .await
+        .expect_error(400);
+    let private = admin
+        .post_json(
+            "/v1/endpoints",
+            json!({"url": "http://169.254.169.254/latest/meta-data"}),
+        )
+        .await;
+    assert_eq!(private.expect_error(400), "invalid_url");
+    admin
+        .post_json("/v1/endpoints", json!({"url": 5}))
+        .await
+        .expect_error(400);
+
     let plugins = admin.get("/v1/plugins").await;
     let items = plugins.expect_status(&[200])["items"].as_array().cloned();
     assert_eq!(

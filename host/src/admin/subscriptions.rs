@@ -155,6 +155,17 @@ async fn create(
             "chain_id must be a positive integer",
         ));
     }
+    // A typo in chain_id would otherwise give a subscription that silently never fires.
+    let configured: Vec<u64> = state.chains.iter().map(|c| c.chain_id).collect();
+    if !configured.is_empty() && !configured.contains(&(request.chain_id as u64)) {
+        return Err(ApiError::bad_request(
+            "unknown_chain",
+            format!(
+                "chain_id {} is not ingested by this host; configured: {configured:?}",
+                request.chain_id
+            ),
+        ));
+    }
     if state
         .store
         .get_endpoint(&request.endpoint_id)
