@@ -250,20 +250,16 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
             vec!["msg_h1"]
         );
         // msg_h2's log is reorged out before it is confirmed: both it and its removal vanish.
-        let removal = NewDelivery {
-            id: "msg_r2".into(),
-            event_type: "log.removed".into(),
-            supersedes: Some("msg_h2".into()),
-            ..delivery("msg_r2")
+        let removal = |id: &str, of: &str| OutboxWrite {
+            deliveries: vec![NewDelivery {
+                event_type: "log.removed".into(),
+                supersedes: Some(of.into()),
+                ..delivery(id)
+            }],
+            ..OutboxWrite::default()
         };
         let (inserted, _) = store
-            .write_batch(
-                &OutboxWrite {
-                    deliveries: vec![removal],
-                    ..OutboxWrite::default()
-                },
-                60_000,
-            )
+            .write_batch(&removal("msg_r2", "msg_h2"), 60_000)
             .await
             .unwrap();
         assert!(
@@ -272,20 +268,8 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
         );
         assert!(store.get_delivery("msg_h2").await.unwrap().is_none());
         // A removal of an already released delivery is sent.
-        let removal = NewDelivery {
-            id: "msg_r1".into(),
-            event_type: "log.removed".into(),
-            supersedes: Some("msg_h1".into()),
-            ..delivery("msg_r1")
-        };
         let (inserted, _) = store
-            .write_batch(
-                &OutboxWrite {
-                    deliveries: vec![removal],
-                    ..OutboxWrite::default()
-                },
-                60_000,
-            )
+            .write_batch(&removal("msg_r1", "msg_h1"), 60_000)
             .await
             .unwrap();
         assert_eq!(inserted, vec!["msg_r1"]);
