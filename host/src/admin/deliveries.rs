@@ -32,8 +32,7 @@ pub struct DeliveryView {
     pub event_type: String,
     pub block_number: i64,
     pub status: String,
-    /// A count in lists; the attempts themselves when one delivery is shown.
-    pub attempts: Attempts,
+    pub attempt_count: i64,
     pub next_attempt_at: String,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
@@ -51,7 +50,7 @@ impl From<DeliveryRow> for DeliveryView {
             event_type: row.event_type,
             block_number: row.block_number,
             status: row.status,
-            attempts: Attempts::Count(row.attempts),
+            attempt_count: row.attempts,
             next_attempt_at: rfc3339(row.next_attempt_at),
             last_status_code: row.last_status_code,
             last_error: row.last_error,
@@ -59,13 +58,6 @@ impl From<DeliveryRow> for DeliveryView {
             updated_at: rfc3339(row.updated_at),
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum Attempts {
-    Count(i64),
-    Log(Vec<AttemptView>),
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +89,8 @@ struct DeliveryDetail {
     #[serde(flatten)]
     delivery: DeliveryView,
     body: Value,
+    /// Every attempt, oldest first.
+    attempts: Vec<AttemptView>,
 }
 
 #[derive(Serialize)]
@@ -178,10 +172,14 @@ async fn show(
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     let attempts = state.store.delivery_attempts(&id).await?;
-    let mut delivery = DeliveryView::from(row);
-    delivery.attempts = Attempts::Log(attempts.into_iter().map(AttemptView::from).collect());
+    let delivery = DeliveryView::from(row);
+    let attempts = attempts.into_iter().map(AttemptView::from).collect();
     let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    Ok(Json(DeliveryDetail { delivery, body }))
+    Ok(Json(DeliveryDetail {
+        delivery,
+        body,
+        attempts,
+    }))
 }
 
 async fn retry(

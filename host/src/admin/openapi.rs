@@ -182,14 +182,14 @@ fn schemas() -> Value {
         "PluginLogLine": obj(&[("at", time.clone()), ("level", string()), ("message", string())]),
         "ParkedEvent": obj(&[("seq", integer()), ("chain_id", integer()), ("event_type", json!({"enum": ["log", "log.removed"]})),
             ("log", json!({"type": "object"})), ("error", string()), ("event_index", json!({"type": ["integer", "null"]})), ("created_at", time.clone())]),
-        "Delivery": delivery_schema(integer()),
-        "DeliveryDetail": {"allOf": [delivery_schema(array(schema("Attempt"))), obj(&[("body", json!({"type": "object"}))])]},
+        "Delivery": delivery_schema(),
+        "DeliveryDetail": {"allOf": [schema("Delivery"), obj(&[("body", json!({"type": "object"})), ("attempts", array(schema("Attempt")))])]},
         "Attempt": obj(&[("attempt", integer()), ("status_code", json!({"type": ["integer", "null"]})), ("latency_ms", integer()),
             ("error", nullable_string.clone()), ("response_body", nullable_string), ("created_at", time)]),
     })
 }
 
-fn delivery_schema(attempts: Value) -> Value {
+fn delivery_schema() -> Value {
     let time = json!({"type": "string", "format": "date-time"});
     obj(&[
         ("id", string()),
@@ -202,7 +202,7 @@ fn delivery_schema(attempts: Value) -> Value {
             "status",
             json!({"enum": ["pending", "delivered", "retrying", "dead"]}),
         ),
-        ("attempts", attempts),
+        ("attempt_count", integer()),
         ("next_attempt_at", time.clone()),
         ("last_status_code", json!({"type": ["integer", "null"]})),
         ("last_error", json!({"type": ["string", "null"]})),
