@@ -19,7 +19,11 @@ async fn sqlite() -> Store {
 
 /// A fresh database on the test server, or `None` when no server is configured.
 async fn postgres() -> Option<Store> {
-    let url = std::env::var("PIPELINE_TEST_POSTGRES_URL").ok()?;
+    let Ok(url) = std::env::var("PIPELINE_TEST_POSTGRES_URL") else {
+        // scripts/test.sh (and so CI) requires PostgreSQL: a silent SQLite-only pass would hide it.
+        assert!(std::env::var_os("PIPELINE_REQUIRE_POSTGRES").is_none(), "PIPELINE_TEST_POSTGRES_URL is not set");
+        return None;
+    };
     let admin = Store::connect(&url).await.unwrap();
     let name = format!("pipeline_unit_{}", rand::random::<u32>());
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
