@@ -120,6 +120,10 @@ async fn next_block(rx: &mut mpsc::Receiver<BlockLogs>) -> BlockLogs {
 }
 
 async fn start(url: String) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
+    start_with_urls(vec![url]).await
+}
+
+async fn start_with_urls(ws_urls: Vec<String>) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
     let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
         .await
@@ -128,7 +132,7 @@ async fn start(url: String) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
     let config = ChainConfig {
         name: "fake".into(),
         chain_id: 31337,
-        ws_urls: vec![url],
+        ws_urls,
         confirmations: 0,
         start_block: Some(1),
     };
@@ -216,5 +220,24 @@ async fn garbage_from_the_node_reconnects_and_loses_nothing() {
     let _ = push.send(head);
     assert_eq!(next_block(&mut rx).await.number, 2);
     assert_eq!(next_block(&mut rx).await.number, 3);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_dead_first_url_fails_over_to_the_next() {
+    let chain = Arc::new(Mutex::new(FakeChain::default()));
+    {
+        let mut c = chain.lock().unwrap();
+        c.set(0, 0x10);
+        c.set(1, 0x11);
+    }
+    let (url, _push) = fake_node(chain.clone()).await;
+    // Nothing listens on the first URL (a port just freed).
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("ws://{}", listener.local_addr().unwrap())
+    };
+    let (mut rx, shutdown) = start_with_urls(vec![dead, url]).await;
+    assert_eq!(next_block(&mut rx).await.number, 1);
     shutdown.cancel();
 }

@@ -21,7 +21,10 @@ async fn sqlite() -> Store {
 async fn postgres() -> Option<Store> {
     let Ok(url) = std::env::var("PIPELINE_TEST_POSTGRES_URL") else {
         // scripts/test.sh (and so CI) requires PostgreSQL: a silent SQLite-only pass would hide it.
-        assert!(std::env::var_os("PIPELINE_REQUIRE_POSTGRES").is_none(), "PIPELINE_TEST_POSTGRES_URL is not set");
+        assert!(
+            std::env::var_os("PIPELINE_REQUIRE_POSTGRES").is_none(),
+            "PIPELINE_TEST_POSTGRES_URL is not set"
+        );
         return None;
     };
     let admin = Store::connect(&url).await.unwrap();
