@@ -13,19 +13,33 @@ const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id,
 
 impl Store {
     /// Leases up to `limit` deliveries that are due and not leased by anyone, until `now + lease_ms`.
-    /// On PostgreSQL, `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
+    /// A leased row is not due again before its lease ends, so the `(status, next_attempt_at)`
+    /// index range holds only rows really due, however many are in flight. On PostgreSQL,
+    /// `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
     pub async fn claim_due(
         &self,
         limit: i64,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_ms();
+        // A read first: usually nothing is due, and on SQLite the UPDATE would queue for the write
+        // lock behind the hot path's transactions just to find that out.
+        let due: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+             AND lease_until <= $1 LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE deliveries SET lease_until = $1 WHERE id IN (SELECT id FROM deliveries \
+            "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries \
              WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 AND lease_until <= $2 \
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
              RETURNING id, endpoint_id, body, attempts, created_at"

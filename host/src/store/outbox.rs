@@ -53,13 +53,14 @@ impl Store {
                 ],
             );
             // New rows are leased to this process: it sends them from memory right away, and the
-            // retry poller must not pick them up unless this process dies first. Held rows wait,
-            // unleased, for their release.
+            // retry poller must not pick them up unless this process dies first, so they are not
+            // due before the lease ends (which also keeps them out of the poller's index range).
+            // Held rows wait, unleased, for their release.
             let sql = format!(
                 "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
                  release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
                  SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
-                 j.release_block, 'pending', 0, CASE WHEN j.release_block IS NULL THEN $2 ELSE $4 END, \
+                 j.release_block, 'pending', 0, CASE WHEN j.release_block IS NULL THEN $3 ELSE $4 END, \
                  CASE WHEN j.release_block IS NULL THEN $3 ELSE 0 END, $2, $2 \
                  FROM {source} WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
             );
