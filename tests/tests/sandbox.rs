@@ -23,7 +23,7 @@ fn hostile(extra: &str, process: &str) -> Vec<u8> {
   (import "pipeline" "panic" (func $panic (param i32 i32)))
   {extra}
   (memory (export "memory") 20)
-  (data (i32.const 9000) "boom at src/lib.rs:7:14")
+  (data (i32.const 9000) "boom\00 at src/lib.rs:7:14")
   (func (export "pipeline_abi_v1"))
   (func (export "pipeline_input") (param i32) (result i32) (i32.const 65536))
   (func (export "pipeline_process") (param $len i32) (result i64) {process}))"#
@@ -67,9 +67,10 @@ fn runtime_hostiles() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "panics",
             hostile(
                 "",
-                "(call $panic (i32.const 9000) (i32.const 23)) (i64.const 0)",
+                "(call $panic (i32.const 9000) (i32.const 24)) (i64.const 0)",
             ),
-            "boom at src/lib.rs:7:14",
+            // The message carries a NUL byte: stored safely on both stores (PostgreSQL refuses NUL).
+            "at src/lib.rs:7:14",
         ),
     ]
 }
@@ -117,7 +118,18 @@ fn upload_refusals() -> Vec<(Vec<u8>, &'static str, u16)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_plugins_are_contained_sqlite() {
-    let mut fx = Fixture::start(DbKind::Sqlite).await;
+    hostile_plugins_are_contained(DbKind::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_plugins_are_contained_postgres() {
+    if let Some(url) = pipeline_tests::postgres::server_url_or_skip("hostile_plugins_are_contained_postgres") {
+        hostile_plugins_are_contained(DbKind::Postgres(url)).await
+    }
+}
+
+async fn hostile_plugins_are_contained(db: DbKind) {
+    let mut fx = Fixture::start(db).await;
     let admin = fx.admin();
 
     for (bytes, code, status) in upload_refusals() {

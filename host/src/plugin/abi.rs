@@ -52,6 +52,8 @@ pub enum OutputError {
     BadErrorIndex { index: usize, count: usize },
     #[error("{0} bytes follow the output")]
     Trailing(usize),
+    #[error("has_error byte is {0}, not 0 or 1")]
+    BadErrorFlag(u8),
 }
 
 /// Appends the batch encoding of `logs` to `out` (cleared first, so the buffer can be reused).
@@ -117,10 +119,10 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
     }
     let output = match r.u8()? {
         0 => Output::Decisions(decisions),
-        _ => {
+        1 => {
             let event_index = r.u32()? as usize;
             let len = r.u32()? as usize;
-            let message = String::from_utf8_lossy(r.take(len)?).into_owned();
+            let message = guest_text(r.take(len)?);
             if event_index >= count.max(1) {
                 return Err(OutputError::BadErrorIndex {
                     index: event_index,
@@ -132,12 +134,23 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
                 message,
             }
         }
+        byte => return Err(OutputError::BadErrorFlag(byte)),
     };
     match bytes.len() - r.pos {
         0 => Ok(output),
         n => Err(OutputError::Trailing(n)),
     }
 }
+
+/// Text that came from a guest, made safe to store and log: lossy UTF-8, no NUL characters
+/// (PostgreSQL refuses them), at most `GUEST_TEXT_MAX` bytes.
+pub fn guest_text(bytes: &[u8]) -> String {
+    let bytes = &bytes[..bytes.len().min(GUEST_TEXT_MAX)];
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
+/// Longest guest-provided message kept (log line, panic, error record).
+pub const GUEST_TEXT_MAX: usize = 1024;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -248,6 +261,17 @@ mod tests {
             decode_output(&bad_index, 1),
             Err(OutputError::BadErrorIndex { .. })
         ));
+    }
+
+    #[test]
+    fn guest_text_is_bounded_and_has_no_nul() {
+        let text = guest_text(&[b'a', 0, 0xff, b'b']);
+        assert_eq!(text, "a\u{FFFD}\u{FFFD}b");
+        assert_eq!(guest_text(&vec![b'x'; 5000]).len(), GUEST_TEXT_MAX);
+        let mut bytes = output(&[(0, None)], Some((0, "bad")));
+        let flag = bytes.len() - 12;
+        bytes[flag] = 2;
+        assert_eq!(decode_output(&bytes, 1), Err(OutputError::BadErrorFlag(2)));
     }
 
     #[test]

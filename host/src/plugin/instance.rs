@@ -13,7 +13,7 @@ use crate::event::ChainLog;
 
 /// Per-call log lines kept; the rest are counted as dropped (rate limit).
 const MAX_LOG_LINES_PER_CALL: usize = 64;
-const MAX_LOG_LINE_BYTES: usize = 1024;
+const MAX_LOG_LINE_BYTES: usize = super::abi::GUEST_TEXT_MAX;
 
 /// State each `Store` carries: limits and what the guest reported through its imports.
 pub struct HostState {
@@ -109,7 +109,7 @@ fn read_guest_string(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> 
     let start = ptr.max(0) as usize;
     let data = memory.data(&caller);
     match data.get(start..start.saturating_add(len)) {
-        Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Some(bytes) => super::abi::guest_text(bytes),
         None => String::from("<log pointer outside memory>"),
     }
 }
