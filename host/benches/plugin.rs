@@ -145,6 +145,7 @@ fn fanout(c: &mut Criterion) {
                 }),
                 status: SubscriptionStatus::Active,
                 confirmations: 0,
+                load_error: None,
             })
         })
         .collect();

@@ -257,7 +257,12 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             "stages did not drain in time; undelivered work stays in the store"
         );
     }
-    store.close().await;
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections did not close in time");
+    }
     Ok(())
 }
 

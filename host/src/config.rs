@@ -233,8 +233,34 @@ impl Config {
         if self.batch.max_events == 0 {
             bail!("PIPELINE_BATCH_MAX_EVENTS must be at least 1");
         }
-        if self.delivery.workers == 0 {
-            bail!("PIPELINE_DELIVERY_WORKERS must be at least 1");
+        let d = &self.delivery;
+        if !(1..=100_000).contains(&d.workers) {
+            bail!(
+                "PIPELINE_DELIVERY_WORKERS must be between 1 and 100000, got {}",
+                d.workers
+            );
+        }
+        if !(1..=10_000).contains(&d.per_endpoint_concurrency) {
+            bail!(
+                "delivery.per_endpoint_concurrency must be between 1 and 10000, got {}",
+                d.per_endpoint_concurrency
+            );
+        }
+        if d.poll_interval_ms < 10 {
+            bail!(
+                "delivery.poll_interval_ms must be at least 10, got {}",
+                d.poll_interval_ms
+            );
+        }
+        if d.lease_ms <= d.request_timeout_ms {
+            bail!(
+                "delivery.lease_ms ({}) must exceed delivery.request_timeout_ms ({}), or attempts outlive their lease",
+                d.lease_ms,
+                d.request_timeout_ms
+            );
+        }
+        if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 {
+            bail!("delivery timeouts must be positive");
         }
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
@@ -376,6 +402,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("ALLOWED_CIDRS"), "{err:#}");
+        let err = Config::load_from(None, &env(&[("PIPELINE_DELIVERY_WORKERS", "0")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PIPELINE_DELIVERY_WORKERS"),
+            "{err:#}"
+        );
         let err = Config::load_from(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(format!("{err:#}").contains("DATABASE_URL"), "{err:#}");
     }

@@ -59,12 +59,31 @@ impl Registry {
             .map(|e| (e.id.clone(), e))
             .collect();
         let rows = self.store.list_subscriptions().await?;
+        let previous = self.subscriptions.borrow().clone();
         let mut subscriptions = Vec::with_capacity(rows.len());
         for row in rows {
             match self.compile_subscription(&row).await {
                 Ok(sub) => subscriptions.push(Arc::new(sub)),
                 Err(error) => {
-                    tracing::error!(subscription = %row.id, %error, "subscription skipped")
+                    // Never drop a subscription from the live set: keep its last working form,
+                    // or, for a new one, keep it so its events are parked with the error.
+                    tracing::error!(subscription = %row.id, %error, "subscription cannot load its plugin");
+                    match previous
+                        .subscriptions
+                        .iter()
+                        .find(|s| s.id == row.id && s.load_error.is_none())
+                    {
+                        Some(working) => subscriptions.push(working.clone()),
+                        None => match self.filter_only(&row) {
+                            Ok(filter) => subscriptions.push(Arc::new(Subscription {
+                                load_error: Some(format!("plugin cannot be loaded: {error}")),
+                                ..filter
+                            })),
+                            Err(error) => {
+                                tracing::error!(subscription = %row.id, %error, "subscription skipped")
+                            }
+                        },
+                    }
                 }
             }
         }
@@ -137,14 +156,24 @@ impl Registry {
             }
         };
         Ok(Subscription {
+            plugin,
+            ..self.filter_only(row).map_err(|e| e.to_string())?
+        })
+    }
+
+    /// The subscription's filter and identity, without its plugin.
+    fn filter_only(&self, row: &SubscriptionRow) -> Result<Subscription, StoreError> {
+        let invalid = |e: String| StoreError::Conflict(format!("subscription {}: {e}", row.id));
+        Ok(Subscription {
             id: row.id.clone(),
             endpoint_id: row.endpoint_id.clone(),
             chain_id: row.chain_id as u64,
-            addresses: parse_addresses(row.addresses.as_deref())?,
-            topics: parse_topics(row.topics.as_deref())?,
-            plugin,
+            addresses: parse_addresses(row.addresses.as_deref()).map_err(invalid)?,
+            topics: parse_topics(row.topics.as_deref()).map_err(invalid)?,
+            plugin: None,
             status: SubscriptionStatus::parse(&row.status).unwrap_or(SubscriptionStatus::Active),
             confirmations: row.confirmations.max(0) as u64,
+            load_error: None,
         })
     }
 }

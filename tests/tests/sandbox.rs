@@ -123,7 +123,9 @@ async fn hostile_plugins_are_contained_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_plugins_are_contained_postgres() {
-    if let Some(url) = pipeline_tests::postgres::server_url_or_skip("hostile_plugins_are_contained_postgres") {
+    if let Some(url) =
+        pipeline_tests::postgres::server_url_or_skip("hostile_plugins_are_contained_postgres")
+    {
         hostile_plugins_are_contained(DbKind::Postgres(url)).await
     }
 }

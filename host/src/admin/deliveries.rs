@@ -187,7 +187,12 @@ async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
     if !state.store.retry_delivery(&id).await? {
-        return Err(ApiError::not_found("delivery", &id));
+        if state.store.get_delivery(&id).await?.is_none() {
+            return Err(ApiError::not_found("delivery", &id));
+        }
+        return Err(ApiError::conflict(
+            "the delivery is being attempted right now or is still waiting for confirmations",
+        ));
     }
     tracing::info!(delivery = %id, "manual retry");
     Ok((

@@ -1,7 +1,7 @@
 //! The delivery workers: a global concurrency cap, a per-endpoint cap and circuit breaker (one bad
 //! endpoint never starves the others), and the outcome of every attempt sent to the recorder.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,8 +17,16 @@ use crate::outbox::DeliveryJob;
 use crate::registry::Endpoints;
 use crate::store::{AttemptResult, now_ms};
 
-/// Jobs queued for one endpoint or waiting for a worker, at most; beyond it the dispatcher waits.
+/// Jobs held in memory at most, in all and per endpoint; beyond that they wait in the store.
 const MAX_PENDING_JOBS: usize = 10_000;
+const MAX_QUEUED_PER_ENDPOINT: usize = 1_000;
+
+struct EndpointQueue {
+    /// Concurrent attempts to the endpoint.
+    gate: Arc<Semaphore>,
+    /// Jobs queued for the endpoint.
+    queued: Arc<Semaphore>,
+}
 
 pub struct Dispatcher {
     pub client: WebhookClient,
@@ -59,33 +67,58 @@ impl Dispatcher {
             breakers: Arc::default(),
         };
         let pending = Arc::new(Semaphore::new(MAX_PENDING_JOBS));
-        let mut per_endpoint: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut per_endpoint: HashMap<String, EndpointQueue> = HashMap::new();
+        // A job whose lease ran out while it waited here may be claimed and queued again: it is
+        // sent once, by whichever copy got here first.
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let tracker = TaskTracker::new();
         while let Some(job) = jobs.recv().await {
-            let Ok(pending_permit) = pending.clone().acquire_owned().await else {
-                break;
-            };
-            let endpoint = self.endpoints.borrow().get(&job.endpoint_id).cloned();
-            let gate = per_endpoint
+            let queue = per_endpoint
                 .entry(job.endpoint_id.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
-                .clone();
-            let shared = shared.clone();
+                .or_insert_with(|| EndpointQueue {
+                    gate: Arc::new(Semaphore::new(self.per_endpoint)),
+                    queued: Arc::new(Semaphore::new(MAX_QUEUED_PER_ENDPOINT)),
+                });
+            // Never wait here: a slow endpoint must not hold up the others. A job that does not
+            // fit stays durable and leased; the poller sends it when the lease ends.
+            let (Ok(pending_permit), Ok(queued_permit)) = (
+                pending.clone().try_acquire_owned(),
+                queue.queued.clone().try_acquire_owned(),
+            ) else {
+                shared
+                    .metrics
+                    .deliveries_attempted
+                    .with_label_values(&["deferred"])
+                    .inc();
+                continue;
+            };
+            if !lock(&in_flight).insert(job.id.clone()) {
+                continue;
+            }
+            let endpoint = self.endpoints.borrow().get(&job.endpoint_id).cloned();
+            let (gate, shared, in_flight) = (queue.gate.clone(), shared.clone(), in_flight.clone());
             tracker.spawn(async move {
-                let _pending = pending_permit;
-                let Ok(_endpoint_permit) = gate.acquire_owned().await else {
-                    return;
-                };
-                let Ok(_worker_permit) = shared.workers.clone().acquire_owned().await else {
-                    return;
-                };
-                shared.deliver(job, endpoint).await;
+                let _permits = (pending_permit, queued_permit);
+                let id = job.id.clone();
+                if let (Ok(_endpoint_permit), Ok(_worker_permit)) = (
+                    gate.acquire_owned().await,
+                    shared.workers.clone().acquire_owned().await,
+                ) {
+                    shared.deliver(job, endpoint).await;
+                }
+                lock(&in_flight).remove(&id);
             });
         }
         tracker.close();
         tracker.wait().await;
         tracing::debug!("delivery inputs closed; workers drained");
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {

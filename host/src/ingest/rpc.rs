@@ -15,6 +15,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+/// Heads kept while a request is answered; older ones are dropped.
+const MAX_QUEUED_HEADS: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     #[error("connect to {url} failed: {reason}")]
@@ -163,6 +166,10 @@ impl Connection {
             if let Some(notification) = &incoming.params {
                 let head: Header = serde_json::from_str(notification.result.get())
                     .map_err(|e| bad("newHeads", &e.to_string()))?;
+                // Only the newest heads matter: gap filling fetches whatever was skipped.
+                if self.heads.len() == MAX_QUEUED_HEADS {
+                    self.heads.pop_front();
+                }
                 self.heads.push_back(head);
             }
             return Ok(incoming);

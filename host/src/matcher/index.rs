@@ -55,6 +55,8 @@ pub struct Subscription {
     pub plugin: Option<PluginBinding>,
     pub status: SubscriptionStatus,
     pub confirmations: u64,
+    /// Set when the subscription's plugin could not be loaded: its events are parked with it.
+    pub load_error: Option<String>,
 }
 
 impl Subscription {
@@ -191,6 +193,7 @@ mod tests {
             plugin: None,
             status: SubscriptionStatus::Active,
             confirmations: 0,
+            load_error: None,
         })
     }
 

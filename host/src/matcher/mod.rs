@@ -42,6 +42,8 @@ pub struct Matcher {
     runtime: PluginRuntime,
     subscriptions: watch::Receiver<Arc<SubscriptionSet>>,
     states: PluginStates,
+    /// The subscription snapshot last seen, to notice deletions.
+    last_set: Option<Arc<SubscriptionSet>>,
     confirmations: HashMap<u64, u64>,
     metrics: Metrics,
 }
@@ -58,6 +60,7 @@ impl Matcher {
             runtime,
             subscriptions,
             states: PluginStates::new(log_book),
+            last_set: None,
             confirmations,
             metrics,
         }
@@ -86,6 +89,16 @@ impl Matcher {
     /// Matches and filters one batch.
     pub async fn process(&mut self, batch: Batch) -> MatchedBatch {
         let set = self.subscriptions.borrow().clone();
+        if !self
+            .last_set
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, &set))
+        {
+            let live: std::collections::HashSet<&str> =
+                set.subscriptions.iter().map(|s| s.id.as_str()).collect();
+            self.states.retain_live(&live, &self.metrics);
+            self.last_set = Some(set.clone());
+        }
         let mut matched = MatchedBatch::default();
         matched.write.cursors = cursors(&batch);
         let per_subscription = candidates(&set, &batch);
@@ -93,12 +106,24 @@ impl Matcher {
         for (index, events) in per_subscription {
             let sub = set.subscriptions[index].clone();
             match &sub.plugin {
-                None => {
-                    for event in &events {
-                        self.push_delivery(&mut matched, &sub, event, None);
+                None => match &sub.load_error {
+                    Some(error) => {
+                        self.metrics
+                            .events_processed
+                            .with_label_values(&["parked"])
+                            .inc_by(events.len() as u64);
+                        matched
+                            .write
+                            .parked
+                            .extend(plugins::park(&sub, &events, error, None));
                     }
-                }
-                Some(binding) => jobs.push(self.states.job(&sub, binding, events)),
+                    None => {
+                        for event in &events {
+                            self.push_delivery(&mut matched, &sub, event, None);
+                        }
+                    }
+                },
+                Some(binding) => jobs.push(self.states.job(&sub, binding, events, &self.metrics)),
             }
         }
         if !jobs.is_empty() {

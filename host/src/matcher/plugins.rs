@@ -47,6 +47,8 @@ pub struct PluginJob {
     logs: Vec<PluginLog>,
     /// Lines the instance dropped because one call logged too much.
     logs_dropped: u32,
+    /// Time spent in the plugin for this batch.
+    duration: std::time::Duration,
 }
 
 pub struct Settled {
@@ -74,9 +76,13 @@ impl PluginStates {
         sub: &Arc<Subscription>,
         binding: &PluginBinding,
         events: Vec<Candidate>,
+        metrics: &Metrics,
     ) -> PluginJob {
         let mut state = self.states.remove(&sub.id).unwrap_or_default();
         if state.plugin_id != binding.plugin.id || state.config_json != binding.config_json {
+            if state.quarantined {
+                metrics.subscriptions_quarantined.dec();
+            }
             state = SubState {
                 plugin_id: binding.plugin.id.clone(),
                 config_json: binding.config_json.clone(),
@@ -86,6 +92,7 @@ impl PluginStates {
                 // Quarantined before a restart: probe at once with the first batch.
                 state.quarantined = true;
                 state.failures = QUARANTINE_AFTER;
+                metrics.subscriptions_quarantined.inc();
             }
         }
         PluginJob {
@@ -96,6 +103,7 @@ impl PluginStates {
             result: Err(Failure::Quarantined),
             logs: Vec::new(),
             logs_dropped: 0,
+            duration: std::time::Duration::ZERO,
         }
     }
 
@@ -110,6 +118,9 @@ impl PluginStates {
         let decisions = match job.result {
             Ok((decisions, fuel)) => {
                 metrics.plugin_calls.with_label_values(&["ok"]).inc();
+                metrics
+                    .plugin_call_latency
+                    .observe(job.duration.as_secs_f64());
                 metrics.plugin_fuel.inc_by(fuel);
                 if state.quarantined {
                     tracing::info!(subscription = %job.subscription.id, "plugin recovered; quarantine lifted");
@@ -198,7 +209,7 @@ fn change(id: &str, status: SubscriptionStatus, last_error: Option<String>) -> S
     }
 }
 
-fn park(
+pub(super) fn park(
     sub: &Subscription,
     events: &[Candidate],
     error: &str,
@@ -217,8 +228,26 @@ fn park(
         .collect()
 }
 
+impl PluginStates {
+    /// Drops the state (and the live instance) of subscriptions that no longer exist.
+    pub fn retain_live(&mut self, live: &std::collections::HashSet<&str>, metrics: &Metrics) {
+        self.states.retain(|id, state| {
+            let keep = live.contains(id.as_str());
+            if !keep && state.quarantined {
+                metrics.subscriptions_quarantined.dec();
+            }
+            keep
+        });
+    }
+}
+
 /// Runs every job of a batch on one blocking thread.
 pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<PluginJob> {
+    // If the task itself were lost, these still let every event be parked rather than dropped.
+    let fallback: Vec<(Arc<Subscription>, PluginBinding, Vec<Candidate>)> = jobs
+        .iter()
+        .map(|j| (j.subscription.clone(), j.binding.clone(), j.events.clone()))
+        .collect();
     let runtime = runtime.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut jobs = jobs;
@@ -237,14 +266,34 @@ pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<Plug
     match task.await {
         Ok(jobs) => jobs,
         Err(error) => {
-            tracing::error!(%error, "plugin task failed");
-            Vec::new()
+            tracing::error!(%error, "plugin task failed; the batch's plugin events are parked");
+            fallback
+                .into_iter()
+                .map(|(subscription, binding, events)| PluginJob {
+                    subscription,
+                    binding,
+                    state: SubState::default(),
+                    events,
+                    result: Err(Failure::Plugin(PluginError::Trap(format!(
+                        "plugin task failed: {error}"
+                    )))),
+                    logs: Vec::new(),
+                    logs_dropped: 0,
+                    duration: std::time::Duration::ZERO,
+                })
+                .collect()
         }
     }
 }
 
 impl PluginJob {
     fn run(&mut self, runtime: &PluginRuntime) {
+        let started = Instant::now();
+        self.call(runtime);
+        self.duration = started.elapsed();
+    }
+
+    fn call(&mut self, runtime: &PluginRuntime) {
         if let Some(until) = self.state.quarantined_until
             && Instant::now() < until
         {

@@ -38,6 +38,7 @@ fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
         plugin,
         status: SubscriptionStatus::Active,
         confirmations: 0,
+        load_error: None,
     })
 }
 
@@ -114,4 +115,21 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
     let out = m.process(batch()).await;
     assert_eq!(out.write.parked.len(), 1);
     assert!(out.write.parked[0].error.contains("quarantined"));
+}
+
+#[tokio::test]
+async fn a_subscription_whose_plugin_cannot_load_parks_its_events() {
+    let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
+    let broken = Arc::new(Subscription {
+        load_error: Some("plugin cannot be loaded: database unavailable".into()),
+        ..(*sub("sub_broken", None)).clone()
+    });
+    let mut m = matcher(vec![broken], &runtime);
+    let out = m.process(batch()).await;
+    assert!(
+        out.write.deliveries.is_empty(),
+        "never delivered unfiltered"
+    );
+    assert_eq!(out.write.parked.len(), 1);
+    assert!(out.write.parked[0].error.contains("database unavailable"));
 }

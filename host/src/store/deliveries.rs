@@ -86,7 +86,7 @@ impl Store {
         let update = format!(
             "UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
              lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
-             FROM {source} WHERE deliveries.id = j.id"
+             FROM {source} WHERE deliveries.id = j.id AND deliveries.status <> 'delivered'"
         );
         let insert = format!(
             "INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
@@ -164,15 +164,17 @@ impl Store {
             .collect()
     }
 
-    /// Makes a delivery due now (manual retry); a delivered one is sent again on request.
+    /// Makes a delivery due now (manual retry); a delivered one is sent again on request. Not a
+    /// delivery still waiting for confirmations or one being attempted right now (false).
     pub async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let result = sqlx::query(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, lease_until = 0, updated_at = $2 \
-             WHERE id = $1",
+             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2",
         )
         .bind(id)
         .bind(now)
+        .bind(super::HELD_UNTIL_RELEASED)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() > 0)

@@ -8,6 +8,9 @@ use sqlx::pool::PoolConnection;
 use super::{Dialect, Store, StoreError};
 
 /// Namespaces the advisory lock keys so they do not collide with other users of the database.
+/// A lock check or release that takes longer means the session is as good as gone.
+const LOCK_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const LOCK_NAMESPACE: i64 = 0x5049_5045_0000_0000; // "PIPE"
 
 /// Held while this replica owns a chain. Dropping it closes the connection, which releases the lock.
@@ -33,7 +36,12 @@ impl ChainLock {
     pub async fn release(mut self) {
         if let Some(conn) = &mut self.connection {
             let unlock = sqlx::query("SELECT pg_advisory_unlock($1)").bind(self.key);
-            if let Err(error) = unlock.execute(&mut **conn.get_mut()).await {
+            if let Err(error) =
+                tokio::time::timeout(LOCK_CALL_TIMEOUT, unlock.execute(&mut **conn.get_mut()))
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)
+                    .and_then(|r| r)
+            {
                 tracing::warn!(%error, "releasing the chain lock failed; it ends with the connection");
             }
         }

@@ -168,9 +168,11 @@ fn body_subscription(row: &SubscriptionRow) -> Subscription {
         plugin: None,
         status: SubscriptionStatus::Active,
         confirmations: row.confirmations.max(0) as u64,
+        load_error: None,
     }
 }
 
 fn delivery(sub: &Subscription, event: &Candidate, data: Option<&RawValue>) -> NewDelivery {
-    crate::matcher::new_delivery(sub, event, 0, data.map(RawValue::get))
+    // Parked events are old: their confirmations are long satisfied, so nothing is held.
+    crate::matcher::new_delivery(sub, event, sub.confirmations, data.map(RawValue::get))
 }
