@@ -96,7 +96,13 @@ fn embedded_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
     }
     let [a, b, c, d, e, f, g, h] = v6.segments();
     let nat64 = [a, b, c, d, e, f] == [0x64, 0xff9b, 0, 0, 0, 0];
-    nat64.then(|| Ipv4Addr::from((u32::from(g) << 16) | u32::from(h)))
+    // Local-use NAT64 (64:ff9b:1::/48) also carries the IPv4 address in its last 32 bits.
+    let nat64_local = [a, b, c] == [0x64, 0xff9b, 1];
+    if nat64 || nat64_local {
+        return Some(Ipv4Addr::from((u32::from(g) << 16) | u32::from(h)));
+    }
+    // 6to4 (2002::/16) carries it in bits 16..48.
+    (a == 0x2002).then(|| Ipv4Addr::from((u32::from(b) << 16) | u32::from(c)))
 }
 
 const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> IpNet {
@@ -198,6 +204,9 @@ mod tests {
             // IPv4 reached through IPv6 is judged by the IPv4 address.
             ("::ffff:10.0.0.1", "a private"),
             ("64:ff9b::a9fe:a9fe", "a link-local"),
+            ("2002:a9fe:a9fe::1", "a link-local"),
+            ("2002:7f00:1::", "a loopback"),
+            ("64:ff9b:1::a00:1", "a private"),
         ];
         for (ip, reason) in cases {
             check(&[], ip, Err(reason));
