@@ -283,7 +283,7 @@ async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiR
     if !state.store.delete_subscription(&id).await? {
         return Err(ApiError::not_found("subscription", &id));
     }
-    state.store.delete_parked(&id, i64::MAX).await?;
+    state.store.delete_all_parked(&id).await?;
     state.registry.reload().await?;
     tracing::info!(subscription = %id, "subscription deleted");
     Ok(StatusCode::NO_CONTENT)

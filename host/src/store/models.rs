@@ -133,6 +133,8 @@ pub struct OutboxWrite {
     pub status_changes: Vec<StatusChange>,
     /// Chains whose held deliveries up to the new cursor are released by this write.
     pub release_chains: Vec<u64>,
+    /// Parked events (by `seq`) this write resolves (reprocessing): deleted with it.
+    pub resolved_parked: Vec<i64>,
 }
 
 /// A delivery ready to attempt.

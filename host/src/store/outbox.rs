@@ -102,6 +102,21 @@ impl Store {
                 .await?;
             stats.statements += 1;
         }
+        if !write.resolved_parked.is_empty() {
+            let seqs: Vec<serde_json::Value> = write
+                .resolved_parked
+                .iter()
+                .map(|seq| serde_json::json!({"seq": seq}))
+                .collect();
+            let source = self.json_rows(1, &[("seq", "bigint")]);
+            let sql =
+                format!("DELETE FROM parked_events WHERE seq IN (SELECT j.seq FROM {source})");
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(serde_json::Value::Array(seqs).to_string())
+                .execute(&mut *tx)
+                .await?;
+            stats.statements += 1;
+        }
         for change in &write.status_changes {
             sqlx::query("UPDATE subscriptions SET status = $2, last_error = $3, updated_at = $4 WHERE id = $1")
                 .bind(&change.subscription_id)
@@ -238,18 +253,12 @@ impl Store {
         Ok(row.0)
     }
 
-    /// Removes parked events that were reprocessed (their outcome is written by the outbox).
-    pub async fn delete_parked(
-        &self,
-        subscription_id: &str,
-        up_to_seq: i64,
-    ) -> Result<u64, StoreError> {
-        let result =
-            sqlx::query("DELETE FROM parked_events WHERE subscription_id = $1 AND seq <= $2")
-                .bind(subscription_id)
-                .bind(up_to_seq)
-                .execute(&self.pool)
-                .await?;
+    /// Removes every parked event of a subscription (the subscription is being deleted).
+    pub async fn delete_all_parked(&self, subscription_id: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM parked_events WHERE subscription_id = $1")
+            .bind(subscription_id)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 }

@@ -41,9 +41,9 @@ pub async fn reprocess(
 ) -> ApiResult<Json<ReprocessAnswer>> {
     let row = load(&state, &id).await?;
     let parked = state.store.list_parked(&id, MAX_REPROCESS).await?;
-    let Some(max_seq) = parked.last().map(|p| p.seq) else {
+    if parked.is_empty() {
         return Ok(Json(ReprocessAnswer::default()));
-    };
+    }
     let events = candidates(&parked);
     let decisions = decide(&state, &row, &events).await?;
     let sub = body_subscription(&row);
@@ -66,12 +66,13 @@ pub async fn reprocess(
         .write_batch(
             &OutboxWrite {
                 deliveries,
+                // Exactly the rows read, in the same transaction as their deliveries.
+                resolved_parked: parked.iter().map(|p| p.seq).collect(),
                 ..Default::default()
             },
             DUE_NOW,
         )
         .await?;
-    state.store.delete_parked(&id, max_seq).await?;
     tracing::info!(subscription = %id, reprocessed = answer.reprocessed, delivered = answer.delivered, "parked events reprocessed");
     Ok(Json(answer))
 }
