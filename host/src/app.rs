@@ -191,9 +191,11 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         lease_ms,
     ));
     let poll_interval = Duration::from_millis(config.delivery.poll_interval_ms);
+    let capacity = deliver::job_capacity();
     tracker.spawn(deliver::poller::run(
         store.clone(),
         jobs_tx,
+        capacity.clone(),
         poll_interval,
         lease_ms,
         shutdown.clone(),
@@ -208,6 +210,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         workers: config.delivery.workers,
         per_endpoint: config.delivery.per_endpoint_concurrency,
         gone: gone_tx,
+        capacity,
     };
     tracker.spawn(dispatcher.run(jobs_rx, results_tx));
     tracker.spawn(deliver::recorder::run(

@@ -136,6 +136,7 @@ pub fn judge(
         error,
         response_body,
         at: now,
+        attempted: true,
     };
     Attempted {
         result,
@@ -158,17 +159,23 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
             error: Some(error),
             response_body: None,
             at: now,
+            attempted: false,
         },
         verdict: Verdict::Dead,
         answered: false,
     }
 }
 
-/// Postponed without an attempt (circuit breaker open): not counted against the schedule.
+/// Postponed without an attempt (breaker open, queue full): not counted against the schedule.
 pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResult {
     AttemptResult {
         id: job.id.clone(),
-        status: "retrying".into(),
+        status: if job.attempts == 0 {
+            "pending"
+        } else {
+            "retrying"
+        }
+        .into(),
         attempts: job.attempts,
         next_attempt_at: until_ms,
         status_code: None,
@@ -176,6 +183,7 @@ pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResul
         error: Some(reason.to_string()),
         response_body: None,
         at: now_ms(),
+        attempted: false,
     }
 }
 

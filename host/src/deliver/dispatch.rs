@@ -19,7 +19,9 @@ use crate::store::{AttemptResult, now_ms};
 
 /// Jobs held in memory at most, in all and per endpoint; beyond that they wait in the store.
 const MAX_PENDING_JOBS: usize = 10_000;
-const MAX_QUEUED_PER_ENDPOINT: usize = 1_000;
+const MAX_QUEUED_PER_ENDPOINT: usize = 5_000;
+/// How long a job that found no room waits in the store before the poller offers it again.
+const DEFER_MS: i64 = 1_000;
 
 struct EndpointQueue {
     /// Concurrent attempts to the endpoint.
@@ -37,6 +39,13 @@ pub struct Dispatcher {
     pub per_endpoint: usize,
     /// Endpoints a 410 asked to disable; the app disables them in the store.
     pub gone: mpsc::Sender<String>,
+    /// Room for jobs in memory, shared with the retry poller so it claims only what fits.
+    pub capacity: Arc<Semaphore>,
+}
+
+/// The shared room for jobs held in memory (see [`Dispatcher::capacity`]).
+pub fn job_capacity() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(MAX_PENDING_JOBS))
 }
 
 #[derive(Clone)]
@@ -66,7 +75,7 @@ impl Dispatcher {
             workers: Arc::new(Semaphore::new(self.workers)),
             breakers: Arc::default(),
         };
-        let pending = Arc::new(Semaphore::new(MAX_PENDING_JOBS));
+        let pending = self.capacity.clone();
         let mut per_endpoint: HashMap<String, EndpointQueue> = HashMap::new();
         // A job whose lease ran out while it waited here may be claimed and queued again: it is
         // sent once, by whichever copy got here first.
@@ -79,18 +88,22 @@ impl Dispatcher {
                     gate: Arc::new(Semaphore::new(self.per_endpoint)),
                     queued: Arc::new(Semaphore::new(MAX_QUEUED_PER_ENDPOINT)),
                 });
-            // Never wait here: a slow endpoint must not hold up the others. A job that does not
-            // fit stays durable and leased; the poller sends it when the lease ends.
-            let (Ok(pending_permit), Ok(queued_permit)) = (
-                pending.clone().try_acquire_owned(),
-                queue.queued.clone().try_acquire_owned(),
-            ) else {
+            // A job over its endpoint's share goes back to the store (it is durable there) and
+            // returns through the poller: one slow endpoint cannot fill the queue for the others.
+            // When the whole queue is full, wait: that is backpressure, all the way to ingest.
+            let Ok(queued_permit) = queue.queued.clone().try_acquire_owned() else {
                 shared
                     .metrics
                     .deliveries_attempted
                     .with_label_values(&["deferred"])
                     .inc();
+                let postponed =
+                    attempt::postponed(&job, now_ms() + DEFER_MS, "endpoint queue full");
+                shared.finish(postponed).await;
                 continue;
+            };
+            let Ok(pending_permit) = pending.clone().acquire_owned().await else {
+                break;
             };
             if !lock(&in_flight).insert(job.id.clone()) {
                 continue;

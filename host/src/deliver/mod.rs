@@ -11,4 +11,4 @@ pub mod recorder;
 pub mod schedule;
 pub mod sign;
 
-pub use dispatch::Dispatcher;
+pub use dispatch::{Dispatcher, job_capacity};

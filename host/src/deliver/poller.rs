@@ -4,30 +4,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::DeliveryJob;
 use crate::store::Store;
 
 const CLAIM_LIMIT: i64 = 500;
+/// Below this much room the poller waits rather than claim a handful.
+const MIN_CLAIM: i64 = 50;
 
 pub async fn run(
     store: Store,
     jobs: mpsc::Sender<DeliveryJob>,
+    capacity: Arc<Semaphore>,
     interval: Duration,
     lease_ms: i64,
     shutdown: CancellationToken,
 ) {
     loop {
-        let claimed = match store.claim_due(CLAIM_LIMIT, lease_ms).await {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::warn!(%error, "claiming due deliveries failed");
-                Vec::new()
+        // Claim only what the workers have room for: a claimed job that finds no room is handed
+        // back to the store, and claiming it again and again would only churn the database.
+        let limit = CLAIM_LIMIT.min((capacity.available_permits() / 2) as i64);
+        let claimed = if limit < MIN_CLAIM {
+            Vec::new()
+        } else {
+            match store.claim_due(limit, lease_ms).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming due deliveries failed");
+                    Vec::new()
+                }
             }
         };
-        let full = claimed.len() as i64 == CLAIM_LIMIT;
         for row in claimed {
             let job = DeliveryJob {
                 id: row.id,
@@ -40,9 +49,6 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 sent = jobs.send(job) => if sent.is_err() { return },
             }
-        }
-        if full {
-            continue; // more are due: claim again at once
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -81,6 +81,7 @@ impl Store {
                 ("error", "text"),
                 ("response_body", "text"),
                 ("at", "bigint"),
+                ("attempted", "boolean"),
             ],
         );
         let update = format!(
@@ -91,7 +92,7 @@ impl Store {
         let insert = format!(
             "INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
              SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM {source} \
-             WHERE true ON CONFLICT (delivery_id, attempt) DO NOTHING"
+             WHERE j.attempted ON CONFLICT (delivery_id, attempt) DO NOTHING"
         );
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(update))

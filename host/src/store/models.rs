@@ -160,6 +160,8 @@ pub struct AttemptResult {
     pub error: Option<String>,
     pub response_body: Option<String>,
     pub at: i64,
+    /// False when nothing was sent (postponed, or dead without an attempt): no attempt is logged.
+    pub attempted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

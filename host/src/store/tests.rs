@@ -151,6 +151,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
             error: Some("HTTP 503".into()),
             response_body: Some("busy".into()),
             at: now_ms(),
+            attempted: true,
         };
         store.record_results(&[result]).await.unwrap();
         let (row, _) = store.get_delivery("msg_f").await.unwrap().unwrap();
