@@ -1,3 +1,4 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
 //! The admin API through `router(state).oneshot(request)`, on a real SQLite store and plugin runtime.
 
 use std::path::PathBuf;

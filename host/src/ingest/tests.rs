@@ -1,3 +1,4 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
 //! Ingest against a scripted WebSocket node on loopback: anvil never reorgs on its own or sends
 //! garbage, so these cases need a node whose chain the test rewrites.
 

@@ -1,3 +1,4 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
 use std::sync::Arc;
 
 use alloy_primitives::B256;

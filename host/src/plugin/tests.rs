@@ -1,3 +1,4 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
 //! Hostile and malformed modules, written in WAT: each must be refused at upload with its own
 //! code, or contained at run time with the right error.
 

@@ -1,3 +1,4 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
 //! The same store behaviour checked on SQLite and, when `PIPELINE_TEST_POSTGRES_URL` is set, on a
 //! fresh PostgreSQL database.
 

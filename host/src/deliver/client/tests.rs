@@ -1,3 +1,4 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
 //! Real-socket tests of the webhook client against receivers on loopback.
 #![allow(clippy::unwrap_used, clippy::panic)] // Tests may panic (DESIGN §6).
 
