@@ -116,6 +116,12 @@ impl Harness {
         self.send(Method::GET, uri, Some("t"), Body::empty()).await
     }
 
+    /// Sends a JSON request that must be refused with `status`; returns the error code.
+    async fn refused(&self, method: Method, uri: &str, body: Value, status: StatusCode) -> String {
+        let (got, answer) = self.json(method, uri, body).await;
+        error_code(got, &answer, status)
+    }
+
     async fn json(&self, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
         self.send(method, uri, Some("t"), Body::from(body.to_string()))
             .await
@@ -311,11 +317,14 @@ async fn dry_run_reports_decisions_and_bad_events() {
     );
     assert!(report["fuel_used"].as_u64().unwrap() > 0);
 
-    let (status, body) = h
-        .json(Method::POST, &uri, json!({"events": [log, {"address": 5}]}))
-        .await;
     assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        h.refused(
+            Method::POST,
+            &uri,
+            json!({"events": [log, {"address": 5}]}),
+            StatusCode::BAD_REQUEST
+        )
+        .await,
         "invalid_event"
     );
     assert!(
@@ -353,26 +362,24 @@ async fn endpoints_get_a_secret_and_refuse_private_urls() {
     assert_eq!(status, StatusCode::OK);
     assert!(shown.get("secret").is_none(), "{shown}");
 
-    let (status, body) = h
-        .json(
+    assert_eq!(
+        h.refused(
             Method::POST,
             "/v1/endpoints",
             json!({"url": "http://10.0.0.1/"}),
+            StatusCode::BAD_REQUEST
         )
-        .await;
-    assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        .await,
         "invalid_url"
     );
-    let (status, body) = h
-        .json(
+    assert_eq!(
+        h.refused(
             Method::POST,
             "/v1/endpoints",
             json!({"url": "http://127.0.0.1/", "secret": "nope"}),
+            StatusCode::BAD_REQUEST
         )
-        .await;
-    assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        .await,
         "invalid_secret"
     );
     let (status, body) = h
@@ -416,11 +423,14 @@ async fn endpoints_are_patched_rotated_and_recovered() {
         (&patched["status"], &patched["disabled_reason"]),
         (&json!("enabled"), &Value::Null)
     );
-    let (status, body) = h
-        .json(Method::PATCH, &uri, json!({"status": "sleeping"}))
-        .await;
     assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        h.refused(
+            Method::PATCH,
+            &uri,
+            json!({"status": "sleeping"}),
+            StatusCode::BAD_REQUEST
+        )
+        .await,
         "invalid_status"
     );
 
@@ -449,15 +459,14 @@ async fn endpoints_are_patched_rotated_and_recovered() {
         .json(Method::POST, &format!("{uri}/recover"), json!({"since": 0}))
         .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"recovered": 0})));
-    let (status, body) = h
-        .json(
+    assert_eq!(
+        h.refused(
             Method::POST,
             &format!("{uri}/recover"),
             json!({"since": "yesterday"}),
+            StatusCode::BAD_REQUEST
         )
-        .await;
-    assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        .await,
         "invalid_since"
     );
 }
@@ -509,15 +518,14 @@ async fn subscriptions_are_created_shown_and_validated() {
         error_code(status, &body, StatusCode::BAD_REQUEST),
         "unknown_plugin"
     );
-    let (status, body) = h
-        .json(
+    assert_eq!(
+        h.refused(
             Method::POST,
             "/v1/subscriptions",
             json!({"endpoint_id": "ep_x", "chain_id": 1}),
+            StatusCode::BAD_REQUEST
         )
-        .await;
-    assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        .await,
         "unknown_endpoint"
     );
     let (status, body) = h.subscription(json!({"chain_id": 0})).await;
@@ -547,11 +555,14 @@ async fn plugin_config_is_checked_by_the_plugin() {
     assert_eq!(status, StatusCode::CREATED, "{sub}");
     assert_eq!(sub["plugin_config"], json!({"a": 1}));
     let uri = format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap());
-    let (status, body) = h
-        .json(Method::PATCH, &uri, json!({"plugin_id": picky["id"]}))
-        .await;
     assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        h.refused(
+            Method::PATCH,
+            &uri,
+            json!({"plugin_id": picky["id"]}),
+            StatusCode::BAD_REQUEST
+        )
+        .await,
         "invalid_plugin_config"
     );
     let (status, paused) = h
@@ -577,9 +588,14 @@ async fn plugin_config_is_checked_by_the_plugin() {
         ),
         (&Value::Null, &Value::Null, &json!("active"))
     );
-    let (status, body) = h.json(Method::PATCH, &uri, json!({"colour": "red"})).await;
     assert_eq!(
-        error_code(status, &body, StatusCode::BAD_REQUEST),
+        h.refused(
+            Method::PATCH,
+            &uri,
+            json!({"colour": "red"}),
+            StatusCode::BAD_REQUEST
+        )
+        .await,
         "invalid_json"
     );
 }
