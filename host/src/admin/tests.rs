@@ -317,14 +317,11 @@ async fn dry_run_reports_decisions_and_bad_events() {
     );
     assert!(report["fuel_used"].as_u64().unwrap() > 0);
 
+    let (status, body) = h
+        .json(Method::POST, &uri, json!({"events": [log, {"address": 5}]}))
+        .await;
     assert_eq!(
-        h.refused(
-            Method::POST,
-            &uri,
-            json!({"events": [log, {"address": 5}]}),
-            StatusCode::BAD_REQUEST
-        )
-        .await,
+        error_code(status, &body, StatusCode::BAD_REQUEST),
         "invalid_event"
     );
     assert!(
