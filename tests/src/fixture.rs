@@ -88,3 +88,35 @@ pub fn transfer_subscription(
         "plugin_config": config,
     })
 }
+
+impl Fixture {
+    /// Waits until exactly `n` webhooks reached the fixture's receiver, checks each as a Transfer
+    /// webhook of `sub_id` to `to` against the chain's own logs, and returns them with their
+    /// values, sorted.
+    pub async fn transfer_webhooks(
+        &self,
+        n: usize,
+        sub_id: &str,
+        to: &str,
+    ) -> (Vec<crate::receiver::Received>, Vec<u128>) {
+        self.receiver
+            .wait_for(n, std::time::Duration::from_secs(30))
+            .await;
+        let got = self
+            .receiver
+            .expect_exactly(n, std::time::Duration::from_secs(2))
+            .await;
+        let chain_logs = self.anvil.logs(&self.token).await;
+        let expect = crate::checks::Expect {
+            sub_id,
+            token: &self.token,
+            from: &self.anvil.account(0),
+            to,
+        };
+        let values = got
+            .iter()
+            .map(|r| crate::checks::check_transfer_webhook(r, &expect, &chain_logs))
+            .collect();
+        (got, crate::checks::sorted(values))
+    }
+}

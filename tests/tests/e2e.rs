@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use pipeline_tests::checks::{
-    Expect, assert_unique_ids, check_transfer_webhook, sorted, wait_delivered,
-};
+use pipeline_tests::checks::{assert_unique_ids, wait_delivered};
 use pipeline_tests::plugins::{example_plugin, missing_marker_module, trap_plugin};
 use pipeline_tests::postgres::server_url_or_skip;
 use pipeline_tests::receiver::describe;
@@ -16,8 +14,6 @@ use serde_json::json;
 
 /// How long a webhook may take to arrive.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long to keep listening to be sure that nothing more arrives.
-const QUIET: Duration = Duration::from_secs(2);
 
 macro_rules! on_both_stores {
     ($scenario:ident, $sqlite:ident, $postgres:ident) => {
@@ -69,22 +65,9 @@ async fn erc20_filter(db: DbKind) {
     for value in [5, 50, 500] {
         fx.anvil.transfer(&fx.token, &to, value).await;
     }
-    fx.receiver.wait_for(2, WEBHOOK_TIMEOUT).await;
-    let got = fx.receiver.expect_exactly(2, QUIET).await;
-
-    let chain_logs = fx.anvil.logs(&fx.token).await;
-    let expect = Expect {
-        sub_id: &sub_id,
-        token: &fx.token,
-        from: &fx.anvil.account(0),
-        to: &to,
-    };
-    let values: Vec<u128> = got
-        .iter()
-        .map(|r| check_transfer_webhook(r, &expect, &chain_logs))
-        .collect();
+    let (got, values) = fx.transfer_webhooks(2, &sub_id, &to).await;
     assert_eq!(
-        sorted(values),
+        values,
         vec![50, 500],
         "delivered values:\n{}",
         describe(&got)
@@ -121,21 +104,9 @@ async fn restart_delivers_exactly_once(db: DbKind) {
     }
     fx.host.start_again().await;
 
-    fx.receiver.wait_for(4, WEBHOOK_TIMEOUT).await;
-    let got = fx.receiver.expect_exactly(4, QUIET).await;
-    let chain_logs = fx.anvil.logs(&fx.token).await;
-    let expect = Expect {
-        sub_id: &sub_id,
-        token: &fx.token,
-        from: &fx.anvil.account(0),
-        to: &to,
-    };
-    let values: Vec<u128> = got
-        .iter()
-        .map(|r| check_transfer_webhook(r, &expect, &chain_logs))
-        .collect();
+    let (got, values) = fx.transfer_webhooks(4, &sub_id, &to).await;
     assert_eq!(
-        sorted(values),
+        values,
         vec![60, 70, 100, 200],
         "delivered values:\n{}",
         describe(&got)
@@ -167,21 +138,9 @@ async fn trapping_plugin_is_isolated(db: DbKind) {
     for value in [10, 20, 30] {
         fx.anvil.transfer(&fx.token, &to, value).await;
     }
-    fx.receiver.wait_for(3, WEBHOOK_TIMEOUT).await;
-    let got = fx.receiver.expect_exactly(3, QUIET).await;
-    let chain_logs = fx.anvil.logs(&fx.token).await;
-    let expect = Expect {
-        sub_id: &good_sub,
-        token: &fx.token,
-        from: &fx.anvil.account(0),
-        to: &to,
-    };
-    let values: Vec<u128> = got
-        .iter()
-        .map(|r| check_transfer_webhook(r, &expect, &chain_logs))
-        .collect();
+    let (got, values) = fx.transfer_webhooks(3, &good_sub, &to).await;
     assert_eq!(
-        sorted(values),
+        values,
         vec![10, 20, 30],
         "the healthy subscription's webhooks:\n{}",
         describe(&got)
