@@ -14,6 +14,15 @@ pub fn parse_config<C: DeserializeOwned + Default>(json: &[u8]) -> Result<C, Str
     serde_json::from_slice(json).map_err(|e| format!("invalid config: {e}"))
 }
 
+/// Index in the batch of the event being processed (`u32::MAX`: none), for the panic report.
+static CURRENT_EVENT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// The batch index of the event `process` is running on, if any.
+pub fn current_event() -> Option<u32> {
+    let index = CURRENT_EVENT.load(core::sync::atomic::Ordering::Relaxed);
+    (index != u32::MAX).then_some(index)
+}
+
 /// Decodes `input` as a batch, runs `f` on each event and writes the output encoding into `out`
 /// (cleared first). At the first `Err` the remaining events (and the failing one) are written as
 /// drop and the error record names the failing event; the host fails the whole batch anyway.
@@ -36,7 +45,10 @@ where
             out.push(0);
             continue;
         }
-        match f(config, &log) {
+        CURRENT_EVENT.store(i as u32, core::sync::atomic::Ordering::Relaxed);
+        let result = f(config, &log);
+        CURRENT_EVENT.store(u32::MAX, core::sync::atomic::Ordering::Relaxed);
+        match result {
             Ok(d) => encode_decision(out, &d),
             Err(e) => {
                 out.push(0);
@@ -78,7 +90,8 @@ mod wasm {
         static CONFIG: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
     }
 
-    /// Reports panics through `pipeline.panic` as "{message} at {file}:{line}:{col}"; the panic
+    /// Reports panics through `pipeline.panic` as "{message} at {file}:{line}:{col} (event {i} of the
+    /// batch)"; the panic
     /// then aborts (an `unreachable` trap) if the host has not trapped already.
     pub fn install_panic_hook() {
         static ONCE: std::sync::Once = std::sync::Once::new();
@@ -92,10 +105,13 @@ mod wasm {
                 } else {
                     "panic"
                 };
-                let line = match info.location() {
+                let mut line = match info.location() {
                     Some(l) => format!("{msg} at {}:{}:{}", l.file(), l.line(), l.column()),
                     None => msg.to_owned(),
                 };
+                if let Some(index) = super::current_event() {
+                    line.push_str(&format!(" (event {index} of the batch)"));
+                }
                 // SAFETY: the host reads `line.len()` bytes at `line.as_ptr()` during the call.
                 unsafe { crate::sys::panic(line.as_ptr(), line.len()) };
             }))

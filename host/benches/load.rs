@@ -53,8 +53,7 @@ fn hash_of(n: usize) -> String {
 }
 
 fn build_chain(repeat: usize) -> Chain {
-    let text =
-        std::fs::read_to_string(workspace().join("../shared/fixtures/mainnet-logs.jsonl")).unwrap();
+    let text = pipeline_host::fixtures::mainnet_logs().unwrap();
     let mut recorded: Vec<Vec<Value>> = Vec::new();
     let mut last_hash = String::new();
     for line in text.lines() {

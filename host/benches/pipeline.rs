@@ -39,8 +39,7 @@ fn workspace() -> PathBuf {
 
 /// The fixture's blocks, repeated `repeat` times under fresh block hashes (so ids stay unique).
 fn blocks(repeat: usize) -> Vec<(B256, Vec<Arc<ChainLog>>)> {
-    let text =
-        std::fs::read_to_string(workspace().join("../shared/fixtures/mainnet-logs.jsonl")).unwrap();
+    let text = pipeline_host::fixtures::mainnet_logs().unwrap();
     let logs: Vec<ChainLog> = text
         .lines()
         .map(|l| ChainLog::from_json(l).unwrap())

@@ -33,9 +33,7 @@ fn workspace() -> PathBuf {
 
 /// 100 real logs: the first 100 Transfer-topic logs of the recorded mainnet fixture.
 fn transfer_logs() -> Vec<ChainLog> {
-    let path = workspace().join("../shared/fixtures/mainnet-logs.jsonl");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = pipeline_host::fixtures::mainnet_logs().expect("the recorded mainnet logs");
     text.lines()
         .filter(|l| l.contains(TRANSFER_TOPIC))
         .take(100)

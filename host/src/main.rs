@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pipeline_host::config::{Config, LogFormat};
+use pipeline_host::dev::{self, DevOptions};
+use pipeline_host::devnode::{self, LogSource, NodeOptions};
 use pipeline_host::event::ChainLog;
+use pipeline_host::fixtures::{self, read_events_file};
 use pipeline_host::plugin::{PluginRuntime, dry_run, plugin_id};
 use pipeline_host::{app, store::Store};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +44,62 @@ enum Command {
     /// Work with plugin modules locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Watch the product work: a replay node of recorded mainnet blocks, the host on SQLite, the
+    /// example plugins and a subscription delivering to a local verifying receiver, all in one.
+    Dev {
+        /// Admin API port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        admin_port: u16,
+        /// Events per second the replay node publishes.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Milliseconds between blocks.
+        #[arg(long, default_value_t = 1000)]
+        block_ms: u64,
+        /// Keep the database and token here (default: a fresh temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// erc20-transfers' `min_value`: smallest transfer delivered (token base units).
+        #[arg(long, default_value = "1000000000000000000")]
+        min_value: String,
+    },
+    /// A local JSON-RPC node that replays recorded mainnet logs over WebSocket (`newHeads`,
+    /// `eth_getLogs`, …) at a chosen rate: for experiments and load tests.
+    DevNode {
+        #[arg(long, default_value = "127.0.0.1:8546")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        chain_id: u64,
+        /// Every recorded log, or only ERC-20 transfers spread over --tokens contracts.
+        #[arg(long, value_enum, default_value_t = LogSource::Recorded)]
+        source: LogSource,
+        #[arg(long, default_value_t = 100)]
+        tokens: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Milliseconds between blocks.
+        #[arg(long, default_value_t = 100)]
+        block_ms: u64,
+        /// Stop publishing after this many blocks.
+        #[arg(long)]
+        blocks: Option<u64>,
+        /// Block hashes derive from it (default: random, so every run is a new chain).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// A local webhook receiver: verifies Standard Webhooks signatures, prints each event, answers
+    /// 2xx (401 with the reason when a signature fails), optionally forwards what it verified.
+    Listen {
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// The endpoint's secret (repeat during a rotation).
+        #[arg(long, env = "PIPELINE_LISTEN_SECRET", required = true)]
+        secret: Vec<String>,
+        /// Re-POST each verified webhook here.
+        #[arg(long)]
+        forward: Option<url::Url>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -50,9 +109,10 @@ enum PluginCommand {
     /// Run a module on sample events with production limits: one JSON line per event, then a summary.
     Test {
         file: PathBuf,
-        /// JSON-RPC log objects, one per line.
+        /// JSON-RPC log objects, one per line (`.zst` files are unpacked); default: the recorded
+        /// mainnet logs carried in the binary (fixtures/mainnet-logs.jsonl.zst).
         #[arg(long)]
-        events: PathBuf,
+        events: Option<PathBuf>,
         /// The subscription's plugin config (JSON).
         #[arg(long, default_value = "null")]
         config: String,
@@ -82,7 +142,51 @@ fn main() -> ExitCode {
             batch_size,
             only_kept,
             limit,
-        })) => plugin_test(&file, &events, &config, batch_size, only_kept, limit),
+        })) => plugin_test(
+            &file,
+            events.as_deref(),
+            &config,
+            batch_size,
+            only_kept,
+            limit,
+        ),
+        Some(Command::Dev {
+            admin_port,
+            rate,
+            block_ms,
+            data_dir,
+            min_value,
+        }) => dev(DevOptions {
+            admin_port,
+            rate,
+            block_ms,
+            data_dir,
+            min_value,
+        }),
+        Some(Command::DevNode {
+            listen,
+            chain_id,
+            source,
+            tokens,
+            rate,
+            block_ms,
+            blocks,
+            seed,
+        }) => dev_node(NodeOptions {
+            listen,
+            chain_id,
+            source,
+            tokens,
+            rate,
+            block_ms,
+            blocks,
+            seed: seed.unwrap_or_else(rand::random),
+        }),
+        Some(Command::Listen {
+            port,
+            secret,
+            forward,
+        }) => listen(port, secret, forward),
     };
     match result {
         Ok(code) => code,
@@ -147,6 +251,53 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+fn dev(options: DevOptions) -> anyhow::Result<ExitCode> {
+    quiet_tracing();
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        dev::run(options, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dev_node(options: NodeOptions) -> anyhow::Result<ExitCode> {
+    quiet_tracing();
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        devnode::run_standalone(options, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn listen(port: u16, secrets: Vec<String>, forward: Option<url::Url>) -> anyhow::Result<ExitCode> {
+    quiet_tracing();
+    let router = dev::listen::receiver(dev::listen::ListenOptions { secrets, forward })?;
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+        println!(
+            "listening on http://127.0.0.1:{port}/ (any path); verified webhooks are printed here"
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        dev::listen::serve(listener, router, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Developer commands print their own output on stdout; only warnings go to stderr.
+fn quiet_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn migrate(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_file.as_deref())?;
     init_tracing(config.log_format);
@@ -179,7 +330,7 @@ fn plugin_check(file: &Path) -> anyhow::Result<ExitCode> {
 
 fn plugin_test(
     file: &Path,
-    events: &Path,
+    events: Option<&Path>,
     config: &str,
     batch_size: usize,
     only_kept: bool,
@@ -187,8 +338,13 @@ fn plugin_test(
 ) -> anyhow::Result<ExitCode> {
     serde_json::from_str::<serde_json::Value>(config).context("--config is not valid JSON")?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let text = std::fs::read_to_string(events)
-        .with_context(|| format!("cannot read {}", events.display()))?;
+    let (text, source) = match events {
+        Some(path) => (read_events_file(path)?, path.display().to_string()),
+        None => (
+            fixtures::mainnet_logs()?,
+            "recorded mainnet logs".to_string(),
+        ),
+    };
     let mut logs = Vec::new();
     for (number, line) in text
         .lines()
@@ -198,10 +354,7 @@ fn plugin_test(
         if limit.is_some_and(|n| logs.len() >= n) {
             break;
         }
-        logs.push(
-            ChainLog::from_json(line)
-                .with_context(|| format!("{}:{}", events.display(), number + 1))?,
-        );
+        logs.push(ChainLog::from_json(line).with_context(|| format!("{source}:{}", number + 1))?);
     }
     let runtime = PluginRuntime::new(Config::load(None)?.plugin)?;
     let plugin = runtime

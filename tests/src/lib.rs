@@ -14,6 +14,7 @@ pub mod host;
 pub mod plugins;
 pub mod postgres;
 pub mod receiver;
+pub mod recorded;
 pub mod verifier;
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! The plugin developer's commands, run as a user would: `pipeline plugin check` and
-//! `pipeline plugin test` on the recorded mainnet logs of `../shared/fixtures`.
+//! `pipeline plugin test` on the recorded mainnet logs of the repository's `fixtures/`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -7,24 +7,18 @@ use std::process::Command;
 use alloy_primitives::U256;
 use pipeline_tests::host::pipeline_binary;
 use pipeline_tests::plugins::wasm_path;
+use pipeline_tests::recorded::{mainnet_logs_path, mainnet_logs_text};
 use serde_json::Value;
 
 const TRANSFER_TOPIC0: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 
 fn mainnet_logs() -> PathBuf {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mainnet-logs.jsonl");
-    assert!(
-        path.is_file(),
-        "the recorded mainnet logs are missing at {}",
-        path.display()
-    );
-    path
+    mainnet_logs_path()
 }
 
 /// An oracle independent of the plugin and the SDK: ERC-20 transfers (3 topics) with value ≥ min.
 fn expected_erc20_transfers(min_value: U256) -> usize {
-    let text = std::fs::read_to_string(mainnet_logs()).unwrap();
+    let text = mainnet_logs_text();
     text.lines()
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|log| {
@@ -91,6 +85,24 @@ fn plugin_test_runs_erc20_transfers_over_the_mainnet_fixture() {
         U256::from_str_radix(data["value"].as_str().unwrap(), 10).unwrap()
             >= U256::from(1_000_000u64)
     );
+}
+
+#[test]
+fn plugin_test_defaults_to_the_recorded_logs_carried_in_the_binary() {
+    let wasm = wasm_path("erc20-transfers");
+    let (code, lines, stderr) = pipeline(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--config",
+        r#"{"min_value":"1000000"}"#,
+        "--only-kept",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary = &lines.last().expect("a summary line")["summary"];
+    assert_eq!(summary["events"], 21_786);
+    let expected = expected_erc20_transfers(U256::from(1_000_000u64));
+    assert_eq!(summary["kept"].as_u64(), Some(expected as u64), "{summary}");
 }
 
 #[test]
