@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod anvil;
 pub mod checks;
+pub mod command;
 pub mod fixture;
 pub mod host;
 pub mod plugins;
