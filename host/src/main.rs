@@ -106,6 +106,17 @@ enum Command {
 enum PluginCommand {
     /// Validate a module as the upload endpoint would; prints a JSON report.
     Check { file: PathBuf },
+    /// Scaffold a plugin crate in ./NAME (typed config, a `sol!` event, native tests on recorded
+    /// logs) that builds and passes `pipeline plugin test` as generated.
+    New {
+        name: String,
+        /// Folder to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Pipeline's guest-sdk/ (found from the current folder or this binary when omitted).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Run a module on sample events with production limits: one JSON line per event, then a summary.
     Test {
         file: PathBuf,
@@ -135,6 +146,9 @@ fn main() -> ExitCode {
         Some(Command::Serve { config }) => serve(config.or(cli.config)),
         Some(Command::Migrate { config }) => migrate(config.or(cli.config)),
         Some(Command::Plugin(PluginCommand::Check { file })) => plugin_check(&file),
+        Some(Command::Plugin(PluginCommand::New { name, dir, sdk })) => {
+            plugin_new(&name, &dir, sdk.as_deref())
+        }
         Some(Command::Plugin(PluginCommand::Test {
             file,
             events,
@@ -308,6 +322,21 @@ fn migrate(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_new(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let root = dev::scaffold::new_plugin(name, dir, sdk)?;
+    let wasm = format!(
+        "target/wasm32-unknown-unknown/release/{}.wasm",
+        name.replace('-', "_")
+    );
+    println!("created {}", root.display());
+    println!(
+        "next:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-unknown-unknown",
+        root.display()
+    );
+    println!("  pipeline plugin test {wasm} --config '{{\"min_value\": 0}}' --only-kept");
     Ok(ExitCode::SUCCESS)
 }
 

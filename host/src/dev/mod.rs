@@ -5,6 +5,7 @@
 
 pub mod listen;
 mod plugins;
+pub mod scaffold;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -334,6 +334,14 @@ impl PluginJob {
                 }
                 Err(error) => {
                     self.logs.extend(instance.take_logs());
+                    if let PluginError::Panic(message) = &error {
+                        // Where it panicked belongs in the subscription's logs too, not only in
+                        // `last_error`, which the next failure overwrites.
+                        self.logs.push(PluginLog {
+                            level: 0,
+                            message: format!("panic: {message}"),
+                        });
+                    }
                     last_error = error;
                 }
             }
