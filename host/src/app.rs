@@ -127,6 +127,18 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 }
 
 /// Runs every stage until `shutdown` is cancelled, then drains them within the grace period.
+/// A log is relevant to the reorg window when the current subscriptions' native index matches it.
+fn relevance(
+    chain_id: u64,
+    subscriptions: tokio::sync::watch::Receiver<Arc<crate::matcher::SubscriptionSet>>,
+) -> ingest::Relevance {
+    Arc::new(move |log| {
+        let mut hits = Vec::new();
+        subscriptions.borrow().matching(chain_id, log, &mut hits);
+        !hits.is_empty()
+    })
+}
+
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let App {
         config,
@@ -159,6 +171,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             blocks_tx.clone(),
             metrics.clone(),
             health,
+            relevance(chain.chain_id, registry.subscriptions()),
             shutdown.clone(),
         ));
     }

@@ -135,8 +135,8 @@ impl Default for Config {
                 max_wait_ms: 100,
             },
             delivery: DeliveryConfig {
-                workers: 50,
-                per_endpoint_concurrency: 10,
+                workers: 256,
+                per_endpoint_concurrency: 64,
                 retry_schedule: "5s,5m,30m,2h,5h,10h,10h".to_string(),
                 allowed_cidrs: String::new(),
                 connect_timeout_ms: 5_000,
@@ -159,6 +159,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_LOG_FORMAT", "log_format"),
     ("PIPELINE_DELIVERY_ALLOWED_CIDRS", "delivery.allowed_cidrs"),
     ("PIPELINE_DELIVERY_WORKERS", "delivery.workers"),
+    (
+        "PIPELINE_DELIVERY_PER_ENDPOINT_CONCURRENCY",
+        "delivery.per_endpoint_concurrency",
+    ),
     (
         "PIPELINE_DELIVERY_RETRY_SCHEDULE",
         "delivery.retry_schedule",
@@ -290,7 +294,10 @@ impl Config {
 fn env_value(key: &str, value: &str) -> figment::value::Value {
     let numeric = matches!(
         key,
-        "delivery.workers" | "batch.max_events" | "batch.max_wait_ms"
+        "delivery.workers"
+            | "delivery.per_endpoint_concurrency"
+            | "batch.max_events"
+            | "batch.max_wait_ms"
     );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),

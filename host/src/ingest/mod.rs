@@ -74,6 +74,10 @@ enum IngestError {
     LostOwnership,
 }
 
+/// Whether a log could have been delivered (some subscription's address/topic filter matches it):
+/// only such logs need withdrawing after a reorg, so only they are kept in the reorg window.
+pub type Relevance = Arc<dyn Fn(&ChainLog) -> bool + Send + Sync>;
+
 /// Follows one chain until `shutdown`; dropping `output` on return tells the next stage to drain.
 pub async fn run(
     chain: ChainConfig,
@@ -81,9 +85,11 @@ pub async fn run(
     output: mpsc::Sender<BlockLogs>,
     metrics: Metrics,
     health: Arc<ChainHealth>,
+    relevant: Relevance,
     shutdown: CancellationToken,
 ) {
     let mut ingest = ChainIngest {
+        relevant,
         window: Window::new(REORG_WINDOW),
         chain,
         output,
@@ -154,7 +160,10 @@ fn jittered(d: Duration) -> Duration {
 
 struct ChainIngest {
     chain: ChainConfig,
+    /// Holds the headers of the last blocks and only their relevant logs: its memory follows the
+    /// matched volume, not the chain's.
     window: Window,
+    relevant: Relevance,
     output: mpsc::Sender<BlockLogs>,
     metrics: Metrics,
     health: Arc<ChainHealth>,
@@ -384,10 +393,11 @@ impl ChainIngest {
             received_at,
         };
         self.emit(block).await?;
+        let relevant = &self.relevant;
         self.window.push(WindowBlock {
             number: header.number,
             hash: header.hash,
-            logs,
+            logs: logs.into_iter().filter(|log| relevant(log)).collect(),
         });
         Ok(())
     }

@@ -146,6 +146,7 @@ async fn start_with_urls(ws_urls: Vec<String>) -> (mpsc::Receiver<BlockLogs>, Ca
         tx,
         Metrics::new().unwrap(),
         health,
+        Arc::new(|_: &ChainLog| true),
         shutdown.clone(),
     ));
     (rx, shutdown)

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Whole-process load benchmarks of the `pipeline` binary (release build), one command from a clean
+# checkout:   scripts/bench.sh [quick]
+#
+# For each scenario the harness (host/benches/load.rs, a separate process from the host) runs the dev
+# node publishing recorded ERC-20 transfers over WebSocket at a fixed rate, and a webhook sink on the
+# same clock; it writes one JSON report per scenario. This script runs the scenarios on SQLite and
+# PostgreSQL, measures the sink's own ceiling with wrk, and writes target/bench/report.json and
+# target/bench/latency.png (latency percentiles against offered load). CI does not run it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/target/bench"
+mkdir -p "$OUT"
+PG_URL="${PIPELINE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+SECONDS_PER_RUN="${PIPELINE_BENCH_SECONDS:-10}"
+
+# Tools and PostgreSQL as the test command sets them up (wasm target, venv, PostgreSQL).
+PIPELINE_SETUP_ONLY=1 bash scripts/test.sh >/dev/null
+PY="$ROOT/.tools/venv/bin/python"
+"$PY" -c "import matplotlib" 2>/dev/null || "$PY" -m pip install --quiet --disable-pip-version-check "matplotlib==3.9.2"
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+cargo build --release --target wasm32-unknown-unknown -p erc20-transfers
+cargo bench --no-run -p pipeline-host --bench load
+
+fresh_pg() { # a new, empty database per PostgreSQL run
+    local db="pipeline_bench_$1"
+    psql -w "${PG_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    echo "${PG_URL%/*}/$db"
+}
+
+run() { # label store rate subscriptions plugin_share [tokens]
+    local label="$1" store="$2" rate="$3" subs="$4" share="$5" tokens="${6:-$4}"
+    local db=""
+    [[ "$store" == postgres ]] && db="$(fresh_pg "$label")"
+    echo "==> $label: $store, $rate events/s, $subs subscriptions over $tokens tokens, plugin share $share"
+    PIPELINE_LOAD_LABEL="$label" PIPELINE_LOAD_RATE="$rate" PIPELINE_LOAD_SUBSCRIPTIONS="$subs" \
+    PIPELINE_LOAD_TOKENS="$tokens" PIPELINE_LOAD_PLUGIN_SHARE="$share" PIPELINE_LOAD_SECONDS="$SECONDS_PER_RUN" \
+    PIPELINE_LOAD_DATABASE_URL="$db" PIPELINE_LOAD_OUT="$OUT/$label.json" \
+        cargo bench --quiet -p pipeline-host --bench load >/dev/null
+    "$PY" - "$OUT/$label.json" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"    {r['webhooks_per_s_while_running']:.0f} webhooks/s while running, p50 {r['latency_ms']['p50']:.1f} ms, "
+      f"p99 {r['latency_ms']['p99']:.1f} ms, drained after {r['backlog_drained_after_s']} s, RSS peak {r['host_rss_mb']['peak']:.0f} MB, "
+      f"exactly once: {r['exactly_once']}, statements/100 events {r['db_statements_per_100_events']:.2f}")
+PYEOF
+}
+
+for store in sqlite postgres; do
+    [[ "$store" == sqlite ]] && unset PIPELINE_LOAD_DATABASE_URL
+    run "latency-1k-$store" "$store" 1000 100 0
+    run "throughput-10k-$store" "$store" 10000 100 0.5
+    [[ "${1:-}" == quick ]] && continue
+    run "throughput-5k-$store" "$store" 5000 100 0.5
+    run "throughput-20k-$store" "$store" 20000 100 0
+    run "matching-100k-1pct-$store" "$store" 100000 1 0 100
+done
+if [[ "${1:-}" != quick ]]; then
+    for subs in 10 1000 10000; do run "subscriptions-$subs-sqlite" sqlite 1000 "$subs" 0; done
+fi
+
+# The sink's own ceiling: the same kind of receiver under a plain HTTP load generator.
+SINK_PORT=18999
+PIPELINE_LOAD_SINK_ONLY="$SINK_PORT" cargo bench --quiet -p pipeline-host --bench load >/dev/null &
+SINK_PID=$!
+sleep 2
+cat > "$OUT/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"type":"log","log":{"blockNumber":"0x1"}}'
+LUA
+wrk -t2 -c64 -d5s -s "$OUT/post.lua" "http://127.0.0.1:$SINK_PORT/hook" | tee "$OUT/sink-ceiling.txt"
+kill "$SINK_PID" 2>/dev/null || true
+
+"$PY" - "$OUT" <<'PYEOF'
+import glob, json, os, re, sys
+out = sys.argv[1]
+reports = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "*.json"))) if not p.endswith("report.json")]
+text = open(os.path.join(out, "sink-ceiling.txt")).read()
+m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+ceiling = float(m.group(1)) if m else None
+for r in reports:
+    r["share_of_sink_ceiling"] = (r["webhooks_per_s_while_running"] / ceiling) if ceiling else None
+json.dump({"sink_ceiling_requests_per_s": ceiling, "scenarios": reports}, open(os.path.join(out, "report.json"), "w"), indent=2)
+import matplotlib; matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(8, 5))
+for store, marker in (("sqlite", "o"), ("postgres", "s")):
+    rows = sorted((r for r in reports if r["store"] == store and r["subscriptions"] == 100), key=lambda r: r["offered_events_per_s"])
+    if not rows: continue
+    x = [r["offered_events_per_s"] for r in rows]
+    for p, style in (("p50", "-"), ("p99", "--")):
+        ax.plot(x, [r["latency_ms"][p] for r in rows], style, marker=marker, label=f"{store} {p}")
+ax.set_xscale("log"); ax.set_yscale("log")
+ax.set_xlabel("offered events/s (100 subscriptions, one endpoint)"); ax.set_ylabel("head published → webhook received (ms)")
+ax.axhline(5, color="grey", linewidth=0.5); ax.legend(); ax.grid(True, which="both", linewidth=0.3)
+fig.savefig(os.path.join(out, "latency.png"), dpi=110, bbox_inches="tight")
+print(f"wrote {out}/report.json and {out}/latency.png; sink ceiling {ceiling} requests/s")
+PYEOF
