@@ -15,7 +15,8 @@
 //! `PIPELINE_LOAD_BLOCK_MS` (100), `PIPELINE_LOAD_SUBSCRIPTIONS` (100), `PIPELINE_LOAD_TOKENS`
 //! (default = subscriptions), `PIPELINE_LOAD_PLUGIN_SHARE` (0.0–1.0 of subscriptions through the
 //! plugin, 0), `PIPELINE_LOAD_DATABASE_URL` (default SQLite in a temp dir), `PIPELINE_LOAD_LABEL`,
-//! `PIPELINE_LOAD_OUT` (JSON report path, default target/bench-load.json).
+//! `PIPELINE_LOAD_OUT` (JSON report path, default target/bench-load.json), `PIPELINE_LOAD_BIN` (the
+//! host binary, default the one cargo built: for A/B runs).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -216,7 +217,10 @@ async fn run(s: Scenario) -> Value {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/load.db", dir.display()));
-    let mut host = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+    // PIPELINE_LOAD_BIN runs another build of the host (A/B comparisons in one session).
+    let bin = std::env::var("PIPELINE_LOAD_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pipeline").to_string());
+    let mut host = Command::new(bin)
         .args(["serve", "--config", dir.join("load.toml").to_str().unwrap()])
         .current_dir(&dir)
         .env("DATABASE_URL", &database_url)

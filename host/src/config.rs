@@ -136,7 +136,7 @@ impl Default for Config {
             },
             delivery: DeliveryConfig {
                 workers: 256,
-                per_endpoint_concurrency: 64,
+                per_endpoint_concurrency: 32,
                 retry_schedule: "5s,5m,30m,2h,5h,10h,10h".to_string(),
                 allowed_cidrs: String::new(),
                 connect_timeout_ms: 5_000,
@@ -353,7 +353,10 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://./data/pipeline.db");
         assert_eq!(c.admin_addr.port(), 8080);
         assert_eq!(c.metrics_addr.port(), 9090);
-        assert_eq!(c.delivery.workers, 50);
+        // Raised from DESIGN §5's 50 (and 10 per endpoint) for issue 6: one fast endpoint at 10K
+        // webhooks/s needs more than 10 in flight; a slow one still holds at most 32 of 256.
+        assert_eq!(c.delivery.workers, 256);
+        assert_eq!(c.delivery.per_endpoint_concurrency, 32);
         assert_eq!(c.batch.max_events, 100);
         assert_eq!(
             parse_retry_schedule(&c.delivery.retry_schedule)

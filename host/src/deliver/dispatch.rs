@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::task::TaskTracker;
 
 use super::attempt::{self, Verdict};
@@ -22,12 +22,39 @@ const MAX_PENDING_JOBS: usize = 10_000;
 const MAX_QUEUED_PER_ENDPOINT: usize = 5_000;
 /// How long a job that found no room waits in the store before the poller offers it again.
 const DEFER_MS: i64 = 1_000;
+/// A full endpoint queue is waited on this long before its job is deferred: a fast endpoint frees
+/// a slot within microseconds, so it gets backpressure instead of a round trip through the store.
+const ROOM_WAIT: Duration = Duration::from_millis(20);
+/// After a wait ran out, the endpoint counts as slow for this long: its overflow is deferred at
+/// once, so a slow endpoint stalls the dispatcher at most `ROOM_WAIT` per `SLOW_FOR`.
+const SLOW_FOR: Duration = Duration::from_secs(1);
 
 struct EndpointQueue {
     /// Concurrent attempts to the endpoint.
     gate: Arc<Semaphore>,
     /// Jobs queued for the endpoint.
     queued: Arc<Semaphore>,
+    /// Set when the queue stayed full for `ROOM_WAIT`.
+    slow_until: Option<Instant>,
+}
+
+impl EndpointQueue {
+    /// A slot in the endpoint's queue: at once, after a short wait, or none (defer the job).
+    async fn room(&mut self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.queued.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.slow_until.is_some_and(|until| Instant::now() < until) {
+            return None;
+        }
+        match tokio::time::timeout(ROOM_WAIT, self.queued.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(_)) | Err(_) => {
+                self.slow_until = Some(Instant::now() + SLOW_FOR);
+                None
+            }
+        }
+    }
 }
 
 pub struct Dispatcher {
@@ -87,11 +114,14 @@ impl Dispatcher {
                 .or_insert_with(|| EndpointQueue {
                     gate: Arc::new(Semaphore::new(self.per_endpoint)),
                     queued: Arc::new(Semaphore::new(MAX_QUEUED_PER_ENDPOINT)),
+                    slow_until: None,
                 });
             // A job over its endpoint's share goes back to the store (it is durable there) and
             // returns through the poller: one slow endpoint cannot fill the queue for the others.
-            // When the whole queue is full, wait: that is backpressure, all the way to ingest.
-            let Ok(queued_permit) = queue.queued.clone().try_acquire_owned() else {
+            // A fast endpoint frees room at once, so its overflow waits briefly instead (see
+            // `ROOM_WAIT`). When the whole queue is full, wait: that is backpressure, all the way
+            // to ingest.
+            let Some(queued_permit) = queue.room().await else {
                 shared
                     .metrics
                     .deliveries_attempted
