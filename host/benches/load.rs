@@ -150,7 +150,9 @@ fn main() {
         subscriptions,
         tokens: env_or("PIPELINE_LOAD_TOKENS", subscriptions),
         plugin_share: env_or("PIPELINE_LOAD_PLUGIN_SHARE", 0.0),
-        database_url: std::env::var("PIPELINE_LOAD_DATABASE_URL").ok(),
+        database_url: std::env::var("PIPELINE_LOAD_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,6 +241,9 @@ async fn run(s: Scenario) -> Value {
     for _ in 0..400 {
         if http.get(format!("{base}/healthz")).send().await.is_ok() {
             break;
+        }
+        if let Ok(Some(status)) = host.try_wait() {
+            panic!("the host exited before answering /healthz ({status}); its stderr is above");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
