@@ -11,7 +11,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="$ROOT/target/bench"
-mkdir -p "$OUT"
+RUNS="$OUT/scenarios"   # this run's reports only
+rm -rf "$RUNS"
+mkdir -p "$RUNS"
 PG_URL="${PIPELINE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 SECONDS_PER_RUN="${PIPELINE_BENCH_SECONDS:-10}"
 
@@ -37,9 +39,9 @@ run() { # label store rate subscriptions plugin_share [tokens]
     echo "==> $label: $store, $rate events/s, $subs subscriptions over $tokens tokens, plugin share $share"
     PIPELINE_LOAD_LABEL="$label" PIPELINE_LOAD_RATE="$rate" PIPELINE_LOAD_SUBSCRIPTIONS="$subs" \
     PIPELINE_LOAD_TOKENS="$tokens" PIPELINE_LOAD_PLUGIN_SHARE="$share" PIPELINE_LOAD_SECONDS="$SECONDS_PER_RUN" \
-    PIPELINE_LOAD_DATABASE_URL="$db" PIPELINE_LOAD_OUT="$OUT/$label.json" \
+    PIPELINE_LOAD_DATABASE_URL="$db" PIPELINE_LOAD_OUT="$RUNS/$label.json" \
         cargo bench --quiet -p pipeline-host --bench load >/dev/null
-    "$PY" - "$OUT/$label.json" <<'PYEOF'
+    "$PY" - "$RUNS/$label.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"    {r['webhooks_per_s_while_running']:.0f} webhooks/s while running, p50 {r['latency_ms']['p50']:.1f} ms, "
@@ -77,7 +79,7 @@ kill "$SINK_PID" 2>/dev/null || true
 "$PY" - "$OUT" <<'PYEOF'
 import glob, json, os, re, sys
 out = sys.argv[1]
-reports = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "*.json"))) if not p.endswith("report.json")]
+reports = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "scenarios", "*.json")))]
 text = open(os.path.join(out, "sink-ceiling.txt")).read()
 m = re.search(r"Requests/sec:\s+([\d.]+)", text)
 ceiling = float(m.group(1)) if m else None

@@ -158,6 +158,47 @@ fn jittered(d: Duration) -> Duration {
     d / 2 + d.mul_f64(rand::random::<f64>() / 2.0)
 }
 
+/// Progress of a long catch-up (a `start_block` backfill, a gap after downtime): a log line every
+/// few seconds with the block reached, what is left and the pace, so an operator can tell how long.
+struct CatchUp {
+    chain: String,
+    started: Instant,
+    first: Option<u64>,
+    reported_at: Instant,
+}
+
+impl CatchUp {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(chain: &str) -> CatchUp {
+        let now = Instant::now();
+        CatchUp {
+            chain: chain.to_string(),
+            started: now,
+            first: None,
+            reported_at: now,
+        }
+    }
+
+    fn report(&mut self, next: u64, target: u64) {
+        let first = *self.first.get_or_insert(next);
+        if self.reported_at.elapsed() < Self::EVERY {
+            return;
+        }
+        self.reported_at = Instant::now();
+        let done = next.saturating_sub(first);
+        let blocks_per_s = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(
+            chain = %self.chain,
+            block = next,
+            head = target,
+            remaining = target.saturating_sub(next),
+            blocks_per_s = blocks_per_s.round() as u64,
+            "catching up"
+        );
+    }
+}
+
 struct ChainIngest {
     chain: ChainConfig,
     /// Holds the headers of the last blocks and only their relevant logs: its memory follows the
@@ -276,12 +317,14 @@ impl ChainIngest {
             return Ok(());
         }
         let target = head.number.saturating_sub(self.chain.confirmations);
+        let mut catch_up = CatchUp::new(&self.chain.name);
         loop {
             let next = match self.window.tip() {
                 Some(tip) if tip.number >= target => return Ok(()),
                 Some(tip) => tip.number + 1,
                 None => target,
             };
+            catch_up.report(next, target);
             let header = if next == head.number {
                 head.clone()
             } else {

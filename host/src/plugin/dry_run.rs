@@ -41,6 +41,25 @@ pub fn dry_run(
     logs: &[ChainLog],
     batch_size: usize,
 ) -> DryRunReport {
+    dry_run_with_progress(
+        runtime,
+        plugin,
+        config_json,
+        logs,
+        batch_size,
+        &mut |_, _| {},
+    )
+}
+
+/// [`dry_run`], calling `progress(done, total)` after every plugin call (for `plugin test`'s bar).
+pub fn dry_run_with_progress(
+    runtime: &PluginRuntime,
+    plugin: Arc<CompiledPlugin>,
+    config_json: &str,
+    logs: &[ChainLog],
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> DryRunReport {
     let mut report = DryRunReport {
         events: logs.len(),
         kept: 0,
@@ -72,6 +91,7 @@ pub fn dry_run(
                 return report;
             }
         };
+        progress(offset + chunk.len(), logs.len());
         report.fuel_used += call.fuel_used;
         report.duration_us += call.duration.as_micros() as u64;
         report.logs.extend(call.logs);
