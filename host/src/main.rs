@@ -266,40 +266,38 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 fn dev(options: DevOptions) -> anyhow::Result<ExitCode> {
-    quiet_tracing();
-    runtime()?.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        dev::run(options, shutdown).await
-    })?;
-    Ok(ExitCode::SUCCESS)
+    until_signal(|shutdown| dev::run(options, shutdown))
 }
 
 fn dev_node(options: NodeOptions) -> anyhow::Result<ExitCode> {
+    until_signal(|shutdown| devnode::run_standalone(options, shutdown))
+}
+
+/// Runs a developer tool with quiet logging until it ends or SIGTERM/Ctrl-C cancels it.
+fn until_signal<F>(work: impl FnOnce(CancellationToken) -> F) -> anyhow::Result<ExitCode>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
     quiet_tracing();
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        devnode::run_standalone(options, shutdown).await
+        work(shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn listen(port: u16, secrets: Vec<String>, forward: Option<url::Url>) -> anyhow::Result<ExitCode> {
-    quiet_tracing();
     let router = dev::listen::receiver(dev::listen::ListenOptions { secrets, forward })?;
-    runtime()?.block_on(async {
+    until_signal(|shutdown| async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         println!(
             "listening on http://127.0.0.1:{port}/ (any path); verified webhooks are printed here"
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
         dev::listen::serve(listener, router, shutdown).await
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Developer commands print their own output on stdout; only warnings go to stderr.

@@ -35,6 +35,17 @@ fn cargo(dir: &Path, args: &[&str]) {
     );
 }
 
+fn build_wasm(crate_dir: &Path) {
+    let args = [
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        "wasm32-unknown-unknown",
+    ];
+    cargo(crate_dir, &args);
+}
+
 fn plugin_test(wasm: &Path, extra: &[&str]) -> (bool, Value) {
     let out = Command::new(pipeline_binary())
         .args(["plugin", "test", wasm.to_str().unwrap(), "--only-kept"])
@@ -68,16 +79,7 @@ async fn a_generated_plugin_builds_tests_and_delivers_live() {
     let crate_dir = dir.path().join("my-approvals");
     let first_build = Instant::now();
     cargo(&crate_dir, &["test", "--quiet"]);
-    cargo(
-        &crate_dir,
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    );
+    build_wasm(&crate_dir);
     let build_seconds = first_build.elapsed().as_secs_f64();
     let wasm = scaffold_target().join("wasm32-unknown-unknown/release/my_approvals.wasm");
 
@@ -151,16 +153,7 @@ async fn a_generated_plugin_builds_tests_and_delivers_live() {
         .position(|l| l.contains("let Some(approval)"))
         .unwrap();
     let location = format!("src/lib.rs:{}:", line + 1);
-    cargo(
-        &crate_dir,
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-unknown-unknown",
-        ],
-    );
+    build_wasm(&crate_dir);
     let recorded = crate_dir.join("tests/recorded.jsonl");
     let (ok, summary) = plugin_test(&wasm, &["--events", recorded.to_str().unwrap()]);
     let error = summary["error"].as_str().unwrap_or_default().to_string();

@@ -78,18 +78,14 @@ pub async fn run(options: DevOptions, shutdown: CancellationToken) -> anyhow::Re
 }
 
 async fn start_node(options: &DevOptions, shutdown: CancellationToken) -> anyhow::Result<String> {
-    anyhow::ensure!(options.rate > 0.0, "--rate must be above 0");
-    anyhow::ensure!(options.block_ms > 0, "--block-ms must be above 0");
-    let logs_per_block =
-        ((options.rate * options.block_ms as f64 / 1000.0).round() as usize).max(1);
-    let spec = ChainSpec {
-        chain_id: DEV_CHAIN_ID,
-        source: LogSource::Recorded,
-        tokens: 0,
-        logs_per_block,
-        block_seconds: options.block_ms.div_ceil(1000).max(1),
-        seed: rand::random(),
-    };
+    let spec = ChainSpec::paced(
+        DEV_CHAIN_ID,
+        LogSource::Recorded,
+        0,
+        options.rate,
+        options.block_ms,
+        rand::random(),
+    )?;
     let node = DevNode::new(Chain::new(spec, unix_now())?);
     let (listener, url) = devnode::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     tokio::spawn(node.clone().serve(listener, shutdown.clone()));

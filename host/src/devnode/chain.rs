@@ -34,6 +34,32 @@ pub struct ChainSpec {
     pub seed: u64,
 }
 
+impl ChainSpec {
+    /// A chain publishing `rate` events/s in blocks every `block_ms` (logs per block rounded, ≥ 1).
+    pub fn paced(
+        chain_id: u64,
+        source: LogSource,
+        tokens: usize,
+        rate: f64,
+        block_ms: u64,
+        seed: u64,
+    ) -> anyhow::Result<ChainSpec> {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "the rate must be above 0 events/s"
+        );
+        anyhow::ensure!(block_ms > 0, "the block interval must be above 0 ms");
+        Ok(ChainSpec {
+            chain_id,
+            source,
+            tokens,
+            logs_per_block: ((rate * block_ms as f64 / 1000.0).round() as usize).max(1),
+            block_seconds: block_ms.div_ceil(1000).max(1),
+            seed,
+        })
+    }
+}
+
 /// One recorded log, reduced to what a block needs (all fields are checked lowercase hex).
 #[derive(Debug, Clone)]
 struct Template {

@@ -142,21 +142,15 @@ pub async fn run_standalone(
     options: NodeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        options.rate > 0.0 && options.rate.is_finite(),
-        "--rate must be above 0"
-    );
-    anyhow::ensure!(options.block_ms > 0, "--block-ms must be above 0");
-    let logs_per_block =
-        ((options.rate * options.block_ms as f64 / 1000.0).round() as usize).max(1);
-    let spec = ChainSpec {
-        chain_id: options.chain_id,
-        source: options.source,
-        tokens: options.tokens,
-        logs_per_block,
-        block_seconds: options.block_ms.div_ceil(1000).max(1),
-        seed: options.seed,
-    };
+    let spec = ChainSpec::paced(
+        options.chain_id,
+        options.source,
+        options.tokens,
+        options.rate,
+        options.block_ms,
+        options.seed,
+    )?;
+    let logs_per_block = spec.logs_per_block;
     let genesis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
