@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use pipeline_tests::command::Running;
-use pipeline_tests::{Admin, DbKind, Host, HostOptions, Receiver, free_port};
+use pipeline_tests::{Admin, DbKind, Host, HostOptions, Receiver, free_port, wait_until};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,15 +52,20 @@ async fn pipeline_dev_prints_verified_webhooks_within_a_minute() {
         .value_after("admin API  ")
         .expect("the banner prints the API");
     let admin = Admin::new(&api, Some(&token));
-    let deliveries = admin.get("/v1/deliveries?status=delivered").await;
-    let items = deliveries.expect_status(&[200])["items"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!(
-        !items.is_empty(),
-        "delivered deliveries are listed: {deliveries:?}"
-    );
+    // Outcomes are recorded just after the answer (in groups): poll, do not expect them at once.
+    wait_until(
+        "delivered deliveries listed",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let answer = admin.get("/v1/deliveries?status=delivered").await;
+            match answer.body["items"].as_array() {
+                Some(items) if !items.is_empty() => Ok(()),
+                _ => Err(format!("{answer:?}")),
+            }
+        },
+    )
+    .await;
     let status = dev.terminate(Duration::from_secs(45));
     assert!(
         status.is_some_and(|s| s.success()),
