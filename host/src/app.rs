@@ -132,11 +132,7 @@ fn relevance(
     chain_id: u64,
     subscriptions: tokio::sync::watch::Receiver<Arc<crate::matcher::SubscriptionSet>>,
 ) -> ingest::Relevance {
-    Arc::new(move |log| {
-        let mut hits = Vec::new();
-        subscriptions.borrow().matching(chain_id, log, &mut hits);
-        !hits.is_empty()
-    })
+    Arc::new(move |log| subscriptions.borrow().matches_any(chain_id, log))
 }
 
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pipeline_host::config::{Config, LogFormat};
 use pipeline_host::dev::{self, DevOptions};
-use pipeline_host::devnode::{self, LogSource, NodeOptions};
+use pipeline_host::devnode::{self, NodeOptions};
 use pipeline_host::event::ChainLog;
 use pipeline_host::fixtures::{self, read_events_file};
 use pipeline_host::plugin::{PluginRuntime, dry_run, plugin_id};
@@ -46,48 +46,10 @@ enum Command {
     Plugin(PluginCommand),
     /// Watch the product work: a replay node of recorded mainnet blocks, the host on SQLite, the
     /// example plugins and a subscription delivering to a local verifying receiver, all in one.
-    Dev {
-        /// Admin API port on 127.0.0.1.
-        #[arg(long, default_value_t = 8080)]
-        admin_port: u16,
-        /// Events per second the replay node publishes.
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        /// Milliseconds between blocks.
-        #[arg(long, default_value_t = 1000)]
-        block_ms: u64,
-        /// Keep the database and token here (default: a fresh temporary directory).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// erc20-transfers' `min_value`: smallest transfer delivered (token base units).
-        #[arg(long, default_value = "1000000000000000000")]
-        min_value: String,
-    },
+    Dev(DevOptions),
     /// A local JSON-RPC node that replays recorded mainnet logs over WebSocket (`newHeads`,
     /// `eth_getLogs`, …) at a chosen rate: for experiments and load tests.
-    DevNode {
-        #[arg(long, default_value = "127.0.0.1:8546")]
-        listen: std::net::SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        chain_id: u64,
-        /// Every recorded log, or only ERC-20 transfers spread over --tokens contracts.
-        #[arg(long, value_enum, default_value_t = LogSource::Recorded)]
-        source: LogSource,
-        #[arg(long, default_value_t = 100)]
-        tokens: usize,
-        /// Events per second.
-        #[arg(long, default_value_t = 1000.0)]
-        rate: f64,
-        /// Milliseconds between blocks.
-        #[arg(long, default_value_t = 100)]
-        block_ms: u64,
-        /// Stop publishing after this many blocks.
-        #[arg(long)]
-        blocks: Option<u64>,
-        /// Block hashes derive from it (default: random, so every run is a new chain).
-        #[arg(long)]
-        seed: Option<u64>,
-    },
+    DevNode(NodeOptions),
     /// A local webhook receiver: verifies Standard Webhooks signatures, prints each event, answers
     /// 2xx (401 with the reason when a signature fails), optionally forwards what it verified.
     Listen {
@@ -164,38 +126,8 @@ fn main() -> ExitCode {
             only_kept,
             limit,
         ),
-        Some(Command::Dev {
-            admin_port,
-            rate,
-            block_ms,
-            data_dir,
-            min_value,
-        }) => dev(DevOptions {
-            admin_port,
-            rate,
-            block_ms,
-            data_dir,
-            min_value,
-        }),
-        Some(Command::DevNode {
-            listen,
-            chain_id,
-            source,
-            tokens,
-            rate,
-            block_ms,
-            blocks,
-            seed,
-        }) => dev_node(NodeOptions {
-            listen,
-            chain_id,
-            source,
-            tokens,
-            rate,
-            block_ms,
-            blocks,
-            seed: seed.unwrap_or_else(rand::random),
-        }),
+        Some(Command::Dev(options)) => dev(options),
+        Some(Command::DevNode(options)) => dev_node(options),
         Some(Command::Listen {
             port,
             secret,

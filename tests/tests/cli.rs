@@ -1,7 +1,7 @@
 //! The plugin developer's commands, run as a user would: `pipeline plugin check` and
 //! `pipeline plugin test` on the recorded mainnet logs of the repository's `fixtures/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use alloy_primitives::U256;
@@ -49,26 +49,30 @@ fn pipeline(args: &[&str]) -> (i32, Vec<Value>, String) {
     )
 }
 
-#[test]
-fn plugin_test_runs_erc20_transfers_over_the_mainnet_fixture() {
+/// `plugin test` of `erc20-transfers` (min 1,000,000) over the recorded logs, from `events` or
+/// the copy in the binary: succeeds, reads all 21,786 logs and keeps what the oracle expects.
+/// Returns the output lines (kept events, then the summary).
+fn erc20_over_recorded(events: Option<&Path>) -> Vec<Value> {
     let wasm = wasm_path("erc20-transfers");
-    let events = mainnet_logs();
-    let (code, lines, stderr) = pipeline(&[
-        "plugin",
-        "test",
-        wasm.to_str().unwrap(),
-        "--events",
-        events.to_str().unwrap(),
-        "--config",
-        r#"{"min_value":"1000000"}"#,
-        "--only-kept",
-    ]);
+    let mut args = vec!["plugin", "test", wasm.to_str().unwrap()];
+    if let Some(events) = events {
+        args.extend(["--events", events.to_str().unwrap()]);
+    }
+    args.extend(["--config", r#"{"min_value":"1000000"}"#, "--only-kept"]);
+    let (code, lines, stderr) = pipeline(&args);
     assert_eq!(code, 0, "{stderr}");
     let summary = &lines.last().expect("a summary line")["summary"];
     let expected = expected_erc20_transfers(U256::from(1_000_000u64));
     assert_eq!(summary["events"], 21_786);
     assert_eq!(summary["kept"].as_u64(), Some(expected as u64), "{summary}");
     assert_eq!(lines.len() - 1, expected, "one line per kept event");
+    lines
+}
+
+#[test]
+fn plugin_test_runs_erc20_transfers_over_the_mainnet_fixture() {
+    let lines = erc20_over_recorded(Some(&mainnet_logs()));
+    let summary = &lines.last().expect("a summary line")["summary"];
     assert!(summary["fuel_used"].as_u64().unwrap() > 0);
     assert!(summary["error"].is_null());
     let first = &lines[0];
@@ -89,20 +93,7 @@ fn plugin_test_runs_erc20_transfers_over_the_mainnet_fixture() {
 
 #[test]
 fn plugin_test_defaults_to_the_recorded_logs_carried_in_the_binary() {
-    let wasm = wasm_path("erc20-transfers");
-    let (code, lines, stderr) = pipeline(&[
-        "plugin",
-        "test",
-        wasm.to_str().unwrap(),
-        "--config",
-        r#"{"min_value":"1000000"}"#,
-        "--only-kept",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let summary = &lines.last().expect("a summary line")["summary"];
-    assert_eq!(summary["events"], 21_786);
-    let expected = expected_erc20_transfers(U256::from(1_000_000u64));
-    assert_eq!(summary["kept"].as_u64(), Some(expected as u64), "{summary}");
+    erc20_over_recorded(None);
 }
 
 #[test]

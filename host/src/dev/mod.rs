@@ -27,14 +27,22 @@ const DEV_CHAIN_ID: u64 = 1;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `pipeline dev` options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DevOptions {
+    /// Admin API port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
     pub admin_port: u16,
     /// Events per second the replay node publishes.
+    #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 1000)]
     pub block_ms: u64,
-    /// Where the database and token go; a fresh temporary directory when absent.
+    /// Keep the database and token here (default: a fresh temporary directory).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The `erc20-transfers` config's `min_value` (smallest unit of the token).
+    /// erc20-transfers' `min_value`: smallest transfer delivered (token base units).
+    #[arg(long, default_value = "1000000000000000000")]
     pub min_value: String,
 }
 
@@ -86,7 +94,7 @@ async fn start_node(options: &DevOptions, shutdown: CancellationToken) -> anyhow
         options.block_ms,
         rand::random(),
     )?;
-    let node = DevNode::new(Chain::new(spec, unix_now())?);
+    let node = DevNode::new(Chain::starting_now(spec)?);
     let (listener, url) = devnode::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     tokio::spawn(node.clone().serve(listener, shutdown.clone()));
     let interval = Duration::from_millis(options.block_ms);
@@ -207,13 +215,6 @@ Next, in another terminal:
 Verified webhooks follow (Ctrl-C stops everything):"#,
         data = data.display()
     );
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 /// A small admin API client for the set-up calls.

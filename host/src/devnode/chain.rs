@@ -106,6 +106,12 @@ impl Chain {
         })
     }
 
+    /// A chain whose genesis block is timestamped now.
+    pub fn starting_now(spec: ChainSpec) -> anyhow::Result<Chain> {
+        let now = u64::try_from(crate::store::now_ms() / 1000).unwrap_or_default();
+        Chain::new(spec, now)
+    }
+
     pub fn spec(&self) -> &ChainSpec {
         &self.spec
     }

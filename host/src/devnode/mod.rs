@@ -120,18 +120,29 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, String)> {
 }
 
 /// `pipeline dev-node` options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct NodeOptions {
+    #[arg(long, default_value = "127.0.0.1:8546")]
     pub listen: SocketAddr,
+    #[arg(long, default_value_t = 1)]
     pub chain_id: u64,
+    /// Every recorded log, or only ERC-20 transfers spread over --tokens contracts.
+    #[arg(long, value_enum, default_value_t = LogSource::Recorded)]
     pub source: LogSource,
+    #[arg(long, default_value_t = 100)]
     pub tokens: usize,
     /// Events per second (logs per block = rate × block interval).
+    #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 100)]
     pub block_ms: u64,
     /// Stop publishing after this many blocks (the node keeps answering).
+    #[arg(long)]
     pub blocks: Option<u64>,
-    pub seed: u64,
+    /// Block hashes derive from it (default: random, so every run is a new chain).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// How often the standalone node reports its head.
@@ -148,14 +159,10 @@ pub async fn run_standalone(
         options.tokens,
         options.rate,
         options.block_ms,
-        options.seed,
+        options.seed.unwrap_or_else(rand::random),
     )?;
     let logs_per_block = spec.logs_per_block;
-    let genesis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let node = DevNode::new(Chain::new(spec, genesis)?);
+    let node = DevNode::new(Chain::starting_now(spec)?);
     let (listener, url) = bind(options.listen).await?;
     println!(
         "dev-node: serving {url} — chain {}, {logs_per_block} {:?} logs per block every {} ms ({:.0} events/s)",

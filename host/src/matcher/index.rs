@@ -130,29 +130,11 @@ impl SubscriptionSet {
 
     /// Indexes (into `subscriptions`) of the subscriptions `log` matches, appended to `out`.
     pub fn matching(&self, chain_id: u64, log: &ChainLog, out: &mut Vec<usize>) {
-        let Some(index) = self.chains.get(&chain_id) else {
-            return;
-        };
         let start = out.len();
-        let by_address = index
-            .by_address
-            .get(&log.address)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let by_topic = log
-            .topic0()
-            .and_then(|t| index.any_address_by_topic0.get(t))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for &i in by_address
-            .iter()
-            .chain(by_topic)
-            .chain(&index.any_address_any_topic0)
-        {
-            if self.subscriptions[i].matches(log) {
-                out.push(i);
-            }
-        }
+        out.extend(
+            self.candidates(chain_id, log)
+                .filter(|&i| self.subscriptions[i].matches(log)),
+        );
         // A subscription listing the same address twice must still match once.
         out[start..].sort_unstable();
         let mut seen = start;
@@ -163,6 +145,31 @@ impl SubscriptionSet {
             }
         }
         out.truncate(seen);
+    }
+
+    /// Whether any subscription matches `log` (no allocation: ingest asks this of every log).
+    pub fn matches_any(&self, chain_id: u64, log: &ChainLog) -> bool {
+        self.candidates(chain_id, log)
+            .any(|i| self.subscriptions[i].matches(log))
+    }
+
+    /// The subscriptions the index says may match `log` (by address, by topic0, wildcard); each
+    /// still has to check its full filter.
+    fn candidates<'a>(&'a self, chain_id: u64, log: &ChainLog) -> impl Iterator<Item = usize> + 'a {
+        let index = self.chains.get(&chain_id);
+        let by_address = index
+            .and_then(|index| index.by_address.get(&log.address))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let by_topic = index
+            .zip(log.topic0())
+            .and_then(|(index, t)| index.any_address_by_topic0.get(t))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let wildcard = index
+            .map(|index| index.any_address_any_topic0.as_slice())
+            .unwrap_or_default();
+        by_address.iter().chain(by_topic).chain(wildcard).copied()
     }
 }
 
@@ -199,8 +206,10 @@ mod tests {
 
     fn check(subs: Vec<Arc<Subscription>>, expected: &[&str]) {
         let set = SubscriptionSet::new(subs);
+        let log = ChainLog::from_json(TRANSFER).unwrap();
         let mut out = Vec::new();
-        set.matching(1, &ChainLog::from_json(TRANSFER).unwrap(), &mut out);
+        set.matching(1, &log, &mut out);
+        assert_eq!(set.matches_any(1, &log), !expected.is_empty());
         let ids: Vec<&str> = out
             .iter()
             .map(|&i| set.subscriptions[i].id.as_str())
