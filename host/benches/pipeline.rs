@@ -213,6 +213,7 @@ async fn phase(
             kind: BlockKind::Canonical,
             logs: logs.clone(),
             received_at: now,
+            in_flight: Default::default(),
         };
         feed.send(block).await.unwrap();
         if let Some(pace) = pace {

@@ -167,6 +167,7 @@ fn fanout(c: &mut Criterion) {
             kind: BlockKind::Canonical,
             logs: logs.clone(),
             received_at: Instant::now(),
+            in_flight: Default::default(),
         }],
         n_events: logs.len(),
     };

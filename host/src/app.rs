@@ -157,6 +157,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (gone_tx, gone_rx) = mpsc::channel(64);
     let tracker = TaskTracker::new();
 
+    let downstream = ingest::Downstream::with_budget(blocks_tx, config.batch.max_in_flight_mib);
     let mut chains = Vec::new();
     for chain in &config.chains {
         let health = ChainHealth::new(chain);
@@ -164,14 +165,14 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracker.spawn(ingest::run(
             chain.clone(),
             store.clone(),
-            blocks_tx.clone(),
+            downstream.clone(),
             metrics.clone(),
             health,
             relevance(chain.chain_id, registry.subscriptions()),
             shutdown.clone(),
         ));
     }
-    drop(blocks_tx);
+    drop(downstream);
     tracker.spawn(batch::run(
         config.batch.clone(),
         blocks_rx,
@@ -253,6 +254,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     ));
     tracker.spawn(watchdog(metrics, scheduler_lag_ms, shutdown.clone()));
     tracker.spawn(refresh_registry(registry, shutdown.clone()));
+    tracker.spawn(checkpoint_wal(store.clone(), shutdown.clone()));
     tracker.close();
     tracing::info!(chains = config.chains.len(), admin = %config.admin_addr, metrics = %config.metrics_addr, "pipeline running");
 
@@ -329,6 +331,34 @@ async fn refresh_registry(registry: Registry, shutdown: CancellationToken) {
         if let Err(error) = registry.reload().await {
             tracing::warn!(%error, "periodic registry reload failed");
         }
+    }
+}
+
+/// SQLite's write-ahead log is copied back into the database here, beside the writer, instead of
+/// inside whichever commit crosses the log's size threshold. A round that could not copy
+/// everything (the writer kept appending) is followed by another soon, so the log is restarted
+/// from its beginning often and stays small.
+async fn checkpoint_wal(store: Store, shutdown: CancellationToken) {
+    const EVERY: Duration = Duration::from_millis(500);
+    const AGAIN: Duration = Duration::from_millis(100);
+    let mut wait = EVERY;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = match tokio::time::timeout(Duration::from_secs(30), store.checkpoint()).await {
+            Ok(Ok(true)) => EVERY,
+            Ok(Ok(false)) => AGAIN,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "checkpointing the write-ahead log failed");
+                EVERY
+            }
+            Err(_) => {
+                tracing::warn!("checkpointing the write-ahead log took over 30 s");
+                EVERY
+            }
+        };
     }
 }
 

@@ -63,6 +63,14 @@ pub struct ChainConfig {
 pub struct BatchConfig {
     pub max_events: usize,
     pub max_wait_ms: u64,
+    /// Bytes of logs (MiB) between ingest and the end of matching at most: when the pipeline
+    /// falls behind, ingest waits instead of holding more, whatever the blocks' sizes.
+    #[serde(default = "default_max_in_flight_mib")]
+    pub max_in_flight_mib: usize,
+}
+
+fn default_max_in_flight_mib() -> usize {
+    16
 }
 
 impl BatchConfig {
@@ -133,6 +141,7 @@ impl Default for Config {
             batch: BatchConfig {
                 max_events: 100,
                 max_wait_ms: 100,
+                max_in_flight_mib: default_max_in_flight_mib(),
             },
             delivery: DeliveryConfig {
                 workers: 256,
@@ -169,6 +178,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ),
     ("PIPELINE_BATCH_MAX_EVENTS", "batch.max_events"),
     ("PIPELINE_BATCH_MAX_WAIT_MS", "batch.max_wait_ms"),
+    (
+        "PIPELINE_BATCH_MAX_IN_FLIGHT_MIB",
+        "batch.max_in_flight_mib",
+    ),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -237,6 +250,12 @@ impl Config {
         if self.batch.max_events == 0 {
             bail!("PIPELINE_BATCH_MAX_EVENTS must be at least 1");
         }
+        if !(1..=4096).contains(&self.batch.max_in_flight_mib) {
+            bail!(
+                "PIPELINE_BATCH_MAX_IN_FLIGHT_MIB must be between 1 and 4096, got {}",
+                self.batch.max_in_flight_mib
+            );
+        }
         let d = &self.delivery;
         if !(1..=100_000).contains(&d.workers) {
             bail!(
@@ -298,6 +317,7 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "delivery.per_endpoint_concurrency"
             | "batch.max_events"
             | "batch.max_wait_ms"
+            | "batch.max_in_flight_mib"
     );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),

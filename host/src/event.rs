@@ -113,6 +113,30 @@ pub struct BlockLogs {
     pub logs: Vec<Arc<ChainLog>>,
     /// When ingest received the block (start of the end-to-end latency).
     pub received_at: Instant,
+    /// The block's share of the in-flight memory budget, returned when the block is dropped.
+    pub in_flight: InFlight,
+}
+
+/// Memory a block holds on its way from ingest through matching, as permits of a byte budget
+/// (KiB); dropping it returns them. Blocks made outside ingest (tests, benches) hold none, and
+/// neither does a clone: the original's owner is charged.
+#[derive(Debug, Default)]
+pub struct InFlight(pub Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Clone for InFlight {
+    fn clone(&self) -> InFlight {
+        InFlight(None)
+    }
+}
+
+impl InFlight {
+    /// KiB a block of logs with `raw_bytes` of JSON occupies: the text plus the parsed fields.
+    pub fn kib_for(raw_bytes: usize, logs: usize) -> u32 {
+        let bytes = raw_bytes
+            .saturating_mul(2)
+            .saturating_add(logs.saturating_mul(256));
+        u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
+    }
 }
 
 impl BlockLogs {
@@ -152,6 +176,13 @@ mod tests {
     use super::*;
 
     const TRANSFER: &str = r#"{"address":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","0x0000000000000000000000001b63142628311395ceafeea5667e7c9026c862ca","0x000000000000000000000000ac4df82fe37ea2187bc8c011a23d743b4f39019a"],"data":"0x00000000000000000000000000000000000000000000000000000000000186a0","blockNumber":"0x76250","blockHash":"0x246edb4b351d93c27926f4649bcf6c24366e2a7c7c718dc9158eea20c03bc6ae","blockTimestamp":"0x5638c858","transactionHash":"0x04cbcb236043d8fb7839e07bbc7f5eed692fb2ca55d897f1101eac3e3ad4fab8","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#;
+
+    #[test]
+    fn a_block_is_charged_about_twice_its_json_in_kib() {
+        assert_eq!(InFlight::kib_for(0, 0), 1);
+        assert_eq!(InFlight::kib_for(512 * 1024, 1000), 1024 + 250 + 1);
+        assert_eq!(InFlight::kib_for(usize::MAX, 1), u32::MAX);
+    }
 
     #[test]
     fn parses_a_mainnet_log_and_keeps_its_text() {

@@ -74,6 +74,7 @@ mod tests {
                 .map(|_| std::sync::Arc::new(log.clone()))
                 .collect(),
             received_at: std::time::Instant::now(),
+            in_flight: Default::default(),
         }
     }
 
@@ -81,6 +82,7 @@ mod tests {
         BatchConfig {
             max_events,
             max_wait_ms: 100,
+            max_in_flight_mib: 16,
         }
     }
 

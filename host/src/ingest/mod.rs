@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ChainConfig;
-use crate::event::{BlockKind, BlockLogs, ChainLog};
+use crate::event::{BlockKind, BlockLogs, ChainLog, InFlight};
 use crate::metrics::Metrics;
 use crate::store::{ChainLock, Store, now_ms};
 use chain::{Window, WindowBlock};
@@ -78,11 +78,36 @@ enum IngestError {
 /// only such logs need withdrawing after a reorg, so only they are kept in the reorg window.
 pub type Relevance = Arc<dyn Fn(&ChainLog) -> bool + Send + Sync>;
 
+/// Where ingest sends blocks, and the in-flight memory budget (KiB permits) they are charged to.
+#[derive(Clone)]
+pub struct Downstream {
+    pub blocks: mpsc::Sender<BlockLogs>,
+    /// `None`: blocks are not charged (tests).
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
+    pub budget_kib: u32,
+}
+
+impl Downstream {
+    /// A downstream with a budget of `mib` MiB.
+    pub fn with_budget(blocks: mpsc::Sender<BlockLogs>, mib: usize) -> Downstream {
+        let kib = u32::try_from(mib.saturating_mul(1024)).unwrap_or(u32::MAX);
+        Downstream::with_budget_kib(blocks, kib)
+    }
+
+    pub fn with_budget_kib(blocks: mpsc::Sender<BlockLogs>, kib: u32) -> Downstream {
+        Downstream {
+            blocks,
+            budget: Some(Arc::new(tokio::sync::Semaphore::new(kib as usize))),
+            budget_kib: kib,
+        }
+    }
+}
+
 /// Follows one chain until `shutdown`; dropping `output` on return tells the next stage to drain.
 pub async fn run(
     chain: ChainConfig,
     store: Store,
-    output: mpsc::Sender<BlockLogs>,
+    output: Downstream,
     metrics: Metrics,
     health: Arc<ChainHealth>,
     relevant: Relevance,
@@ -205,7 +230,7 @@ struct ChainIngest {
     /// matched volume, not the chain's.
     window: Window,
     relevant: Relevance,
-    output: mpsc::Sender<BlockLogs>,
+    output: Downstream,
     metrics: Metrics,
     health: Arc<ChainHealth>,
     lock: Option<ChainLock>,
@@ -394,6 +419,7 @@ impl ChainIngest {
                 kind: BlockKind::Orphaned,
                 logs,
                 received_at: Instant::now(),
+                in_flight: Default::default(),
             })
             .await?;
         }
@@ -409,6 +435,8 @@ impl ChainIngest {
         let raw: Vec<Box<RawValue>> = conn
             .request("eth_getLogs", json!([{"blockHash": header.hash}]))
             .await?;
+        let raw_bytes: usize = raw.iter().map(|r| r.get().len()).sum();
+        let in_flight = self.reserve(raw_bytes, raw.len()).await?;
         let mut logs = Vec::with_capacity(raw.len());
         for item in &raw {
             let log = ChainLog::from_raw(item).map_err(|e| IngestError::BadLog {
@@ -434,6 +462,7 @@ impl ChainIngest {
             kind: BlockKind::Canonical,
             logs: logs.clone(),
             received_at,
+            in_flight,
         };
         self.emit(block).await?;
         let relevant = &self.relevant;
@@ -445,8 +474,22 @@ impl ChainIngest {
         Ok(())
     }
 
+    /// Waits for room in the in-flight budget for a block of `raw_bytes` of logs. A block larger
+    /// than the whole budget waits for all of it, so it still passes, alone.
+    async fn reserve(&self, raw_bytes: usize, logs: usize) -> Result<InFlight, IngestError> {
+        let Some(budget) = &self.output.budget else {
+            return Ok(InFlight::default());
+        };
+        let wanted = InFlight::kib_for(raw_bytes, logs).min(self.output.budget_kib);
+        match budget.clone().acquire_many_owned(wanted).await {
+            Ok(permit) => Ok(InFlight(Some(permit))),
+            Err(_) => Err(IngestError::Stopped),
+        }
+    }
+
     async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
         self.output
+            .blocks
             .send(block)
             .await
             .map_err(|_| IngestError::Stopped)

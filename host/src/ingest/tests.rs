@@ -125,6 +125,13 @@ async fn start(url: String) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
 }
 
 async fn start_with_urls(ws_urls: Vec<String>) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
+    start_with_budget(ws_urls, 1024).await
+}
+
+async fn start_with_budget(
+    ws_urls: Vec<String>,
+    budget_kib: u32,
+) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
     let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
         .await
@@ -143,13 +150,38 @@ async fn start_with_urls(ws_urls: Vec<String>) -> (mpsc::Receiver<BlockLogs>, Ca
     tokio::spawn(run(
         config,
         store,
-        tx,
+        Downstream::with_budget_kib(tx, budget_kib),
         Metrics::new().unwrap(),
         health,
         Arc::new(|_: &ChainLog| true),
         shutdown.clone(),
     ));
     (rx, shutdown)
+}
+
+#[tokio::test]
+async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
+    let chain = Arc::new(Mutex::new(FakeChain::default()));
+    {
+        let mut c = chain.lock().unwrap();
+        for n in 0..=3u8 {
+            c.set(n as u64, 0x10 + n);
+        }
+    }
+    let (url, _push) = fake_node(chain.clone()).await;
+    // Every block is charged at least 1 KiB (and at most the whole budget): a 1 KiB budget lets
+    // one block through at a time.
+    let (mut rx, shutdown) = start_with_budget(vec![url], 1).await;
+    let first = next_block(&mut rx).await;
+    assert_eq!(first.number, 1);
+    let waited = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(
+        waited.is_err(),
+        "a second block while the first holds the whole budget"
+    );
+    drop(first);
+    assert_eq!(next_block(&mut rx).await.number, 2);
+    shutdown.cancel();
 }
 
 #[tokio::test]

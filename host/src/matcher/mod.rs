@@ -1,6 +1,6 @@
 //! Turns a batch of blocks into an outbox write: the native index picks candidate subscriptions
 //! per log, then each subscription with a plugin gets one WASM call for the batch. All plugin calls
-//! of a batch run in one blocking task (one thread hop per batch, not per subscription).
+//! of a batch run on one blocking task per core (a thread hop per batch and core, not per subscription).
 
 pub mod index;
 mod logbook;

@@ -241,48 +241,105 @@ impl PluginStates {
     }
 }
 
-/// Runs every job of a batch on one blocking thread.
+/// Runs every job of a batch on blocking threads, one group of jobs per core (a batch's plugin
+/// calls use every core, not one), and returns them in their original order.
 pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<PluginJob> {
-    // If the task itself were lost, these still let every event be parked rather than dropped.
-    let fallback: Vec<(Arc<Subscription>, PluginBinding, Vec<Candidate>)> = jobs
-        .iter()
-        .map(|j| (j.subscription.clone(), j.binding.clone(), j.events.clone()))
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let groups = split_by_events(jobs, cores);
+    let tasks: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            let runtime = runtime.clone();
+            // If the task itself were lost, these still let every event be parked, not dropped.
+            let fallback: Vec<_> = group
+                .iter()
+                .map(|(i, j)| {
+                    (
+                        *i,
+                        j.subscription.clone(),
+                        j.binding.clone(),
+                        j.events.clone(),
+                    )
+                })
+                .collect();
+            let task = tokio::task::spawn_blocking(move || run_group(&runtime, group));
+            (task, fallback)
+        })
         .collect();
-    let runtime = runtime.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        let mut jobs = jobs;
-        for job in &mut jobs {
-            // wasmtime reports guest failures as errors; this only guards against a host bug
-            // taking every other subscription's batch down with it.
-            if std::panic::catch_unwind(AssertUnwindSafe(|| job.run(&runtime))).is_err() {
-                job.state.instance = None;
-                job.result = Err(Failure::Plugin(PluginError::Trap(
-                    "host error while running the plugin".into(),
-                )));
+    let mut done = Vec::new();
+    for (task, fallback) in tasks {
+        match task.await {
+            Ok(group) => done.extend(group),
+            Err(error) => {
+                tracing::error!(%error, "plugin task failed; its plugin events are parked");
+                done.extend(
+                    fallback
+                        .into_iter()
+                        .map(|(i, subscription, binding, events)| {
+                            (
+                                i,
+                                lost_job(subscription, binding, events, &error.to_string()),
+                            )
+                        }),
+                );
             }
         }
-        jobs
-    });
-    match task.await {
-        Ok(jobs) => jobs,
-        Err(error) => {
-            tracing::error!(%error, "plugin task failed; the batch's plugin events are parked");
-            fallback
-                .into_iter()
-                .map(|(subscription, binding, events)| PluginJob {
-                    subscription,
-                    binding,
-                    state: SubState::default(),
-                    events,
-                    result: Err(Failure::Plugin(PluginError::Trap(format!(
-                        "plugin task failed: {error}"
-                    )))),
-                    logs: Vec::new(),
-                    logs_dropped: 0,
-                    duration: std::time::Duration::ZERO,
-                })
-                .collect()
+    }
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, job)| job).collect()
+}
+
+/// `groups` groups of (original index, job) with about the same number of events each (largest
+/// job first onto the lightest group).
+fn split_by_events(jobs: Vec<PluginJob>, groups: usize) -> Vec<Vec<(usize, PluginJob)>> {
+    let mut indexed: Vec<(usize, PluginJob)> = jobs.into_iter().enumerate().collect();
+    indexed.sort_unstable_by_key(|(_, j)| std::cmp::Reverse(j.events.len()));
+    let mut out: Vec<(usize, Vec<(usize, PluginJob)>)> = (0..groups.clamp(1, indexed.len().max(1)))
+        .map(|_| (0, Vec::new()))
+        .collect();
+    for (i, job) in indexed {
+        if let Some(lightest) = out.iter_mut().min_by_key(|(events, _)| *events) {
+            lightest.0 += job.events.len();
+            lightest.1.push((i, job));
         }
+    }
+    out.into_iter().map(|(_, group)| group).collect()
+}
+
+fn run_group(
+    runtime: &PluginRuntime,
+    mut group: Vec<(usize, PluginJob)>,
+) -> Vec<(usize, PluginJob)> {
+    for (_, job) in &mut group {
+        // wasmtime reports guest failures as errors; this only guards against a host bug taking
+        // every other subscription's batch down with it.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job.run(runtime))).is_err() {
+            job.state.instance = None;
+            job.result = Err(Failure::Plugin(PluginError::Trap(
+                "host error while running the plugin".into(),
+            )));
+        }
+    }
+    group
+}
+
+fn lost_job(
+    subscription: Arc<Subscription>,
+    binding: PluginBinding,
+    events: Vec<Candidate>,
+    error: &str,
+) -> PluginJob {
+    PluginJob {
+        subscription,
+        binding,
+        state: SubState::default(),
+        events,
+        result: Err(Failure::Plugin(PluginError::Trap(format!(
+            "plugin task failed: {error}"
+        )))),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        duration: std::time::Duration::ZERO,
     }
 }
 

@@ -24,6 +24,7 @@ fn batch() -> Batch {
             kind: BlockKind::Canonical,
             logs: vec![log],
             received_at: Instant::now(),
+            in_flight: Default::default(),
         }],
         n_events: 1,
     }

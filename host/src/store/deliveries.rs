@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::rows::{self, Col, Rows};
 use super::{
     AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, Dialect, DueDelivery, Store,
     StoreError, now_ms,
@@ -10,6 +11,40 @@ use super::{
 
 const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id, event_type, block_number, status, \
                                 attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at";
+
+/// The columns of an attempt outcome, as [`bind_results`] binds them.
+const RESULT_COLUMNS: [(&str, Col); 10] = [
+    ("id", Col::Text),
+    ("status", Col::Text),
+    ("attempts", Col::BigInt),
+    ("next_attempt_at", Col::BigInt),
+    ("status_code", Col::BigInt),
+    ("latency_ms", Col::BigInt),
+    ("error", Col::Text),
+    ("response_body", Col::Text),
+    ("at", Col::BigInt),
+    ("attempted", Col::Bool),
+];
+
+fn bind_results<'q>(
+    mut query: Rows<'q>,
+    results: &'q [AttemptResult],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for r in results {
+        query = query
+            .bind(r.id.as_str())
+            .bind(r.status.as_str())
+            .bind(r.attempts)
+            .bind(r.next_attempt_at)
+            .bind(r.status_code)
+            .bind(r.latency_ms)
+            .bind(r.error.as_deref())
+            .bind(r.response_body.as_deref())
+            .bind(r.at)
+            .bind(r.attempted);
+    }
+    query.finish()
+}
 
 impl Store {
     /// Leases up to `limit` deliveries that are due and not leased by anyone, until `now + lease_ms`.
@@ -48,7 +83,7 @@ impl Store {
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         rows.iter()
             .map(|r| {
@@ -63,46 +98,32 @@ impl Store {
             .collect()
     }
 
-    /// Writes a batch of attempt outcomes: one UPDATE and one INSERT whatever the batch size.
+    /// Writes a batch of attempt outcomes: one UPDATE and one INSERT per [`rows::MAX_ROWS`] outcomes,
+    /// in one transaction.
     pub async fn record_results(&self, results: &[AttemptResult]) -> Result<(), StoreError> {
         if results.is_empty() {
             return Ok(());
         }
-        let json = serde_json::to_string(results).unwrap_or_default();
-        let source = self.json_rows(
-            1,
-            &[
-                ("id", "text"),
-                ("status", "text"),
-                ("attempts", "bigint"),
-                ("next_attempt_at", "bigint"),
-                ("status_code", "bigint"),
-                ("latency_ms", "bigint"),
-                ("error", "text"),
-                ("response_body", "text"),
-                ("at", "bigint"),
-                ("attempted", "boolean"),
-            ],
-        );
-        let update = format!(
-            "UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
-             lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
-             FROM {source} WHERE deliveries.id = j.id AND deliveries.status <> 'delivered'"
-        );
-        let insert = format!(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
-             SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM {source} \
-             WHERE j.attempted ON CONFLICT (delivery_id, attempt) DO NOTHING"
-        );
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(update))
-            .bind(&json)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(AssertSqlSafe(insert))
-            .bind(&json)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.writer.begin().await?;
+        for chunk in results.chunks(rows::MAX_ROWS) {
+            let cte = rows::cte(self.dialect, &RESULT_COLUMNS, chunk.len(), 1);
+            let update = format!(
+                "{cte} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
+                 lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
+                 FROM j WHERE deliveries.id = j.id AND deliveries.status <> 'delivered'"
+            );
+            bind_results(Rows::new(update, &RESULT_COLUMNS, chunk.len()), chunk)
+                .execute(&mut *tx)
+                .await?;
+            let insert = format!(
+                "{cte} INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
+                 SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
+                 WHERE j.attempted ON CONFLICT (delivery_id, attempt) DO NOTHING"
+            );
+            bind_results(Rows::new(insert, &RESULT_COLUMNS, chunk.len()), chunk)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
+use super::rows::{self, Col, Rows};
 use super::{
     Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow, Store,
     StoreError, now_ms,
@@ -24,7 +25,7 @@ impl Store {
     ) -> Result<(Vec<String>, WriteStats), StoreError> {
         let now = now_ms();
         let mut stats = WriteStats::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let cancelled = self
             .cancel_held(&mut tx, &write.deliveries, &mut stats)
             .await?;
@@ -38,44 +39,11 @@ impl Store {
             })
             .collect();
         let mut inserted = Vec::new();
-        if !deliveries.is_empty() {
-            let source = self.json_rows(
-                1,
-                &[
-                    ("id", "text"),
-                    ("subscription_id", "text"),
-                    ("endpoint_id", "text"),
-                    ("chain_id", "bigint"),
-                    ("event_type", "text"),
-                    ("block_number", "bigint"),
-                    ("body", "text"),
-                    ("release_block", "bigint"),
-                ],
+        for chunk in deliveries.chunks(rows::MAX_ROWS) {
+            inserted.extend(
+                self.insert_deliveries(&mut tx, chunk, now, lease_ms)
+                    .await?,
             );
-            // New rows are leased to this process: it sends them from memory right away, and the
-            // retry poller must not pick them up unless this process dies first, so they are not
-            // due before the lease ends (which also keeps them out of the poller's index range).
-            // Held rows wait, unleased, for their release.
-            let sql = format!(
-                "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
-                 release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
-                 SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
-                 j.release_block, 'pending', 0, CASE WHEN j.release_block IS NULL THEN $3 ELSE $4 END, \
-                 CASE WHEN j.release_block IS NULL THEN $3 ELSE 0 END, $2, $2 \
-                 FROM {source} WHERE true ON CONFLICT (id) DO NOTHING RETURNING id"
-            );
-            let json = serde_json::to_string(&deliveries).unwrap_or_default();
-            let rows = sqlx::query(AssertSqlSafe(sql))
-                .bind(json)
-                .bind(now)
-                .bind(now + lease_ms)
-                .bind(HELD_UNTIL_RELEASED)
-                .fetch_all(&mut *tx)
-                .await?;
-            inserted = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()?;
             stats.statements += 1;
         }
         if !write.parked.is_empty() {
@@ -163,6 +131,65 @@ impl Store {
         }
         tx.commit().await?;
         Ok((inserted, stats))
+    }
+
+    /// Inserts one chunk of new deliveries; returns the ids that were new.
+    async fn insert_deliveries(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        chunk: &[&NewDelivery],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        const COLUMNS: [(&str, Col); 11] = [
+            ("id", Col::Text),
+            ("subscription_id", Col::Text),
+            ("endpoint_id", Col::Text),
+            ("chain_id", Col::BigInt),
+            ("event_type", Col::Text),
+            ("block_number", Col::BigInt),
+            ("body", Col::Text),
+            ("release_block", Col::BigInt),
+            ("next_attempt_at", Col::BigInt),
+            ("lease_until", Col::BigInt),
+            ("at", Col::BigInt),
+        ];
+        let sql = format!(
+            "{} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
+             release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+             SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
+             j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at \
+             FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id",
+            rows::cte(self.dialect, &COLUMNS, chunk.len(), 1)
+        );
+        let mut query = Rows::new(sql, &COLUMNS, chunk.len());
+        for d in chunk {
+            // New rows are leased to this process: it sends them from memory right away, and the
+            // retry poller must not pick them up unless this process dies first, so they are not
+            // due before the lease ends (which also keeps them out of the poller's index range).
+            // Held rows wait, unleased, for their release.
+            let (due, lease) = match d.release_block {
+                None => (now + lease_ms, now + lease_ms),
+                Some(_) => (HELD_UNTIL_RELEASED, 0),
+            };
+            query = query
+                .bind(d.id.as_str())
+                .bind(d.subscription_id.as_str())
+                .bind(d.endpoint_id.as_str())
+                .bind(d.chain_id)
+                .bind(d.event_type.as_str())
+                .bind(d.block_number)
+                .bind(d.body.as_str())
+                .bind(d.release_block)
+                .bind(due)
+                .bind(lease)
+                .bind(now);
+        }
+        let returned = query.finish().fetch_all(&mut **tx).await?;
+        returned
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
     }
 
     /// Deletes held deliveries that a `log.removed` supersedes (the log was reorged out before it

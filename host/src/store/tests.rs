@@ -119,6 +119,72 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
 }
 
 #[tokio::test]
+async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
+    each_store(async |store: Store| {
+        // 1,100 rows: three statements of up to 512 rows, the last one padded.
+        let deliveries: Vec<NewDelivery> = (0..1_100)
+            .map(|i| NewDelivery {
+                block_number: i,
+                release_block: (i % 7 == 0).then_some(i + 3),
+                ..delivery(&format!("msg_{i:05}"))
+            })
+            .collect();
+        let write = OutboxWrite {
+            deliveries,
+            ..OutboxWrite::default()
+        };
+        let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
+        new_ids.sort();
+        assert_eq!(new_ids.len(), 1_100);
+        assert_eq!(new_ids[1_099], "msg_01099");
+        assert_eq!(stats.statements, 3);
+        let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
+        assert!(again.is_empty(), "a replay inserts nothing");
+        let (held, _) = store.get_delivery("msg_00007").await.unwrap().unwrap();
+        assert_eq!(held.next_attempt_at, HELD_UNTIL_RELEASED);
+        let (row, body) = store.get_delivery("msg_00008").await.unwrap().unwrap();
+        assert_eq!(
+            (row.block_number, body.as_str()),
+            (8, delivery("x").body.as_str())
+        );
+        let results: Vec<AttemptResult> = (0..1_100)
+            .map(|i| AttemptResult {
+                id: format!("msg_{i:05}"),
+                status: "delivered".into(),
+                attempts: 1,
+                next_attempt_at: 0,
+                status_code: Some(200),
+                latency_ms: 1,
+                error: None,
+                response_body: (i == 5).then(|| "ok".to_string()),
+                at: now_ms(),
+                attempted: i % 2 == 0,
+            })
+            .collect();
+        store.record_results(&results).await.unwrap();
+        let delivered = store
+            .list_deliveries(&DeliveryFilter {
+                status: Some("delivered".into()),
+                limit: 2_000,
+                ..DeliveryFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(delivered.len(), 1_100);
+        assert_eq!(store.delivery_attempts("msg_01098").await.unwrap().len(), 1);
+        assert!(
+            store
+                .delivery_attempts("msg_01099")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.checkpoint().await.is_ok());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn leased_rows_are_not_claimed_and_results_are_recorded() {
     each_store(async |store: Store| {
         let write = OutboxWrite {

@@ -1,0 +1,139 @@
+//! Many rows in one statement, as bound parameters: `WITH j(col, …) AS (VALUES ($1, …), …)`.
+//!
+//! The hot path writes a whole batch with one statement per table. Passing the rows as bound
+//! parameters costs SQLite about half what parsing them out of one JSON parameter did (measured:
+//! 100 delivery rows of ~0.9 KB, 2.2 ms through `json_each` + `json_extract` against 1.1 ms as
+//! bound `VALUES`), because every `json_extract` re-parses its row and unescapes the body.
+//!
+//! SQLite gets anonymous `?` parameters, bound in order: sqlx looks up each parameter's name, and
+//! SQLite finds a name by scanning the statement's list of named ones, so `$N` parameters cost
+//! O(n²) per statement (a profile of 1,024 `$N` parameters showed 29 % of the host's CPU in
+//! `sqlite3_bind_parameter_name`). PostgreSQL gets `$N`, numbered from the caller's first.
+//!
+//! The number of rows is rounded up to a power of two and the rest padded with NULL rows (the
+//! statements filter them out on the first column), so a statement's text, and with it the
+//! prepared statement each connection caches, is one of a few per table rather than one per
+//! batch size.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe};
+
+use super::Dialect;
+
+/// Rows per statement at most: 512 × 10 columns stays far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameters.
+pub const MAX_ROWS: usize = 512;
+const MIN_ROWS: usize = 8;
+
+/// A column's SQL type, so padding rows bind NULLs of the same type (PostgreSQL needs one type per
+/// `VALUES` column).
+#[derive(Debug, Clone, Copy)]
+pub enum Col {
+    Text,
+    BigInt,
+    Bool,
+}
+
+/// The padded row count for `rows` rows (at most [`MAX_ROWS`]).
+fn padded(rows: usize) -> usize {
+    rows.clamp(MIN_ROWS, MAX_ROWS).next_power_of_two()
+}
+
+/// `WITH j(names) AS (VALUES …)` for `rows` rows (padded); on PostgreSQL parameters are numbered
+/// from `first`, on SQLite they are `?` and every parameter before them must be `?` too.
+pub fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize, first: usize) -> String {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let mut sql = format!("WITH j({}) AS (VALUES ", names.join(", "));
+    let mut param = first;
+    for row in 0..padded(rows) {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns.len() {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&param.to_string());
+                    param += 1;
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(") ");
+    sql
+}
+
+/// A statement that binds rows: the values of each real row in column order through `bind_row`,
+/// then typed NULLs for the padding.
+pub struct Rows<'q> {
+    query: Query<'q, Any, AnyArguments>,
+    columns: &'q [(&'q str, Col)],
+    rows: usize,
+}
+
+impl<'q> Rows<'q> {
+    /// `sql` must hold [`cte`] for the same `columns` and `rows`, numbered after `leading` other
+    /// parameters that the caller binds first through [`Rows::bind`].
+    pub fn new(sql: String, columns: &'q [(&'q str, Col)], rows: usize) -> Rows<'q> {
+        Rows {
+            query: sqlx::query(AssertSqlSafe(sql)),
+            columns,
+            rows,
+        }
+    }
+
+    /// Binds the next parameter (a leading one, or a row's value).
+    pub fn bind<T>(mut self, value: T) -> Rows<'q>
+    where
+        T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+    {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// Binds the padding rows; call after every real row is bound.
+    pub fn finish(mut self) -> Query<'q, Any, AnyArguments> {
+        for _ in self.rows..padded(self.rows) {
+            for (_, col) in self.columns {
+                self.query = match col {
+                    Col::Text => self.query.bind(None::<String>),
+                    Col::BigInt => self.query.bind(None::<i64>),
+                    Col::Bool => self.query.bind(None::<bool>),
+                };
+            }
+        }
+        self.query
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_padded_to_a_few_statement_shapes() {
+        assert_eq!(padded(1), 8);
+        assert_eq!(padded(8), 8);
+        assert_eq!(padded(9), 16);
+        assert_eq!(padded(100), 128);
+        assert_eq!(padded(512), 512);
+    }
+
+    #[test]
+    fn cte_numbers_parameters_row_by_row_after_the_leading_ones() {
+        let columns = [("a", Col::Text), ("b", Col::BigInt)];
+        let sql = cte(Dialect::Postgres, &columns, 1, 3);
+        assert!(sql.starts_with("WITH j(a, b) AS (VALUES ($3, $4), ($5, $6), "));
+        assert!(sql.ends_with("($17, $18)) "));
+        let sql = cte(Dialect::Sqlite, &columns, 1, 3);
+        assert!(sql.starts_with("WITH j(a, b) AS (VALUES (?, ?), (?, ?), "));
+        assert_eq!(sql.matches('?').count(), 16);
+    }
+}
