@@ -1,7 +1,7 @@
 //! The delivery workers: a global concurrency cap, a per-endpoint cap and circuit breaker (one bad
 //! endpoint never starves the others), and the outcome of every attempt sent to the recorder.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,31 +29,75 @@ const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// once, so a slow endpoint stalls the dispatcher at most `ROOM_WAIT` per `SLOW_FOR`.
 const SLOW_FOR: Duration = Duration::from_secs(1);
 
-struct EndpointQueue {
-    /// Concurrent attempts to the endpoint.
-    gate: Arc<Semaphore>,
-    /// Jobs queued for the endpoint.
-    queued: Arc<Semaphore>,
-    /// Set when the queue stayed full for `ROOM_WAIT`.
-    slow_until: Option<Instant>,
+/// One endpoint's jobs waiting in memory, and the workers sending them. At most
+/// `per_endpoint_concurrency` workers drain a lane; a job waiting here is a few hundred bytes plus
+/// its body, not a task.
+struct Lane {
+    queue: Mutex<LaneQueue>,
+    /// Jobs queued or being sent for the endpoint (its share of the in-memory room).
+    room: Arc<Semaphore>,
+    /// Set when the lane stayed full for `ROOM_WAIT`.
+    slow_until: Mutex<Option<Instant>>,
 }
 
-impl EndpointQueue {
-    /// A slot in the endpoint's queue: at once, after a short wait, or none (defer the job).
-    async fn room(&mut self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.queued.clone().try_acquire_owned() {
+#[derive(Default)]
+struct LaneQueue {
+    jobs: VecDeque<Queued>,
+    workers: usize,
+}
+
+/// A job with the room it holds, returned when its attempt is over.
+struct Queued {
+    job: DeliveryJob,
+    _room: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            queue: Mutex::default(),
+            room: Arc::new(Semaphore::new(MAX_QUEUED_PER_ENDPOINT)),
+            slow_until: Mutex::default(),
+        }
+    }
+
+    /// A slot in the endpoint's share: at once, after a short wait, or none (defer the job).
+    async fn room(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.room.clone().try_acquire_owned() {
             return Some(permit);
         }
-        if self.slow_until.is_some_and(|until| Instant::now() < until) {
+        if lock(&self.slow_until).is_some_and(|until| Instant::now() < until) {
             return None;
         }
-        match tokio::time::timeout(ROOM_WAIT, self.queued.clone().acquire_owned()).await {
+        match tokio::time::timeout(ROOM_WAIT, self.room.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Some(permit),
             Ok(Err(_)) | Err(_) => {
-                self.slow_until = Some(Instant::now() + SLOW_FOR);
+                *lock(&self.slow_until) = Some(Instant::now() + SLOW_FOR);
                 None
             }
         }
+    }
+
+    /// Queues a job; true when the lane should get another worker (below `max_workers`).
+    fn push(&self, queued: Queued, max_workers: usize) -> bool {
+        let mut queue = lock(&self.queue);
+        queue.jobs.push_back(queued);
+        if queue.workers < max_workers {
+            queue.workers += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next job, or `None` after the calling worker has been counted out.
+    fn pop(&self) -> Option<Queued> {
+        let mut queue = lock(&self.queue);
+        let next = queue.jobs.pop_front();
+        if next.is_none() {
+            queue.workers -= 1;
+        }
+        next
     }
 }
 
@@ -103,25 +147,22 @@ impl Dispatcher {
             breakers: Arc::default(),
         };
         let pending = self.capacity.clone();
-        let mut per_endpoint: HashMap<String, EndpointQueue> = HashMap::new();
+        let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
         // A job whose lease ran out while it waited here may be claimed and queued again: it is
         // sent once, by whichever copy got here first.
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let tracker = TaskTracker::new();
         while let Some(job) = jobs.recv().await {
-            let queue = per_endpoint
+            let lane = lanes
                 .entry(job.endpoint_id.clone())
-                .or_insert_with(|| EndpointQueue {
-                    gate: Arc::new(Semaphore::new(self.per_endpoint)),
-                    queued: Arc::new(Semaphore::new(MAX_QUEUED_PER_ENDPOINT)),
-                    slow_until: None,
-                });
+                .or_insert_with(|| Arc::new(Lane::new()))
+                .clone();
             // A job over its endpoint's share goes back to the store (it is durable there) and
             // returns through the poller: one slow endpoint cannot fill the queue for the others.
             // A fast endpoint frees room at once, so its overflow waits briefly instead (see
             // `ROOM_WAIT`). When the whole queue is full, wait: that is backpressure, all the way
             // to ingest.
-            let Some(queued_permit) = queue.room().await else {
+            let Some(lane_permit) = lane.room().await else {
                 shared
                     .metrics
                     .deliveries_attempted
@@ -138,19 +179,15 @@ impl Dispatcher {
             if !lock(&in_flight).insert(job.id.clone()) {
                 continue;
             }
-            let endpoint = self.endpoints.borrow().get(&job.endpoint_id).cloned();
-            let (gate, shared, in_flight) = (queue.gate.clone(), shared.clone(), in_flight.clone());
-            tracker.spawn(async move {
-                let _permits = (pending_permit, queued_permit);
-                let id = job.id.clone();
-                if let (Ok(_endpoint_permit), Ok(_worker_permit)) = (
-                    gate.acquire_owned().await,
-                    shared.workers.clone().acquire_owned().await,
-                ) {
-                    shared.deliver(job, endpoint).await;
-                }
-                lock(&in_flight).remove(&id);
-            });
+            let queued = Queued {
+                job,
+                _room: (pending_permit, lane_permit),
+            };
+            if lane.push(queued, self.per_endpoint) {
+                let (shared, in_flight, endpoints) =
+                    (shared.clone(), in_flight.clone(), self.endpoints.clone());
+                tracker.spawn(async move { shared.drain(&lane, &endpoints, &in_flight).await });
+            }
         }
         tracker.close();
         tracker.wait().await;
@@ -165,6 +202,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// One worker of a lane: sends its jobs one after another until the lane is empty.
+    async fn drain(
+        &self,
+        lane: &Lane,
+        endpoints: &watch::Receiver<Endpoints>,
+        in_flight: &Mutex<HashSet<String>>,
+    ) {
+        while let Some(queued) = lane.pop() {
+            let id = queued.job.id.clone();
+            if let Ok(_worker) = self.workers.clone().acquire_owned().await {
+                let endpoint = endpoints.borrow().get(&queued.job.endpoint_id).cloned();
+                self.deliver(queued.job, endpoint).await;
+            }
+            lock(&in_flight).remove(&id);
+        }
+    }
+
     async fn deliver(&self, job: DeliveryJob, endpoint: Option<crate::store::EndpointRow>) {
         let endpoint = match endpoint {
             Some(e) if e.status == "enabled" => e,
