@@ -1,4 +1,7 @@
 //! The window of recent canonical blocks, with their logs, that reorgs are checked against. Pure.
+//! Bounded in blocks and in bytes: past the byte budget the oldest blocks keep their header but
+//! drop their logs, and say so, so a reorg that reaches them is reported instead of silently
+//! withdrawing less than was delivered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,19 +16,41 @@ pub struct WindowBlock {
     pub hash: B256,
     /// Logs emitted for this block, so a reorg can withdraw them as `log.removed`.
     pub logs: Vec<Arc<ChainLog>>,
+    /// The logs were dropped to stay within the window's byte budget.
+    pub logs_dropped: bool,
+}
+
+impl WindowBlock {
+    pub fn new(number: u64, hash: B256, logs: Vec<Arc<ChainLog>>) -> WindowBlock {
+        WindowBlock {
+            number,
+            hash,
+            logs,
+            logs_dropped: false,
+        }
+    }
+
+    /// Memory the block's logs hold: their JSON text and about as much again parsed.
+    fn bytes(&self) -> usize {
+        self.logs.iter().map(|l| 2 * l.raw.len() + 128).sum()
+    }
 }
 
 #[derive(Debug)]
 pub struct Window {
     blocks: VecDeque<WindowBlock>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
 }
 
 impl Window {
-    pub fn new(capacity: usize) -> Window {
+    pub fn new(capacity: usize, max_bytes: usize) -> Window {
         Window {
             blocks: VecDeque::with_capacity(capacity),
             capacity: capacity.max(1),
+            max_bytes,
+            bytes: 0,
         }
     }
 
@@ -47,12 +72,26 @@ impl Window {
         self.blocks.iter().rev().find(|b| &b.hash == hash)
     }
 
-    /// Appends the next block; the caller has checked that it extends the tip.
+    /// Appends the next block; the caller has checked that it extends the tip. Oldest blocks
+    /// leave (or, past the byte budget, drop their logs) to make room.
     pub fn push(&mut self, block: WindowBlock) {
-        if self.blocks.len() == self.capacity {
-            self.blocks.pop_front();
+        if self.blocks.len() == self.capacity
+            && let Some(oldest) = self.blocks.pop_front()
+        {
+            self.bytes -= oldest.bytes();
         }
+        self.bytes += block.bytes();
         self.blocks.push_back(block);
+        for old in self.blocks.iter_mut() {
+            if self.bytes <= self.max_bytes {
+                break;
+            }
+            if !old.logs.is_empty() {
+                self.bytes -= old.bytes();
+                old.logs = Vec::new();
+                old.logs_dropped = true;
+            }
+        }
     }
 
     /// Removes every block above `number` and returns them newest first.
@@ -60,6 +99,7 @@ impl Window {
         let mut removed = Vec::new();
         while self.blocks.back().is_some_and(|b| b.number > number) {
             if let Some(block) = self.blocks.pop_back() {
+                self.bytes -= block.bytes();
                 removed.push(block);
             }
         }
@@ -68,6 +108,7 @@ impl Window {
 
     pub fn clear(&mut self) {
         self.blocks.clear();
+        self.bytes = 0;
     }
 }
 
@@ -76,16 +117,49 @@ mod tests {
     use super::*;
 
     fn block(number: u64, tag: u8, _parent_tag: u8) -> WindowBlock {
-        WindowBlock {
-            number,
-            hash: B256::repeat_byte(tag),
-            logs: Vec::new(),
+        WindowBlock::new(number, B256::repeat_byte(tag), Vec::new())
+    }
+
+    fn log(text_len: usize) -> Arc<ChainLog> {
+        let mut log = ChainLog::from_json(
+            r#"{"address":"0x0000000000000000000000000000000000000001","topics":[],"data":"0x","blockNumber":"0x1","blockHash":"0x0000000000000000000000000000000000000000000000000000000000000001","transactionHash":"0x0000000000000000000000000000000000000000000000000000000000000002","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#,
+        )
+        .unwrap();
+        log.raw = Arc::from(" ".repeat(text_len));
+        Arc::new(log)
+    }
+
+    #[test]
+    fn past_the_byte_budget_the_oldest_blocks_drop_their_logs_and_say_so() {
+        // Each block: 2 logs of 2 × 436 + 128 = 1,000 bytes; a 2,500-byte budget holds 2 blocks.
+        let mut w = Window::new(10, 2_500);
+        for n in 1..=4u8 {
+            w.push(WindowBlock::new(
+                n as u64,
+                B256::repeat_byte(n),
+                vec![log(436), log(436)],
+            ));
         }
+        let kept: Vec<(u64, usize, bool)> = (1..=4)
+            .map(|n| w.get(n).map(|b| (n, b.logs.len(), b.logs_dropped)).unwrap())
+            .collect();
+        assert_eq!(
+            kept,
+            vec![(1, 0, true), (2, 0, true), (3, 2, false), (4, 2, false)]
+        );
+        assert_eq!(w.bytes, 2_000);
+        let orphans = w.rollback_above(1);
+        assert_eq!(orphans.len(), 3);
+        assert!(
+            orphans[2].logs_dropped,
+            "block 2's logs are gone and the orphan says so"
+        );
+        assert_eq!(w.bytes, 0);
     }
 
     #[test]
     fn keeps_at_most_capacity_blocks_and_finds_by_number_and_hash() {
-        let mut w = Window::new(3);
+        let mut w = Window::new(3, usize::MAX);
         for n in 1..=5u8 {
             w.push(block(n as u64, n, n - 1));
         }
@@ -98,7 +172,7 @@ mod tests {
 
     #[test]
     fn rollback_returns_orphans_newest_first() {
-        let mut w = Window::new(10);
+        let mut w = Window::new(10, usize::MAX);
         for n in 1..=5u8 {
             w.push(block(n as u64, n, n - 1));
         }

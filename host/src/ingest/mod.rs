@@ -29,6 +29,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const HEAD_SILENCE: Duration = Duration::from_secs(300);
 /// Reorgs deeper than this many blocks cannot withdraw logs (they are rare after the merge).
 const REORG_WINDOW: usize = 64;
+/// The window's logs take at most this much memory: at high matched rates the oldest blocks keep
+/// only their headers (a reorg reaching them is reported as an error).
+const REORG_WINDOW_BYTES: usize = 16 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -115,7 +118,7 @@ pub async fn run(
 ) {
     let mut ingest = ChainIngest {
         relevant,
-        window: Window::new(REORG_WINDOW),
+        window: Window::new(REORG_WINDOW, REORG_WINDOW_BYTES),
         chain,
         output,
         metrics,
@@ -260,11 +263,11 @@ impl ChainIngest {
     async fn seed_from_cursor(&mut self, store: &Store) {
         match store.get_cursor(self.chain.chain_id).await {
             Ok(Some(cursor)) => match cursor.block_hash.parse::<B256>() {
-                Ok(hash) => self.window.push(WindowBlock {
-                    number: cursor.block_number as u64,
+                Ok(hash) => self.window.push(WindowBlock::new(
+                    cursor.block_number as u64,
                     hash,
-                    logs: Vec::new(),
-                }),
+                    Vec::new(),
+                )),
                 Err(error) => {
                     tracing::error!(chain = %self.chain.name, %error, "stored cursor hash is invalid; starting from the head")
                 }
@@ -295,11 +298,8 @@ impl ChainIngest {
                     json!([format!("{:#x}", start - 1), false]),
                 )
                 .await?;
-            self.window.push(WindowBlock {
-                number: before.number,
-                hash: before.hash,
-                logs: Vec::new(),
-            });
+            self.window
+                .push(WindowBlock::new(before.number, before.hash, Vec::new()));
         }
         self.health.connected.store(true, Ordering::Relaxed);
         self.health.set_error(None);
@@ -406,6 +406,14 @@ impl ChainIngest {
             .with_label_values(&[&self.chain.name])
             .inc();
         tracing::warn!(chain = %self.chain.name, orphaned = orphans.len(), new_blocks = branch.len(), "reorg");
+        let dropped: Vec<u64> = orphans
+            .iter()
+            .filter(|o| o.logs_dropped)
+            .map(|o| o.number)
+            .collect();
+        if let (Some(newest), Some(oldest)) = (dropped.first(), dropped.last()) {
+            tracing::error!(chain = %self.chain.name, blocks = dropped.len(), oldest, newest, window_mib = REORG_WINDOW_BYTES >> 20, "reorg reached blocks whose logs the window had dropped to stay within its memory budget; their delivered logs cannot be withdrawn");
+        }
         for orphan in orphans.into_iter().filter(|o| !o.logs.is_empty()) {
             let logs = orphan
                 .logs
@@ -466,11 +474,9 @@ impl ChainIngest {
         };
         self.emit(block).await?;
         let relevant = &self.relevant;
-        self.window.push(WindowBlock {
-            number: header.number,
-            hash: header.hash,
-            logs: logs.into_iter().filter(|log| relevant(log)).collect(),
-        });
+        let relevant_logs = logs.into_iter().filter(|log| relevant(log)).collect();
+        self.window
+            .push(WindowBlock::new(header.number, header.hash, relevant_logs));
         Ok(())
     }
 
