@@ -131,8 +131,8 @@ mod tests {
 
     #[test]
     fn past_the_byte_budget_the_oldest_blocks_drop_their_logs_and_say_so() {
-        // Each block: 2 logs of 2 × 436 + 128 = 1,000 bytes; a 2,500-byte budget holds 2 blocks.
-        let mut w = Window::new(10, 2_500);
+        // Each block: 2 logs of 2 × 436 + 128 = 1,000 bytes; a 4,500-byte budget holds 2 blocks.
+        let mut w = Window::new(10, 4_500);
         for n in 1..=4u8 {
             w.push(WindowBlock::new(
                 n as u64,
@@ -147,7 +147,7 @@ mod tests {
             kept,
             vec![(1, 0, true), (2, 0, true), (3, 2, false), (4, 2, false)]
         );
-        assert_eq!(w.bytes, 2_000);
+        assert_eq!(w.bytes, 4_000);
         let orphans = w.rollback_above(1);
         assert_eq!(orphans.len(), 3);
         assert!(
