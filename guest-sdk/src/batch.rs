@@ -162,16 +162,19 @@ impl<'a> Batch<'a> {
     }
 
     /// Number of events.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count as usize
     }
 
     /// True when the batch holds no events.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Iterates the events in order.
+    #[inline]
     pub fn iter(&self) -> LogIter<'a> {
         LogIter {
             rest: self.events,
@@ -205,6 +208,7 @@ pub struct LogIter<'a> {
 
 impl<'a> Iterator for LogIter<'a> {
     type Item = Log<'a>;
+    #[inline]
     fn next(&mut self) -> Option<Log<'a>> {
         if self.left == 0 {
             return None;
@@ -216,6 +220,7 @@ impl<'a> Iterator for LogIter<'a> {
         Some(Log::new_unchecked(ev))
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.left as usize, Some(self.left as usize))
     }
@@ -234,17 +239,20 @@ pub struct Log<'a> {
 
 impl<'a> Log<'a> {
     /// `bytes` must be a validated event (as checked by [`Batch::parse`]).
+    #[inline]
     fn new_unchecked(bytes: &'a [u8]) -> Self {
         let tail = HEAD_FIXED + 32 * bytes[20] as usize;
         Log { bytes, tail }
     }
 
     /// The emitting contract.
+    #[inline]
     pub fn address(&self) -> Address {
         Address::from_slice(&self.bytes[..20])
     }
 
     /// The topics (0..=4) as a slice, e.g. `log.topics()[0]`, `log.topics().len()`.
+    #[inline]
     pub fn topics(&self) -> &'a [B256] {
         let raw = &self.bytes[HEAD_FIXED..self.tail];
         // SAFETY: `B256` (`FixedBytes<32>`) is `repr(transparent)` over `[u8; 32]`, so it has size
@@ -253,41 +261,50 @@ impl<'a> Log<'a> {
     }
 
     /// Topic `i`, if present.
+    #[inline]
     pub fn topic(&self, i: usize) -> Option<B256> {
         self.topics().get(i).copied()
     }
 
     /// Topic 0 (the event signature hash of a non-anonymous event), if present.
+    #[inline]
     pub fn topic0(&self) -> Option<B256> {
         self.topic(0)
     }
 
     /// The non-indexed event data.
+    #[inline]
     pub fn data(&self) -> &'a [u8] {
         &self.bytes[self.tail + TAIL_FIXED..]
     }
 
+    #[inline]
     pub fn block_number(&self) -> u64 {
         rd_u64(self.bytes, self.tail)
     }
 
+    #[inline]
     pub fn block_hash(&self) -> B256 {
         rd_b256(self.bytes, self.tail + 8)
     }
 
+    #[inline]
     pub fn transaction_hash(&self) -> B256 {
         rd_b256(self.bytes, self.tail + 40)
     }
 
+    #[inline]
     pub fn transaction_index(&self) -> u32 {
         rd_u32(self.bytes, self.tail + 72)
     }
 
+    #[inline]
     pub fn log_index(&self) -> u32 {
         rd_u32(self.bytes, self.tail + 76)
     }
 
     /// True when the log's block was reorged out.
+    #[inline]
     pub fn removed(&self) -> bool {
         self.bytes[self.tail + 80] == 1
     }
@@ -323,6 +340,7 @@ impl<'a> Log<'a> {
     }
 
     /// The encoded bytes of this event (without its `event_len` prefix).
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
     }

@@ -21,11 +21,15 @@
 //!
 //! `pipeline_process` returns a negative code when the input itself is bad (the reason is logged
 //! at level error first): `-1` malformed batch, `-2` `in_len` outside the input buffer.
+//!
+//! A payload is either a `serde_json::Value` ([`Decision::KeepWith`]) or, faster, JSON written
+//! straight into a reused buffer by a [`JsonObject`] ([`Decision::KeepJson`], see [`payload`]).
 
 mod batch;
 mod decision;
 mod encode;
 mod logging;
+pub mod payload;
 #[doc(hidden)]
 pub mod rt;
 #[cfg(not(target_arch = "wasm32"))]
@@ -39,6 +43,7 @@ pub use encode::{OwnedLog, encode_batch, encode_log};
 #[doc(hidden)]
 pub use logging::__log_fmt;
 pub use logging::{Level, log};
+pub use payload::{JsonArray, JsonObject, JsonPayload};
 pub use rt::{parse_config, process_batch};
 
 pub use alloy_primitives::{self, Address, B256, I256, U256};
@@ -99,3 +104,8 @@ macro_rules! export_plugin {
 
 #[cfg(test)]
 mod tests;
+
+/// The examples of `README.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

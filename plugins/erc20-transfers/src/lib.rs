@@ -1,10 +1,10 @@
 //! ERC-20 `Transfer` filter: keeps transfers with `value >= min_value`, payload
-//! `{"token","from","to","value"}` (lowercase hex addresses, decimal value).
+//! `{"from","to","token","value"}` (lowercase hex addresses, decimal value string).
 //! ERC-721 transfers (4 topics) and other 1-/2-topic variants are dropped.
 
 use alloy_primitives::{U256, hex};
 use alloy_sol_types::sol;
-use pipeline_sdk::{Decision, Error, Log, json};
+use pipeline_sdk::{Decision, Error, JsonObject, Log, json};
 use serde::{Deserialize, Deserializer};
 
 sol! {
@@ -44,21 +44,42 @@ fn decimal_u256<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
 }
 
 pub fn process(cfg: &Config, log: &Log) -> Result<Decision, Error> {
-    if log.topics().len() != 3 || !log.is::<Transfer>() {
-        return Ok(Decision::Drop);
-    }
-    let Some(t) = log.decode::<Transfer>() else {
+    let Some(t) = kept_transfer(cfg, log) else {
         return Ok(Decision::Drop);
     };
-    if t.value < cfg.min_value {
+    // Written straight into a reused buffer. The keys are in the order a `serde_json::Value` map
+    // writes them (sorted), so the payload bytes are the same as `process_via_value`'s.
+    Ok(Decision::KeepJson(
+        JsonObject::new()
+            .hex("from", t.from)
+            .hex("to", t.to)
+            .hex("token", log.address())
+            .decimal("value", t.value)
+            .finish(),
+    ))
+}
+
+/// [`process`] with the payload built as a `serde_json::Value`, as this plugin did before the
+/// SDK's `JsonObject`: kept as the reference that the tests and the A/B benchmark compare with.
+pub fn process_via_value(cfg: &Config, log: &Log) -> Result<Decision, Error> {
+    let Some(t) = kept_transfer(cfg, log) else {
         return Ok(Decision::Drop);
-    }
+    };
     Ok(Decision::KeepWith(json!({
         "token": hex::encode_prefixed(log.address()),
         "from": hex::encode_prefixed(t.from),
         "to": hex::encode_prefixed(t.to),
         "value": t.value.to_string(),
     })))
+}
+
+/// The decoded transfer when `log` is an ERC-20 `Transfer` (3 topics) of at least `min_value`.
+fn kept_transfer(cfg: &Config, log: &Log) -> Option<Transfer> {
+    if log.topics().len() != 3 || !log.is::<Transfer>() {
+        return None;
+    }
+    let t = log.decode::<Transfer>()?;
+    (t.value >= cfg.min_value).then_some(t)
 }
 
 pipeline_sdk::export_plugin!(Config, process);

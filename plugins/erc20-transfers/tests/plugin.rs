@@ -1,5 +1,5 @@
-use erc20_transfers::{Config, process};
-use pipeline_sdk::testing::{logs_from_jsonl, run_native};
+use erc20_transfers::{Config, process, process_via_value};
+use pipeline_sdk::testing::{logs_from_jsonl, run_native, run_one};
 use pipeline_sdk::{Decision, U256, json, parse_config};
 
 /// Real mainnet logs (lines 1, 2, 17, 60, 103, 116, 215, 888, 1856, 5789, 19735 of
@@ -116,4 +116,54 @@ fn config_validation() {
             );
         }
     }
+}
+
+/// The payload of the first fixture line, byte for byte (keys sorted, as a `serde_json::Value`
+/// map has always written them).
+#[test]
+fn payload_bytes() {
+    let logs = logs_from_jsonl(FIXTURES).unwrap();
+    let Ok(Decision::KeepJson(p)) = run_one(process, &Config::default(), &logs[0]) else {
+        panic!("expected a payload")
+    };
+    assert_eq!(
+        std::str::from_utf8(p.as_bytes()).unwrap(),
+        r#"{"from":"0x1b63142628311395ceafeea5667e7c9026c862ca","to":"0xac4df82fe37ea2187bc8c011a23d743b4f39019a","token":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","value":"100000"}"#
+    );
+}
+
+/// On every recorded log, `process` decides as `process_via_value` (the `serde_json::Value` path)
+/// and writes the same JSON: byte for byte where serde_json sorts map keys (its default; its
+/// `preserve_order` feature, which the host enables in a workspace-wide build, keeps insertion
+/// order), and always the same value once parsed.
+#[test]
+fn payload_matches_the_value_path_on_recorded_logs() {
+    let sorted = serde_json::to_string(&json!({"b": 1, "a": 2})).unwrap() == r#"{"a":2,"b":1}"#;
+    let recorded = [
+        FIXTURES,
+        include_str!("../../../fixtures/mainnet-sample.jsonl"),
+        include_str!("../../../fixtures/optimism-logs.jsonl"),
+        include_str!("../../../fixtures/arbitrum-one-logs.jsonl"),
+    ];
+    let config = Config::default();
+    let mut kept = 0;
+    for log in recorded
+        .iter()
+        .flat_map(|text| logs_from_jsonl(text).unwrap())
+    {
+        let fast = run_one(process, &config, &log).unwrap();
+        let slow = run_one(process_via_value, &config, &log).unwrap();
+        match (&fast, &slow) {
+            (Decision::Drop, Decision::Drop) => {}
+            (Decision::KeepJson(payload), Decision::KeepWith(value)) => {
+                kept += 1;
+                assert_eq!(&payload.to_value().unwrap(), value);
+                if sorted {
+                    assert_eq!(payload.as_bytes(), serde_json::to_vec(value).unwrap());
+                }
+            }
+            _ => panic!("{fast:?} versus {slow:?} for {log:?}"),
+        }
+    }
+    assert!(kept >= 100, "only {kept} transfers kept");
 }

@@ -4,9 +4,9 @@
 //! (amounts signed, from the pool's point of view); `tick` is a JSON number; `price` is
 //! `(sqrtPriceX96 / 2^96)^2` as a float: token1 per token0 in raw units (not adjusted for decimals).
 
-use alloy_primitives::{Address, U160, hex};
+use alloy_primitives::{Address, U160};
 use alloy_sol_types::sol;
-use pipeline_sdk::{Decision, Error, Log, json};
+use pipeline_sdk::{Decision, Error, JsonObject, Log};
 use serde::{Deserialize, Deserializer};
 
 sol! {
@@ -67,17 +67,20 @@ pub fn process(cfg: &Config, log: &Log) -> Result<Decision, Error> {
     let Some(s) = log.decode::<Swap>() else {
         return Ok(Decision::Drop);
     };
-    Ok(Decision::KeepWith(json!({
-        "pool": hex::encode_prefixed(pool),
-        "sender": hex::encode_prefixed(s.sender),
-        "recipient": hex::encode_prefixed(s.recipient),
-        "amount0": s.amount0.to_string(),
-        "amount1": s.amount1.to_string(),
-        "sqrtPriceX96": s.sqrtPriceX96.to_string(),
-        "liquidity": s.liquidity.to_string(),
-        "tick": s.tick.as_i32(),
-        "price": price(s.sqrtPriceX96),
-    })))
+    // Keys in sorted order, as the `serde_json::Value` this plugin used before wrote them.
+    Ok(Decision::KeepJson(
+        JsonObject::new()
+            .decimal("amount0", s.amount0)
+            .decimal("amount1", s.amount1)
+            .decimal("liquidity", s.liquidity)
+            .hex("pool", pool)
+            .number("price", price(s.sqrtPriceX96))
+            .hex("recipient", s.recipient)
+            .hex("sender", s.sender)
+            .decimal("sqrtPriceX96", s.sqrtPriceX96)
+            .number("tick", s.tick.as_i32())
+            .finish(),
+    ))
 }
 
 pipeline_sdk::export_plugin!(Config, process);

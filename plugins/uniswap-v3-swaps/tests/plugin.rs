@@ -1,4 +1,4 @@
-use pipeline_sdk::testing::{logs_from_jsonl, run_native};
+use pipeline_sdk::testing::{logs_from_jsonl, run_native, run_one};
 use pipeline_sdk::{Decision, parse_config};
 use serde_json::Value;
 use uniswap_v3_swaps::{Config, process};
@@ -121,6 +121,27 @@ fn decodes_v3_swaps_and_drops_the_rest() {
         check(d, e);
     }
     assert_eq!(out[5..], [Decision::Drop, Decision::Drop, Decision::Drop]);
+}
+
+/// The payload of the first swap, byte for byte: keys sorted and numbers formatted as the
+/// `serde_json::Value` this plugin built before wrote them.
+#[test]
+fn payload_bytes() {
+    let logs = logs_from_jsonl(FIXTURES).unwrap();
+    let Ok(Decision::KeepJson(p)) = run_one(process, &Config::default(), &logs[0]) else {
+        panic!("expected a payload")
+    };
+    assert_eq!(
+        std::str::from_utf8(p.as_bytes()).unwrap(),
+        concat!(
+            r#"{"amount0":"-83055530599724551961","amount1":"200000000000","#,
+            r#""liquidity":"7378982887576884324","#,
+            r#""pool":"0x4e68ccd3e89f51c3074ca5072bbac773960dfa36","price":2.4021294458674525e-9,"#,
+            r#""recipient":"0x4d246be90c2f36730bb853ad41d0a189061192d3","#,
+            r#""sender":"0xe592427a0aece92de3edee1f18e0157c05861564","#,
+            r#""sqrtPriceX96":"3883092957074042185804613","tick":-198480}"#
+        )
+    );
 }
 
 #[test]
