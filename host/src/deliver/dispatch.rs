@@ -215,7 +215,7 @@ impl Shared {
                 let endpoint = endpoints.borrow().get(&queued.job.endpoint_id).cloned();
                 self.deliver(queued.job, endpoint).await;
             }
-            lock(&in_flight).remove(&id);
+            lock(in_flight).remove(&id);
         }
     }
 
