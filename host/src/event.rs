@@ -72,6 +72,12 @@ impl ChainLog {
         })
     }
 
+    /// About how much memory the log holds: its JSON text, about as much again parsed (topics,
+    /// data, fields) and its `Arc`. What the in-flight budget and the reorg window count.
+    pub fn memory_bytes(&self) -> usize {
+        2 * self.raw.len() + 128
+    }
+
     /// The same log marked as reorged out, with `removed: true` in its JSON too.
     pub fn as_removed(&self) -> ChainLog {
         let raw =
@@ -130,11 +136,9 @@ impl Clone for InFlight {
 }
 
 impl InFlight {
-    /// KiB a block of logs with `raw_bytes` of JSON occupies: the text plus the parsed fields.
-    pub fn kib_for(raw_bytes: usize, logs: usize) -> u32 {
-        let bytes = raw_bytes
-            .saturating_mul(2)
-            .saturating_add(logs.saturating_mul(256));
+    /// The KiB a block's logs are charged (their [`ChainLog::memory_bytes`], rounded up, at least 1).
+    pub fn kib_for(logs: &[Arc<ChainLog>]) -> u32 {
+        let bytes: usize = logs.iter().map(|l| l.memory_bytes()).sum();
         u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
     }
 }
@@ -179,9 +183,12 @@ mod tests {
 
     #[test]
     fn a_block_is_charged_about_twice_its_json_in_kib() {
-        assert_eq!(InFlight::kib_for(0, 0), 1);
-        assert_eq!(InFlight::kib_for(512 * 1024, 1000), 1024 + 250 + 1);
-        assert_eq!(InFlight::kib_for(usize::MAX, 1), u32::MAX);
+        assert_eq!(InFlight::kib_for(&[]), 1);
+        let log = Arc::new(ChainLog::from_json(TRANSFER).unwrap());
+        assert_eq!(log.memory_bytes(), 2 * TRANSFER.len() + 128);
+        let block = vec![log; 1000];
+        let expected = 1000 * (2 * TRANSFER.len() + 128) / 1024 + 1;
+        assert_eq!(InFlight::kib_for(&block) as usize, expected);
     }
 
     #[test]

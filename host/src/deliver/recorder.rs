@@ -38,11 +38,11 @@ async fn write(store: &Store, batch: &[AttemptResult], metrics: &Metrics) {
     let mut backoff = Duration::from_millis(50);
     for attempt in 1..=WRITE_ATTEMPTS {
         match store.record_results(batch).await {
-            Ok(()) => {
+            Ok(statements) => {
                 metrics
                     .db_statements
                     .with_label_values(&["delivery_results"])
-                    .inc_by(2);
+                    .inc_by(statements);
                 return;
             }
             Err(error) if attempt < WRITE_ATTEMPTS => {

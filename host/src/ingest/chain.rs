@@ -30,9 +30,8 @@ impl WindowBlock {
         }
     }
 
-    /// Memory the block's logs hold: their JSON text and about as much again parsed.
     fn bytes(&self) -> usize {
-        self.logs.iter().map(|l| 2 * l.raw.len() + 128).sum()
+        self.logs.iter().map(|l| l.memory_bytes()).sum()
     }
 }
 

@@ -84,10 +84,9 @@ pub type Relevance = Arc<dyn Fn(&ChainLog) -> bool + Send + Sync>;
 /// Where ingest sends blocks, and the in-flight memory budget (KiB permits) they are charged to.
 #[derive(Clone)]
 pub struct Downstream {
-    pub blocks: mpsc::Sender<BlockLogs>,
-    /// `None`: blocks are not charged (tests).
-    pub budget: Option<Arc<tokio::sync::Semaphore>>,
-    pub budget_kib: u32,
+    blocks: mpsc::Sender<BlockLogs>,
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_kib: u32,
 }
 
 impl Downstream {
@@ -100,9 +99,17 @@ impl Downstream {
     pub fn with_budget_kib(blocks: mpsc::Sender<BlockLogs>, kib: u32) -> Downstream {
         Downstream {
             blocks,
-            budget: Some(Arc::new(tokio::sync::Semaphore::new(kib as usize))),
+            budget: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
             budget_kib: kib,
         }
+    }
+
+    /// Waits for room in the budget for `logs`. A block larger than the whole budget waits for
+    /// all of it, so it still passes, alone. `None`: the budget is closed (never, in practice).
+    async fn reserve(&self, logs: &[Arc<ChainLog>]) -> Option<InFlight> {
+        let wanted = InFlight::kib_for(logs).min(self.budget_kib);
+        let permit = self.budget.clone().acquire_many_owned(wanted).await.ok()?;
+        Some(InFlight(Some(permit)))
     }
 }
 
@@ -443,8 +450,6 @@ impl ChainIngest {
         let raw: Vec<Box<RawValue>> = conn
             .request("eth_getLogs", json!([{"blockHash": header.hash}]))
             .await?;
-        let raw_bytes: usize = raw.iter().map(|r| r.get().len()).sum();
-        let in_flight = self.reserve(raw_bytes, raw.len()).await?;
         let mut logs = Vec::with_capacity(raw.len());
         for item in &raw {
             let log = ChainLog::from_raw(item).map_err(|e| IngestError::BadLog {
@@ -463,6 +468,11 @@ impl ChainIngest {
             .events_received
             .with_label_values(&[&self.chain.name])
             .inc_by(logs.len() as u64);
+        let in_flight = self
+            .output
+            .reserve(&logs)
+            .await
+            .ok_or(IngestError::Stopped)?;
         let block = BlockLogs {
             chain_id: self.chain.chain_id,
             number: header.number,
@@ -478,19 +488,6 @@ impl ChainIngest {
         self.window
             .push(WindowBlock::new(header.number, header.hash, relevant_logs));
         Ok(())
-    }
-
-    /// Waits for room in the in-flight budget for a block of `raw_bytes` of logs. A block larger
-    /// than the whole budget waits for all of it, so it still passes, alone.
-    async fn reserve(&self, raw_bytes: usize, logs: usize) -> Result<InFlight, IngestError> {
-        let Some(budget) = &self.output.budget else {
-            return Ok(InFlight::default());
-        };
-        let wanted = InFlight::kib_for(raw_bytes, logs).min(self.output.budget_kib);
-        match budget.clone().acquire_many_owned(wanted).await {
-            Ok(permit) => Ok(InFlight(Some(permit))),
-            Err(_) => Err(IngestError::Stopped),
-        }
     }
 
     async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {

@@ -159,8 +159,8 @@ async fn start_with_budget(
     (rx, shutdown)
 }
 
-#[tokio::test]
-async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
+/// Blocks 0..=3, block n tagged `0x10 + n`.
+fn chain_of_blocks_0_to_3() -> Arc<Mutex<FakeChain>> {
     let chain = Arc::new(Mutex::new(FakeChain::default()));
     {
         let mut c = chain.lock().unwrap();
@@ -168,6 +168,12 @@ async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
             c.set(n as u64, 0x10 + n);
         }
     }
+    chain
+}
+
+#[tokio::test]
+async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
+    let chain = chain_of_blocks_0_to_3();
     let (url, _push) = fake_node(chain.clone()).await;
     // Every block is charged at least 1 KiB (and at most the whole budget): a 1 KiB budget lets
     // one block through at a time.
@@ -186,13 +192,7 @@ async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
 
 #[tokio::test]
 async fn catches_up_then_withdraws_orphaned_logs_on_a_reorg() {
-    let chain = Arc::new(Mutex::new(FakeChain::default()));
-    {
-        let mut c = chain.lock().unwrap();
-        for n in 0..=3u8 {
-            c.set(n as u64, 0x10 + n);
-        }
-    }
+    let chain = chain_of_blocks_0_to_3();
     let (url, push) = fake_node(chain.clone()).await;
     let (mut rx, shutdown) = start(url).await;
     // start_block 1: blocks 1..=3 are caught up at once, without waiting for a head.

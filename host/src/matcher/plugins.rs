@@ -244,7 +244,9 @@ impl PluginStates {
 /// Runs every job of a batch on blocking threads, one group of jobs per core (a batch's plugin
 /// calls use every core, not one), and returns them in their original order.
 pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<PluginJob> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once: `available_parallelism` reads cgroup files on every call.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let groups = split_by_events(jobs, cores);
     let tasks: Vec<_> = groups
         .into_iter()

@@ -98,34 +98,35 @@ impl Store {
             .collect()
     }
 
-    /// Writes a batch of attempt outcomes: one UPDATE and one INSERT per [`rows::MAX_ROWS`] outcomes,
-    /// in one transaction.
-    pub async fn record_results(&self, results: &[AttemptResult]) -> Result<(), StoreError> {
+    /// Writes a batch of attempt outcomes in one transaction: one UPDATE and one INSERT per
+    /// [`rows::MAX_ROWS`] outcomes. Returns the statements issued.
+    pub async fn record_results(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         if results.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
+        let mut statements = 0;
         let mut tx = self.writer.begin().await?;
         for chunk in results.chunks(rows::MAX_ROWS) {
-            let cte = rows::cte(self.dialect, &RESULT_COLUMNS, chunk.len(), 1);
-            let update = format!(
-                "{cte} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
-                 lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
-                 FROM j WHERE deliveries.id = j.id AND deliveries.status <> 'delivered'"
-            );
-            bind_results(Rows::new(update, &RESULT_COLUMNS, chunk.len()), chunk)
-                .execute(&mut *tx)
-                .await?;
-            let insert = format!(
-                "{cte} INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
-                 SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
-                 WHERE j.attempted ON CONFLICT (delivery_id, attempt) DO NOTHING"
-            );
-            bind_results(Rows::new(insert, &RESULT_COLUMNS, chunk.len()), chunk)
-                .execute(&mut *tx)
-                .await?;
+            let update = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
+                format!(
+                    "{j} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
+                     lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
+                     FROM j WHERE deliveries.id = j.id AND deliveries.status <> 'delivered'"
+                )
+            });
+            bind_results(update, chunk).execute(&mut *tx).await?;
+            let insert = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
+                format!(
+                    "{j} INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
+                     SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
+                     WHERE j.attempted ON CONFLICT (delivery_id, attempt) DO NOTHING"
+                )
+            });
+            bind_results(insert, chunk).execute(&mut *tx).await?;
+            statements += 2;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(statements)
     }
 
     pub async fn list_deliveries(

@@ -1,6 +1,8 @@
-//! Durable state on SQLite (embedded default) or PostgreSQL, through one `sqlx::AnyPool`.
-//! The only module that contains SQL. Statements are shared where the dialects agree; batch
-//! writes pass one JSON parameter, so a batch costs one statement per table whatever its size.
+//! Durable state on SQLite (embedded default) or PostgreSQL, through `sqlx::AnyPool`s (on SQLite a
+//! separate one-connection pool for the hot path's writes). The only module that contains SQL.
+//! Statements are shared where the dialects agree; batch writes pass their rows as bound
+//! parameters (`rows.rs`) or, off the hot path, as one JSON parameter, so a batch costs one
+//! statement per table (per 512 rows).
 
 mod deliveries;
 mod lock;

@@ -154,15 +154,15 @@ impl Store {
             ("lease_until", Col::BigInt),
             ("at", Col::BigInt),
         ];
-        let sql = format!(
-            "{} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
-             release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
-             SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
-             j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at \
-             FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id",
-            rows::cte(self.dialect, &COLUMNS, chunk.len(), 1)
-        );
-        let mut query = Rows::new(sql, &COLUMNS, chunk.len());
+        let mut query = Rows::new(self.dialect, &COLUMNS, chunk.len(), |j| {
+            format!(
+                "{j} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
+                 release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+                 SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
+                 j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at \
+                 FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+        });
         for d in chunk {
             // New rows are leased to this process: it sends them from memory right away, and the
             // retry poller must not pick them up unless this process dies first, so they are not

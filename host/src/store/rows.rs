@@ -8,7 +8,7 @@
 //! SQLite gets anonymous `?` parameters, bound in order: sqlx looks up each parameter's name, and
 //! SQLite finds a name by scanning the statement's list of named ones, so `$N` parameters cost
 //! O(n²) per statement (a profile of 1,024 `$N` parameters showed 29 % of the host's CPU in
-//! `sqlite3_bind_parameter_name`). PostgreSQL gets `$N`, numbered from the caller's first.
+//! `sqlite3_bind_parameter_name`). PostgreSQL gets `$N`.
 //!
 //! The number of rows is rounded up to a power of two and the rest padded with NULL rows (the
 //! statements filter them out on the first column), so a statement's text, and with it the
@@ -40,12 +40,11 @@ fn padded(rows: usize) -> usize {
     rows.clamp(MIN_ROWS, MAX_ROWS).next_power_of_two()
 }
 
-/// `WITH j(names) AS (VALUES …)` for `rows` rows (padded); on PostgreSQL parameters are numbered
-/// from `first`, on SQLite they are `?` and every parameter before them must be `?` too.
-pub fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize, first: usize) -> String {
+/// `WITH j(names) AS (VALUES …)` for `rows` rows (padded): `?` on SQLite, `$1…` on PostgreSQL.
+fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize) -> String {
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let mut sql = format!("WITH j({}) AS (VALUES ", names.join(", "));
-    let mut param = first;
+    let mut param = 1;
     for row in 0..padded(rows) {
         if row > 0 {
             sql.push_str(", ");
@@ -70,8 +69,8 @@ pub fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize, first: usize)
     sql
 }
 
-/// A statement that binds rows: the values of each real row in column order through `bind_row`,
-/// then typed NULLs for the padding.
+/// A statement over `rows` rows of `columns`, available to it as the table `j`: bind each real
+/// row's values in column order, then [`Rows::finish`] binds typed NULLs for the padding.
 pub struct Rows<'q> {
     query: Query<'q, Any, AnyArguments>,
     columns: &'q [(&'q str, Col)],
@@ -79,9 +78,14 @@ pub struct Rows<'q> {
 }
 
 impl<'q> Rows<'q> {
-    /// `sql` must hold [`cte`] for the same `columns` and `rows`, numbered after `leading` other
-    /// parameters that the caller binds first through [`Rows::bind`].
-    pub fn new(sql: String, columns: &'q [(&'q str, Col)], rows: usize) -> Rows<'q> {
+    /// `statement` gets the `WITH j(…) AS (VALUES …)` prefix and returns the whole statement.
+    pub fn new(
+        dialect: Dialect,
+        columns: &'q [(&'q str, Col)],
+        rows: usize,
+        statement: impl FnOnce(&str) -> String,
+    ) -> Rows<'q> {
+        let sql = statement(&cte(dialect, columns, rows));
         Rows {
             query: sqlx::query(AssertSqlSafe(sql)),
             columns,
@@ -89,7 +93,7 @@ impl<'q> Rows<'q> {
         }
     }
 
-    /// Binds the next parameter (a leading one, or a row's value).
+    /// Binds a row's next value.
     pub fn bind<T>(mut self, value: T) -> Rows<'q>
     where
         T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
@@ -127,12 +131,12 @@ mod tests {
     }
 
     #[test]
-    fn cte_numbers_parameters_row_by_row_after_the_leading_ones() {
+    fn cte_numbers_parameters_row_by_row() {
         let columns = [("a", Col::Text), ("b", Col::BigInt)];
-        let sql = cte(Dialect::Postgres, &columns, 1, 3);
-        assert!(sql.starts_with("WITH j(a, b) AS (VALUES ($3, $4), ($5, $6), "));
-        assert!(sql.ends_with("($17, $18)) "));
-        let sql = cte(Dialect::Sqlite, &columns, 1, 3);
+        let sql = cte(Dialect::Postgres, &columns, 1);
+        assert!(sql.starts_with("WITH j(a, b) AS (VALUES ($1, $2), ($3, $4), "));
+        assert!(sql.ends_with("($15, $16)) "));
+        let sql = cte(Dialect::Sqlite, &columns, 1);
         assert!(sql.starts_with("WITH j(a, b) AS (VALUES (?, ?), (?, ?), "));
         assert_eq!(sql.matches('?').count(), 16);
     }

@@ -161,7 +161,11 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
                 attempted: i % 2 == 0,
             })
             .collect();
-        store.record_results(&results).await.unwrap();
+        assert_eq!(
+            store.record_results(&results).await.unwrap(),
+            6,
+            "3 chunks × 2"
+        );
         let delivered = store
             .list_deliveries(&DeliveryFilter {
                 status: Some("delivered".into()),
