@@ -1,7 +1,10 @@
-//! Turns a batch of blocks into an outbox write: the native index picks candidate subscriptions
-//! per log, then each subscription with a plugin gets one WASM call for the batch. All plugin calls
-//! of a batch run on one blocking task per core (a thread hop per batch and core, not per subscription).
+//! Turns a batch of blocks into outbox writes: the native index picks candidate subscriptions
+//! per log, then each subscription with a plugin gets one WASM call for the batch, each on its own
+//! blocking task. A call that outlives the batch's patience is finished later on its own
+//! (`calls`): a slow plugin holds back only its own subscription, never the others' deliveries.
 
+mod calls;
+mod delivery;
 pub mod index;
 mod logbook;
 mod plugins;
@@ -10,13 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use crate::event::{Batch, ChainLog, EventType};
 use crate::metrics::Metrics;
 use crate::plugin::{Decision, PluginRuntime};
-use crate::store::{Cursor, NewDelivery, OutboxWrite};
+use crate::store::{Cursor, OutboxWrite};
+use calls::{Calls, Finished};
+pub use delivery::{delivery_id, new_delivery, webhook_body};
 pub use index::{Subscription, SubscriptionSet, SubscriptionStatus};
 pub use logbook::{LogEntry, PluginLogBook};
 use plugins::{PluginJob, PluginStates};
@@ -29,6 +33,17 @@ pub struct MatchedBatch {
     pub received_at: Vec<Instant>,
 }
 
+impl MatchedBatch {
+    /// Nothing to write: no rows, no cursor, no status change.
+    pub fn is_empty(&self) -> bool {
+        let w = &self.write;
+        w.deliveries.is_empty()
+            && w.parked.is_empty()
+            && w.cursors.is_empty()
+            && w.status_changes.is_empty()
+    }
+}
+
 /// One candidate event for one subscription.
 #[derive(Clone)]
 pub struct Candidate {
@@ -39,13 +54,13 @@ pub struct Candidate {
 }
 
 pub struct Matcher {
-    runtime: PluginRuntime,
     subscriptions: watch::Receiver<Arc<SubscriptionSet>>,
     states: PluginStates,
     /// The subscription snapshot last seen, to notice deletions.
     last_set: Option<Arc<SubscriptionSet>>,
     confirmations: HashMap<u64, u64>,
     metrics: Metrics,
+    calls: Calls,
 }
 
 impl Matcher {
@@ -57,7 +72,7 @@ impl Matcher {
         metrics: Metrics,
     ) -> Matcher {
         Matcher {
-            runtime,
+            calls: Calls::new(runtime),
             subscriptions,
             states: PluginStates::new(log_book),
             last_set: None,
@@ -66,24 +81,49 @@ impl Matcher {
         }
     }
 
-    /// Runs until the batch stage closes its sender.
+    /// Runs until the batch stage closes its sender and every straggling call has finished.
     pub async fn run(
         mut self,
         mut input: mpsc::Receiver<Batch>,
         output: mpsc::Sender<MatchedBatch>,
     ) {
-        while let Some(batch) = input.recv().await {
-            let started = Instant::now();
-            let matched = self.process(batch).await;
-            self.metrics
-                .batch_latency
-                .observe(started.elapsed().as_secs_f64());
+        let mut input_open = true;
+        while input_open || self.calls.has_running() {
+            let matched = tokio::select! {
+                batch = input.recv(), if input_open => match batch {
+                    Some(batch) => {
+                        let started = Instant::now();
+                        let matched = self.process(batch).await;
+                        self.metrics.batch_latency.observe(started.elapsed().as_secs_f64());
+                        matched
+                    }
+                    None => {
+                        input_open = false;
+                        continue;
+                    }
+                },
+                Some(matched) = self.next_straggler(), if self.calls.has_running() => matched,
+            };
+            if matched.is_empty() {
+                continue;
+            }
             if output.send(matched).await.is_err() {
                 tracing::warn!("outbox stopped; matcher ends");
                 return;
             }
         }
         tracing::debug!("batch stage closed; matcher drained");
+    }
+
+    /// Waits for the next straggling call and returns its results, with the cursors it was
+    /// holding back. `None` when no call is running.
+    pub async fn next_straggler(&mut self) -> Option<MatchedBatch> {
+        let (_, finished) = self.calls.next_finished().await?;
+        let mut matched = MatchedBatch::default();
+        let set = self.subscriptions.borrow().clone();
+        self.finish_call(&mut matched, finished);
+        self.release_cursors(&mut matched, &set);
+        Some(matched)
     }
 
     /// Matches and filters one batch.
@@ -100,9 +140,15 @@ impl Matcher {
             self.last_set = Some(set.clone());
         }
         let mut matched = MatchedBatch::default();
-        matched.write.cursors = cursors(&batch);
         let per_subscription = candidates(&set, &batch);
-        let mut jobs = Vec::new();
+        let cursors = cursors(&batch.blocks);
+        let in_flight = batch
+            .blocks
+            .into_iter()
+            .map(|mut block| std::mem::take(&mut block.in_flight))
+            .collect();
+        let seq = self.calls.open(cursors, in_flight);
+        let mut awaited = calls::Awaited::new();
         for (index, events) in per_subscription {
             let sub = set.subscriptions[index].clone();
             match &sub.plugin {
@@ -123,23 +169,123 @@ impl Matcher {
                         }
                     }
                 },
-                Some(binding) => jobs.push(self.states.job(&sub, binding, events, &self.metrics)),
+                Some(binding) => {
+                    self.submit(&mut matched, seq, &sub, binding, events, &mut awaited)
+                }
             }
         }
-        if !jobs.is_empty() {
-            let finished = plugins::run_jobs(&self.runtime, jobs).await;
-            for job in finished {
-                self.finish_job(&mut matched, job);
+        self.await_calls(&mut matched, awaited).await;
+        self.calls.close(seq);
+        self.release_cursors(&mut matched, &set);
+        matched
+    }
+
+    /// Starts the subscription's call for batch `seq`, or queues the events behind its running
+    /// one (parking them if too many already wait). Calls of subscriptions not known to be slow
+    /// go into `awaited`.
+    fn submit(
+        &mut self,
+        matched: &mut MatchedBatch,
+        seq: u64,
+        sub: &Arc<Subscription>,
+        binding: &index::PluginBinding,
+        events: Vec<Candidate>,
+        awaited: &mut calls::Awaited,
+    ) {
+        if self.calls.is_busy(&sub.id) {
+            if let Some(overflow) = self.calls.enqueue(seq, sub, binding, events) {
+                self.park_too_slow(matched, sub, &overflow);
+            }
+            return;
+        }
+        let job = self.states.job(sub, binding, events, &self.metrics);
+        let slow = job.known_slow();
+        let id = self.calls.spawn(job, seq);
+        if !slow {
+            awaited.insert(id);
+        }
+    }
+
+    /// Waits for the batch's awaited calls, at most `calls::PATIENCE`; whatever else finishes
+    /// meanwhile is taken too. Calls still running after that finish on their own.
+    async fn await_calls(&mut self, matched: &mut MatchedBatch, mut awaited: calls::Awaited) {
+        let deadline = tokio::time::Instant::now() + calls::PATIENCE;
+        while !awaited.is_empty() {
+            match tokio::time::timeout_at(deadline, self.calls.next_finished()).await {
+                Ok(Some((id, finished))) => {
+                    awaited.remove(&id);
+                    self.finish_call(matched, finished);
+                }
+                Ok(None) | Err(_) => break,
             }
         }
+    }
+
+    /// Settles a finished call into `matched` and starts the call for what waited behind it.
+    fn finish_call(&mut self, matched: &mut MatchedBatch, finished: Finished) {
+        let sub_id = finished.job.subscription.id.clone();
+        self.finish_job(matched, finished.job);
+        let Some(waiting) = self.calls.done(&sub_id, &finished.seqs) else {
+            return;
+        };
+        let still_live = self
+            .subscriptions
+            .borrow()
+            .subscriptions
+            .iter()
+            .any(|s| s.id == sub_id);
+        match waiting.latest {
+            Some((sub, binding)) if still_live => {
+                let job = self
+                    .states
+                    .job(&sub, &binding, waiting.events, &self.metrics);
+                self.calls.resume(job, waiting.seqs);
+            }
+            // Deleted while its events waited: nothing to deliver them to.
+            _ => self.calls.unqueue(&waiting.seqs),
+        }
+    }
+
+    /// Cursors of batches with nothing outstanding go into this write, with the chains whose
+    /// held deliveries they may release.
+    fn release_cursors(&mut self, matched: &mut MatchedBatch, set: &SubscriptionSet) {
+        matched.write.cursors = self.calls.release();
         matched.write.release_chains =
-            release_chains(&set, &self.confirmations, &matched.write.cursors);
-        let n_delivered = matched.write.deliveries.len() as u64;
+            release_chains(set, &self.confirmations, &matched.write.cursors);
+        self.metrics
+            .queue_depth
+            .with_label_values(&["matcher_held_cursors"])
+            .set(self.calls.pending_batches() as i64);
         self.metrics
             .events_processed
             .with_label_values(&["matched"])
-            .inc_by(n_delivered);
+            .inc_by(matched.write.deliveries.len() as u64);
+    }
+
+    /// Events that could not even wait behind their subscription's slow call: parked.
+    fn park_too_slow(
+        &mut self,
+        matched: &mut MatchedBatch,
+        sub: &Subscription,
+        events: &[Candidate],
+    ) {
+        let message = format!(
+            "plugin too slow: more than {} events waited behind its running call",
+            calls::MAX_WAITING_EVENTS
+        );
+        tracing::warn!(subscription = %sub.id, events = events.len(), "{message}; events parked");
+        self.metrics
+            .plugin_failures
+            .with_label_values(&["too_slow"])
+            .inc();
+        self.metrics
+            .events_processed
+            .with_label_values(&["parked"])
+            .inc_by(events.len() as u64);
         matched
+            .write
+            .parked
+            .extend(plugins::park(sub, events, &message, None));
     }
 
     fn finish_job(&mut self, matched: &mut MatchedBatch, job: PluginJob) {
@@ -194,40 +340,6 @@ impl Matcher {
     }
 }
 
-/// The delivery row for one kept event: deterministic id and the webhook body. The chain is
-/// ingested `chain_confirmations` behind its head; a subscription asking for more has its
-/// deliveries held until the cursor has moved that much further.
-pub fn new_delivery(
-    sub: &Subscription,
-    event: &Candidate,
-    chain_confirmations: u64,
-    data: Option<&str>,
-) -> NewDelivery {
-    let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
-    let extra = sub.confirmations.saturating_sub(chain_confirmations);
-    let body = webhook_body(
-        &id,
-        sub,
-        event,
-        chain_confirmations.max(sub.confirmations),
-        data,
-    );
-    let held = extra > 0;
-    NewDelivery {
-        subscription_id: sub.id.clone(),
-        endpoint_id: sub.endpoint_id.clone(),
-        chain_id: event.chain_id as i64,
-        event_type: event.event_type.as_str().to_string(),
-        block_number: event.log.block_number as i64,
-        body,
-        release_block: (held && event.event_type == EventType::Log)
-            .then(|| (event.log.block_number + extra) as i64),
-        supersedes: (held && event.event_type == EventType::LogRemoved)
-            .then(|| delivery_id(&sub.id, event.chain_id, &event.log, EventType::Log)),
-        id,
-    }
-}
-
 /// Chains in this batch with subscriptions that wait for more confirmations than the chain is
 /// ingested with: their held deliveries may be released by the new cursor.
 fn release_chains(
@@ -271,10 +383,9 @@ fn candidates(set: &SubscriptionSet, batch: &Batch) -> Vec<(usize, Vec<Candidate
 }
 
 /// The last canonical block per chain in the batch: the cursor the outbox writes with it.
-fn cursors(batch: &Batch) -> Vec<Cursor> {
+fn cursors(blocks: &[crate::event::BlockLogs]) -> Vec<Cursor> {
     let mut last: HashMap<u64, Cursor> = HashMap::new();
-    for block in batch
-        .blocks
+    for block in blocks
         .iter()
         .filter(|b| b.kind == crate::event::BlockKind::Canonical)
     {
@@ -288,45 +399,6 @@ fn cursors(batch: &Batch) -> Vec<Cursor> {
         );
     }
     last.into_values().collect()
-}
-
-/// Deterministic webhook id: the same subscription, chain, block, log and type always give the
-/// same id, across retries, replays and restarts.
-pub fn delivery_id(
-    subscription_id: &str,
-    chain_id: u64,
-    log: &ChainLog,
-    event_type: EventType,
-) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(subscription_id.as_bytes());
-    hasher.update(chain_id.to_be_bytes());
-    hasher.update(log.block_hash.as_slice());
-    hasher.update(log.log_index.to_be_bytes());
-    hasher.update(event_type.as_str().as_bytes());
-    let digest = hasher.finalize();
-    format!("msg_{}", hex::encode(&digest[..16]))
-}
-
-/// The webhook body of DESIGN §5, with the node's log object embedded verbatim.
-pub fn webhook_body(
-    id: &str,
-    sub: &Subscription,
-    event: &Candidate,
-    confirmations: u64,
-    data: Option<&str>,
-) -> String {
-    let quote = |s: &str| serde_json::Value::from(s).to_string();
-    format!(
-        "{{\"id\":{},\"type\":{},\"subscription_id\":{},\"chain_id\":{},\"confirmations\":{},\"log\":{},\"data\":{}}}",
-        quote(id),
-        quote(event.event_type.as_str()),
-        quote(&sub.id),
-        event.chain_id,
-        confirmations,
-        event.log.raw,
-        data.unwrap_or("null"),
-    )
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ struct SubState {
     quarantined_until: Option<Instant>,
     quarantine_round: u32,
     last_error: Option<String>,
+    /// The last call ran past the batch's patience or hit the wall clock.
+    slow: bool,
 }
 
 enum Failure {
@@ -48,7 +50,7 @@ pub struct PluginJob {
     /// Lines the instance dropped because one call logged too much.
     logs_dropped: u32,
     /// Time spent in the plugin for this batch.
-    duration: std::time::Duration,
+    duration: Duration,
 }
 
 pub struct Settled {
@@ -103,7 +105,7 @@ impl PluginStates {
             result: Err(Failure::Quarantined),
             logs: Vec::new(),
             logs_dropped: 0,
-            duration: std::time::Duration::ZERO,
+            duration: Duration::ZERO,
         }
     }
 
@@ -114,6 +116,8 @@ impl PluginStates {
             .record(&job.subscription.id, &job.logs, job.logs_dropped);
         metrics.plugin_log_lines_dropped.inc_by(dropped);
         let state = &mut job.state;
+        state.slow = job.duration >= super::calls::PATIENCE
+            || matches!(job.result, Err(Failure::Plugin(PluginError::Timeout)));
         let mut status_change = None;
         let decisions = match job.result {
             Ok((decisions, fuel)) => {
@@ -241,115 +245,56 @@ impl PluginStates {
     }
 }
 
-/// Runs every job of a batch on blocking threads, one group of jobs per core (a batch's plugin
-/// calls use every core, not one), and returns them in their original order.
-pub async fn run_jobs(runtime: &PluginRuntime, jobs: Vec<PluginJob>) -> Vec<PluginJob> {
-    // Asked once: `available_parallelism` reads cgroup files on every call.
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let groups = split_by_events(jobs, cores);
-    let tasks: Vec<_> = groups
-        .into_iter()
-        .map(|group| {
-            let runtime = runtime.clone();
-            // If the task itself were lost, these still let every event be parked, not dropped.
-            let fallback: Vec<_> = group
-                .iter()
-                .map(|(i, j)| {
-                    (
-                        *i,
-                        j.subscription.clone(),
-                        j.binding.clone(),
-                        j.events.clone(),
-                    )
-                })
-                .collect();
-            let task = tokio::task::spawn_blocking(move || run_group(&runtime, group));
-            (task, fallback)
-        })
-        .collect();
-    let mut done = Vec::new();
-    for (task, fallback) in tasks {
-        match task.await {
-            Ok(group) => done.extend(group),
-            Err(error) => {
-                tracing::error!(%error, "plugin task failed; its plugin events are parked");
-                done.extend(
-                    fallback
-                        .into_iter()
-                        .map(|(i, subscription, binding, events)| {
-                            (
-                                i,
-                                lost_job(subscription, binding, events, &error.to_string()),
-                            )
-                        }),
-                );
-            }
-        }
+impl PluginJob {
+    pub fn events(&self) -> &[Candidate] {
+        &self.events
     }
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, job)| job).collect()
-}
 
-/// `groups` groups of (original index, job) with about the same number of events each (largest
-/// job first onto the lightest group).
-fn split_by_events(jobs: Vec<PluginJob>, groups: usize) -> Vec<Vec<(usize, PluginJob)>> {
-    let mut indexed: Vec<(usize, PluginJob)> = jobs.into_iter().enumerate().collect();
-    indexed.sort_unstable_by_key(|(_, j)| std::cmp::Reverse(j.events.len()));
-    let mut out: Vec<(usize, Vec<(usize, PluginJob)>)> = (0..groups.clamp(1, indexed.len().max(1)))
-        .map(|_| (0, Vec::new()))
-        .collect();
-    for (i, job) in indexed {
-        if let Some(lightest) = out.iter_mut().min_by_key(|(events, _)| *events) {
-            lightest.0 += job.events.len();
-            lightest.1.push((i, job));
-        }
+    pub fn binding(&self) -> &PluginBinding {
+        &self.binding
     }
-    out.into_iter().map(|(_, group)| group).collect()
-}
 
-fn run_group(
-    runtime: &PluginRuntime,
-    mut group: Vec<(usize, PluginJob)>,
-) -> Vec<(usize, PluginJob)> {
-    for (_, job) in &mut group {
+    /// Whether this subscription's last call was slow (ran past the batch's patience or hit the
+    /// wall clock): a batch does not wait for it.
+    pub fn known_slow(&self) -> bool {
+        self.state.slow
+    }
+
+    /// Runs the call on the calling (blocking) thread, then gives the thread its priority back
+    /// if a long call demoted it.
+    pub fn run_here(&mut self, runtime: &PluginRuntime) {
+        let started = Instant::now();
         // wasmtime reports guest failures as errors; this only guards against a host bug taking
-        // every other subscription's batch down with it.
-        if std::panic::catch_unwind(AssertUnwindSafe(|| job.run(runtime))).is_err() {
-            job.state.instance = None;
-            job.result = Err(Failure::Plugin(PluginError::Trap(
+        // other subscriptions' results down with it.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| self.call(runtime))).is_err() {
+            self.state.instance = None;
+            self.result = Err(Failure::Plugin(PluginError::Trap(
                 "host error while running the plugin".into(),
             )));
         }
-    }
-    group
-}
-
-fn lost_job(
-    subscription: Arc<Subscription>,
-    binding: PluginBinding,
-    events: Vec<Candidate>,
-    error: &str,
-) -> PluginJob {
-    PluginJob {
-        subscription,
-        binding,
-        state: SubState::default(),
-        events,
-        result: Err(Failure::Plugin(PluginError::Trap(format!(
-            "plugin task failed: {error}"
-        )))),
-        logs: Vec::new(),
-        logs_dropped: 0,
-        duration: std::time::Duration::ZERO,
-    }
-}
-
-impl PluginJob {
-    fn run(&mut self, runtime: &PluginRuntime) {
-        let started = Instant::now();
-        self.call(runtime);
         self.duration = started.elapsed();
+        crate::plugin::priority::restore_current_thread();
+    }
+
+    /// A job whose task was lost: its events are parked with `error`.
+    pub fn lost(
+        subscription: Arc<Subscription>,
+        binding: PluginBinding,
+        events: Vec<Candidate>,
+        error: &str,
+    ) -> PluginJob {
+        PluginJob {
+            subscription,
+            binding,
+            state: SubState::default(),
+            events,
+            result: Err(Failure::Plugin(PluginError::Trap(format!(
+                "plugin task failed: {error}"
+            )))),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            duration: Duration::ZERO,
+        }
     }
 
     fn call(&mut self, runtime: &PluginRuntime) {
@@ -361,7 +306,10 @@ impl PluginJob {
         }
         let logs: Vec<&ChainLog> = self.events.iter().map(|e| &*e.log).collect();
         let mut last_error = PluginError::Trap("not run".into());
-        // A failed instance is discarded and the batch retried once on a fresh one.
+        // A failed instance is discarded. The batch is retried once on a fresh instance only when
+        // the failed one was reused (an earlier call may have left it broken) and the failure was
+        // not the wall clock: a fresh instance failing is the module's own doing, and a call that
+        // ran out of time would only spend that time again.
         for _attempt in 0..2 {
             let instance = match self.state.instance.take() {
                 Some(instance) => Ok(instance),
@@ -371,9 +319,10 @@ impl PluginJob {
                 Ok(instance) => instance,
                 Err(error) => {
                     last_error = error;
-                    continue;
+                    break;
                 }
             };
+            let reused = instance.calls_served() > 0;
             match instance.process(&logs) {
                 Ok(report) => {
                     self.logs.extend(report.logs);
@@ -401,7 +350,11 @@ impl PluginJob {
                             message: format!("panic: {message}"),
                         });
                     }
+                    let retry = reused && !matches!(error, PluginError::Timeout);
                     last_error = error;
+                    if !retry {
+                        break;
+                    }
                 }
             }
         }

@@ -15,11 +15,15 @@ const TRAP: &str = r#"(module (memory (export "memory") 2) (func (export "pipeli
   (func (export "pipeline_process") (param i32) (result i64) unreachable))"#;
 
 fn batch() -> Batch {
+    batch_at(0x76250)
+}
+
+fn batch_at(number: u64) -> Batch {
     let log = Arc::new(ChainLog::from_json(TRANSFER).unwrap());
     Batch {
         blocks: vec![BlockLogs {
             chain_id: 1,
-            number: 0x76250,
+            number,
             hash: log.block_hash,
             kind: BlockKind::Canonical,
             logs: vec![log],
@@ -134,4 +138,53 @@ async fn a_subscription_whose_plugin_cannot_load_parks_its_events() {
     );
     assert_eq!(out.write.parked.len(), 1);
     assert!(out.write.parked[0].error.contains("database unavailable"));
+}
+
+const SPIN: &str = r#"(module (memory (export "memory") 2) (func (export "pipeline_abi_v1"))
+  (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
+  (func (export "pipeline_process") (param i32) (result i64) (loop $l (br $l)) (i64.const 0)))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
+    let runtime = PluginRuntime::new(PluginLimits {
+        fuel_base: u64::MAX / 4,
+        call_timeout_ms: 300,
+        ..PluginLimits::default()
+    })
+    .unwrap();
+    let spin = PluginBinding {
+        plugin: runtime.compile(&wat::parse_str(SPIN).unwrap()).unwrap(),
+        config_json: "null".into(),
+    };
+    let mut m = matcher(
+        vec![sub("sub_slow", Some(spin)), sub("sub_ok", None)],
+        &runtime,
+    );
+    // Both batches are written for the healthy subscription without waiting for the spinning
+    // call; neither may move the cursor while that call has their events.
+    for block in [1, 2] {
+        let out = m.process(batch_at(block)).await;
+        assert_eq!(out.write.deliveries.len(), 1, "block {block}");
+        assert_eq!(out.write.deliveries[0].subscription_id, "sub_ok");
+        assert!(out.write.cursors.is_empty(), "block {block}: cursor held");
+        assert!(out.write.parked.is_empty());
+    }
+    // The first call hits the wall clock (once, not retried): block 1's event is parked with
+    // that error and block 1's cursor is released with it. Block 2's event waited and goes to
+    // the plugin in its own call.
+    let first = m.next_straggler().await.unwrap();
+    assert_eq!(first.write.parked.len(), 1);
+    assert!(first.write.parked[0].error.contains("wall-clock"));
+    assert_eq!(first.write.cursors.len(), 1);
+    assert_eq!(first.write.cursors[0].block_number, 1);
+    let second = m.next_straggler().await.unwrap();
+    assert_eq!(second.write.parked.len(), 1);
+    assert_eq!(second.write.cursors[0].block_number, 2);
+    assert!(m.next_straggler().await.is_none(), "nothing left running");
+    // Now known to be slow, the subscription is not waited for at all.
+    let out = m.process(batch_at(3)).await;
+    assert_eq!(out.write.deliveries.len(), 1);
+    assert!(out.write.cursors.is_empty());
+    let last = m.next_straggler().await.unwrap();
+    assert_eq!(last.write.cursors[0].block_number, 3);
 }

@@ -142,11 +142,25 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
     }
 }
 
-/// Text that came from a guest, made safe to store and log: lossy UTF-8, no NUL characters
-/// (PostgreSQL refuses them), at most `GUEST_TEXT_MAX` bytes.
+/// Text that came from a guest, made safe to store and log: lossy UTF-8, at most
+/// `GUEST_TEXT_MAX` bytes of input, and every control character escaped (`\n`, `\u{1b}`…) — a
+/// NUL would make PostgreSQL refuse the row, and a newline or terminal escape would let a plugin
+/// forge lines in the host's log.
 pub fn guest_text(bytes: &[u8]) -> String {
     let bytes = &bytes[..bytes.len().min(GUEST_TEXT_MAX)];
-    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+    let text = String::from_utf8_lossy(bytes);
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Longest guest-provided message kept (log line, panic, error record).
@@ -264,9 +278,15 @@ mod tests {
     }
 
     #[test]
-    fn guest_text_is_bounded_and_has_no_nul() {
+    fn guest_text_is_bounded_and_escapes_control_characters() {
         let text = guest_text(&[b'a', 0, 0xff, b'b']);
-        assert_eq!(text, "a\u{FFFD}\u{FFFD}b");
+        assert_eq!(text, "a\\u{0}\u{FFFD}b");
+        // A plugin cannot forge a second log line or drive the operator's terminal.
+        assert_eq!(
+            guest_text(b"ok\nlevel=ERROR forged\r\x1b[31m"),
+            "ok\\nlevel=ERROR forged\\r\\u{1b}[31m"
+        );
+        assert_eq!(guest_text("naïve ✓".as_bytes()), "naïve ✓");
         assert_eq!(guest_text(&vec![b'x'; 5000]).len(), GUEST_TEXT_MAX);
         let mut bytes = output(&[(0, None)], Some((0, "bad")));
         let flag = bytes.len() - 12;

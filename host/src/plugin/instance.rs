@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Caller, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline};
 
 use super::abi::{self, Output};
 use super::{CompiledPlugin, PluginError, PluginLog};
@@ -14,11 +14,28 @@ use crate::event::ChainLog;
 /// Per-call log lines kept; the rest are counted as dropped (rate limit).
 const MAX_LOG_LINES_PER_CALL: usize = 64;
 const MAX_LOG_LINE_BYTES: usize = super::abi::GUEST_TEXT_MAX;
+/// Fuel one `pipeline.log` call costs, plus `LOG_FUEL_PER_BYTE` per byte: a plugin that floods the
+/// log runs out of fuel like one that loops, instead of spending its whole wall-clock allowance
+/// in host code.
+const LOG_FUEL_BASE: u64 = 10_000;
+const LOG_FUEL_PER_BYTE: u64 = 16;
+use super::validate::{MAX_TABLE_ELEMENTS, TABLE_ELEMENT_BYTES};
+/// Epoch ticks a call runs at normal priority before its thread is demoted (see `priority`).
+const DEMOTE_AFTER_TICKS: u64 = 2;
 
 /// State each `Store` carries: limits and what the guest reported through its imports.
 pub struct HostState {
+    /// Bytes the linear memory and the tables together may hold.
     memory_limit: usize,
     memory_limit_hit: bool,
+    memory_bytes: usize,
+    table_bytes: usize,
+    /// `pipeline.log` found too little fuel for its cost.
+    log_out_of_fuel: bool,
+    /// Epoch ticks the call may still run once its thread has been demoted.
+    ticks_after_demotion: u64,
+    /// This call ran long enough to be demoted.
+    demoted: bool,
     logs: Vec<PluginLog>,
     logs_dropped: u32,
     panic_message: Option<String>,
@@ -27,25 +44,61 @@ pub struct HostState {
 impl ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
+        let memory_bytes = self.memory_bytes + desired.saturating_sub(current);
+        self.admit(memory_bytes, self.table_bytes)?;
+        self.memory_bytes = memory_bytes;
+        Ok(true)
+    }
+
+    /// Tables are memory too: their elements count against the same limit, so a module cannot
+    /// hold large tables outside the memory cap.
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > MAX_TABLE_ELEMENTS {
+            self.memory_limit_hit = true;
+            return Err(wasmtime::Error::msg("table element limit reached"));
+        }
+        let added = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES as usize);
+        let table_bytes = self.table_bytes.saturating_add(added);
+        self.admit(self.memory_bytes, table_bytes)?;
+        self.table_bytes = table_bytes;
+        Ok(true)
+    }
+}
+
+impl HostState {
+    fn new(memory_limit: usize) -> HostState {
+        HostState {
+            memory_limit,
+            memory_limit_hit: false,
+            memory_bytes: 0,
+            table_bytes: 0,
+            log_out_of_fuel: false,
+            ticks_after_demotion: 0,
+            demoted: false,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            panic_message: None,
+        }
+    }
+
+    fn admit(&mut self, memory_bytes: usize, table_bytes: usize) -> wasmtime::Result<()> {
+        if memory_bytes.saturating_add(table_bytes) > self.memory_limit {
             self.memory_limit_hit = true;
             // An error (not `false`) makes the growth trap, so a guest cannot limp on without memory.
             return Err(wasmtime::Error::msg("memory limit reached"));
         }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(())
     }
 }
 
@@ -69,6 +122,8 @@ pub struct PluginInstance {
     epoch_ticks: u64,
     metered: bool,
     buffer: Vec<u8>,
+    /// Calls this instance has answered successfully.
+    served: u64,
 }
 
 /// Registers the two host functions a plugin may import.
@@ -77,16 +132,18 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "pipeline",
         "log",
         |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-            let message = read_guest_string(&mut caller, ptr, len);
+            charge_log_fuel(&mut caller, len)?;
             let state = caller.data_mut();
             if state.logs.len() >= MAX_LOG_LINES_PER_CALL {
                 state.logs_dropped += 1;
-            } else {
-                state.logs.push(PluginLog {
-                    level: level.clamp(0, 4) as u8,
-                    message,
-                });
+                return Ok(());
             }
+            let message = read_guest_string(&mut caller, ptr, len);
+            caller.data_mut().logs.push(PluginLog {
+                level: level.clamp(0, 4) as u8,
+                message,
+            });
+            Ok(())
         },
     )?;
     linker.func_wrap(
@@ -99,6 +156,21 @@ pub fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Takes the fuel a `pipeline.log` call costs; out of fuel ends the call like a fuel trap would.
+/// Without metering (benchmarks only) there is no fuel to take.
+fn charge_log_fuel(caller: &mut Caller<'_, HostState>, len: i32) -> wasmtime::Result<()> {
+    let Ok(fuel) = caller.get_fuel() else {
+        return Ok(());
+    };
+    let bytes = (len.max(0) as u64).min(MAX_LOG_LINE_BYTES as u64);
+    let cost = LOG_FUEL_BASE + bytes * LOG_FUEL_PER_BYTE;
+    if fuel < cost {
+        caller.data_mut().log_out_of_fuel = true;
+        return Err(wasmtime::Error::msg("out of fuel in pipeline.log"));
+    }
+    caller.set_fuel(fuel - cost)
 }
 
 fn read_guest_string(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> String {
@@ -115,24 +187,29 @@ fn read_guest_string(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> 
 }
 
 impl PluginInstance {
-    /// Instantiates (running any `start` function under limits) and passes the config to
-    /// `pipeline_init` when the module exports it.
+    /// Instantiates (running any `start` function under limits) and, given a config, passes it
+    /// to `pipeline_init` when the module exports it.
     pub fn new(
         plugin: Arc<CompiledPlugin>,
         limits: &PluginLimits,
         epoch_ticks: u64,
         metered: bool,
-        config_json: &str,
+        config_json: Option<&str>,
     ) -> Result<PluginInstance, PluginError> {
-        let state = HostState {
-            memory_limit: limits.memory_bytes,
-            memory_limit_hit: false,
-            logs: Vec::new(),
-            logs_dropped: 0,
-            panic_message: None,
-        };
+        let state = HostState::new(limits.memory_bytes);
         let mut store = Store::new(plugin.instance_pre.module().engine(), state);
         store.limiter(|state| state as &mut dyn ResourceLimiter);
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            if state.ticks_after_demotion == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.demoted = true;
+            super::priority::demote_current_thread();
+            Ok(UpdateDeadline::Continue(std::mem::take(
+                &mut state.ticks_after_demotion,
+            )))
+        });
         arm(&mut store, metered.then_some(limits.fuel_base), epoch_ticks)?;
         let instance = plugin
             .instance_pre
@@ -162,8 +239,9 @@ impl PluginInstance {
             epoch_ticks,
             metered,
             buffer: Vec::new(),
+            served: 0,
         };
-        if let Some(init) = init {
+        if let (Some(init), Some(config_json)) = (init, config_json) {
             this.init(init, config_json)?;
         }
         Ok(this)
@@ -171,6 +249,17 @@ impl PluginInstance {
 
     pub fn plugin(&self) -> &Arc<CompiledPlugin> {
         &self.plugin
+    }
+
+    /// Calls this instance has answered successfully: a failure of a fresh instance is the
+    /// module's own doing, one of a reused instance may come from state an earlier call left.
+    pub fn calls_served(&self) -> u64 {
+        self.served
+    }
+
+    /// Whether the last call ran long enough for its thread to be demoted.
+    pub fn ran_long(&self) -> bool {
+        self.store.data().demoted
     }
 
     fn init(&mut self, init: TypedFunc<i32, i32>, config_json: &str) -> Result<(), PluginError> {
@@ -249,6 +338,7 @@ impl PluginInstance {
         } else {
             fuel
         };
+        self.served += 1;
         let state = self.store.data_mut();
         Ok(CallReport {
             output,
@@ -293,7 +383,11 @@ fn arm(
             .set_fuel(fuel)
             .map_err(|e| PluginError::Instantiate(e.to_string()))?;
     }
-    store.set_epoch_deadline(epoch_ticks);
+    let first = DEMOTE_AFTER_TICKS.min(epoch_ticks);
+    let state = store.data_mut();
+    state.ticks_after_demotion = epoch_ticks - first;
+    state.demoted = false;
+    store.set_epoch_deadline(first);
     Ok(())
 }
 
@@ -305,6 +399,9 @@ fn classify(store: &Store<HostState>, error: wasmtime::Error) -> PluginError {
     }
     if state.memory_limit_hit {
         return PluginError::MemoryLimit(state.memory_limit);
+    }
+    if state.log_out_of_fuel {
+        return PluginError::OutOfFuel;
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => PluginError::OutOfFuel,

@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod dry_run;
 mod instance;
+pub mod priority;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -166,6 +167,7 @@ impl PluginRuntime {
             return Ok(hit);
         }
         validate::check_bytes(&self.engine, bytes, self.limits.max_module_bytes)?;
+        validate::check_resources(bytes, self.limits.memory_bytes)?;
         let module = Module::new(&self.engine, bytes)
             .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
         validate::check_interface(&module)?;
@@ -177,6 +179,7 @@ impl PluginRuntime {
             id: id.clone(),
             instance_pre,
         });
+        self.try_instantiate(&compiled)?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(id, compiled.clone());
         }
@@ -258,8 +261,39 @@ impl PluginRuntime {
         plugin: Arc<CompiledPlugin>,
         config_json: &str,
     ) -> Result<PluginInstance, PluginError> {
-        let ticks = (self.limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-        PluginInstance::new(plugin, &self.limits, ticks, self.metered, config_json)
+        PluginInstance::new(
+            plugin,
+            &self.limits,
+            self.epoch_ticks(),
+            self.metered,
+            Some(config_json),
+        )
+    }
+
+    /// Instantiates once under the call limits, without a config: a module whose data, tables
+    /// or `start` function cannot be set up within them could never run, so it is refused now.
+    fn try_instantiate(&self, plugin: &Arc<CompiledPlugin>) -> Result<(), ValidationError> {
+        let trial = PluginInstance::new(
+            plugin.clone(),
+            &self.limits,
+            self.epoch_ticks(),
+            self.metered,
+            None,
+        );
+        match trial {
+            Ok(_) => Ok(()),
+            Err(error @ (PluginError::OutOfFuel | PluginError::Timeout)) => {
+                Err(ValidationError::StartDidNotFinish(format!(
+                    "{error} (fuel {}, wall clock {} ms)",
+                    self.limits.fuel_base, self.limits.call_timeout_ms
+                )))
+            }
+            Err(error) => Err(ValidationError::InstantiationFailed(error.to_string())),
+        }
+    }
+
+    fn epoch_ticks(&self) -> u64 {
+        (self.limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
     }
 }
 

@@ -112,9 +112,13 @@ fn negative_return_is_an_error_code() {
 }
 
 #[test]
-fn infinite_start_and_init_are_stopped() {
+fn infinite_start_is_refused_at_upload_and_infinite_init_is_stopped() {
     let start = module("(func $s (loop $l (br $l))) (start $s)", KEEP_ONE);
-    assert!(matches!(run(&start).unwrap_err(), PluginError::OutOfFuel));
+    let err = refused(&start);
+    assert_eq!(err.code(), "start_did_not_finish");
+    assert!(err.to_string().contains("out of fuel"), "{err}");
+    let trapping_start = module("(func $s unreachable) (start $s)", KEEP_ONE);
+    assert_eq!(refused(&trapping_start).code(), "instantiation_failed");
     let init = module(
         "(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))",
         KEEP_ONE,
@@ -199,4 +203,89 @@ fn a_panic_reports_its_message_and_location() {
         (call $panic (i32.const 9000) (i32.const 23)) (i64.const 0)))"#;
     let err = run(&wat::parse_str(text).unwrap()).unwrap_err();
     assert_eq!(err.to_string(), "panic: boom at src/lib.rs:7:14");
+}
+
+#[test]
+fn modules_that_could_never_run_are_refused_at_upload_naming_the_limit() {
+    let limit = PluginLimits::default().memory_bytes;
+    // 300 pages = 19.7 MB, above the 16 MiB default.
+    let big_memory = wat::parse_str(
+        r#"(module (memory (export "memory") 300) (func (export "pipeline_abi_v1"))
+        (func (export "pipeline_input") (param i32) (result i32) i32.const 0)
+        (func (export "pipeline_process") (param i32) (result i64) i64.const 0))"#,
+    )
+    .unwrap();
+    let err = refused(&big_memory);
+    assert_eq!(err.code(), "memory_too_large");
+    assert!(err.to_string().contains(&limit.to_string()), "{err}");
+    let big_table = module("(table 5000000 funcref)", KEEP_ONE);
+    let err = refused(&big_table);
+    assert_eq!(err.code(), "table_too_large");
+    assert!(err.to_string().contains("100000"), "{err}");
+    let two_tables = module("(table 1 funcref) (table 1 funcref)", KEEP_ONE);
+    assert_eq!(refused(&two_tables).code(), "too_many_tables");
+    let globals: String = (0..101)
+        .map(|i| format!("(global $g{i} i32 (i32.const 0))"))
+        .collect();
+    let err = refused(&module(&globals, KEEP_ONE));
+    assert_eq!(err.code(), "too_many_globals");
+    assert!(err.to_string().contains("at most 100"), "{err}");
+    // A table within the element cap still counts against memory at run time: with a 1 MiB
+    // limit, 80,000 elements (640 KB) plus the 2-page memory (128 KB) fit, growing past it not.
+    let rt = PluginRuntime::new(PluginLimits {
+        memory_bytes: 1 << 20,
+        ..PluginLimits::default()
+    })
+    .unwrap();
+    let grows = module(
+        "(table $t 80000 funcref)",
+        "(drop (table.grow $t (ref.null func) (i32.const 60000))) (i64.const 35184372088838)",
+    );
+    let plugin = rt.compile(&grows).unwrap();
+    let mut instance = rt.instantiate(plugin, "null").unwrap();
+    let log = ChainLog::from_json(LOG).unwrap();
+    let err = instance.process(&[&log]).unwrap_err();
+    assert!(matches!(err, PluginError::MemoryLimit(_)), "{err:?}");
+}
+
+#[test]
+fn logging_costs_fuel_so_a_log_flood_ends_like_a_loop() {
+    // 300 lines of 15 bytes cost 300 × (10,000 + 15 × 16) ≈ 3.1M fuel, more than a one-event
+    // call gets (2.2M): the flood runs out of fuel instead of spending the wall clock.
+    let flood = module(
+        "(global $n (mut i32) (i32.const 0))",
+        "(loop $l (call $log (i32.const 2) (i32.const 9000) (i32.const 15))
+           (global.set $n (i32.add (global.get $n) (i32.const 1)))
+           (br_if $l (i32.lt_u (global.get $n) (i32.const 300))))
+         (i64.const 35184372088838)",
+    );
+    assert!(matches!(run(&flood).unwrap_err(), PluginError::OutOfFuel));
+    // A few lines are cheap.
+    let report = run(&module("", KEEP_ONE)).unwrap();
+    assert_eq!(report.logs.len(), 1);
+    assert!(report.fuel_used >= 10_000);
+}
+
+#[test]
+fn a_call_that_runs_long_is_demoted_and_still_stopped_by_the_wall_clock() {
+    let limits = PluginLimits {
+        fuel_base: u64::MAX / 4,
+        call_timeout_ms: 100,
+        ..PluginLimits::default()
+    };
+    let rt = PluginRuntime::new(limits).unwrap();
+    let spin = rt
+        .compile(&module("", "(loop $l (br $l)) (i64.const 0)"))
+        .unwrap();
+    let log = ChainLog::from_json(LOG).unwrap();
+    std::thread::spawn(move || {
+        let mut instance = rt.instantiate(spin, "null").unwrap();
+        let err = instance.process(&[&log]).unwrap_err();
+        assert!(matches!(err, PluginError::Timeout), "{err:?}");
+        assert!(instance.ran_long());
+        assert!(priority::is_demoted(), "the thread runs at low priority");
+        priority::restore_current_thread();
+    })
+    .join()
+    .unwrap();
 }

@@ -27,7 +27,42 @@ pub enum ValidationError {
     CompileFailed(String),
     #[error("compilation took longer than {0} ms")]
     CompileTimeout(u64),
+    #[error(
+        "memory declares a minimum of {declared} bytes; the plugin memory limit is {limit} bytes"
+    )]
+    MemoryTooLarge { declared: u64, limit: usize },
+    #[error(
+        "a table declares a minimum of {declared} elements; the limit is {limit} (elements count against the {memory_limit} byte memory limit)"
+    )]
+    TableTooLarge {
+        declared: u64,
+        limit: u64,
+        memory_limit: usize,
+    },
+    #[error("the module declares {count} {what}; a plugin may have at most {limit}")]
+    TooMany {
+        what: &'static str,
+        count: u32,
+        limit: u32,
+    },
+    #[error(
+        "instantiating the module (its data, tables and `start` function) did not finish within the plugin limits: {0}"
+    )]
+    StartDidNotFinish(String),
+    #[error("instantiating the module failed: {0}")]
+    InstantiationFailed(String),
 }
+
+/// Tables, memories and globals a plugin may declare: ABI v1 needs one memory, and a compiled
+/// language needs at most one table (indirect calls) and a handful of globals.
+pub const MAX_TABLES: u32 = 1;
+pub const MAX_MEMORIES: u32 = 1;
+pub const MAX_GLOBALS: u32 = 100;
+/// Elements one table may hold, whatever the memory limit.
+pub const MAX_TABLE_ELEMENTS: u64 = 100_000;
+/// Bytes one table element is counted as against the memory limit.
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+const WASM_PAGE: u64 = 65_536;
 
 impl ValidationError {
     pub fn code(&self) -> &'static str {
@@ -39,6 +74,15 @@ impl ValidationError {
             ValidationError::ForbiddenImport { .. } => "forbidden_import",
             ValidationError::CompileFailed(_) => "compile_failed",
             ValidationError::CompileTimeout(_) => "compile_timeout",
+            ValidationError::MemoryTooLarge { .. } => "memory_too_large",
+            ValidationError::TableTooLarge { .. } => "table_too_large",
+            ValidationError::TooMany { what: "tables", .. } => "too_many_tables",
+            ValidationError::TooMany {
+                what: "memories", ..
+            } => "too_many_memories",
+            ValidationError::TooMany { .. } => "too_many_globals",
+            ValidationError::StartDidNotFinish(_) => "start_did_not_finish",
+            ValidationError::InstantiationFailed(_) => "instantiation_failed",
         }
     }
 }
@@ -62,6 +106,54 @@ pub fn check_bytes(engine: &Engine, bytes: &[u8], max_size: usize) -> Result<(),
         ));
     }
     Module::validate(engine, bytes).map_err(|e| ValidationError::InvalidWasm(format!("{e:#}")))
+}
+
+/// Checks what the module declares against the plugin limits: memory and table minimums, and
+/// how many tables, memories and globals it has. Such a module could never run, or would hold
+/// memory outside the cap, so it is refused at upload rather than quarantined later.
+pub fn check_resources(bytes: &[u8], memory_limit: usize) -> Result<(), ValidationError> {
+    use wasmparser::{Parser, Payload};
+    let invalid = |e: wasmparser::BinaryReaderError| ValidationError::InvalidWasm(e.to_string());
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::MemorySection(memories) => {
+                at_most("memories", memories.count(), MAX_MEMORIES)?;
+                for memory in memories {
+                    let declared = memory.map_err(invalid)?.initial.saturating_mul(WASM_PAGE);
+                    if declared > memory_limit as u64 {
+                        return Err(ValidationError::MemoryTooLarge {
+                            declared,
+                            limit: memory_limit,
+                        });
+                    }
+                }
+            }
+            Payload::TableSection(tables) => {
+                at_most("tables", tables.count(), MAX_TABLES)?;
+                let limit = MAX_TABLE_ELEMENTS.min(memory_limit as u64 / TABLE_ELEMENT_BYTES);
+                for table in tables {
+                    let declared = table.map_err(invalid)?.ty.initial;
+                    if declared > limit {
+                        return Err(ValidationError::TableTooLarge {
+                            declared,
+                            limit,
+                            memory_limit,
+                        });
+                    }
+                }
+            }
+            Payload::GlobalSection(globals) => at_most("globals", globals.count(), MAX_GLOBALS)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn at_most(what: &'static str, count: u32, limit: u32) -> Result<(), ValidationError> {
+    if count > limit {
+        return Err(ValidationError::TooMany { what, count, limit });
+    }
+    Ok(())
 }
 
 /// Checks a compiled module's imports and exports against ABI v1.

@@ -1,0 +1,80 @@
+//! The delivery row and webhook body (DESIGN §5) for one kept event, with its deterministic id.
+
+use sha2::{Digest, Sha256};
+
+use super::{Candidate, Subscription};
+use crate::event::{ChainLog, EventType};
+use crate::store::NewDelivery;
+
+/// The delivery row for one kept event: deterministic id and the webhook body. The chain is
+/// ingested `chain_confirmations` behind its head; a subscription asking for more has its
+/// deliveries held until the cursor has moved that much further.
+pub fn new_delivery(
+    sub: &Subscription,
+    event: &Candidate,
+    chain_confirmations: u64,
+    data: Option<&str>,
+) -> NewDelivery {
+    let id = delivery_id(&sub.id, event.chain_id, &event.log, event.event_type);
+    let extra = sub.confirmations.saturating_sub(chain_confirmations);
+    let body = webhook_body(
+        &id,
+        sub,
+        event,
+        chain_confirmations.max(sub.confirmations),
+        data,
+    );
+    let held = extra > 0;
+    NewDelivery {
+        subscription_id: sub.id.clone(),
+        endpoint_id: sub.endpoint_id.clone(),
+        chain_id: event.chain_id as i64,
+        event_type: event.event_type.as_str().to_string(),
+        block_number: event.log.block_number as i64,
+        body,
+        release_block: (held && event.event_type == EventType::Log)
+            .then(|| (event.log.block_number + extra) as i64),
+        supersedes: (held && event.event_type == EventType::LogRemoved)
+            .then(|| delivery_id(&sub.id, event.chain_id, &event.log, EventType::Log)),
+        id,
+    }
+}
+
+/// Deterministic webhook id: the same subscription, chain, block, log and type always give the
+/// same id, across retries, replays and restarts.
+pub fn delivery_id(
+    subscription_id: &str,
+    chain_id: u64,
+    log: &ChainLog,
+    event_type: EventType,
+) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(subscription_id.as_bytes());
+    hasher.update(chain_id.to_be_bytes());
+    hasher.update(log.block_hash.as_slice());
+    hasher.update(log.log_index.to_be_bytes());
+    hasher.update(event_type.as_str().as_bytes());
+    let digest = hasher.finalize();
+    format!("msg_{}", hex::encode(&digest[..16]))
+}
+
+/// The webhook body of DESIGN §5, with the node's log object embedded verbatim.
+pub fn webhook_body(
+    id: &str,
+    sub: &Subscription,
+    event: &Candidate,
+    confirmations: u64,
+    data: Option<&str>,
+) -> String {
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "{{\"id\":{},\"type\":{},\"subscription_id\":{},\"chain_id\":{},\"confirmations\":{},\"log\":{},\"data\":{}}}",
+        quote(id),
+        quote(event.event_type.as_str()),
+        quote(&sub.id),
+        event.chain_id,
+        confirmations,
+        event.log.raw,
+        data.unwrap_or("null"),
+    )
+}
