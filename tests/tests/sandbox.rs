@@ -1,10 +1,12 @@
-//! Issue #3 end to end: hostile plugins inside the real `pipeline` process. Each is refused at
-//! upload with its own code, or contained at run time — parked, then quarantined with its error in
-//! the API — while a healthy subscription on the same events keeps being delivered and the host
-//! stays up. A quarantined subscription is released by attaching a new plugin, and its parked
-//! events are reprocessed and delivered.
+//! Issues #3 and #7 end to end: hostile plugins inside the real `pipeline` process. Each is
+//! refused at upload with its own code, or contained at run time — parked, then quarantined with
+//! its error in the API — while a healthy subscription on the same events keeps being delivered
+//! and the host stays up. The healthy subscription's webhook latency is measured without and with
+//! ten hostile plugins on the same events and written to a report. A quarantined subscription is
+//! released by attaching a new plugin, and its parked events are reprocessed and delivered.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use pipeline_tests::admin::Body;
 use pipeline_tests::checks::{assert_promtool_accepts, assert_unique_ids};
@@ -21,9 +23,11 @@ fn hostile(extra: &str, process: &str) -> Vec<u8> {
     let text = format!(
         r#"(module
   (import "pipeline" "panic" (func $panic (param i32 i32)))
+  (import "pipeline" "log" (func $log (param i32 i32 i32)))
   {extra}
   (memory (export "memory") 20)
   (data (i32.const 9000) "boom\00 at src/lib.rs:7:14")
+  (data (i32.const 8192) "\01\00\00\00\07\00")
   (func (export "pipeline_abi_v1"))
   (func (export "pipeline_input") (param i32) (result i32) (i32.const 65536))
   (func (export "pipeline_process") (param $len i32) (result i64) {process}))"#
@@ -72,7 +76,36 @@ fn runtime_hostiles() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             // The message carries a NUL byte: stored safely on both stores (PostgreSQL refuses NUL).
             "at src/lib.rs:7:14",
         ),
+        (
+            "log-flood",
+            hostile(
+                "",
+                "(loop $l (call $log (i32.const 2) (i32.const 9000) (i32.const 24)) (br $l)) (i64.const 0)",
+            ),
+            // Logging costs fuel: a flood ends like a loop instead of spending the wall clock.
+            "out of fuel",
+        ),
+        (
+            "bad-decision",
+            hostile("", "(i64.const 35184372088838)"), // 8192 << 32 | 6: decision byte 7
+            "unknown decision byte 7",
+        ),
     ]
+}
+
+/// Legal but slow: spins through most of its fuel allowance, then drops every event.
+fn slow_but_legal() -> Vec<u8> {
+    hostile(
+        "",
+        "(local $i i32) (local $n i32)
+         (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br_if $l (i32.lt_u (local.get $i) (i32.const 150000))))
+         (local.set $n (i32.load (i32.const 65536)))
+         (i32.store (i32.const 200000) (local.get $n))
+         (memory.fill (i32.const 200004) (i32.const 0) (i32.add (local.get $n) (i32.const 1)))
+         (i64.or (i64.shl (i64.const 200000) (i64.const 32))
+                 (i64.extend_i32_u (i32.add (local.get $n) (i32.const 5))))",
+    )
 }
 
 /// (module, the upload's expected error code, expected HTTP status)
@@ -113,6 +146,42 @@ fn upload_refusals() -> Vec<(Vec<u8>, &'static str, u16)> {
             400,
         ),
         (too_large, "too_large", 413),
+        // Modules that could never run (issue #7): refused now rather than quarantined later.
+        (
+            wat::parse_str(
+                r#"(module (memory (export "memory") 300) (func (export "pipeline_abi_v1"))
+                   (func (export "pipeline_input") (param i32) (result i32) (i32.const 0))
+                   (func (export "pipeline_process") (param i32) (result i64) (i64.const 0)))"#,
+            )
+            .unwrap(),
+            "memory_too_large",
+            400,
+        ),
+        (
+            hostile("(table 50000000 funcref)", "(i64.const 0)"),
+            "table_too_large",
+            400,
+        ),
+        (
+            hostile("(table 1 funcref) (table 1 funcref)", "(i64.const 0)"),
+            "too_many_tables",
+            400,
+        ),
+        (
+            hostile(
+                &(0..200)
+                    .map(|i| format!("(global $g{i} i32 (i32.const 0))"))
+                    .collect::<String>(),
+                "(i64.const 0)",
+            ),
+            "too_many_globals",
+            400,
+        ),
+        (
+            hostile("(func $s (loop $l (br $l))) (start $s)", "(i64.const 0)"),
+            "start_did_not_finish",
+            400,
+        ),
     ]
 }
 
@@ -131,6 +200,10 @@ async fn hostile_plugins_are_contained_postgres() {
 }
 
 async fn hostile_plugins_are_contained(db: DbKind) {
+    let store = match db {
+        DbKind::Sqlite => "sqlite",
+        DbKind::Postgres(_) => "postgres",
+    };
     let mut fx = Fixture::start(db).await;
     let admin = fx.admin();
 
@@ -145,15 +218,12 @@ async fn hostile_plugins_are_contained(db: DbKind) {
         .await;
     let (probe_endpoint, _) = fx.endpoint_for(&fx.receiver).await;
 
-    // Modules that loop while starting or in `pipeline_init` upload fine (nothing runs at upload),
-    // but a subscription cannot be created with them: its config check instantiates under limits.
-    for (name, extra) in [
-        ("start-loop", "(func $s (loop $l (br $l))) (start $s)"),
-        (
-            "init-loop",
-            "(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))",
-        ),
-    ] {
+    // A module that loops in `pipeline_init` uploads fine (init needs a subscription's config),
+    // but a subscription cannot be created with it: its config check instantiates under limits.
+    for (name, extra) in [(
+        "init-loop",
+        "(func (export \"pipeline_init\") (param i32) (result i32) (loop $l (br $l)) (i32.const 0))",
+    )] {
         let plugin = admin
             .upload_plugin(&hostile(extra, "(i64.const 0)"), name)
             .await;
@@ -176,6 +246,11 @@ async fn hostile_plugins_are_contained(db: DbKind) {
     )
     .await;
 
+    // The healthy subscription alone: its latency without hostile neighbours.
+    let to = fx.anvil.account(3);
+    let n_transfers = 20;
+    let alone = healthy_latencies(&fx, &to, 1, n_transfers, 0).await;
+
     let hostile_receiver = Receiver::start().await;
     let (hostile_endpoint, _) = fx.endpoint_for(&hostile_receiver).await;
     let mut hostile_subs = Vec::new();
@@ -186,19 +261,16 @@ async fn hostile_plugins_are_contained(db: DbKind) {
             .await;
         hostile_subs.push((name, sub, expected_error));
     }
-
-    // One transfer per block; enough failed batches to quarantine every hostile subscription.
-    let to = fx.anvil.account(3);
-    let n_transfers = 8;
-    for value in 1..=n_transfers {
-        fx.anvil.transfer(&fx.token, &to, value).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    let healthy = fx
-        .receiver
-        .wait_for(n_transfers as usize, WEBHOOK_TIMEOUT)
+    let slow_plugin = admin
+        .upload_plugin(&slow_but_legal(), "slow-but-legal")
         .await;
-    assert_unique_ids(&healthy);
+    let slow_sub = fx
+        .subscribe_transfers(&hostile_endpoint, &slow_plugin, json!(null))
+        .await;
+
+    // The same again beside ten hostile plugins, while they fail, are retried and quarantined.
+    let crowded = healthy_latencies(&fx, &to, 1001, n_transfers, n_transfers as usize).await;
+    report_latencies(store, &alone, &crowded);
     assert!(
         fx.host.healthz().await == Ok(200),
         "host unhealthy:\n{}",
@@ -238,9 +310,12 @@ async fn hostile_plugins_are_contained(db: DbKind) {
     );
     let metrics = fx.host.metrics().await;
     assert!(
-        metrics.contains("pipeline_subscriptions_quarantined 7"),
+        metrics.contains("pipeline_subscriptions_quarantined 9"),
         "{metrics}"
     );
+    let slow = admin.get(&format!("/v1/subscriptions/{slow_sub}")).await;
+    assert_eq!(slow.body["status"], json!("active"), "{}", slow.text);
+    assert_eq!(slow.body["parked_events"], json!(0), "{}", slow.text);
     assert!(
         metrics.contains("pipeline_plugin_failures_total{cause=\"out_of_fuel\"}"),
         "{metrics}"
@@ -296,5 +371,64 @@ async fn hostile_plugins_are_contained(db: DbKind) {
         fx.host.is_running(),
         "host died:\n{}",
         fx.host.logs_tail(100)
+    );
+}
+
+/// Sends `n` transfers (values from `first_value`), one per block, 100 ms apart, and returns the
+/// healthy subscription's webhook latency for each (transfer sent → webhook received).
+async fn healthy_latencies(
+    fx: &Fixture,
+    to: &str,
+    first_value: u128,
+    n: u128,
+    already_received: usize,
+) -> Vec<Duration> {
+    let mut sent = HashMap::new();
+    for value in first_value..first_value + n {
+        sent.insert(value, Instant::now());
+        fx.anvil.transfer(&fx.token, to, value).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = fx
+        .receiver
+        .wait_for(already_received + n as usize, WEBHOOK_TIMEOUT)
+        .await;
+    assert_unique_ids(&received);
+    received[already_received..]
+        .iter()
+        .map(|r| {
+            let value: u128 = r.json()["data"]["value"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no data.value: {}", r.body_str()));
+            r.at.duration_since(sent[&value])
+        })
+        .collect()
+}
+
+/// Writes the latency comparison to a JSON report (and the log). The 2× bound on P99 is the
+/// issue's goal; timing is not asserted in tests (this machine is shared and noisy), so the
+/// report says whether it held.
+fn report_latencies(store: &str, alone: &[Duration], crowded: &[Duration]) {
+    let pct = |xs: &[Duration], p: f64| {
+        let mut v: Vec<f64> = xs.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    let (p99_alone, p99_crowded) = (pct(alone, 0.99), pct(crowded, 0.99));
+    let report = json!({
+        "store": store,
+        "webhooks_per_phase": alone.len(),
+        "alone_ms": {"p50": pct(alone, 0.5), "p99": p99_alone},
+        "with_10_hostile_ms": {"p50": pct(crowded, 0.5), "p99": p99_crowded},
+        "p99_ratio": p99_crowded / p99_alone,
+        "p99_within_2x": p99_crowded <= 2.0 * p99_alone,
+    });
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("hostile-plugins-{store}.json"));
+    std::fs::write(&path, format!("{report:#}")).unwrap();
+    eprintln!(
+        "hostile plugins latency report ({}):\n{report:#}",
+        path.display()
     );
 }
