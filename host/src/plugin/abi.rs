@@ -310,4 +310,54 @@ mod tests {
         assert_eq!(&out[out.len() - 2..], &[1, 2]);
         assert_eq!(&out[out.len() - 6..out.len() - 2], &2u32.to_le_bytes());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Whatever bytes a plugin returns, decoding ends in decisions for exactly the batch
+            /// or an error: it never panics and never yields the wrong number of decisions.
+            #[test]
+            fn arbitrary_output_decodes_to_the_batch_or_an_error(
+                bytes in proptest::collection::vec(any::<u8>(), 0..256),
+                expected in 0usize..8,
+            ) {
+                if let Ok(Output::Decisions(decisions)) = decode_output(&bytes, expected) {
+                    prop_assert_eq!(decisions.len(), expected);
+                }
+            }
+
+            /// A valid output with one byte changed, cut short or extended is still decoded
+            /// safely, and payloads that decode are valid JSON.
+            #[test]
+            fn mutated_valid_output_decodes_safely(
+                flip in any::<(usize, u8)>(),
+                cut in any::<usize>(),
+            ) {
+                let mut bytes = output(&[(1, None), (2, Some("{\"a\":[1,2]}")), (0, None)], None);
+                let at = flip.0 % bytes.len();
+                bytes[at] ^= flip.1;
+                bytes.truncate(cut % (bytes.len() + 1));
+                if let Ok(Output::Decisions(decisions)) = decode_output(&bytes, 3) {
+                    for decision in decisions {
+                        if let Decision::KeepWith(raw) = decision {
+                            prop_assert!(serde_json::from_str::<serde_json::Value>(raw.get()).is_ok());
+                        }
+                    }
+                }
+            }
+
+            /// Guest text is always safe to store and log, whatever the bytes.
+            #[test]
+            fn guest_text_never_holds_control_characters(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            ) {
+                let text = guest_text(&bytes);
+                prop_assert!(!text.chars().any(char::is_control));
+            }
+        }
+    }
 }
