@@ -21,14 +21,18 @@ pub struct ChainLock {
 }
 
 impl ChainLock {
-    /// Whether the lock is still held (its connection still answers).
+    /// Whether the lock is still held (its connection answers within `LOCK_CALL_TIMEOUT`; a
+    /// half-open socket counts as lost, so ingest stops rather than hangs).
     pub async fn is_held(&mut self) -> bool {
         match &mut self.connection {
             None => true,
-            Some(conn) => sqlx::query("SELECT 1")
-                .execute(&mut **conn.get_mut())
-                .await
-                .is_ok(),
+            Some(conn) => {
+                let check = sqlx::query("SELECT 1").execute(&mut **conn.get_mut());
+                matches!(
+                    tokio::time::timeout(LOCK_CALL_TIMEOUT, check).await,
+                    Ok(Ok(_))
+                )
+            }
         }
     }
 
@@ -69,10 +73,12 @@ impl Store {
         }
         let mut conn = self.pool.acquire().await?;
         let key = LOCK_NAMESPACE ^ (chain_id as i64 & 0xffff_ffff);
-        let (granted,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+        let attempt = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
             .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
+            .fetch_one(&mut *conn);
+        let (granted,): (bool,) = tokio::time::timeout(LOCK_CALL_TIMEOUT, attempt)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         Ok(granted.then_some(ChainLock {
             connection: Some(tokio::sync::Mutex::new(conn)),
             key,

@@ -75,7 +75,13 @@ impl Store {
             Dialect::Sqlite => prepare_sqlite_url(url)?,
             Dialect::Postgres => url.to_string(),
         };
-        let pool = pool_options(dialect, "")
+        // A statement that hangs (a half-open socket, a lock held by someone else) fails after
+        // this instead of stalling ingest or delivery: the caller retries on a fresh connection.
+        let session = match dialect {
+            Dialect::Postgres => POSTGRES_SESSION_LIMITS,
+            Dialect::Sqlite => "",
+        };
+        let pool = pool_options(dialect, session)
             .max_connections(match dialect {
                 Dialect::Sqlite => 4,
                 Dialect::Postgres => 16,
@@ -195,6 +201,11 @@ impl Store {
         }
     }
 }
+
+/// Every PostgreSQL session: no statement runs longer than 30 s, no transaction idles longer than
+/// 60 s, no lock is waited for longer than 10 s.
+pub const POSTGRES_SESSION_LIMITS: &str = "SET statement_timeout = '30s'; \
+     SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '10s'";
 
 /// Pool options with the per-connection settings of `dialect`, plus `extra` SQL run on connect.
 fn pool_options(dialect: Dialect, extra: &str) -> AnyPoolOptions {

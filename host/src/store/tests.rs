@@ -356,3 +356,35 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn every_postgres_session_has_statement_lock_and_idle_timeouts() {
+    let Some(pg) = postgres().await else { return };
+    for (setting, expected) in [
+        ("statement_timeout", "30s"),
+        ("lock_timeout", "10s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let (value,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+            .fetch_one(&pg.pool)
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{setting}");
+    }
+    // A statement that would hang is cut off instead: here one waiting on a row lock.
+    let mut holder = pg.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(4242)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let mut waiter = pg.pool.acquire().await.unwrap();
+    sqlx::query("SET lock_timeout = '200ms'")
+        .execute(&mut *waiter)
+        .await
+        .unwrap();
+    let blocked = sqlx::query("SELECT pg_advisory_xact_lock(4242)")
+        .execute(&mut *waiter)
+        .await;
+    assert!(blocked.is_err(), "the wait ends with an error");
+    holder.rollback().await.unwrap();
+}
