@@ -252,9 +252,19 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
-    tracker.spawn(watchdog(metrics, scheduler_lag_ms, shutdown.clone()));
+    tracker.spawn(watchdog(
+        metrics.clone(),
+        scheduler_lag_ms,
+        shutdown.clone(),
+    ));
     tracker.spawn(refresh_registry(registry, shutdown.clone()));
     tracker.spawn(checkpoint_wal(store.clone(), shutdown.clone()));
+    tracker.spawn(prune_expired(
+        store.clone(),
+        config.retention.periods()?,
+        metrics,
+        shutdown.clone(),
+    ));
     tracker.close();
     tracing::info!(chains = config.chains.len(), admin = %config.admin_addr, metrics = %config.metrics_addr, "pipeline running");
 
@@ -338,6 +348,50 @@ async fn refresh_registry(registry: Registry, shutdown: CancellationToken) {
 /// inside whichever commit crosses the log's size threshold. A round that could not copy
 /// everything (the writer kept appending) is followed by another soon, so the log is restarted
 /// from its beginning often and stays small.
+/// Retention: every `interval`, deletes delivered, dead and parked rows older than their period,
+/// in small chunks (`Store::prune`), off the hot path.
+async fn prune_expired(
+    store: Store,
+    [delivered, dead, parked, interval]: [Duration; 4],
+    metrics: crate::metrics::Metrics,
+    shutdown: CancellationToken,
+) {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = crate::store::now_ms();
+        let cutoffs = crate::store::Cutoffs {
+            delivered_before: now.saturating_sub(ms(delivered)),
+            dead_before: now.saturating_sub(ms(dead)),
+            parked_before: now.saturating_sub(ms(parked)),
+        };
+        match tokio::time::timeout(Duration::from_secs(300), store.prune(&cutoffs)).await {
+            Ok(Ok(pruned)) => {
+                metrics
+                    .pruned_rows
+                    .with_label_values(&["deliveries"])
+                    .inc_by(pruned.deliveries);
+                metrics
+                    .pruned_rows
+                    .with_label_values(&["parked_events"])
+                    .inc_by(pruned.parked_events);
+                if pruned != crate::store::Pruned::default() {
+                    tracing::info!(
+                        deliveries = pruned.deliveries,
+                        parked_events = pruned.parked_events,
+                        "retention: expired rows deleted"
+                    );
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "retention pass failed; trying again later"),
+            Err(_) => tracing::warn!("retention pass took over 5 minutes; trying again later"),
+        }
+    }
+}
+
 async fn checkpoint_wal(store: Store, shutdown: CancellationToken) {
     const EVERY: Duration = Duration::from_millis(500);
     const AGAIN: Duration = Duration::from_millis(100);

@@ -33,6 +33,49 @@ pub struct Config {
     pub batch: BatchConfig,
     pub delivery: DeliveryConfig,
     pub plugin: PluginLimits,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// How long finished rows are kept (humantime durations such as `30d`, `12h`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Delivered deliveries and their attempts.
+    pub delivered: String,
+    /// Dead deliveries and their attempts: kept longer, for inspection and recovery.
+    pub dead: String,
+    /// Parked events not reprocessed.
+    pub parked: String,
+    /// How often expired rows are looked for.
+    pub interval: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            delivered: "30d".into(),
+            dead: "90d".into(),
+            parked: "90d".into(),
+            interval: "1m".into(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The periods as durations: (delivered, dead, parked, interval).
+    pub fn periods(&self) -> anyhow::Result<[Duration; 4]> {
+        let parse = |name: &str, value: &str| {
+            humantime::parse_duration(value)
+                .with_context(|| format!("retention.{name}: {value:?} is not a duration like 30d"))
+        };
+        Ok([
+            parse("delivered", &self.delivered)?,
+            parse("dead", &self.dead)?,
+            parse("parked", &self.parked)?,
+            parse("interval", &self.interval)?,
+        ])
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -154,6 +197,7 @@ impl Default for Config {
                 poll_interval_ms: 250,
             },
             plugin: PluginLimits::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -182,6 +226,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "PIPELINE_BATCH_MAX_IN_FLIGHT_MIB",
         "batch.max_in_flight_mib",
     ),
+    ("PIPELINE_RETENTION_DELIVERED", "retention.delivered"),
+    ("PIPELINE_RETENTION_DEAD", "retention.dead"),
+    ("PIPELINE_RETENTION_PARKED", "retention.parked"),
+    ("PIPELINE_RETENTION_INTERVAL", "retention.interval"),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -285,6 +333,7 @@ impl Config {
         if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 {
             bail!("delivery timeouts must be positive");
         }
+        self.retention.periods()?;
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
         parse_cidrs(&self.delivery.allowed_cidrs).context("PIPELINE_DELIVERY_ALLOWED_CIDRS")?;

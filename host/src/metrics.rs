@@ -39,6 +39,7 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     pub breaker_open: IntGauge,
     pub db_statements: IntCounterVec,
+    pub pruned_rows: IntCounterVec,
     pub runtime_lag: Histogram,
 }
 
@@ -160,6 +161,12 @@ impl Metrics {
                 "pipeline_db_statements_total",
                 "Database statements by purpose",
                 &["purpose"],
+            )?,
+            pruned_rows: counter_vec(
+                &r,
+                "pipeline_pruned_rows_total",
+                "Rows deleted by retention, by table",
+                &["table"],
             )?,
             runtime_lag: histogram(
                 &r,

@@ -9,6 +9,7 @@ mod lock;
 pub mod models;
 mod outbox;
 mod resources;
+mod retention;
 mod rows;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor};
 pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
+pub use retention::{Cutoffs, Pruned};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -365,7 +365,7 @@ async fn every_postgres_session_has_statement_lock_and_idle_timeouts() {
         ("lock_timeout", "10s"),
         ("idle_in_transaction_session_timeout", "1min"),
     ] {
-        let (value,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+        let (value,): (String,) = sqlx::query_as(AssertSqlSafe(format!("SHOW {setting}")))
             .fetch_one(&pg.pool)
             .await
             .unwrap();
@@ -387,4 +387,97 @@ async fn every_postgres_session_has_statement_lock_and_idle_timeouts() {
         .await;
     assert!(blocked.is_err(), "the wait ends with an error");
     holder.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
+    each_store(async |store: Store| {
+        let ids = [
+            "msg_old_ok",
+            "msg_old_dead",
+            "msg_mid_dead",
+            "msg_old_pending",
+            "msg_new_ok",
+        ];
+        let write = OutboxWrite {
+            deliveries: ids.iter().map(|id| delivery(id)).collect(),
+            parked: ["{\"old\":1}", "{\"new\":1}"]
+                .iter()
+                .map(|log| ParkedEvent {
+                    subscription_id: "sub_2".into(),
+                    chain_id: 31337,
+                    event_type: "log".into(),
+                    log: (*log).into(),
+                    error: "trap".into(),
+                    event_index: None,
+                })
+                .collect(),
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&write, 60_000).await.unwrap();
+        let day = 86_400_000_i64;
+        let now = super::now_ms();
+        // (id, status, age in days)
+        for (id, status, age) in [
+            ("msg_old_ok", "delivered", 40),
+            ("msg_old_dead", "dead", 100),
+            ("msg_mid_dead", "dead", 40),
+            ("msg_old_pending", "retrying", 100),
+            ("msg_new_ok", "delivered", 1),
+        ] {
+            sqlx::query("UPDATE deliveries SET status = $1, created_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(now - age * day)
+                .bind(id)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, latency_ms, created_at) \
+                 VALUES ($1, 1, 5, $2)",
+            )
+            .bind(id)
+            .bind(now - age * day)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("UPDATE parked_events SET created_at = $1 WHERE log = '{\"old\":1}'")
+            .bind(now - 100 * day)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let cutoffs = Cutoffs {
+            delivered_before: now - 30 * day,
+            dead_before: now - 90 * day,
+            parked_before: now - 90 * day,
+        };
+        let pruned = store.prune(&cutoffs).await.unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                deliveries: 2,
+                parked_events: 1
+            }
+        );
+        let left: Vec<(String,)> = sqlx::query_as("SELECT id FROM deliveries ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let left: Vec<&str> = left.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(left, ["msg_mid_dead", "msg_new_ok", "msg_old_pending"]);
+        let (attempts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM delivery_attempts")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(attempts, 3, "attempts go with their delivery");
+        let (parked,): (String,) = sqlx::query_as("SELECT log FROM parked_events")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(parked, "{\"new\":1}");
+        // A second pass finds nothing more.
+        assert_eq!(store.prune(&cutoffs).await.unwrap(), Pruned::default());
+    })
+    .await;
 }

@@ -1,0 +1,122 @@
+//! Retention: delivered and dead deliveries (with their attempts) and parked events are deleted
+//! once older than their period, oldest first, in small chunks — each chunk its own short
+//! transaction, so pruning never holds locks the hot path waits on for long.
+
+use super::{Store, StoreError};
+
+/// Rows looked at per chunk.
+pub const PRUNE_CHUNK: i64 = 500;
+
+/// What one pruning pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub deliveries: u64,
+    pub parked_events: u64,
+}
+
+/// Creation times (unix ms) before which rows go.
+#[derive(Debug, Clone, Copy)]
+pub struct Cutoffs {
+    pub delivered_before: i64,
+    pub dead_before: i64,
+    pub parked_before: i64,
+}
+
+impl Store {
+    /// Looks at the `PRUNE_CHUNK` oldest deliveries after `after_seq` and deletes the expired
+    /// ones with their attempts. Returns how many went and where the next chunk starts, or
+    /// `None` once it reached rows younger than every cutoff (`seq` follows creation order, so
+    /// nothing older lies beyond): a pass never scans the recent part of the table.
+    pub async fn prune_deliveries_chunk(
+        &self,
+        cutoffs: &Cutoffs,
+        after_seq: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        let oldest_kept = cutoffs.delivered_before.max(cutoffs.dead_before);
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT seq, id, status, created_at FROM deliveries \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(PRUNE_CHUNK)
+        .fetch_all(&self.pool)
+        .await?;
+        let reached_recent = rows.iter().any(|r| r.3 >= oldest_kept);
+        let next = rows.last().map(|r| r.0).filter(|_| !reached_recent);
+        let expired: Vec<&str> = rows
+            .iter()
+            .filter(|(_, _, status, created)| match status.as_str() {
+                "delivered" => *created < cutoffs.delivered_before,
+                "dead" => *created < cutoffs.dead_before,
+                _ => false,
+            })
+            .map(|(_, id, _, _)| id.as_str())
+            .collect();
+        if expired.is_empty() {
+            return Ok((0, next));
+        }
+        let ids = serde_json::Value::from(expired).to_string();
+        let source = self.json_text_array(1);
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM {source})"
+        )))
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        // A row that turned back to pending meanwhile (a manual retry) stays.
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM {source}) \
+             AND status IN ('delivered', 'dead')"
+        )))
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((deleted, next))
+    }
+
+    /// Deletes up to `PRUNE_CHUNK` parked events created before `before`, oldest first.
+    pub async fn prune_parked_chunk(&self, before: i64) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM parked_events WHERE seq IN \
+             (SELECT seq FROM parked_events WHERE created_at < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(before)
+        .bind(PRUNE_CHUNK)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    /// One full pass: every expired row, chunk by chunk.
+    pub async fn prune(&self, cutoffs: &Cutoffs) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        let mut after = Some(0);
+        while let Some(start) = after {
+            let (deleted, next) = self.prune_deliveries_chunk(cutoffs, start).await?;
+            pruned.deliveries += deleted;
+            after = next;
+        }
+        loop {
+            let deleted = self.prune_parked_chunk(cutoffs.parked_before).await?;
+            pruned.parked_events += deleted;
+            if deleted < PRUNE_CHUNK as u64 {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// A row source of the strings in the JSON array parameter `$param`, one column `value`.
+    fn json_text_array(&self, param: u32) -> String {
+        match self.dialect {
+            super::Dialect::Sqlite => format!("json_each(${param})"),
+            super::Dialect::Postgres => {
+                format!("jsonb_array_elements_text(${param}::text::jsonb) AS j(value)")
+            }
+        }
+    }
+}
