@@ -33,6 +33,8 @@ pub struct Config {
     pub batch: BatchConfig,
     pub delivery: DeliveryConfig,
     pub plugin: PluginLimits,
+    #[serde(default)]
+    pub ingest: IngestConfig,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,6 +78,39 @@ fn default_max_in_flight_mib() -> usize {
 impl BatchConfig {
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
+    }
+}
+
+/// What one node may make the host hold. A busy mainnet block's `eth_getLogs` answer is about
+/// 0.5–3 MB of JSON (up to ~1,500 logs of ~1 KB); L2 blocks are smaller but more frequent. 16 MiB
+/// leaves over 5× headroom for the heaviest blocks, while one answer costs the host at most about
+/// 3× that transiently (the message, the parsed logs, their text) — well within a small container.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// One WebSocket message or frame from a node (MiB): tungstenite refuses a larger one before
+    /// buffering it. At least `max_logs_mib`, so that a big `eth_getLogs` answer gets its own error.
+    pub max_message_mib: usize,
+    /// One block's `eth_getLogs` answer (MiB of JSON text). Over it, the block is refused, the
+    /// connection dropped and the chain's next URL tried.
+    pub max_logs_mib: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_message_mib: 32,
+            max_logs_mib: 16,
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn limits(&self) -> crate::ingest::NodeLimits {
+        crate::ingest::NodeLimits {
+            max_message_bytes: self.max_message_mib.saturating_mul(1 << 20),
+            max_logs_bytes: self.max_logs_mib.saturating_mul(1 << 20),
+        }
     }
 }
 
@@ -154,6 +189,7 @@ impl Default for Config {
                 poll_interval_ms: 250,
             },
             plugin: PluginLimits::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -182,6 +218,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "PIPELINE_BATCH_MAX_IN_FLIGHT_MIB",
         "batch.max_in_flight_mib",
     ),
+    ("PIPELINE_INGEST_MAX_MESSAGE_MIB", "ingest.max_message_mib"),
+    ("PIPELINE_INGEST_MAX_LOGS_MIB", "ingest.max_logs_mib"),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -288,6 +326,7 @@ impl Config {
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
         parse_cidrs(&self.delivery.allowed_cidrs).context("PIPELINE_DELIVERY_ALLOWED_CIDRS")?;
+        validate_ingest(&self.ingest)?;
         let mut seen = std::collections::HashSet::new();
         for chain in &self.chains {
             if chain.ws_urls.is_empty() {
@@ -296,17 +335,46 @@ impl Config {
             if !seen.insert(chain.chain_id) {
                 bail!("chain id {} is configured twice", chain.chain_id);
             }
+            if chain.confirmations > MAX_CONFIRMATIONS {
+                bail!(
+                    "chain {:?}: confirmations must be at most {MAX_CONFIRMATIONS}, got {}",
+                    chain.name,
+                    chain.confirmations
+                );
+            }
             for url in &chain.ws_urls {
                 if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                    // Redacted: a URL with a typo may still carry its API key.
                     bail!(
-                        "chain {:?}: {url:?} is not a ws:// or wss:// URL",
-                        chain.name
+                        "chain {:?}: {} is not a ws:// or wss:// URL",
+                        chain.name,
+                        crate::redact::url(url)
                     );
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Far more than any chain needs; bounded so block numbers plus confirmations cannot overflow.
+const MAX_CONFIRMATIONS: u64 = 1_000_000;
+
+fn validate_ingest(ingest: &IngestConfig) -> anyhow::Result<()> {
+    if !(1..=1024).contains(&ingest.max_message_mib) {
+        bail!(
+            "PIPELINE_INGEST_MAX_MESSAGE_MIB must be between 1 and 1024, got {}",
+            ingest.max_message_mib
+        );
+    }
+    if !(1..=ingest.max_message_mib).contains(&ingest.max_logs_mib) {
+        bail!(
+            "PIPELINE_INGEST_MAX_LOGS_MIB must be between 1 and PIPELINE_INGEST_MAX_MESSAGE_MIB ({}), got {}",
+            ingest.max_message_mib,
+            ingest.max_logs_mib
+        );
+    }
+    Ok(())
 }
 
 /// Environment values are strings; numeric keys are passed as numbers so serde accepts them.
@@ -318,6 +386,8 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "batch.max_events"
             | "batch.max_wait_ms"
             | "batch.max_in_flight_mib"
+            | "ingest.max_message_mib"
+            | "ingest.max_logs_mib"
     );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),
@@ -439,5 +509,28 @@ mod tests {
         );
         let err = Config::load_from(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(format!("{err:#}").contains("DATABASE_URL"), "{err:#}");
+    }
+
+    #[test]
+    fn node_limits_are_bounded_and_a_bad_node_url_is_shown_redacted() {
+        let c = Config::load_from(None, &env(&[("PIPELINE_INGEST_MAX_LOGS_MIB", "8")])).unwrap();
+        assert_eq!(c.ingest.limits().max_logs_bytes, 8 << 20);
+        assert_eq!(c.ingest.limits().max_message_bytes, 32 << 20);
+        let err =
+            Config::load_from(None, &env(&[("PIPELINE_INGEST_MAX_LOGS_MIB", "64")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PIPELINE_INGEST_MAX_LOGS_MIB"),
+            "{err:#}"
+        );
+        let err = Config::load_from(
+            None,
+            &env(&[("ETHEREUM_WSS", "https://x.example/v3/KEY123")]),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("https://x.example/…") && !text.contains("KEY123"),
+            "{text}"
+        );
     }
 }

@@ -93,15 +93,12 @@ async fn store_check(state: &AdminState) -> Check {
     }
 }
 
-/// A chain that has never connected is not ready either.
+/// A chain that has never connected is not ready either; the reason (last error, node URL
+/// redacted to scheme and host) shows either way.
 fn chain_check(chain: &ChainHealth) -> Check {
-    if chain.connected.load(Ordering::Relaxed) || chain.standby.load(Ordering::Relaxed) {
-        return Check::pass();
-    }
-    let last_error = chain.last_error.lock().ok().and_then(|e| e.clone());
-    match last_error {
-        Some(error) => Check::fail(format!("chain {} not connected: {error}", chain.chain_id)),
-        None => Check::fail(format!("chain {} not connected", chain.chain_id)),
+    match chain.readiness() {
+        Ok(detail) => Check { ok: true, detail },
+        Err(why) => Check::fail(why),
     }
 }
 

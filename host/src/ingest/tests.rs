@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::event::BlockKind;
 
 /// A chain the test edits: blocks by hash, the canonical hash per height.
 #[derive(Default)]
@@ -146,14 +147,17 @@ async fn start_with_budget(
     };
     let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
-    let health = ChainHealth::new(&config);
+    let task = ChainTask {
+        health: ChainHealth::new(&config),
+        chain: config,
+        limits: crate::config::IngestConfig::default().limits(),
+        relevant: Arc::new(|_: &ChainLog| true),
+    };
     tokio::spawn(run(
-        config,
+        task,
         store,
         Downstream::with_budget_kib(tx, budget_kib),
         Metrics::new().unwrap(),
-        health,
-        Arc::new(|_: &ChainLog| true),
         shutdown.clone(),
     ));
     (rx, shutdown)
