@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::event::BlockKind;
 
+mod hostile;
+
 /// A chain the test edits: blocks by hash, the canonical hash per height.
 #[derive(Default)]
 struct FakeChain {
@@ -133,6 +135,19 @@ async fn start_with_budget(
     ws_urls: Vec<String>,
     budget_kib: u32,
 ) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
+    let started = start_chain(ws_urls, budget_kib).await;
+    (started.blocks, started.shutdown)
+}
+
+/// A running ingest task and what a test watches of it.
+struct Started {
+    blocks: mpsc::Receiver<BlockLogs>,
+    shutdown: CancellationToken,
+    health: Arc<ChainHealth>,
+}
+
+/// Ingests chain 31337 from `ws_urls` (from block 1) with the default node limits.
+async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
     let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
         .await
@@ -147,8 +162,9 @@ async fn start_with_budget(
     };
     let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
+    let health = ChainHealth::new(&config);
     let task = ChainTask {
-        health: ChainHealth::new(&config),
+        health: health.clone(),
         chain: config,
         limits: crate::config::IngestConfig::default().limits(),
         relevant: Arc::new(|_: &ChainLog| true),
@@ -160,7 +176,11 @@ async fn start_with_budget(
         Metrics::new().unwrap(),
         shutdown.clone(),
     ));
-    (rx, shutdown)
+    Started {
+        blocks: rx,
+        shutdown,
+        health,
+    }
 }
 
 /// Blocks 0..=3, block n tagged `0x10 + n`.
