@@ -18,6 +18,7 @@ use super::*;
 use crate::event::BlockKind;
 
 mod hostile;
+mod props;
 
 /// A chain the test edits: blocks by hash, the canonical hash per height.
 #[derive(Default)]
