@@ -110,3 +110,31 @@ fn runtime_check(state: &AdminState) -> Check {
         Check::fail(format!("timers fire {lag_ms} ms late"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_check_says_why_without_the_node_url_secret() {
+        let chain = ChainHealth::default();
+        let raw = "wss://x.example/v3/KEY123?apikey=KEY456";
+        if let Ok(mut slot) = chain.last_error.lock() {
+            *slot = Some(crate::ingest::LastError {
+                url: crate::redact::url(raw),
+                message: "connection closed by the node".into(),
+                at_ms: crate::store::now_ms(),
+            });
+        }
+        let check = json!(chain_check(&chain));
+        assert_eq!(check["ok"], false);
+        let detail = check["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with(
+                "chain 0 not connected: wss://x.example/…: connection closed by the node"
+            ),
+            "{detail}"
+        );
+        assert!(!check.to_string().contains("KEY"), "{check}");
+    }
+}

@@ -25,9 +25,9 @@ pub struct ChainHealth {
 #[derive(Debug, Clone)]
 pub struct LastError {
     /// Redacted.
-    url: String,
-    message: String,
-    at_ms: i64,
+    pub url: String,
+    pub message: String,
+    pub at_ms: i64,
 }
 
 impl ChainHealth {

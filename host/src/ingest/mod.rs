@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use chain::Window;
 use follow::ChainIngest;
-pub use health::ChainHealth;
+pub use health::{ChainHealth, LastError};
 use rpc::RpcError;
 
 /// Every request to a node is bounded by this.
@@ -178,8 +178,11 @@ pub async fn run(
         }
         let delay = jittered(backoff);
         let shown = crate::redact::url(&url);
-        tracing::warn!(chain = %ingest.chain.name, url = %shown, error = %error, retry_in_ms = delay.as_millis(), "chain connection failed; reconnecting");
-        ingest.health.set_error(&shown, &error.to_string());
+        // Errors quote the node's values (serde's "invalid value: string …"): kept short.
+        let error = error.to_string();
+        let error = rpc::clip(&error, 500);
+        tracing::warn!(chain = %ingest.chain.name, url = %shown, error, retry_in_ms = delay.as_millis(), "chain connection failed; reconnecting");
+        ingest.health.set_error(&shown, error);
         ingest
             .metrics
             .ws_reconnects

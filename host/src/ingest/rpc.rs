@@ -183,7 +183,7 @@ impl Connection {
             if let Some(error) = incoming.error {
                 return Err(RpcError::Node {
                     method: method.to_string(),
-                    message: error.to_string(),
+                    message: truncate(&error.to_string()).to_string(),
                 });
             }
             let raw = incoming.result.ok_or_else(|| bad(method, "no result"))?;
@@ -253,10 +253,17 @@ fn bad(method: &str, reason: &str) -> RpcError {
     }
 }
 
+/// The first 200 characters of a node's text quoted in an error.
 fn truncate(text: &str) -> &str {
+    clip(text, 200)
+}
+
+/// The first `max` characters: what is logged and shown on `/readyz` stays short whatever the
+/// node sent.
+pub(super) fn clip(text: &str, max: usize) -> &str {
     let end = text
         .char_indices()
-        .nth(200)
+        .nth(max)
         .map(|(i, _)| i)
         .unwrap_or(text.len());
     &text[..end]
