@@ -12,6 +12,10 @@ use figment::providers::{Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod ingest;
+pub use ingest::IngestConfig;
+use ingest::{MAX_CONFIRMATIONS, validate_ingest};
+
 /// The whole host configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,8 +48,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// One EVM chain: the node's `eth_chainId` must equal `chain_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One EVM chain: the node's `eth_chainId` must equal `chain_id`. Its `Debug` shows the URLs
+/// redacted: they often carry API keys.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub name: String,
@@ -78,39 +83,6 @@ fn default_max_in_flight_mib() -> usize {
 impl BatchConfig {
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
-    }
-}
-
-/// What one node may make the host hold. A busy mainnet block's `eth_getLogs` answer is about
-/// 0.5–3 MB of JSON (up to ~1,500 logs of ~1 KB); L2 blocks are smaller but more frequent. 16 MiB
-/// leaves over 5× headroom for the heaviest blocks, while one answer costs the host at most about
-/// 3× that transiently (the message, the parsed logs, their text) — well within a small container.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct IngestConfig {
-    /// One WebSocket message or frame from a node (MiB): tungstenite refuses a larger one before
-    /// buffering it. At least `max_logs_mib`, so that a big `eth_getLogs` answer gets its own error.
-    pub max_message_mib: usize,
-    /// One block's `eth_getLogs` answer (MiB of JSON text). Over it, the block is refused, the
-    /// connection dropped and the chain's next URL tried.
-    pub max_logs_mib: usize,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            max_message_mib: 32,
-            max_logs_mib: 16,
-        }
-    }
-}
-
-impl IngestConfig {
-    pub fn limits(&self) -> crate::ingest::NodeLimits {
-        crate::ingest::NodeLimits {
-            max_message_bytes: self.max_message_mib.saturating_mul(1 << 20),
-            max_logs_bytes: self.max_logs_mib.saturating_mul(1 << 20),
-        }
     }
 }
 
@@ -357,26 +329,6 @@ impl Config {
     }
 }
 
-/// Far more than any chain needs; bounded so block numbers plus confirmations cannot overflow.
-const MAX_CONFIRMATIONS: u64 = 1_000_000;
-
-fn validate_ingest(ingest: &IngestConfig) -> anyhow::Result<()> {
-    if !(1..=1024).contains(&ingest.max_message_mib) {
-        bail!(
-            "PIPELINE_INGEST_MAX_MESSAGE_MIB must be between 1 and 1024, got {}",
-            ingest.max_message_mib
-        );
-    }
-    if !(1..=ingest.max_message_mib).contains(&ingest.max_logs_mib) {
-        bail!(
-            "PIPELINE_INGEST_MAX_LOGS_MIB must be between 1 and PIPELINE_INGEST_MAX_MESSAGE_MIB ({}), got {}",
-            ingest.max_message_mib,
-            ingest.max_logs_mib
-        );
-    }
-    Ok(())
-}
-
 /// Environment values are strings; numeric keys are passed as numbers so serde accepts them.
 fn env_value(key: &str, value: &str) -> figment::value::Value {
     let numeric = matches!(
@@ -509,28 +461,5 @@ mod tests {
         );
         let err = Config::load_from(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(format!("{err:#}").contains("DATABASE_URL"), "{err:#}");
-    }
-
-    #[test]
-    fn node_limits_are_bounded_and_a_bad_node_url_is_shown_redacted() {
-        let c = Config::load_from(None, &env(&[("PIPELINE_INGEST_MAX_LOGS_MIB", "8")])).unwrap();
-        assert_eq!(c.ingest.limits().max_logs_bytes, 8 << 20);
-        assert_eq!(c.ingest.limits().max_message_bytes, 32 << 20);
-        let err =
-            Config::load_from(None, &env(&[("PIPELINE_INGEST_MAX_LOGS_MIB", "64")])).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("PIPELINE_INGEST_MAX_LOGS_MIB"),
-            "{err:#}"
-        );
-        let err = Config::load_from(
-            None,
-            &env(&[("ETHEREUM_WSS", "https://x.example/v3/KEY123")]),
-        )
-        .unwrap_err();
-        let text = format!("{err:#}");
-        assert!(
-            text.contains("https://x.example/…") && !text.contains("KEY123"),
-            "{text}"
-        );
     }
 }

@@ -156,7 +156,11 @@ pub async fn run(
         if ingest.window.tip().is_none() {
             ingest.seed_from_cursor(&store).await;
         }
-        let url = ingest.chain.ws_urls[attempt % ingest.chain.ws_urls.len()].clone();
+        let urls = &ingest.chain.ws_urls;
+        let Some(url) = urls.get(attempt % urls.len().max(1)).cloned() else {
+            tracing::error!(chain = %ingest.chain.name, "no ws_urls configured; not ingesting");
+            break;
+        };
         let started = Instant::now();
         let result = tokio::select! {
             _ = shutdown.cancelled() => break,
