@@ -132,8 +132,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects with the frame and message limits of `limits`: a larger message from the node is
-    /// refused by tungstenite before it is buffered (a frame's length is checked from its header).
+    /// Connects with the frame and message limits of `limits`: tungstenite refuses a frame over the
+    /// limit from its header, before reading it, and a fragmented message once its fragments pass it.
     pub async fn connect(
         url: &str,
         timeout: Duration,
@@ -142,7 +142,7 @@ impl Connection {
         let config = WebSocketConfig::default()
             .max_message_size(Some(limits.max_message_bytes))
             .max_frame_size(Some(limits.max_message_bytes));
-        let connect = connect_async_with_config(url, Some(config), true);
+        let connect = connect_async_with_config(url, Some(config), false);
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| RpcError::Timeout(format!("connect to {}", crate::redact::url(url))))?
