@@ -162,13 +162,17 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     for chain in &config.chains {
         let health = ChainHealth::new(chain);
         chains.push(health.clone());
+        let task = ingest::ChainTask {
+            chain: chain.clone(),
+            limits: config.ingest.limits(),
+            health,
+            relevant: relevance(chain.chain_id, registry.subscriptions()),
+        };
         tracker.spawn(ingest::run(
-            chain.clone(),
+            task,
             store.clone(),
             downstream.clone(),
             metrics.clone(),
-            health,
-            relevance(chain.chain_id, registry.subscriptions()),
             shutdown.clone(),
         ));
     }

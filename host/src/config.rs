@@ -12,6 +12,12 @@ use figment::providers::{Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod ingest;
+mod retention;
+pub use ingest::IngestConfig;
+use ingest::{MAX_CONFIRMATIONS, validate_ingest};
+pub use retention::RetentionConfig;
+
 /// The whole host configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,47 +41,8 @@ pub struct Config {
     pub plugin: PluginLimits,
     #[serde(default)]
     pub retention: RetentionConfig,
-}
-
-/// How long finished rows are kept (humantime durations such as `30d`, `12h`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetentionConfig {
-    /// Delivered deliveries and their attempts.
-    pub delivered: String,
-    /// Dead deliveries and their attempts: kept longer, for inspection and recovery.
-    pub dead: String,
-    /// Parked events not reprocessed.
-    pub parked: String,
-    /// How often expired rows are looked for.
-    pub interval: String,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig {
-            delivered: "30d".into(),
-            dead: "90d".into(),
-            parked: "90d".into(),
-            interval: "1m".into(),
-        }
-    }
-}
-
-impl RetentionConfig {
-    /// The periods as durations: (delivered, dead, parked, interval).
-    pub fn periods(&self) -> anyhow::Result<[Duration; 4]> {
-        let parse = |name: &str, value: &str| {
-            humantime::parse_duration(value)
-                .with_context(|| format!("retention.{name}: {value:?} is not a duration like 30d"))
-        };
-        Ok([
-            parse("delivered", &self.delivered)?,
-            parse("dead", &self.dead)?,
-            parse("parked", &self.parked)?,
-            parse("interval", &self.interval)?,
-        ])
-    }
+    #[serde(default)]
+    pub ingest: IngestConfig,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -85,8 +52,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// One EVM chain: the node's `eth_chainId` must equal `chain_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One EVM chain: the node's `eth_chainId` must equal `chain_id`. Its `Debug` shows the URLs
+/// redacted: they often carry API keys.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub name: String,
@@ -198,6 +166,7 @@ impl Default for Config {
             },
             plugin: PluginLimits::default(),
             retention: RetentionConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -230,6 +199,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_RETENTION_DEAD", "retention.dead"),
     ("PIPELINE_RETENTION_PARKED", "retention.parked"),
     ("PIPELINE_RETENTION_INTERVAL", "retention.interval"),
+    ("PIPELINE_INGEST_MAX_MESSAGE_MIB", "ingest.max_message_mib"),
+    ("PIPELINE_INGEST_MAX_LOGS_MIB", "ingest.max_logs_mib"),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -337,6 +308,7 @@ impl Config {
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
         parse_cidrs(&self.delivery.allowed_cidrs).context("PIPELINE_DELIVERY_ALLOWED_CIDRS")?;
+        validate_ingest(&self.ingest)?;
         let mut seen = std::collections::HashSet::new();
         for chain in &self.chains {
             if chain.ws_urls.is_empty() {
@@ -345,11 +317,20 @@ impl Config {
             if !seen.insert(chain.chain_id) {
                 bail!("chain id {} is configured twice", chain.chain_id);
             }
+            if chain.confirmations > MAX_CONFIRMATIONS {
+                bail!(
+                    "chain {:?}: confirmations must be at most {MAX_CONFIRMATIONS}, got {}",
+                    chain.name,
+                    chain.confirmations
+                );
+            }
             for url in &chain.ws_urls {
                 if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                    // Redacted: a URL with a typo may still carry its API key.
                     bail!(
-                        "chain {:?}: {url:?} is not a ws:// or wss:// URL",
-                        chain.name
+                        "chain {:?}: {} is not a ws:// or wss:// URL",
+                        chain.name,
+                        crate::redact::url(url)
                     );
                 }
             }
@@ -367,6 +348,8 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "batch.max_events"
             | "batch.max_wait_ms"
             | "batch.max_in_flight_mib"
+            | "ingest.max_message_mib"
+            | "ingest.max_logs_mib"
     );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),

@@ -7,6 +7,11 @@ use alloy_primitives::{Address, B256, Bytes, U64};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// The highest block number accepted from a node: 2^53 − 1, the largest integer every JSON reader
+/// (a webhook receiver in JavaScript) holds exactly. Far above any chain (at 10 blocks/s, 28 million
+/// years), and with it the host's `i64` block columns and `number + confirmations` cannot overflow.
+pub const MAX_BLOCK_NUMBER: u64 = (1 << 53) - 1;
+
 /// One log as the node sent it: parsed fields for matching and the ABI, and the exact JSON-RPC object
 /// for the webhook body.
 #[derive(Debug, Clone)]
@@ -58,15 +63,21 @@ impl ChainLog {
                 log.topics.len()
             )));
         }
+        let block_number = log.block_number.to::<u64>();
+        if block_number > MAX_BLOCK_NUMBER {
+            return Err(MalformedLog(format!(
+                "blockNumber {block_number} is above {MAX_BLOCK_NUMBER}"
+            )));
+        }
         Ok(ChainLog {
             address: log.address,
             topics: log.topics,
             data: log.data,
-            block_number: log.block_number.to(),
+            block_number,
             block_hash: log.block_hash,
             transaction_hash: log.transaction_hash,
-            transaction_index: log.transaction_index.to(),
-            log_index: log.log_index.to(),
+            transaction_index: index(log.transaction_index, "transactionIndex")?,
+            log_index: index(log.log_index, "logIndex")?,
             removed: log.removed,
             raw: Arc::from(text.trim()),
         })
@@ -98,6 +109,16 @@ impl ChainLog {
     pub fn topic0(&self) -> Option<&B256> {
         self.topics.first()
     }
+}
+
+/// A position within a block: the plugin ABI carries it as `u32`, so a larger one is refused here
+/// rather than truncated there.
+fn index(value: U64, field: &str) -> Result<u64, MalformedLog> {
+    let n = value.to::<u64>();
+    if n > u64::from(u32::MAX) {
+        return Err(MalformedLog(format!("{field} {n} is above {}", u32::MAX)));
+    }
+    Ok(n)
 }
 
 /// Whether a block's logs are new or are being withdrawn by a reorg.

@@ -15,5 +15,6 @@ pub mod matcher;
 pub mod metrics;
 pub mod outbox;
 pub mod plugin;
+pub mod redact;
 pub mod registry;
 pub mod store;

@@ -93,15 +93,12 @@ async fn store_check(state: &AdminState) -> Check {
     }
 }
 
-/// A chain that has never connected is not ready either.
+/// A chain that has never connected is not ready either; the reason (last error, node URL
+/// redacted to scheme and host) shows either way.
 fn chain_check(chain: &ChainHealth) -> Check {
-    if chain.connected.load(Ordering::Relaxed) || chain.standby.load(Ordering::Relaxed) {
-        return Check::pass();
-    }
-    let last_error = chain.last_error.lock().ok().and_then(|e| e.clone());
-    match last_error {
-        Some(error) => Check::fail(format!("chain {} not connected: {error}", chain.chain_id)),
-        None => Check::fail(format!("chain {} not connected", chain.chain_id)),
+    match chain.readiness() {
+        Ok(detail) => Check { ok: true, detail },
+        Err(why) => Check::fail(why),
     }
 }
 
@@ -111,5 +108,33 @@ fn runtime_check(state: &AdminState) -> Check {
         Check::pass()
     } else {
         Check::fail(format!("timers fire {lag_ms} ms late"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_check_says_why_without_the_node_url_secret() {
+        let chain = ChainHealth::default();
+        let raw = "wss://x.example/v3/KEY123?apikey=KEY456";
+        if let Ok(mut slot) = chain.last_error.lock() {
+            *slot = Some(crate::ingest::LastError {
+                url: crate::redact::url(raw),
+                message: "connection closed by the node".into(),
+                at_ms: crate::store::now_ms(),
+            });
+        }
+        let check = json!(chain_check(&chain));
+        assert_eq!(check["ok"], false);
+        let detail = check["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with(
+                "chain 0 not connected: wss://x.example/…: connection closed by the node"
+            ),
+            "{detail}"
+        );
+        assert!(!check.to_string().contains("KEY"), "{check}");
     }
 }

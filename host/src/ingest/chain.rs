@@ -63,7 +63,7 @@ impl Window {
 
     pub fn get(&self, number: u64) -> Option<&WindowBlock> {
         let first = self.blocks.front()?.number;
-        let index = number.checked_sub(first)? as usize;
+        let index = usize::try_from(number.checked_sub(first)?).ok()?;
         self.blocks.get(index).filter(|b| b.number == number)
     }
 

@@ -13,15 +13,26 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+
+use super::NodeLimits;
+use crate::event::MAX_BLOCK_NUMBER;
 
 /// Heads kept while a request is answered; older ones are dropped.
 const MAX_QUEUED_HEADS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
+    /// `url` is redacted (scheme and host only) and `reason` scrubbed of it: this text reaches
+    /// logs and the unauthenticated `/readyz`.
     #[error("connect to {url} failed: {reason}")]
     Connect { url: String, reason: String },
+    #[error(
+        "the node sent a message of {size} bytes, over the limit of {limit} bytes (ingest.max_message_mib)"
+    )]
+    MessageTooLarge { size: usize, limit: usize },
     #[error("{0} timed out")]
     Timeout(String),
     #[error("websocket error: {0}")]
@@ -38,7 +49,7 @@ pub enum RpcError {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Header {
-    #[serde(with = "u64_hex")]
+    #[serde(with = "block_number")]
     pub number: u64,
     pub hash: B256,
     pub parent_hash: B256,
@@ -49,22 +60,68 @@ pub struct Header {
 mod u64_hex {
     use super::U64;
     use serde::{Deserialize, Deserializer};
+    /// A quantity over 64 bits is an error (`U64` refuses it), never truncated.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         Ok(U64::deserialize(d)?.to())
     }
 }
 
-#[derive(Deserialize)]
-struct Incoming {
-    id: Option<Value>,
-    result: Option<Box<RawValue>>,
-    error: Option<Value>,
-    params: Option<Notification>,
+/// A block number the rest of the host can store (`i64`) and add confirmations to without overflow.
+mod block_number {
+    use super::MAX_BLOCK_NUMBER;
+    use serde::Deserializer;
+    use serde::de::Error;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = super::u64_hex::deserialize(d)?;
+        if n > MAX_BLOCK_NUMBER {
+            return Err(D::Error::custom(format!(
+                "block number {n} is above {MAX_BLOCK_NUMBER}"
+            )));
+        }
+        Ok(n)
+    }
 }
 
-#[derive(Deserialize)]
+/// One message from the node: an answer (`id` with `result` or `error`) or a head notification.
+#[derive(Debug, Deserialize)]
+pub struct Incoming {
+    pub id: Option<Value>,
+    pub result: Option<Box<RawValue>>,
+    pub error: Option<Value>,
+    params: Option<Notification>,
+    /// The checked header of a `newHeads` notification.
+    #[serde(skip)]
+    pub head: Option<Header>,
+}
+
+#[derive(Debug, Deserialize)]
 struct Notification {
     result: Box<RawValue>,
+}
+
+/// Parses one message; a notification's header is checked (numbers in range) here. Pure.
+pub fn parse_incoming(text: &str) -> Result<Incoming, RpcError> {
+    let mut incoming: Incoming = serde_json::from_str(text)
+        .map_err(|e| bad("message", &format!("{e}: {}", truncate(text))))?;
+    if let Some(notification) = incoming.params.take() {
+        let head: Header = serde_json::from_str(notification.result.get())
+            .map_err(|e| bad("newHeads", &e.to_string()))?;
+        incoming.head = Some(head);
+    }
+    Ok(incoming)
+}
+
+/// A message over the limits gets its own error, naming the setting.
+fn socket_error(error: WsError) -> RpcError {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+            RpcError::MessageTooLarge {
+                size,
+                limit: max_size,
+            }
+        }
+        other => RpcError::Socket(other.to_string()),
+    }
 }
 
 pub struct Connection {
@@ -75,14 +132,23 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, RpcError> {
-        let connect = connect_async(url);
+    /// Connects with the frame and message limits of `limits`: tungstenite refuses a frame over the
+    /// limit from its header, before reading it, and a fragmented message once its fragments pass it.
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        limits: &NodeLimits,
+    ) -> Result<Connection, RpcError> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limits.max_message_bytes))
+            .max_frame_size(Some(limits.max_message_bytes));
+        let connect = connect_async_with_config(url, Some(config), false);
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
-            .map_err(|_| RpcError::Timeout(format!("connect to {url}")))?
+            .map_err(|_| RpcError::Timeout(format!("connect to {}", crate::redact::url(url))))?
             .map_err(|e| RpcError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
+                url: crate::redact::url(url),
+                reason: crate::redact::scrub(&e.to_string(), url),
             })?;
         Ok(Connection {
             ws,
@@ -117,7 +183,7 @@ impl Connection {
             if let Some(error) = incoming.error {
                 return Err(RpcError::Node {
                     method: method.to_string(),
-                    message: error.to_string(),
+                    message: truncate(&error.to_string()).to_string(),
                 });
             }
             let raw = incoming.result.ok_or_else(|| bad(method, "no result"))?;
@@ -152,25 +218,24 @@ impl Connection {
         loop {
             let message = match self.ws.next().await {
                 Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(RpcError::Socket(e.to_string())),
+                Some(Err(e)) => return Err(socket_error(e)),
                 None => return Err(RpcError::Closed),
             };
-            let text = match message {
-                Message::Text(t) => t.to_string(),
-                Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+            // Parsed in place: a message is not copied before its result is cut out of it.
+            let incoming = match &message {
+                Message::Text(t) => parse_incoming(t.as_str())?,
+                Message::Binary(b) => parse_incoming(
+                    std::str::from_utf8(b).map_err(|e| bad("message", &e.to_string()))?,
+                )?,
                 Message::Close(_) => return Err(RpcError::Closed),
                 _ => continue,
             };
-            let incoming: Incoming = serde_json::from_str(&text)
-                .map_err(|e| bad("message", &format!("{e}: {}", truncate(&text))))?;
-            if let Some(notification) = &incoming.params {
-                let head: Header = serde_json::from_str(notification.result.get())
-                    .map_err(|e| bad("newHeads", &e.to_string()))?;
+            if let Some(head) = &incoming.head {
                 // Only the newest heads matter: gap filling fetches whatever was skipped.
                 if self.heads.len() == MAX_QUEUED_HEADS {
                     self.heads.pop_front();
                 }
-                self.heads.push_back(head);
+                self.heads.push_back(head.clone());
             }
             return Ok(incoming);
         }
@@ -188,10 +253,17 @@ fn bad(method: &str, reason: &str) -> RpcError {
     }
 }
 
+/// The first 200 characters of a node's text quoted in an error.
 fn truncate(text: &str) -> &str {
+    clip(text, 200)
+}
+
+/// The first `max` characters: what is logged and shown on `/readyz` stays short whatever the
+/// node sent.
+pub(super) fn clip(text: &str, max: usize) -> &str {
     let end = text
         .char_indices()
-        .nth(200)
+        .nth(max)
         .map(|(i, _)| i)
         .unwrap_or(text.len());
     &text[..end]

@@ -15,6 +15,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::event::BlockKind;
+
+mod hostile;
+mod props;
 
 /// A chain the test edits: blocks by hash, the canonical hash per height.
 #[derive(Default)]
@@ -132,6 +136,19 @@ async fn start_with_budget(
     ws_urls: Vec<String>,
     budget_kib: u32,
 ) -> (mpsc::Receiver<BlockLogs>, CancellationToken) {
+    let started = start_chain(ws_urls, budget_kib).await;
+    (started.blocks, started.shutdown)
+}
+
+/// A running ingest task and what a test watches of it.
+struct Started {
+    blocks: mpsc::Receiver<BlockLogs>,
+    shutdown: CancellationToken,
+    health: Arc<ChainHealth>,
+}
+
+/// Ingests chain 31337 from `ws_urls` (from block 1) with the default node limits.
+async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
     let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
         .await
@@ -147,16 +164,24 @@ async fn start_with_budget(
     let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let health = ChainHealth::new(&config);
+    let task = ChainTask {
+        health: health.clone(),
+        chain: config,
+        limits: crate::config::IngestConfig::default().limits(),
+        relevant: Arc::new(|_: &ChainLog| true),
+    };
     tokio::spawn(run(
-        config,
+        task,
         store,
         Downstream::with_budget_kib(tx, budget_kib),
         Metrics::new().unwrap(),
-        health,
-        Arc::new(|_: &ChainLog| true),
         shutdown.clone(),
     ));
-    (rx, shutdown)
+    Started {
+        blocks: rx,
+        shutdown,
+        health,
+    }
 }
 
 /// Blocks 0..=3, block n tagged `0x10 + n`.

@@ -28,12 +28,12 @@ pub fn new_delivery(
     NewDelivery {
         subscription_id: sub.id.clone(),
         endpoint_id: sub.endpoint_id.clone(),
-        chain_id: event.chain_id as i64,
+        chain_id: db_int(event.chain_id),
         event_type: event.event_type.as_str().to_string(),
-        block_number: event.log.block_number as i64,
+        block_number: db_int(event.log.block_number),
         body,
         release_block: (held && event.event_type == EventType::Log)
-            .then(|| (event.log.block_number + extra) as i64),
+            .then(|| db_int(event.log.block_number.saturating_add(extra))),
         supersedes: (held && event.event_type == EventType::LogRemoved)
             .then(|| delivery_id(&sub.id, event.chain_id, &event.log, EventType::Log)),
         id,
@@ -77,4 +77,10 @@ pub fn webhook_body(
         event.log.raw,
         data.unwrap_or("null"),
     )
+}
+
+/// A chain number as the store's signed 64-bit integer. Ingest refuses block numbers above
+/// 2^53 − 1 and chain ids are configured, so this never saturates in practice; it must never wrap.
+pub fn db_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -392,8 +392,8 @@ fn cursors(blocks: &[crate::event::BlockLogs]) -> Vec<Cursor> {
         last.insert(
             block.chain_id,
             Cursor {
-                chain_id: block.chain_id as i64,
-                block_number: block.number as i64,
+                chain_id: delivery::db_int(block.chain_id),
+                block_number: delivery::db_int(block.number),
                 block_hash: format!("{:#x}", block.hash),
             },
         );

@@ -223,7 +223,7 @@ pub(super) fn park(
         .iter()
         .map(|e| ParkedEvent {
             subscription_id: sub.id.clone(),
-            chain_id: e.chain_id as i64,
+            chain_id: super::delivery::db_int(e.chain_id),
             event_type: e.event_type.as_str().to_string(),
             log: e.log.raw.to_string(),
             error: error.to_string(),

@@ -1,0 +1,311 @@
+//! The connection-level work of one chain: follow heads, catch up, walk reorgs, fetch and check
+//! each block's logs, and send them on.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::U64;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::chain::{Window, WindowBlock};
+use super::rpc::{Connection, Header};
+use super::{
+    ChainHealth, Downstream, HEAD_SILENCE, IngestError, NodeLimits, REORG_WINDOW_BYTES,
+    REQUEST_TIMEOUT, Relevance, check,
+};
+use crate::config::ChainConfig;
+use crate::event::{BlockKind, BlockLogs};
+use crate::metrics::Metrics;
+use crate::store::{ChainLock, Store, now_ms};
+
+/// Progress of a long catch-up (a `start_block` backfill, a gap after downtime): a log line every
+/// few seconds with the block reached, what is left and the pace, so an operator can tell how long.
+struct CatchUp {
+    chain: String,
+    started: Instant,
+    first: Option<u64>,
+    reported_at: Instant,
+}
+
+impl CatchUp {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(chain: &str) -> CatchUp {
+        let now = Instant::now();
+        CatchUp {
+            chain: chain.to_string(),
+            started: now,
+            first: None,
+            reported_at: now,
+        }
+    }
+
+    fn report(&mut self, next: u64, target: u64) {
+        let first = *self.first.get_or_insert(next);
+        if self.reported_at.elapsed() < Self::EVERY {
+            return;
+        }
+        self.reported_at = Instant::now();
+        let done = next.saturating_sub(first);
+        let blocks_per_s = done as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        tracing::info!(
+            chain = %self.chain,
+            block = next,
+            head = target,
+            remaining = target.saturating_sub(next),
+            blocks_per_s = blocks_per_s.round() as u64,
+            "catching up"
+        );
+    }
+}
+
+pub(super) struct ChainIngest {
+    pub(super) chain: ChainConfig,
+    pub(super) limits: NodeLimits,
+    /// Holds the headers of the last blocks and only their relevant logs: its memory follows the
+    /// matched volume, not the chain's.
+    pub(super) window: Window,
+    pub(super) relevant: Relevance,
+    pub(super) output: Downstream,
+    pub(super) metrics: Metrics,
+    pub(super) health: Arc<ChainHealth>,
+    pub(super) lock: Option<ChainLock>,
+    pub(super) lock_checked_at: Instant,
+}
+
+impl ChainIngest {
+    /// Stops following when the database session holding the chain lock is gone: another replica
+    /// may own the chain by now.
+    async fn check_ownership(&mut self) -> Result<(), IngestError> {
+        if self.lock_checked_at.elapsed() < super::ownership::OWNERSHIP_CHECK {
+            return Ok(());
+        }
+        self.lock_checked_at = Instant::now();
+        let held = match &mut self.lock {
+            Some(lock) => lock.is_held().await,
+            None => false,
+        };
+        if held {
+            Ok(())
+        } else {
+            Err(IngestError::LostOwnership)
+        }
+    }
+
+    /// Starts the window at the durable cursor, so the first head fills the gap since.
+    pub(super) async fn seed_from_cursor(&mut self, store: &Store) {
+        match store.get_cursor(self.chain.chain_id).await {
+            Ok(Some(cursor)) => match check::cursor(cursor.block_number, &cursor.block_hash) {
+                Ok((number, hash)) => self.window.push(WindowBlock::new(number, hash, Vec::new())),
+                Err(error) => {
+                    tracing::error!(chain = %self.chain.name, %error, "stored cursor is invalid; starting from the head")
+                }
+            },
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(chain = %self.chain.name, %error, "cannot read the chain cursor")
+            }
+        }
+    }
+
+    pub(super) async fn follow(&mut self, url: &str) -> Result<(), IngestError> {
+        let mut conn = Connection::connect(url, REQUEST_TIMEOUT, &self.limits).await?;
+        let chain_id: U64 = conn.request("eth_chainId", json!([])).await?;
+        if chain_id.to::<u64>() != self.chain.chain_id {
+            return Err(IngestError::WrongChain {
+                expected: self.chain.chain_id,
+                actual: chain_id.to(),
+            });
+        }
+        conn.subscribe_new_heads().await?;
+        if self.window.tip().is_none()
+            && let Some(start) = self.chain.start_block.filter(|s| *s > 0)
+        {
+            let before = self.header_by_number(&mut conn, start - 1).await?;
+            self.window
+                .push(WindowBlock::new(before.number, before.hash, Vec::new()));
+        }
+        let shown = crate::redact::url(url);
+        self.health.set_connected(&shown);
+        tracing::info!(chain = %self.chain.name, url = %shown, "following new heads");
+        // Catch up at once rather than at the next head: after a restart or reconnect the node
+        // may stay quiet for a while (a dev chain mines only on demand).
+        let latest: Header = conn
+            .request("eth_getBlockByNumber", json!(["latest", false]))
+            .await?;
+        self.on_head(&mut conn, latest).await?;
+        loop {
+            let head = conn.next_head(HEAD_SILENCE).await?;
+            self.check_ownership().await?;
+            self.on_head(&mut conn, head).await?;
+        }
+    }
+
+    async fn on_head(&mut self, conn: &mut Connection, head: Header) -> Result<(), IngestError> {
+        let chain = self.chain.name.as_str();
+        self.health
+            .last_head_at_ms
+            .store(now_ms(), Ordering::Relaxed);
+        self.metrics
+            .chain_head
+            .with_label_values(&[chain])
+            .set(i64::try_from(head.number).unwrap_or(i64::MAX));
+        let lag_s = (now_ms() as f64 / 1000.0) - head.timestamp as f64;
+        if head.timestamp > 0 && lag_s >= 0.0 {
+            self.metrics
+                .chain_head_lag
+                .with_label_values(&[chain])
+                .observe(lag_s);
+        }
+        if self.chain.confirmations == 0
+            && let Some(known) = self.window.get(head.number)
+        {
+            if known.hash != head.hash {
+                self.reorg(conn, head).await?;
+            }
+            return Ok(());
+        }
+        let target = head.number.saturating_sub(self.chain.confirmations);
+        let mut catch_up = CatchUp::new(&self.chain.name);
+        loop {
+            let next = match self.window.tip() {
+                Some(tip) if tip.number >= target => return Ok(()),
+                Some(tip) => tip.number + 1,
+                None => target,
+            };
+            catch_up.report(next, target);
+            let header = if next == head.number {
+                head.clone()
+            } else {
+                self.header_by_number(conn, next).await?
+            };
+            match self.window.tip() {
+                Some(tip) if tip.hash != header.parent_hash => self.reorg(conn, header).await?,
+                _ => self.apply(conn, header).await?,
+            }
+        }
+    }
+
+    /// The header at `number`; one that names another number is refused.
+    async fn header_by_number(
+        &self,
+        conn: &mut Connection,
+        number: u64,
+    ) -> Result<Header, IngestError> {
+        let header: Header = conn
+            .request(
+                "eth_getBlockByNumber",
+                json!([format!("{number:#x}"), false]),
+            )
+            .await?;
+        check::header_number(&header, number)?;
+        Ok(header)
+    }
+
+    /// `header` does not extend the tip: find the common ancestor, withdraw orphaned logs, then
+    /// apply the new branch oldest first.
+    async fn reorg(&mut self, conn: &mut Connection, header: Header) -> Result<(), IngestError> {
+        let mut branch = vec![header];
+        let ancestor = loop {
+            let parent = branch.last().map(|h| h.parent_hash).unwrap_or_default();
+            if let Some(block) = self.window.contains_hash(&parent) {
+                break Some(block.number);
+            }
+            if branch.len() > self.window.capacity() {
+                break None;
+            }
+            let header: Header = conn
+                .request("eth_getBlockByHash", json!([parent, false]))
+                .await?;
+            check::header_hash(&header, &parent)?;
+            branch.push(header);
+        };
+        let orphans = match ancestor {
+            Some(number) => self.window.rollback_above(number),
+            None => {
+                tracing::error!(chain = %self.chain.name, depth = branch.len(), "reorg deeper than the window; orphaned logs cannot be withdrawn");
+                let all = self.window.rollback_above(0);
+                self.window.clear();
+                all
+            }
+        };
+        self.metrics
+            .reorgs
+            .with_label_values(&[&self.chain.name])
+            .inc();
+        tracing::warn!(chain = %self.chain.name, orphaned = orphans.len(), new_blocks = branch.len(), "reorg");
+        let dropped: Vec<u64> = orphans
+            .iter()
+            .filter(|o| o.logs_dropped)
+            .map(|o| o.number)
+            .collect();
+        if let (Some(newest), Some(oldest)) = (dropped.first(), dropped.last()) {
+            tracing::error!(chain = %self.chain.name, blocks = dropped.len(), oldest, newest, window_mib = REORG_WINDOW_BYTES >> 20, "reorg reached blocks whose logs the window had dropped to stay within its memory budget; their delivered logs cannot be withdrawn");
+        }
+        for orphan in orphans.into_iter().filter(|o| !o.logs.is_empty()) {
+            let logs = orphan
+                .logs
+                .iter()
+                .map(|l| Arc::new(l.as_removed()))
+                .collect();
+            self.emit(BlockLogs {
+                chain_id: self.chain.chain_id,
+                number: orphan.number,
+                hash: orphan.hash,
+                kind: BlockKind::Orphaned,
+                logs,
+                received_at: Instant::now(),
+                in_flight: Default::default(),
+            })
+            .await?;
+        }
+        for header in branch.into_iter().rev() {
+            self.apply(conn, header).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches a canonical block's logs, sends them on, and records the block in the window.
+    async fn apply(&mut self, conn: &mut Connection, header: Header) -> Result<(), IngestError> {
+        let received_at = Instant::now();
+        let answer: Box<RawValue> = conn
+            .request("eth_getLogs", json!([{"blockHash": header.hash}]))
+            .await?;
+        let logs = check::block_logs(&answer, &header, self.limits.max_logs_bytes)?;
+        drop(answer);
+        self.metrics
+            .events_received
+            .with_label_values(&[&self.chain.name])
+            .inc_by(logs.len() as u64);
+        let in_flight = self
+            .output
+            .reserve(&logs)
+            .await
+            .ok_or(IngestError::Stopped)?;
+        let block = BlockLogs {
+            chain_id: self.chain.chain_id,
+            number: header.number,
+            hash: header.hash,
+            kind: BlockKind::Canonical,
+            logs: logs.clone(),
+            received_at,
+            in_flight,
+        };
+        self.emit(block).await?;
+        let relevant = &self.relevant;
+        let relevant_logs = logs.into_iter().filter(|log| relevant(log)).collect();
+        self.window
+            .push(WindowBlock::new(header.number, header.hash, relevant_logs));
+        Ok(())
+    }
+
+    async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
+        self.output
+            .blocks
+            .send(block)
+            .await
+            .map_err(|_| IngestError::Stopped)
+    }
+}

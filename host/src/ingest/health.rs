@@ -1,0 +1,117 @@
+//! What readiness and metrics know about one chain. Everything here can reach the unauthenticated
+//! `/readyz`, so URLs are stored redacted (scheme and host only) and errors are built from them.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use crate::config::ChainConfig;
+use crate::store::now_ms;
+
+#[derive(Debug, Default)]
+pub struct ChainHealth {
+    pub chain_id: u64,
+    pub name: String,
+    pub connected: AtomicBool,
+    /// Another replica owns the chain; this one is ready to take over.
+    pub standby: AtomicBool,
+    pub last_head_at_ms: AtomicI64,
+    /// The node followed now (redacted); set through [`ChainHealth::set_connected`].
+    pub url: Mutex<Option<String>>,
+    /// Set through [`ChainHealth::set_error`].
+    pub last_error: Mutex<Option<LastError>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastError {
+    /// Redacted.
+    pub url: String,
+    pub message: String,
+    pub at_ms: i64,
+}
+
+impl ChainHealth {
+    pub fn new(chain: &ChainConfig) -> Arc<ChainHealth> {
+        Arc::new(ChainHealth {
+            chain_id: chain.chain_id,
+            name: chain.name.clone(),
+            ..ChainHealth::default()
+        })
+    }
+
+    /// Following `url` (already redacted) now.
+    pub(super) fn set_connected(&self, url: &str) {
+        if let Ok(mut slot) = self.url.lock() {
+            *slot = Some(url.to_string());
+        }
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the connection to `url` (already redacted) ended; `message` must not quote the raw URL
+    /// (the ingest errors carry only redacted ones).
+    pub(super) fn set_error(&self, url: &str, message: &str) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(LastError {
+                url: url.to_string(),
+                message: message.to_string(),
+                at_ms: now_ms(),
+            });
+        }
+    }
+
+    /// The last error, as `/readyz` shows it: which node (redacted), what, how long ago.
+    pub fn last_error(&self) -> Option<String> {
+        let last = self.last_error.lock().ok()?.clone()?;
+        let age_s = now_ms().saturating_sub(last.at_ms) / 1000;
+        Some(format!("{}: {} ({age_s} s ago)", last.url, last.message))
+    }
+
+    /// `Ok(detail)` when ready (connected or on standby), `Err(why)` otherwise. A chain that has
+    /// never connected is not ready either. A recovered error still shows, so an operator can see
+    /// why the chain failed over.
+    pub fn readiness(&self) -> Result<Option<String>, String> {
+        let last_error = self.last_error();
+        if self.standby.load(Ordering::Relaxed) {
+            return Ok(Some("standby: another replica ingests this chain".into()));
+        }
+        if self.connected.load(Ordering::Relaxed) {
+            let url = self.url.lock().ok().and_then(|u| u.clone());
+            return Ok(match (url, last_error) {
+                (Some(url), Some(error)) => Some(format!("following {url}; last error {error}")),
+                (Some(url), None) => Some(format!("following {url}")),
+                (None, error) => error.map(|e| format!("last error {e}")),
+            });
+        }
+        Err(match last_error {
+            Some(error) => format!("chain {} not connected: {error}", self.chain_id),
+            None => format!("chain {} not connected", self.chain_id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_says_why_with_the_redacted_url_only() {
+        let health = ChainHealth::default();
+        assert_eq!(health.readiness(), Err("chain 0 not connected".to_string()));
+        let raw = "wss://x.example/v3/KEY123";
+        health.set_error(&crate::redact::url(raw), "connection closed by the node");
+        let why = health.readiness().unwrap_err();
+        assert!(
+            why.starts_with(
+                "chain 0 not connected: wss://x.example/…: connection closed by the node ("
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("KEY123"), "{why}");
+        health.set_connected("ws://b.example");
+        let detail = health.readiness().unwrap().unwrap_or_default();
+        assert!(
+            detail.starts_with("following ws://b.example; last error wss://x.example/…"),
+            "{detail}"
+        );
+    }
+}
