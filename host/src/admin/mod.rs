@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 pub mod error;
 mod health;
+mod input;
 mod openapi;
 mod plugins;
 mod subscriptions;
@@ -14,10 +15,8 @@ mod subscriptions;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +28,7 @@ use crate::plugin::PluginRuntime;
 use crate::registry::Registry;
 use crate::store::Store;
 pub use error::{ApiError, ApiResult};
+pub use input::{Id, parse_json, parse_query};
 
 /// Everything a handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -81,24 +81,6 @@ pub async fn run(listener: TcpListener, state: AdminState, shutdown: Cancellatio
     if let Err(error) = serve.await {
         tracing::error!(%error, "admin server failed");
     }
-}
-
-/// Parses a JSON body into `T`, answering bad input with a 400 in the API's error shape.
-pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the request needs a JSON body",
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
-}
-
-/// Parses a query string into `T` with the API's error shape.
-pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> ApiResult<T> {
-    serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))
 }
 
 /// Random id with a resource prefix, e.g. `ep_5f0c…`.

@@ -62,6 +62,19 @@ async fn harness_with_chains(chains: Vec<Arc<ChainHealth>>) -> Harness {
         .await
         .unwrap();
     store.migrate().await.unwrap();
+    harness_on(store, dir, chains)
+}
+
+/// The harness on SQLite, then on a fresh PostgreSQL database when the test server is configured.
+async fn each_store(check: impl AsyncFn(Harness)) {
+    check(harness().await).await;
+    if let Some(store) = crate::store::tests::postgres().await {
+        let dir = std::env::temp_dir().join(new_id("pipeline-admin-test"));
+        check(harness_on(store, dir, vec![])).await;
+    }
+}
+
+fn harness_on(store: Store, dir: PathBuf, chains: Vec<Arc<ChainHealth>>) -> Harness {
     let runtime = PluginRuntime::new(PluginLimits {
         call_timeout_ms: 2_000,
         max_module_bytes: 64 << 10,
@@ -192,6 +205,8 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     );
     body["error"]["code"].as_str().unwrap().to_string()
 }
+
+mod strings;
 
 #[tokio::test]
 async fn v1_needs_the_token() {
