@@ -97,6 +97,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         request_timeout: Duration::from_millis(config.delivery.request_timeout_ms),
         allowed_cidrs: config::parse_cidrs(&config.delivery.allowed_cidrs)?,
         max_response_body: 4096,
+        body_timeout: Duration::from_millis(config.delivery.body_timeout_ms),
     })
     .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
     let token_sha256 =

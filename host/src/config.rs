@@ -69,6 +69,10 @@ pub struct BatchConfig {
     pub max_in_flight_mib: usize,
 }
 
+fn default_body_timeout_ms() -> u64 {
+    2_000
+}
+
 fn default_max_in_flight_mib() -> usize {
     16
 }
@@ -92,6 +96,10 @@ pub struct DeliveryConfig {
     pub allowed_cidrs: String,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    /// Time allowed for reading a response body (kept only for the delivery log) once the
+    /// headers are in; a dripping body is cut there instead of holding a worker.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
     /// How long a claimed delivery is leased to one replica.
     pub lease_ms: u64,
     /// How often due retries are looked for.
@@ -150,6 +158,7 @@ impl Default for Config {
                 allowed_cidrs: String::new(),
                 connect_timeout_ms: 5_000,
                 request_timeout_ms: 30_000,
+                body_timeout_ms: default_body_timeout_ms(),
                 lease_ms: 60_000,
                 poll_interval_ms: 250,
             },
@@ -282,8 +291,15 @@ impl Config {
                 d.request_timeout_ms
             );
         }
-        if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 {
+        if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 || d.body_timeout_ms == 0 {
             bail!("delivery timeouts must be positive");
+        }
+        if d.body_timeout_ms > d.request_timeout_ms {
+            bail!(
+                "delivery.body_timeout_ms ({}) must not exceed delivery.request_timeout_ms ({})",
+                d.body_timeout_ms,
+                d.request_timeout_ms
+            );
         }
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;

@@ -14,6 +14,9 @@ use self::address::{AddressGuard, GuardedResolver, Refused};
 use super::schedule::parse_retry_after;
 
 mod address;
+mod body;
+
+pub use body::sanitise;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +31,9 @@ pub struct ClientSettings {
     pub allowed_cidrs: Vec<IpNet>,
     /// Bytes of response body kept for the delivery log; the rest is not read.
     pub max_response_body: usize,
+    /// Time allowed for reading that body once the headers are in, well under `request_timeout`:
+    /// a receiver that drips its body cannot hold a worker for the whole request timeout.
+    pub body_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -37,6 +43,7 @@ impl Default for ClientSettings {
             request_timeout: Duration::from_secs(30),
             allowed_cidrs: Vec::new(),
             max_response_body: 4096,
+            body_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -45,7 +52,8 @@ impl Default for ClientSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookResponse {
     pub status: u16,
-    /// The first `max_response_body` bytes, lossy UTF-8.
+    /// The first `max_response_body` bytes (or what arrived within the body timeout), lossy
+    /// UTF-8 with control characters escaped: safe to store and to show.
     pub body: String,
     pub retry_after: Option<Duration>,
     /// From sending the request to receiving the response headers.
@@ -94,6 +102,7 @@ pub struct WebhookClient {
     http: reqwest::Client,
     guard: Arc<AddressGuard>,
     max_response_body: usize,
+    body_timeout: Duration,
 }
 
 impl WebhookClient {
@@ -114,6 +123,7 @@ impl WebhookClient {
             http,
             guard,
             max_response_body: settings.max_response_body,
+            body_timeout: settings.body_timeout,
         })
     }
 
@@ -160,7 +170,7 @@ impl WebhookClient {
             .and_then(|value| parse_retry_after(value, SystemTime::now()));
         Ok(WebhookResponse {
             status: response.status().as_u16(),
-            body: read_prefix(&mut response, self.max_response_body).await,
+            body: body::read_prefix(&mut response, self.max_response_body, self.body_timeout).await,
             retry_after,
             latency,
         })
@@ -175,20 +185,6 @@ fn header_map(headers: &[(&str, String)]) -> Result<HeaderMap, DeliveryError> {
         map.append(name, HeaderValue::from_str(value).map_err(|_| invalid())?);
     }
     Ok(map)
-}
-
-/// Reads at most `limit` body bytes. A body error just ends the read: the status is already
-/// the receiver's answer and the body is only kept for diagnostics.
-async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> String {
-    let mut prefix = Vec::new();
-    while prefix.len() < limit {
-        let Ok(Some(chunk)) = response.chunk().await else {
-            break;
-        };
-        let take = chunk.len().min(limit.saturating_sub(prefix.len()));
-        prefix.extend_from_slice(chunk.get(..take).unwrap_or_default());
-    }
-    String::from_utf8_lossy(&prefix).into_owned()
 }
 
 fn classify(error: reqwest::Error) -> DeliveryError {
