@@ -76,6 +76,7 @@ impl App {
 }
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
+    crate::server::raise_open_file_limit(&config.server);
     let metrics = Metrics::new().context("metrics registry")?;
     let store = Store::connect(&config.database_url)
         .await
@@ -246,11 +247,13 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         token_sha256: Arc::new(token_sha256),
         scheduler_lag_ms: scheduler_lag_ms.clone(),
+        limits: config.server.clone(),
     };
     tracker.spawn(admin::run(admin_listener, state, shutdown.clone()));
     tracker.spawn(metrics::run(
         metrics_listener,
         metrics.clone(),
+        config.server.clone(),
         shutdown.clone(),
     ));
     tracker.spawn(watchdog(metrics, scheduler_lag_ms, shutdown.clone()));

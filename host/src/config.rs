@@ -12,6 +12,10 @@ use figment::providers::{Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod server;
+
+pub use server::ServerLimits;
+
 /// The whole host configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +37,9 @@ pub struct Config {
     pub batch: BatchConfig,
     pub delivery: DeliveryConfig,
     pub plugin: PluginLimits,
+    /// Limits of the admin and metrics servers.
+    #[serde(default)]
+    pub server: ServerLimits,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -163,6 +170,7 @@ impl Default for Config {
                 poll_interval_ms: 250,
             },
             plugin: PluginLimits::default(),
+            server: ServerLimits::default(),
         }
     }
 }
@@ -303,6 +311,7 @@ impl Config {
         }
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
+        self.server.validate(self.plugin.compile_timeout_ms)?;
         parse_cidrs(&self.delivery.allowed_cidrs).context("PIPELINE_DELIVERY_ALLOWED_CIDRS")?;
         let mut seen = std::collections::HashSet::new();
         for chain in &self.chains {

@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod outbox;
 pub mod plugin;
 pub mod registry;
+pub mod server;
 pub mod store;

@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ServerLimits;
 use crate::deliver::client::WebhookClient;
 use crate::ingest::ChainHealth;
 use crate::matcher::PluginLogBook;
@@ -45,6 +46,8 @@ pub struct AdminState {
     pub token_sha256: Arc<[u8; 32]>,
     /// Watchdog: milliseconds the last 100 ms timer fired late; large = runtime stalled.
     pub scheduler_lag_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Connection cap and timeouts of the server (`[server]`).
+    pub limits: ServerLimits,
 }
 
 /// The full router: `/healthz` and `/readyz` open, everything under `/v1` behind the token.
@@ -74,13 +77,10 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API until `shutdown` is cancelled.
+/// Serves the admin API within `state.limits` until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
-    let serve =
-        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
-    if let Err(error) = serve.await {
-        tracing::error!(%error, "admin server failed");
-    }
+    let limits = state.limits.clone();
+    crate::server::serve("admin", listener, router(state), &limits, shutdown).await;
 }
 
 /// Random id with a resource prefix, e.g. `ep_5f0c…`.

@@ -95,6 +95,7 @@ fn harness_on(store: Store, dir: PathBuf, chains: Vec<Arc<ChainHealth>>) -> Harn
         metrics: Metrics::new().unwrap(),
         token_sha256: Arc::new(auth::hash_token("t")),
         scheduler_lag_ms: Arc::new(AtomicU64::new(0)),
+        limits: crate::config::ServerLimits::default(),
     };
     Harness { state, dir }
 }
@@ -206,6 +207,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     body["error"]["code"].as_str().unwrap().to_string()
 }
 
+mod slow_loris;
 mod strings;
 
 #[tokio::test]
