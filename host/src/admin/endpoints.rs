@@ -110,7 +110,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<EndpointView>)> {
     let request: CreateEndpoint = parse_json(&body?)?;
-    let url = checked_url(&state, &request.url)?;
+    let url = checked_url(&state, &request.url).await?;
     let description = checked_description(request.description.unwrap_or_default())?;
     let secret = match request.secret {
         Some(secret) => checked_secret(secret)?,
@@ -163,7 +163,7 @@ async fn update(
     let request: UpdateEndpoint = parse_json(&body?)?;
     let mut row = load(&state, &id).await?;
     if let Some(url) = request.url {
-        row.url = checked_url(&state, &url)?;
+        row.url = checked_url(&state, &url).await?;
     }
     if let Some(description) = request.description {
         row.description = checked_description(description)?;
@@ -244,12 +244,14 @@ async fn save(state: &AdminState, row: &EndpointRow) -> ApiResult<()> {
     Ok(())
 }
 
-/// The URL as given, if deliveries would be allowed to reach it.
-fn checked_url(state: &AdminState, url: &str) -> ApiResult<String> {
+/// The URL as given, if deliveries would be allowed to reach it (a name: every address it
+/// resolves to now).
+async fn checked_url(state: &AdminState, url: &str) -> ApiResult<String> {
     let url = url.trim();
     state
         .client
-        .check_url(url)
+        .vet_url(url)
+        .await
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
     Ok(url.to_string())
 }

@@ -208,6 +208,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 }
 
 mod slow_loris;
+mod ssrf;
 mod strings;
 
 #[tokio::test]

@@ -103,6 +103,8 @@ pub struct WebhookClient {
     guard: Arc<AddressGuard>,
     max_response_body: usize,
     body_timeout: Duration,
+    /// Also bounds the name lookup of [`WebhookClient::vet_url`].
+    connect_timeout: Duration,
 }
 
 impl WebhookClient {
@@ -124,6 +126,7 @@ impl WebhookClient {
             guard,
             max_response_body: settings.max_response_body,
             body_timeout: settings.body_timeout,
+            connect_timeout: settings.connect_timeout,
         })
     }
 
@@ -148,6 +151,35 @@ impl WebhookClient {
         };
         if let Some(ip) = literal {
             self.guard.check(ip).map_err(DeliveryError::Blocked)?;
+        }
+        Ok(parsed)
+    }
+
+    /// For endpoint creation and update: [`check_url`](Self::check_url), and a name is resolved
+    /// and every address it resolves to must pass the guard, so a URL that would be refused at
+    /// delivery is refused when it is given. Deliveries still check every connection's addresses
+    /// (DNS answers change) and connect only to those that pass.
+    pub async fn vet_url(&self, url: &str) -> Result<Url, DeliveryError> {
+        let parsed = self.check_url(url)?;
+        let Some(Host::Domain(name)) = parsed.host() else {
+            return Ok(parsed);
+        };
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let unresolved = |why: String| DeliveryError::InvalidUrl(format!("{name} {why}"));
+        let addresses =
+            tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| {
+                    unresolved(format!(
+                        "did not resolve within {} ms",
+                        self.connect_timeout.as_millis()
+                    ))
+                })?
+                .map_err(|error| unresolved(format!("does not resolve: {error}")))?;
+        for address in addresses {
+            self.guard.check(address.ip()).map_err(|refusal| {
+                DeliveryError::Blocked(format!("{name} resolves to {refusal}"))
+            })?;
         }
         Ok(parsed)
     }
