@@ -54,7 +54,7 @@ enum Written {
 }
 
 /// Writes `batch`, splitting what the database refuses until the row at fault is alone.
-pub async fn write(store: &Store, batch: &[AttemptResult], metrics: &Metrics) {
+async fn write(store: &Store, batch: &[AttemptResult], metrics: &Metrics) {
     // A stack of parts, first half on top, so outcomes are written in the order they came.
     let mut parts: Vec<&[AttemptResult]> = vec![batch];
     while let Some(part) = parts.pop() {
