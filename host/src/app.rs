@@ -76,6 +76,7 @@ impl App {
 }
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
+    crate::server::raise_open_file_limit(&config.server);
     let metrics = Metrics::new().context("metrics registry")?;
     let store = Store::connect(&config.database_url)
         .await
@@ -97,6 +98,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         request_timeout: Duration::from_millis(config.delivery.request_timeout_ms),
         allowed_cidrs: config::parse_cidrs(&config.delivery.allowed_cidrs)?,
         max_response_body: 4096,
+        body_timeout: Duration::from_millis(config.delivery.body_timeout_ms),
     })
     .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
     let token_sha256 =
@@ -249,11 +251,13 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         token_sha256: Arc::new(token_sha256),
         scheduler_lag_ms: scheduler_lag_ms.clone(),
+        limits: config.server.clone(),
     };
     tracker.spawn(admin::run(admin_listener, state, shutdown.clone()));
     tracker.spawn(metrics::run(
         metrics_listener,
         metrics.clone(),
+        config.server.clone(),
         shutdown.clone(),
     ));
     tracker.spawn(watchdog(

@@ -17,6 +17,9 @@ mod retention;
 pub use ingest::IngestConfig;
 use ingest::{MAX_CONFIRMATIONS, validate_ingest};
 pub use retention::RetentionConfig;
+mod server;
+
+pub use server::ServerLimits;
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +46,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Limits of the admin and metrics servers.
+    #[serde(default)]
+    pub server: ServerLimits,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,6 +86,10 @@ pub struct BatchConfig {
     pub max_in_flight_mib: usize,
 }
 
+fn default_body_timeout_ms() -> u64 {
+    2_000
+}
+
 fn default_max_in_flight_mib() -> usize {
     16
 }
@@ -103,6 +113,10 @@ pub struct DeliveryConfig {
     pub allowed_cidrs: String,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    /// Time allowed for reading a response body (kept only for the delivery log) once the
+    /// headers are in; a dripping body is cut there instead of holding a worker.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
     /// How long a claimed delivery is leased to one replica.
     pub lease_ms: u64,
     /// How often due retries are looked for.
@@ -161,12 +175,14 @@ impl Default for Config {
                 allowed_cidrs: String::new(),
                 connect_timeout_ms: 5_000,
                 request_timeout_ms: 30_000,
+                body_timeout_ms: default_body_timeout_ms(),
                 lease_ms: 60_000,
                 poll_interval_ms: 250,
             },
             plugin: PluginLimits::default(),
             retention: RetentionConfig::default(),
             ingest: IngestConfig::default(),
+            server: ServerLimits::default(),
         }
     }
 }
@@ -301,12 +317,20 @@ impl Config {
                 d.request_timeout_ms
             );
         }
-        if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 {
+        if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 || d.body_timeout_ms == 0 {
             bail!("delivery timeouts must be positive");
         }
         self.retention.periods()?;
+        if d.body_timeout_ms > d.request_timeout_ms {
+            bail!(
+                "delivery.body_timeout_ms ({}) must not exceed delivery.request_timeout_ms ({})",
+                d.body_timeout_ms,
+                d.request_timeout_ms
+            );
+        }
         parse_retry_schedule(&self.delivery.retry_schedule)
             .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
+        self.server.validate(self.plugin.compile_timeout_ms)?;
         parse_cidrs(&self.delivery.allowed_cidrs).context("PIPELINE_DELIVERY_ALLOWED_CIDRS")?;
         validate_ingest(&self.ingest)?;
         let mut seen = std::collections::HashSet::new();

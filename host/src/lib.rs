@@ -17,4 +17,5 @@ pub mod outbox;
 pub mod plugin;
 pub mod redact;
 pub mod registry;
+pub mod server;
 pub mod store;

@@ -16,6 +16,8 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ServerLimits;
+
 /// Cheap to clone: every handle is an `Arc` inside.
 #[derive(Clone)]
 pub struct Metrics {
@@ -190,14 +192,16 @@ impl Metrics {
 }
 
 /// Serves `/metrics` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, metrics: Metrics, shutdown: CancellationToken) {
+pub async fn run(
+    listener: TcpListener,
+    metrics: Metrics,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/metrics", get(scrape))
         .with_state(metrics);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-    if let Err(error) = serve.await {
-        tracing::error!(%error, "metrics server failed");
-    }
+    crate::server::serve("metrics", listener, app, &limits, shutdown).await;
 }
 
 async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {

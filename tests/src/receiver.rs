@@ -1,5 +1,5 @@
 //! A real HTTP server on 127.0.0.1 that records every request (headers, raw body, arrival time) and
-//! answers with a configurable status (200 by default).
+//! answers with a configurable status (200 by default), or as a hostile receiver would ([`Answer`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -57,9 +58,25 @@ impl Received {
     }
 }
 
+/// How the receiver answers, beyond a plain status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The configured status (`set_status`) with an empty body.
+    Status,
+    /// 200 with NUL bytes, invalid UTF-8 and terminal escapes in the body.
+    NulBody,
+    /// 200 with a 10 MB body.
+    HugeBody,
+    /// 200, then the body one byte every 100 ms, for a minute.
+    DripBody,
+    /// 302 to the same URL: following it would loop forever.
+    RedirectLoop,
+}
+
 struct Inner {
     requests: Mutex<Vec<Received>>,
     status: AtomicU16,
+    answer: Mutex<Answer>,
 }
 
 /// The recording server; stops on drop.
@@ -75,7 +92,7 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let mut map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -94,7 +111,36 @@ async fn record(
         at: Instant::now(),
     };
     inner.requests.lock().expect("receiver lock").push(received);
-    StatusCode::from_u16(inner.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK)
+    let status =
+        StatusCode::from_u16(inner.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let answer = *inner.answer.lock().expect("receiver lock");
+    answer_with(answer, status, uri.path())
+}
+
+fn answer_with(answer: Answer, status: StatusCode, path: &str) -> Response {
+    match answer {
+        Answer::Status => status.into_response(),
+        Answer::NulBody => (StatusCode::OK, &b"ok\0\0\xff\xfe\x1b[31m\0done"[..]).into_response(),
+        Answer::HugeBody => {
+            (StatusCode::OK, b"\0\xffbig!!!".repeat((10 << 20) / 8)).into_response()
+        }
+        Answer::DripBody => {
+            let drip = futures_util::stream::unfold(0u32, |sent| async move {
+                if sent >= 600 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from_static(b"d")),
+                    sent + 1,
+                ))
+            });
+            (StatusCode::OK, axum::body::Body::from_stream(drip)).into_response()
+        }
+        Answer::RedirectLoop => {
+            (StatusCode::FOUND, [(header::LOCATION, path.to_string())]).into_response()
+        }
+    }
 }
 
 impl Receiver {
@@ -103,6 +149,7 @@ impl Receiver {
         let inner = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
+            answer: Mutex::new(Answer::Status),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -129,6 +176,22 @@ impl Receiver {
     /// The status every following request is answered with.
     pub fn set_status(&self, status: u16) {
         self.inner.status.store(status, Ordering::SeqCst);
+    }
+
+    /// How every following request is answered.
+    pub fn set_answer(&self, answer: Answer) {
+        *self.inner.answer.lock().expect("receiver lock") = answer;
+    }
+
+    /// Requests received per `webhook-id`.
+    pub fn count_by_id(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in self.requests() {
+            *counts
+                .entry(r.header("webhook-id").unwrap_or_default().to_string())
+                .or_insert(0) += 1;
+        }
+        counts
     }
 
     /// Everything received so far, in arrival order.

@@ -1,14 +1,14 @@
 //! `/v1/deliveries`: delivery status with filters and cursor pagination (newest first), one
 //! delivery with its body and attempts, and manual retry.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AdminState, ApiError, ApiResult, parse_query, rfc3339};
+use super::{AdminState, ApiError, ApiResult, Id, parse_query, rfc3339};
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -162,10 +162,7 @@ fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
     })
 }
 
-async fn show(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<DeliveryDetail>> {
+async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<DeliveryDetail>> {
     let (row, body) = state
         .store
         .get_delivery(&id)
@@ -184,7 +181,7 @@ async fn show(
 
 async fn retry(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
     if !state.store.retry_delivery(&id).await? {
         if state.store.get_delivery(&id).await?.is_none() {

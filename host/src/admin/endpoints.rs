@@ -2,14 +2,14 @@
 //! rotation with a 24 h overlap, and recovery of dead deliveries.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{AdminState, ApiError, ApiResult, new_id, parse_json, rfc3339};
+use super::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
 use crate::deliver::sign::{self, SECRET_PREFIX};
 use crate::store::{EndpointRow, now_ms};
 
@@ -110,7 +110,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<EndpointView>)> {
     let request: CreateEndpoint = parse_json(&body?)?;
-    let url = checked_url(&state, &request.url)?;
+    let url = checked_url(&state, &request.url).await?;
     let description = checked_description(request.description.unwrap_or_default())?;
     let secret = match request.secret {
         Some(secret) => checked_secret(secret)?,
@@ -151,22 +151,19 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<EndpointList>> 
     }))
 }
 
-async fn show(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<EndpointView>> {
+async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<EndpointView>> {
     Ok(Json(load(&state, &id).await?.into()))
 }
 
 async fn update(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<EndpointView>> {
     let request: UpdateEndpoint = parse_json(&body?)?;
     let mut row = load(&state, &id).await?;
     if let Some(url) = request.url {
-        row.url = checked_url(&state, &url)?;
+        row.url = checked_url(&state, &url).await?;
     }
     if let Some(description) = request.description {
         row.description = checked_description(description)?;
@@ -194,7 +191,7 @@ async fn update(
     Ok(Json(row.into()))
 }
 
-async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_endpoint(&id).await? {
         return Err(ApiError::not_found("endpoint", &id));
     }
@@ -205,7 +202,7 @@ async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiR
 
 async fn rotate_secret(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> ApiResult<Json<SecretAnswer>> {
     let mut row = load(&state, &id).await?;
     let now = now_ms();
@@ -220,7 +217,7 @@ async fn rotate_secret(
 
 async fn recover(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<RecoverAnswer>> {
     let request: RecoverRequest = parse_json(&body?)?;
@@ -247,12 +244,14 @@ async fn save(state: &AdminState, row: &EndpointRow) -> ApiResult<()> {
     Ok(())
 }
 
-/// The URL as given, if deliveries would be allowed to reach it.
-fn checked_url(state: &AdminState, url: &str) -> ApiResult<String> {
+/// The URL as given, if deliveries would be allowed to reach it (a name: every address it
+/// resolves to now).
+async fn checked_url(state: &AdminState, url: &str) -> ApiResult<String> {
     let url = url.trim();
     state
         .client
-        .check_url(url)
+        .vet_url(url)
+        .await
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
     Ok(url.to_string())
 }

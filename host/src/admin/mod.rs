@@ -7,6 +7,7 @@ mod deliveries;
 mod endpoints;
 pub mod error;
 mod health;
+mod input;
 mod openapi;
 mod plugins;
 mod subscriptions;
@@ -14,13 +15,12 @@ mod subscriptions;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ServerLimits;
 use crate::deliver::client::WebhookClient;
 use crate::ingest::ChainHealth;
 use crate::matcher::PluginLogBook;
@@ -29,6 +29,7 @@ use crate::plugin::PluginRuntime;
 use crate::registry::Registry;
 use crate::store::Store;
 pub use error::{ApiError, ApiResult};
+pub use input::{Id, parse_json, parse_query};
 
 /// Everything a handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub struct AdminState {
     pub token_sha256: Arc<[u8; 32]>,
     /// Watchdog: milliseconds the last 100 ms timer fired late; large = runtime stalled.
     pub scheduler_lag_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Connection cap and timeouts of the server (`[server]`).
+    pub limits: ServerLimits,
 }
 
 /// The full router: `/healthz` and `/readyz` open, everything under `/v1` behind the token.
@@ -74,31 +77,10 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API until `shutdown` is cancelled.
+/// Serves the admin API within `state.limits` until `shutdown` is cancelled.
 pub async fn run(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
-    let serve =
-        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned());
-    if let Err(error) = serve.await {
-        tracing::error!(%error, "admin server failed");
-    }
-}
-
-/// Parses a JSON body into `T`, answering bad input with a 400 in the API's error shape.
-pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "the request needs a JSON body",
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
-}
-
-/// Parses a query string into `T` with the API's error shape.
-pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> ApiResult<T> {
-    serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))
+    let limits = state.limits.clone();
+    crate::server::serve("admin", listener, router(state), &limits, shutdown).await;
 }
 
 /// Random id with a resource prefix, e.g. `ep_5f0c…`.

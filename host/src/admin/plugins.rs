@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{AdminState, ApiError, ApiResult, parse_json, parse_query, rfc3339};
+use super::{AdminState, ApiError, ApiResult, Id, parse_json, parse_query, rfc3339};
 use crate::event::ChainLog;
 use crate::plugin::dry_run::{DryRunReport, dry_run};
 use crate::plugin::{CompiledPlugin, PluginError};
@@ -134,10 +134,7 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<PluginList>> {
     }))
 }
 
-async fn show(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<PluginView>> {
+async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<PluginView>> {
     let row = state
         .store
         .get_plugin(&id)
@@ -146,7 +143,7 @@ async fn show(
     Ok(Json(row.into()))
 }
 
-async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_plugin(&id).await? {
         return Err(ApiError::not_found("plugin", &id));
     }
@@ -157,7 +154,7 @@ async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiR
 
 async fn test(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<DryRunReport>> {
     let request: TestRequest = parse_json(&body?)?;

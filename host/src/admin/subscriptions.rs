@@ -4,8 +4,8 @@
 mod reprocess;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::plugins::{check_config, load_plugin};
-use super::{AdminState, ApiError, ApiResult, new_id, parse_json, rfc3339};
+use super::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
 use crate::registry::{parse_addresses, parse_topics};
 use crate::store::{ParkedRow, SubscriptionRow, now_ms};
 
@@ -213,17 +213,14 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<Subscripti
     }))
 }
 
-async fn show(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<SubscriptionView>> {
+async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<SubscriptionView>> {
     let row = load(&state, &id).await?;
     view(&state, row).await
 }
 
 async fn update(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<SubscriptionView>> {
     let request: UpdateSubscription = parse_json(&body?)?;
@@ -279,7 +276,7 @@ async fn apply_plugin_change(
     Ok(())
 }
 
-async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_subscription(&id).await? {
         return Err(ApiError::not_found("subscription", &id));
     }
@@ -289,7 +286,7 @@ async fn remove(State(state): State<AdminState>, Path(id): Path<String>) -> ApiR
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn logs(State(state): State<AdminState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn logs(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Value>> {
     load(&state, &id).await?;
     let items: Vec<Value> = state
         .log_book
@@ -300,10 +297,7 @@ async fn logs(State(state): State<AdminState>, Path(id): Path<String>) -> ApiRes
     Ok(Json(serde_json::json!({"items": items})))
 }
 
-async fn parked(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Page<ParkedView>>> {
+async fn parked(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Page<ParkedView>>> {
     load(&state, &id).await?;
     let items = state
         .store

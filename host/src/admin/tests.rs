@@ -62,6 +62,19 @@ async fn harness_with_chains(chains: Vec<Arc<ChainHealth>>) -> Harness {
         .await
         .unwrap();
     store.migrate().await.unwrap();
+    harness_on(store, dir, chains)
+}
+
+/// The harness on SQLite, then on a fresh PostgreSQL database when the test server is configured.
+async fn each_store(check: impl AsyncFn(Harness)) {
+    check(harness().await).await;
+    if let Some(store) = crate::store::tests::postgres().await {
+        let dir = std::env::temp_dir().join(new_id("pipeline-admin-test"));
+        check(harness_on(store, dir, vec![])).await;
+    }
+}
+
+fn harness_on(store: Store, dir: PathBuf, chains: Vec<Arc<ChainHealth>>) -> Harness {
     let runtime = PluginRuntime::new(PluginLimits {
         call_timeout_ms: 2_000,
         max_module_bytes: 64 << 10,
@@ -82,6 +95,7 @@ async fn harness_with_chains(chains: Vec<Arc<ChainHealth>>) -> Harness {
         metrics: Metrics::new().unwrap(),
         token_sha256: Arc::new(auth::hash_token("t")),
         scheduler_lag_ms: Arc::new(AtomicU64::new(0)),
+        limits: crate::config::ServerLimits::default(),
     };
     Harness { state, dir }
 }
@@ -192,6 +206,11 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     );
     body["error"]["code"].as_str().unwrap().to_string()
 }
+
+mod properties;
+mod slow_loris;
+mod ssrf;
+mod strings;
 
 #[tokio::test]
 async fn v1_needs_the_token() {

@@ -102,7 +102,7 @@ pub fn judge(
             (
                 verdict,
                 Some(r.status),
-                Some(format!("HTTP {}", r.status)),
+                Some(status_error(r.status)),
                 Some(r.body),
                 r.retry_after,
                 r.latency,
@@ -142,6 +142,16 @@ pub fn judge(
         result,
         verdict,
         answered,
+    }
+}
+
+/// The error recorded for a failed status. A redirect is a failure: following it could lead
+/// anywhere, including inside the network, so the receiver must be configured with the final URL.
+fn status_error(status: u16) -> String {
+    if (300..400).contains(&status) {
+        format!("HTTP {status}: redirects are not followed; use the final URL")
+    } else {
+        format!("HTTP {status}")
     }
 }
 
@@ -232,6 +242,16 @@ mod tests {
         check(0, response(408), "retrying", Verdict::Retry);
         check(0, response(400), "dead", Verdict::Dead);
         check(0, response(302), "dead", Verdict::Dead);
+        let schedule = RetrySchedule::new(vec![Duration::from_secs(1)]);
+        let redirect = judge(&schedule, &job(0), response(307), Duration::ZERO, 0.0);
+        assert_eq!(redirect.result.status_code, Some(307));
+        assert!(
+            redirect
+                .result
+                .error
+                .unwrap()
+                .contains("redirects are not followed")
+        );
         check(0, response(410), "dead", Verdict::Gone);
         check(0, Err(DeliveryError::Timeout), "retrying", Verdict::Retry);
         check(

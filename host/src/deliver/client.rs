@@ -14,6 +14,9 @@ use self::address::{AddressGuard, GuardedResolver, Refused};
 use super::schedule::parse_retry_after;
 
 mod address;
+mod body;
+
+pub use body::sanitise;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +31,9 @@ pub struct ClientSettings {
     pub allowed_cidrs: Vec<IpNet>,
     /// Bytes of response body kept for the delivery log; the rest is not read.
     pub max_response_body: usize,
+    /// Time allowed for reading that body once the headers are in, well under `request_timeout`:
+    /// a receiver that drips its body cannot hold a worker for the whole request timeout.
+    pub body_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -37,6 +43,7 @@ impl Default for ClientSettings {
             request_timeout: Duration::from_secs(30),
             allowed_cidrs: Vec::new(),
             max_response_body: 4096,
+            body_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -45,7 +52,8 @@ impl Default for ClientSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookResponse {
     pub status: u16,
-    /// The first `max_response_body` bytes, lossy UTF-8.
+    /// The first `max_response_body` bytes (or what arrived within the body timeout), lossy
+    /// UTF-8 with control characters escaped: safe to store and to show.
     pub body: String,
     pub retry_after: Option<Duration>,
     /// From sending the request to receiving the response headers.
@@ -94,6 +102,9 @@ pub struct WebhookClient {
     http: reqwest::Client,
     guard: Arc<AddressGuard>,
     max_response_body: usize,
+    body_timeout: Duration,
+    /// Also bounds the name lookup of [`WebhookClient::vet_url`].
+    connect_timeout: Duration,
 }
 
 impl WebhookClient {
@@ -114,6 +125,8 @@ impl WebhookClient {
             http,
             guard,
             max_response_body: settings.max_response_body,
+            body_timeout: settings.body_timeout,
+            connect_timeout: settings.connect_timeout,
         })
     }
 
@@ -142,6 +155,35 @@ impl WebhookClient {
         Ok(parsed)
     }
 
+    /// For endpoint creation and update: [`check_url`](Self::check_url), and a name is resolved
+    /// and every address it resolves to must pass the guard, so a URL that would be refused at
+    /// delivery is refused when it is given. Deliveries still check every connection's addresses
+    /// (DNS answers change) and connect only to those that pass.
+    pub async fn vet_url(&self, url: &str) -> Result<Url, DeliveryError> {
+        let parsed = self.check_url(url)?;
+        let Some(Host::Domain(name)) = parsed.host() else {
+            return Ok(parsed);
+        };
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let unresolved = |why: String| DeliveryError::InvalidUrl(format!("{name} {why}"));
+        let addresses =
+            tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| {
+                    unresolved(format!(
+                        "did not resolve within {} ms",
+                        self.connect_timeout.as_millis()
+                    ))
+                })?
+                .map_err(|error| unresolved(format!("does not resolve: {error}")))?;
+        for address in addresses {
+            self.guard.check(address.ip()).map_err(|refusal| {
+                DeliveryError::Blocked(format!("{name} resolves to {refusal}"))
+            })?;
+        }
+        Ok(parsed)
+    }
+
     pub async fn post(
         &self,
         url: &str,
@@ -160,7 +202,7 @@ impl WebhookClient {
             .and_then(|value| parse_retry_after(value, SystemTime::now()));
         Ok(WebhookResponse {
             status: response.status().as_u16(),
-            body: read_prefix(&mut response, self.max_response_body).await,
+            body: body::read_prefix(&mut response, self.max_response_body, self.body_timeout).await,
             retry_after,
             latency,
         })
@@ -175,20 +217,6 @@ fn header_map(headers: &[(&str, String)]) -> Result<HeaderMap, DeliveryError> {
         map.append(name, HeaderValue::from_str(value).map_err(|_| invalid())?);
     }
     Ok(map)
-}
-
-/// Reads at most `limit` body bytes. A body error just ends the read: the status is already
-/// the receiver's answer and the body is only kept for diagnostics.
-async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> String {
-    let mut prefix = Vec::new();
-    while prefix.len() < limit {
-        let Ok(Some(chunk)) = response.chunk().await else {
-            break;
-        };
-        let take = chunk.len().min(limit.saturating_sub(prefix.len()));
-        prefix.extend_from_slice(chunk.get(..take).unwrap_or_default());
-    }
-    String::from_utf8_lossy(&prefix).into_owned()
 }
 
 fn classify(error: reqwest::Error) -> DeliveryError {

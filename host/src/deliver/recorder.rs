@@ -1,12 +1,20 @@
 //! Writes attempt outcomes back to the store in batches: one UPDATE and one INSERT for however
 //! many outcomes are waiting, so delivery bookkeeping stays off the per-event cost.
+//!
+//! One outcome the database refuses must not cost the others theirs: a refused batch is split
+//! in halves, down to single rows, and each part written on its own; a single row that is still
+//! refused is written without its response body (the only receiver-controlled text) and with an
+//! error saying why. An outcome that is not recorded keeps its row leased, and when the lease
+//! expires the delivery is sent again — so dropping a batch for one bad row re-sent hundreds of
+//! healthy deliveries.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::client::sanitise;
 use crate::metrics::Metrics;
-use crate::store::{AttemptResult, Store};
+use crate::store::{AttemptResult, Store, StoreError};
 
 const MAX_BATCH: usize = 500;
 const WRITE_ATTEMPTS: u32 = 5;
@@ -14,6 +22,8 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// webhook is already answered; rows stay leased for minutes), so waiting a little turns a block's
 /// many answers into one UPDATE + one INSERT instead of a few small ones.
 const LINGER: Duration = Duration::from_millis(25);
+/// Bytes of the database's refusal kept in the attempt's error.
+const MAX_REFUSAL_TEXT: usize = 300;
 
 /// Runs until every worker has dropped its sender, flushing what remains.
 pub async fn run(store: Store, mut results: mpsc::Receiver<AttemptResult>, metrics: Metrics) {
@@ -34,27 +44,96 @@ pub async fn run(store: Store, mut results: mpsc::Receiver<AttemptResult>, metri
     tracing::debug!("delivery workers closed; recorder drained");
 }
 
+/// How one write of a part ended.
+enum Written {
+    Recorded,
+    /// The database answered and refused the statement: retrying the same rows cannot help.
+    Refused(StoreError),
+    /// The database could not be reached for all attempts; the rows keep their lease.
+    Unavailable,
+}
+
+/// Writes `batch`, splitting what the database refuses until the row at fault is alone.
 async fn write(store: &Store, batch: &[AttemptResult], metrics: &Metrics) {
+    // A stack of parts, first half on top, so outcomes are written in the order they came.
+    let mut parts: Vec<&[AttemptResult]> = vec![batch];
+    while let Some(part) = parts.pop() {
+        match write_part(store, part, metrics).await {
+            Written::Recorded => {}
+            Written::Unavailable => return,
+            Written::Refused(error) => match part {
+                [single] => write_without_body(store, single, &error, metrics).await,
+                _ => {
+                    tracing::warn!(%error, results = part.len(), "the database refused a batch of delivery results; splitting it");
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            },
+        }
+    }
+}
+
+/// The last resort for one refused outcome: no response body, and an error that says why.
+async fn write_without_body(
+    store: &Store,
+    result: &AttemptResult,
+    refusal: &StoreError,
+    metrics: &Metrics,
+) {
+    let why = sanitise(refusal.to_string().as_bytes(), MAX_REFUSAL_TEXT);
+    let note = format!("response body not stored: the database refused it ({why})");
+    let error = match &result.error {
+        Some(error) => format!("{}; {note}", sanitise(error.as_bytes(), usize::MAX)),
+        None => note,
+    };
+    let stripped = AttemptResult {
+        error: Some(error),
+        response_body: None,
+        ..result.clone()
+    };
+    tracing::warn!(delivery = %result.id, error = %refusal, "delivery result refused by the database; recording it without its response body");
+    if let Written::Refused(error) =
+        write_part(store, std::slice::from_ref(&stripped), metrics).await
+    {
+        // Only our own ids, numbers and escaped text remain: this is not expected to happen.
+        tracing::error!(delivery = %result.id, %error, "delivery result refused even without its body; the delivery will be retried when its lease expires");
+    }
+}
+
+/// One write of `part`, retried with backoff while the database is unreachable.
+async fn write_part(store: &Store, part: &[AttemptResult], metrics: &Metrics) -> Written {
     let mut backoff = Duration::from_millis(50);
     for attempt in 1..=WRITE_ATTEMPTS {
-        match store.record_results(batch).await {
+        match store.record_results(part).await {
             Ok(statements) => {
                 metrics
                     .db_statements
                     .with_label_values(&["delivery_results"])
                     .inc_by(statements);
-                return;
+                return Written::Recorded;
             }
+            Err(error) if is_refusal(&error) => return Written::Refused(error),
             Err(error) if attempt < WRITE_ATTEMPTS => {
-                tracing::warn!(%error, results = batch.len(), "recording delivery results failed; retrying");
+                tracing::warn!(%error, results = part.len(), "recording delivery results failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
             Err(error) => {
                 // The rows keep their lease; when it expires they are attempted again, and the
                 // receiver deduplicates by webhook-id. Nothing is lost, at worst sent twice.
-                tracing::error!(%error, results = batch.len(), "recording delivery results failed; deliveries will be retried");
+                tracing::error!(%error, results = part.len(), "recording delivery results failed; deliveries will be retried");
             }
         }
     }
+    Written::Unavailable
 }
+
+/// The database received the statement and refused it (a value it cannot hold, a constraint),
+/// as opposed to not being reachable.
+fn is_refusal(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(sqlx::Error::Database(_)))
+}
+
+#[cfg(test)]
+mod tests;

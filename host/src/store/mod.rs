@@ -257,4 +257,4 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -19,7 +19,7 @@ async fn sqlite() -> Store {
 }
 
 /// A fresh database on the test server, or `None` when no server is configured.
-async fn postgres() -> Option<Store> {
+pub(crate) async fn postgres() -> Option<Store> {
     let Ok(url) = std::env::var("PIPELINE_TEST_POSTGRES_URL") else {
         // scripts/test.sh (and so CI) requires PostgreSQL: a silent SQLite-only pass would hide it.
         assert!(

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::load;
 use crate::admin::plugins::{load_plugin, run_blocking};
-use crate::admin::{AdminState, ApiError, ApiResult};
+use crate::admin::{AdminState, ApiError, ApiResult, Id};
 use crate::event::{ChainLog, EventType};
 use crate::matcher::{Candidate, Subscription, SubscriptionStatus};
 use crate::plugin::dry_run::dry_run;
@@ -37,7 +37,7 @@ type Decisions = Vec<Option<Option<Box<RawValue>>>>;
 
 pub async fn reprocess(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> ApiResult<Json<ReprocessAnswer>> {
     let row = load(&state, &id).await?;
     let parked = state.store.list_parked(&id, MAX_REPROCESS).await?;

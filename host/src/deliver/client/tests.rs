@@ -10,6 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::routing::post;
 use tokio::net::TcpListener;
 
+mod hostile;
+mod vetting;
+
 fn client_with(allowed: &[&str], request_timeout: Duration) -> WebhookClient {
     let allowed_cidrs = allowed.iter().map(|cidr| cidr.parse().unwrap()).collect();
     let settings = ClientSettings {

@@ -1,0 +1,79 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
+//! A batch of outcomes with rows the database refuses (NUL in a response body, on PostgreSQL).
+
+use super::*;
+use crate::store::{NewDelivery, OutboxWrite, now_ms};
+
+fn delivery(id: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.into(),
+        subscription_id: "sub_1".into(),
+        endpoint_id: "ep_1".into(),
+        chain_id: 1,
+        event_type: "log".into(),
+        block_number: 7,
+        body: "{}".into(),
+        release_block: None,
+        supersedes: None,
+    }
+}
+
+fn result(id: &str, body: &str) -> AttemptResult {
+    AttemptResult {
+        id: id.into(),
+        status: "delivered".into(),
+        attempts: 1,
+        next_attempt_at: now_ms(),
+        status_code: Some(200),
+        latency_ms: 3,
+        error: None,
+        response_body: Some(body.into()),
+        at: now_ms(),
+        attempted: true,
+    }
+}
+
+#[tokio::test]
+async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
+    let Some(store) = crate::store::tests::postgres().await else {
+        return;
+    };
+    let ids: Vec<String> = (0..9).map(|i| format!("msg_{i}")).collect();
+    let batch = OutboxWrite {
+        deliveries: ids.iter().map(|id| delivery(id)).collect(),
+        ..OutboxWrite::default()
+    };
+    store.write_batch(&batch, 60_000).await.unwrap();
+    // Two of nine bodies hold a NUL, which PostgreSQL's text refuses.
+    let bad = ["msg_2", "msg_7"];
+    let results: Vec<AttemptResult> = ids
+        .iter()
+        .map(|id| {
+            result(
+                id,
+                if bad.contains(&id.as_str()) {
+                    "a\0b"
+                } else {
+                    "ok"
+                },
+            )
+        })
+        .collect();
+    write(&store, &results, &Metrics::new().unwrap()).await;
+    for id in &ids {
+        let (row, _) = store.get_delivery(id).await.unwrap().unwrap();
+        assert_eq!(row.status, "delivered", "{id}");
+        let attempts = store.delivery_attempts(id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "{id}: recorded once");
+        if bad.contains(&id.as_str()) {
+            assert_eq!(attempts[0].response_body, None, "{id}");
+            let error = attempts[0].error.as_deref().unwrap_or_default();
+            assert!(
+                error.starts_with("response body not stored: the database refused it"),
+                "{id}: {error}"
+            );
+        } else {
+            assert_eq!(attempts[0].response_body.as_deref(), Some("ok"), "{id}");
+        }
+    }
+}
