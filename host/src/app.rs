@@ -190,11 +190,17 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         .iter()
         .map(|c| (c.chain_id, c.confirmations))
         .collect();
+    tracker.spawn(deliver::held::run(
+        store.clone(),
+        confirmations.clone(),
+        deliver::held::INTERVAL,
+        shutdown.clone(),
+    ));
     let log_book = PluginLogBook::default();
     let matcher = Matcher::new(
         runtime.clone(),
         registry.subscriptions(),
-        confirmations,
+        confirmations.clone(),
         log_book.clone(),
         metrics.clone(),
     );
@@ -227,6 +233,8 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         per_endpoint: config.delivery.per_endpoint_concurrency,
         gone: gone_tx,
         capacity,
+        store: store.clone(),
+        lease_margin: Duration::from_millis(config.delivery.request_timeout_ms),
     };
     tracker.spawn(dispatcher.run(jobs_rx, results_tx));
     tracker.spawn(deliver::recorder::run(
@@ -252,6 +260,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         token_sha256: Arc::new(token_sha256),
         scheduler_lag_ms: scheduler_lag_ms.clone(),
         limits: config.server.clone(),
+        chain_confirmations: Arc::new(confirmations),
     };
     tracker.spawn(admin::run(admin_listener, state, shutdown.clone()));
     tracker.spawn(metrics::run(
@@ -305,22 +314,22 @@ async fn disable_gone_endpoints(
     mut gone: mpsc::Receiver<String>,
 ) {
     while let Some(endpoint_id) = gone.recv().await {
-        match store.get_endpoint(&endpoint_id).await {
-            Ok(Some(mut endpoint)) if endpoint.status == "enabled" => {
-                endpoint.status = "disabled".into();
-                endpoint.disabled_reason = Some("receiver answered 410 Gone".into());
-                endpoint.updated_at = crate::store::now_ms();
-                if let Err(error) = store.update_endpoint(&endpoint).await {
-                    tracing::error!(endpoint = %endpoint_id, %error, "cannot disable endpoint");
-                    continue;
-                }
+        // Only the status and its reason: a rotation or PATCH committed meanwhile is kept.
+        let reason = "receiver answered 410 Gone";
+        match store
+            .disable_endpoint(&endpoint_id, reason, crate::store::now_ms())
+            .await
+        {
+            Ok(true) => {
                 tracing::warn!(endpoint = %endpoint_id, "endpoint disabled after 410 Gone");
                 if let Err(error) = registry.reload().await {
                     tracing::error!(%error, "registry reload failed");
                 }
             }
-            Ok(_) => {}
-            Err(error) => tracing::error!(endpoint = %endpoint_id, %error, "cannot read endpoint"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(endpoint = %endpoint_id, %error, "cannot disable endpoint")
+            }
         }
     }
 }

@@ -161,34 +161,40 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<EndpointView>> {
     let request: UpdateEndpoint = parse_json(&body?)?;
-    let mut row = load(&state, &id).await?;
-    if let Some(url) = request.url {
-        row.url = checked_url(&state, &url).await?;
-    }
-    if let Some(description) = request.description {
-        row.description = checked_description(description)?;
-    }
-    match request.status.as_deref() {
-        None => {}
-        Some("enabled") => {
-            row.status = "enabled".to_string();
-            row.disabled_reason = None;
+    let current = load(&state, &id).await?;
+    let url = match request.url {
+        Some(url) => Some(checked_url(&state, &url).await?),
+        None => None,
+    };
+    let description = request.description.map(checked_description).transpose()?;
+    let status = match request.status.as_deref() {
+        None => None,
+        Some("enabled") => Some(("enabled", None)),
+        // Disabling again keeps the first reason (a 410's, say).
+        Some("disabled") if current.status != "disabled" => {
+            Some(("disabled", Some("disabled through the admin API")))
         }
-        Some("disabled") if row.status != "disabled" => {
-            row.status = "disabled".to_string();
-            row.disabled_reason = Some("disabled through the admin API".to_string());
-        }
-        Some("disabled") => {}
+        Some("disabled") => None,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_status",
                 format!("status {other:?} is not one of enabled, disabled"),
             ));
         }
-    }
-    row.updated_at = now_ms();
-    save(&state, &row).await?;
-    Ok(Json(row.into()))
+    };
+    // Only the fields given are written: a rotation or a 410 committed since `load` stays.
+    let patched = state
+        .store
+        .patch_endpoint(
+            &id,
+            url.as_deref(),
+            description.as_deref(),
+            status,
+            now_ms(),
+        )
+        .await?;
+    saved(&state, &id, patched).await?;
+    Ok(Json(load(&state, &id).await?.into()))
 }
 
 async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
@@ -204,13 +210,14 @@ async fn rotate_secret(
     State(state): State<AdminState>,
     Id(id): Id,
 ) -> ApiResult<Json<SecretAnswer>> {
-    let mut row = load(&state, &id).await?;
     let now = now_ms();
     let secret = sign::generate_secret();
-    row.previous_secret = Some(std::mem::replace(&mut row.secret, secret.clone()));
-    row.previous_secret_expires_at = Some(now + ROTATION_GRACE_MS);
-    row.updated_at = now;
-    save(&state, &row).await?;
+    // The secret it replaces is read inside the UPDATE, so a concurrent change cannot slip one in.
+    let rotated = state
+        .store
+        .rotate_endpoint_secret(&id, &secret, now + ROTATION_GRACE_MS, now)
+        .await?;
+    saved(&state, &id, rotated).await?;
     tracing::info!(endpoint = %id, "endpoint secret rotated");
     Ok(Json(SecretAnswer { secret }))
 }
@@ -236,9 +243,10 @@ async fn load(state: &AdminState, id: &str) -> ApiResult<EndpointRow> {
         .ok_or_else(|| ApiError::not_found("endpoint", id))
 }
 
-async fn save(state: &AdminState, row: &EndpointRow) -> ApiResult<()> {
-    if !state.store.update_endpoint(row).await? {
-        return Err(ApiError::not_found("endpoint", &row.id));
+/// After a write: 404 when it found no endpoint, else the registry picks the change up.
+async fn saved(state: &AdminState, id: &str, written: bool) -> ApiResult<()> {
+    if !written {
+        return Err(ApiError::not_found("endpoint", id));
     }
     state.registry.reload().await?;
     Ok(())

@@ -48,6 +48,9 @@ pub struct AdminState {
     pub scheduler_lag_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Connection cap and timeouts of the server (`[server]`).
     pub limits: ServerLimits,
+    /// Each ingested chain's `confirmations`, to re-time held deliveries when a subscription's
+    /// confirmations change.
+    pub chain_confirmations: Arc<std::collections::HashMap<u64, u64>>,
 }
 
 /// The full router: `/healthz` and `/readyz` open, everything under `/v1` behind the token.

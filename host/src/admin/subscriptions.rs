@@ -2,6 +2,7 @@
 //! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing.
 
 mod reprocess;
+mod update;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::plugins::{check_config, load_plugin};
@@ -25,7 +26,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/subscriptions", post(create).get(list))
         .route(
             "/subscriptions/{id}",
-            get(show).patch(update).delete(remove),
+            get(show).patch(update::update).delete(remove),
         )
         .route("/subscriptions/{id}/logs", get(logs))
         .route("/subscriptions/{id}/parked", get(parked))
@@ -119,31 +120,6 @@ struct CreateSubscription {
     confirmations: Option<u32>,
 }
 
-/// Absent fields stay as they are; `null` clears (`addresses`, `topics`: any; `plugin_id`: detach).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateSubscription {
-    #[serde(default, deserialize_with = "present")]
-    addresses: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    topics: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    plugin_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    plugin_config: Option<Value>,
-    #[serde(default)]
-    confirmations: Option<u32>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
-/// Tells a field sent as `null` (Some(null)) from a field left out (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(deserializer).map(Some)
-}
-
 async fn create(
     State(state): State<AdminState>,
     body: Result<Bytes, BytesRejection>,
@@ -216,64 +192,6 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<Subscripti
 async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<SubscriptionView>> {
     let row = load(&state, &id).await?;
     view(&state, row).await
-}
-
-async fn update(
-    State(state): State<AdminState>,
-    Id(id): Id,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<SubscriptionView>> {
-    let request: UpdateSubscription = parse_json(&body?)?;
-    let mut row = load(&state, &id).await?;
-    if let Some(addresses) = &request.addresses {
-        row.addresses = addresses_text(Some(addresses))?;
-    }
-    if let Some(topics) = &request.topics {
-        row.topics = topics_text(Some(topics))?;
-    }
-    if request.plugin_id.is_some() || request.plugin_config.is_some() {
-        apply_plugin_change(&state, &mut row, request.plugin_id, request.plugin_config).await?;
-    }
-    if let Some(confirmations) = request.confirmations {
-        row.confirmations = i64::from(confirmations);
-    }
-    match request.status.as_deref() {
-        None => {}
-        Some(status @ ("active" | "paused")) => row.status = status.to_string(),
-        Some(other) => {
-            let message = format!("status {other:?} is not one of active, paused");
-            return Err(ApiError::bad_request("invalid_status", message));
-        }
-    }
-    row.updated_at = now_ms();
-    if !state.store.update_subscription(&row).await? {
-        return Err(ApiError::not_found("subscription", &id));
-    }
-    state.registry.reload().await?;
-    view(&state, row).await
-}
-
-/// A new plugin or config: validated, then the subscription is active again with no error. This
-/// is how a quarantined subscription is released.
-async fn apply_plugin_change(
-    state: &AdminState,
-    row: &mut SubscriptionRow,
-    plugin_id: Option<Option<String>>,
-    plugin_config: Option<Value>,
-) -> ApiResult<()> {
-    if let Some(plugin_id) = plugin_id {
-        if plugin_id.is_none() {
-            row.plugin_config = None;
-        }
-        row.plugin_id = plugin_id;
-    }
-    if let Some(config) = plugin_config {
-        row.plugin_config = Some(config).filter(|c| !c.is_null()).map(|c| c.to_string());
-    }
-    check_plugin(state, row).await?;
-    row.status = "active".to_string();
-    row.last_error = None;
-    Ok(())
 }
 
 async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {

@@ -96,6 +96,7 @@ fn harness_on(store: Store, dir: PathBuf, chains: Vec<Arc<ChainHealth>>) -> Harn
         token_sha256: Arc::new(auth::hash_token("t")),
         scheduler_lag_ms: Arc::new(AtomicU64::new(0)),
         limits: crate::config::ServerLimits::default(),
+        chain_confirmations: Arc::new([(31337, 2)].into_iter().collect()),
     };
     Harness { state, dir }
 }

@@ -137,6 +137,7 @@ pub fn judge(
         response_body,
         at: now,
         attempted: true,
+        lease: job.lease_until,
     };
     Attempted {
         result,
@@ -170,6 +171,7 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
             response_body: None,
             at: now,
             attempted: false,
+            lease: job.lease_until,
         },
         verdict: Verdict::Dead,
         answered: false,
@@ -194,6 +196,7 @@ pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResul
         response_body: None,
         at: now_ms(),
         attempted: false,
+        lease: job.lease_until,
     }
 }
 
@@ -209,6 +212,7 @@ mod tests {
             body: Arc::from("{}"),
             attempts,
             received_at: None,
+            lease_until: i64::MAX,
         }
     }
 

@@ -15,7 +15,7 @@ use super::schedule::RetrySchedule;
 use crate::metrics::Metrics;
 use crate::outbox::DeliveryJob;
 use crate::registry::Endpoints;
-use crate::store::{AttemptResult, now_ms};
+use crate::store::{AttemptResult, EndpointRow, Store, now_ms};
 
 /// Jobs held in memory at most, in all and per endpoint; beyond that they wait in the store.
 const MAX_PENDING_JOBS: usize = 10_000;
@@ -28,6 +28,10 @@ const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// After a wait ran out, the endpoint counts as slow for this long: its overflow is deferred at
 /// once, so a slow endpoint stalls the dispatcher at most `ROOM_WAIT` per `SLOW_FOR`.
 const SLOW_FOR: Duration = Duration::from_secs(1);
+/// How long the store is asked about an endpoint the snapshot does not show as enabled.
+const ENDPOINT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A job whose endpoint could not be read is postponed this long rather than judged.
+const UNREADABLE_ENDPOINT_DELAY_MS: i64 = 5_000;
 
 /// One endpoint's jobs waiting in memory, and the workers sending them. At most
 /// `per_endpoint_concurrency` workers drain a lane; a job waiting here is a few hundred bytes plus
@@ -112,6 +116,13 @@ pub struct Dispatcher {
     pub gone: mpsc::Sender<String>,
     /// Room for jobs in memory, shared with the retry poller so it claims only what fits.
     pub capacity: Arc<Semaphore>,
+    /// Where an endpoint the registry snapshot does not show as enabled is looked up before a
+    /// delivery is judged dead for it: the snapshot may be up to a reload period old.
+    pub store: Store,
+    /// A job is sent only while its lease has at least this long left (the request timeout), so
+    /// its attempt ends, and its outcome is recorded, under its own claim. A job that waited in
+    /// memory longer is dropped unsent: the poller has claimed it again or will once it expires.
+    pub lease_margin: Duration,
 }
 
 /// The shared room for jobs held in memory (see [`Dispatcher::capacity`]).
@@ -128,6 +139,17 @@ struct Shared {
     gone: mpsc::Sender<String>,
     workers: Arc<Semaphore>,
     breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+    store: Store,
+    lease_margin_ms: i64,
+}
+
+/// Where a job can go, once the store has had its say.
+enum Target {
+    Endpoint(EndpointRow),
+    /// Missing or disabled in the store itself: the delivery is dead, with this reason.
+    Refused(String),
+    /// The store could not be read: judge later.
+    Unknown,
 }
 
 impl Dispatcher {
@@ -145,6 +167,8 @@ impl Dispatcher {
             gone: self.gone,
             workers: Arc::new(Semaphore::new(self.workers)),
             breakers: Arc::default(),
+            store: self.store,
+            lease_margin_ms: i64::try_from(self.lease_margin.as_millis()).unwrap_or(i64::MAX),
         };
         let pending = self.capacity.clone();
         let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
@@ -212,28 +236,63 @@ impl Shared {
         while let Some(queued) = lane.pop() {
             let id = queued.job.id.clone();
             if let Ok(_worker) = self.workers.clone().acquire_owned().await {
-                let endpoint = endpoints.borrow().get(&queued.job.endpoint_id).cloned();
-                self.deliver(queued.job, endpoint).await;
+                if self.lease_left(&queued.job) {
+                    let target = self.target(&queued.job.endpoint_id, endpoints).await;
+                    self.deliver(queued.job, target).await;
+                }
             }
             lock(in_flight).remove(&id);
         }
     }
 
-    async fn deliver(&self, job: DeliveryJob, endpoint: Option<crate::store::EndpointRow>) {
-        let endpoint = match endpoint {
-            Some(e) if e.status == "enabled" => e,
-            Some(e) => {
-                return self
-                    .finish(attempt::dead(&job, format!("endpoint {} is disabled", e.id)).result)
-                    .await;
+    /// Whether the job's lease leaves room for a whole attempt. One that does not is dropped
+    /// unsent and without an outcome: the row is (or soon will be) claimed again by the poller,
+    /// and sending it here too would send it twice.
+    fn lease_left(&self, job: &DeliveryJob) -> bool {
+        if now_ms().saturating_add(self.lease_margin_ms) < job.lease_until {
+            return true;
+        }
+        self.metrics
+            .deliveries_attempted
+            .with_label_values(&["lease_expired"])
+            .inc();
+        tracing::debug!(delivery = %job.id, "lease ran out while queued; left to the poller");
+        false
+    }
+
+    /// The job's endpoint: from the registry snapshot when it shows it enabled, otherwise from
+    /// the store. The snapshot is rebuilt only on this replica's admin changes and every reload
+    /// period, so an endpoint created or re-enabled through another replica may be missing or
+    /// disabled in it; only the store may make a delivery dead.
+    async fn target(&self, endpoint_id: &str, endpoints: &watch::Receiver<Endpoints>) -> Target {
+        let snapshot = endpoints.borrow().get(endpoint_id).cloned();
+        if let Some(endpoint) = snapshot.filter(|e| e.status == "enabled") {
+            return Target::Endpoint(endpoint);
+        }
+        let read =
+            tokio::time::timeout(ENDPOINT_READ_TIMEOUT, self.store.get_endpoint(endpoint_id));
+        match read.await {
+            Ok(Ok(Some(e))) if e.status == "enabled" => Target::Endpoint(e),
+            Ok(Ok(Some(e))) => Target::Refused(format!("endpoint {} is disabled", e.id)),
+            Ok(Ok(None)) => Target::Refused(format!("endpoint {endpoint_id} does not exist")),
+            Ok(Err(error)) => {
+                tracing::warn!(endpoint = %endpoint_id, %error, "cannot read endpoint; delivery postponed");
+                Target::Unknown
             }
-            None => {
-                return self
-                    .finish(
-                        attempt::dead(&job, format!("endpoint {} does not exist", job.endpoint_id))
-                            .result,
-                    )
-                    .await;
+            Err(_) => Target::Unknown,
+        }
+    }
+
+    async fn deliver(&self, job: DeliveryJob, target: Target) {
+        let endpoint = match target {
+            Target::Endpoint(endpoint) => endpoint,
+            Target::Refused(reason) => {
+                return self.finish(attempt::dead(&job, reason).result).await;
+            }
+            Target::Unknown => {
+                let until = now_ms() + UNREADABLE_ENDPOINT_DELAY_MS;
+                let reason = "endpoint could not be read from the store";
+                return self.finish(attempt::postponed(&job, until, reason)).await;
             }
         };
         let admission = self.with_breaker(&endpoint.id, |b| b.allow(Instant::now()));

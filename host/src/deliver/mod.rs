@@ -6,6 +6,7 @@ pub mod attempt;
 pub mod breaker;
 pub mod client;
 mod dispatch;
+pub mod held;
 pub mod poller;
 pub mod recorder;
 pub mod schedule;

@@ -44,6 +44,7 @@ pub async fn run(
                 body: Arc::from(row.body),
                 attempts: row.attempts,
                 received_at: None,
+                lease_until: row.lease_until,
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,

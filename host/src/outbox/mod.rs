@@ -22,6 +22,9 @@ pub struct DeliveryJob {
     pub attempts: i64,
     /// When the chain event arrived, for first attempts from the hot path.
     pub received_at: Option<Instant>,
+    /// The row's lease when this job was written or claimed: the job may be sent only well
+    /// before it, and its outcome is recorded only while the row still carries it.
+    pub lease_until: i64,
 }
 
 /// Runs until the matcher closes its sender.
@@ -33,10 +36,8 @@ pub async fn run(
     lease_ms: i64,
 ) {
     while let Some(batch) = input.recv().await {
-        let inserted: HashSet<String> = write_until_durable(&store, &batch, lease_ms, &metrics)
-            .await
-            .into_iter()
-            .collect();
+        let (inserted, lease_until) = write_until_durable(&store, &batch, lease_ms, &metrics).await;
+        let inserted: HashSet<String> = inserted.into_iter().collect();
         let received = batch
             .received_at
             .into_iter()
@@ -52,6 +53,7 @@ pub async fn run(
                 body: Arc::from(delivery.body),
                 attempts: 0,
                 received_at,
+                lease_until,
             };
             if deliveries.send(job).await.is_err() {
                 // The row is durable and leased; once the lease ends the retry poller sends it.
@@ -72,7 +74,7 @@ async fn write_until_durable(
     batch: &MatchedBatch,
     lease_ms: i64,
     metrics: &Metrics,
-) -> Vec<String> {
+) -> (Vec<String>, i64) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match store.write_batch(&batch.write, lease_ms).await {
@@ -81,7 +83,7 @@ async fn write_until_durable(
                     .db_statements
                     .with_label_values(&["outbox"])
                     .inc_by(stats.statements);
-                return inserted;
+                return (inserted, stats.lease_until);
             }
             Err(error) => {
                 tracing::error!(%error, deliveries = batch.write.deliveries.len(), retry_in_ms = backoff.as_millis() as u64, "outbox write failed; retrying");

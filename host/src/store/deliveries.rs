@@ -13,7 +13,7 @@ const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id,
                                 attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at";
 
 /// The columns of an attempt outcome, as [`bind_results`] binds them.
-const RESULT_COLUMNS: [(&str, Col); 10] = [
+const RESULT_COLUMNS: [(&str, Col); 11] = [
     ("id", Col::Text),
     ("status", Col::Text),
     ("attempts", Col::BigInt),
@@ -24,6 +24,7 @@ const RESULT_COLUMNS: [(&str, Col); 10] = [
     ("response_body", Col::Text),
     ("at", Col::BigInt),
     ("attempted", Col::Bool),
+    ("lease", Col::BigInt),
 ];
 
 fn bind_results<'q>(
@@ -41,7 +42,8 @@ fn bind_results<'q>(
             .bind(r.error.as_deref())
             .bind(r.response_body.as_deref())
             .bind(r.at)
-            .bind(r.attempted);
+            .bind(r.attempted)
+            .bind(r.lease);
     }
     query.finish()
 }
@@ -77,7 +79,7 @@ impl Store {
             "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries \
              WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 AND lease_until <= $2 \
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, body, attempts, created_at"
+             RETURNING id, endpoint_id, body, attempts, created_at, lease_until"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now + lease_ms)
@@ -93,6 +95,7 @@ impl Store {
                     body: r.try_get(2)?,
                     attempts: r.try_get(3)?,
                     created_at: r.try_get(4)?,
+                    lease_until: r.try_get(5)?,
                 })
             })
             .collect()
@@ -100,6 +103,13 @@ impl Store {
 
     /// Writes a batch of attempt outcomes in one transaction: one UPDATE and one INSERT per
     /// [`rows::MAX_ROWS`] outcomes. Returns the statements issued.
+    ///
+    /// An outcome changes its row only under the claim it was made with (`lease_until` equal to
+    /// [`AttemptResult::lease`]): every claim sets a `lease_until` above the one it replaced (a row
+    /// is claimable only once its lease has passed), and recording or a manual retry sets it to 0,
+    /// so an outcome from an expired claim — a job that waited in memory too long, a replica that
+    /// stalled — cannot revive a `dead` row or undo a newer attempt's result. Its attempt is still
+    /// logged (it happened), unless the newer claim already logged that attempt number.
     pub async fn record_results(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         if results.is_empty() {
             return Ok(0);
@@ -111,7 +121,8 @@ impl Store {
                 format!(
                     "{j} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
                      lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
-                     FROM j WHERE deliveries.id = j.id AND deliveries.status <> 'delivered'"
+                     FROM j WHERE deliveries.id = j.id AND deliveries.lease_until = j.lease \
+                     AND deliveries.status <> 'delivered'"
                 )
             });
             bind_results(update, chunk).execute(&mut *tx).await?;

@@ -5,9 +5,11 @@
 //! statement per table (per 512 rows).
 
 mod deliveries;
+mod held;
 mod lock;
 pub mod models;
 mod outbox;
+mod patch;
 mod resources;
 mod retention;
 mod rows;
@@ -18,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
+pub use held::HeldChanges;
 pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;

@@ -60,6 +60,20 @@ pub struct SubscriptionRow {
     pub updated_at: i64,
 }
 
+/// The columns an admin PATCH of a subscription changes; `None` leaves a column as the store
+/// holds it (the matcher may have changed `status` and `last_error` since the PATCH read the row).
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionPatch {
+    pub addresses: Option<Option<String>>,
+    pub topics: Option<Option<String>>,
+    /// `plugin_id` and `plugin_config`, always written together.
+    pub plugin: Option<(Option<String>, Option<String>)>,
+    pub confirmations: Option<i64>,
+    pub status: Option<String>,
+    pub last_error: Option<Option<String>>,
+    pub updated_at: i64,
+}
+
 /// A delivery the outbox creates.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewDelivery {
@@ -145,6 +159,8 @@ pub struct DueDelivery {
     pub body: String,
     pub attempts: i64,
     pub created_at: i64,
+    /// The lease this claim holds, which is also its claim token (see [`AttemptResult::lease`]).
+    pub lease_until: i64,
 }
 
 /// The outcome of one attempt, written back in batches.
@@ -162,6 +178,11 @@ pub struct AttemptResult {
     pub at: i64,
     /// False when nothing was sent (postponed, or dead without an attempt): no attempt is logged.
     pub attempted: bool,
+    /// The `lease_until` of the claim the attempt was made under: the outcome changes the row
+    /// only while the row still carries that lease. A claim that expired and was claimed again
+    /// (a larger `lease_until`), or whose row was since recorded or retried by hand (0), is stale:
+    /// its outcome is logged as an attempt but cannot overwrite the newer state.
+    pub lease: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

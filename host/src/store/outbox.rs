@@ -13,6 +13,8 @@ use super::{
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriteStats {
     pub statements: u64,
+    /// The lease new (not held) deliveries were written with: the claim token their jobs carry.
+    pub lease_until: i64,
 }
 
 impl Store {
@@ -24,7 +26,10 @@ impl Store {
         lease_ms: i64,
     ) -> Result<(Vec<String>, WriteStats), StoreError> {
         let now = now_ms();
-        let mut stats = WriteStats::default();
+        let mut stats = WriteStats {
+            lease_until: now + lease_ms,
+            ..WriteStats::default()
+        };
         let mut tx = self.writer.begin().await?;
         let cancelled = self
             .cancel_held(&mut tx, &write.deliveries, &mut stats)

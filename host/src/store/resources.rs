@@ -85,17 +85,6 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every mutable field of an endpoint.
-    pub async fn update_endpoint(&self, e: &EndpointRow) -> Result<bool, StoreError> {
-        let sql = "UPDATE endpoints SET url = $2, description = $3, secret = $4, previous_secret = $5, \
-                   previous_secret_expires_at = $6, status = $7, disabled_reason = $8, created_at = $9, \
-                   updated_at = $10 WHERE id = $1";
-        let result = bind_endpoint(sqlx::query(sql), e)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
-    }
-
     pub async fn list_endpoints(&self) -> Result<Vec<EndpointRow>, StoreError> {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints ORDER BY created_at, id");
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -143,16 +132,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn update_subscription(&self, s: &SubscriptionRow) -> Result<bool, StoreError> {
-        let sql = "UPDATE subscriptions SET endpoint_id = $2, chain_id = $3, addresses = $4, topics = $5, \
-                   plugin_id = $6, plugin_config = $7, confirmations = $8, status = $9, last_error = $10, \
-                   created_at = $11, updated_at = $12 WHERE id = $1";
-        let result = bind_subscription(sqlx::query(sql), s)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
-    }
-
     pub async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRow>, StoreError> {
         let sql =
             format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id");
@@ -169,14 +148,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(subscription_row).transpose()
-    }
-
-    pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
     }
 }
 

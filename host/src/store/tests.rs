@@ -138,6 +138,7 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
         assert_eq!(new_ids.len(), 1_100);
         assert_eq!(new_ids[1_099], "msg_01099");
         assert_eq!(stats.statements, 3);
+        let lease = stats.lease_until;
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty(), "a replay inserts nothing");
         let (held, _) = store.get_delivery("msg_00007").await.unwrap().unwrap();
@@ -159,6 +160,8 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
                 response_body: (i == 5).then(|| "ok".to_string()),
                 at: now_ms(),
                 attempted: i % 2 == 0,
+                // Held rows are not leased: their outcome (a manual send) carries no claim.
+                lease: if i % 7 == 0 { 0 } else { lease },
             })
             .collect();
         assert_eq!(
@@ -223,6 +226,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
             response_body: Some("busy".into()),
             at: now_ms(),
             attempted: true,
+            lease: due[0].lease_until,
         };
         store.record_results(&[result]).await.unwrap();
         let (row, _) = store.get_delivery("msg_f").await.unwrap().unwrap();
@@ -481,3 +485,5 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
     })
     .await;
 }
+
+mod delivery_state;

@@ -18,7 +18,7 @@ fn delivery(id: &str) -> NewDelivery {
     }
 }
 
-fn result(id: &str, body: &str) -> AttemptResult {
+fn result(id: &str, body: &str, lease: i64) -> AttemptResult {
     AttemptResult {
         id: id.into(),
         status: "delivered".into(),
@@ -30,6 +30,7 @@ fn result(id: &str, body: &str) -> AttemptResult {
         response_body: Some(body.into()),
         at: now_ms(),
         attempted: true,
+        lease,
     }
 }
 
@@ -43,7 +44,7 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
         deliveries: ids.iter().map(|id| delivery(id)).collect(),
         ..OutboxWrite::default()
     };
-    store.write_batch(&batch, 60_000).await.unwrap();
+    let (_, stats) = store.write_batch(&batch, 60_000).await.unwrap();
     // Two of nine bodies hold a NUL, which PostgreSQL's text refuses.
     let bad = ["msg_2", "msg_7"];
     let results: Vec<AttemptResult> = ids
@@ -56,6 +57,7 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
                 } else {
                     "ok"
                 },
+                stats.lease_until,
             )
         })
         .collect();

@@ -1,0 +1,84 @@
+//! Held deliveries (a subscription wanting more confirmations than its chain is ingested with)
+//! kept in line with the subscriptions and the chain's confirmations as they are *now*, so none is
+//! stranded: a held row's `release_block` was computed when its event was matched, from the
+//! subscription's and the chain's confirmations of that moment.
+//!
+//! Held rows are exactly `status = 'pending' AND next_attempt_at = HELD_UNTIL_RELEASED`, one range
+//! of the `(status, next_attempt_at)` index, so a pass reads only rows still held.
+
+use super::{HELD_UNTIL_RELEASED, Store, StoreError, now_ms};
+
+/// What one reconciliation of a chain's held deliveries changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeldChanges {
+    /// Deleted: their subscription no longer exists (never sent, and never will be).
+    pub cancelled: u64,
+    /// Given a new `release_block` (the subscription's or the chain's confirmations changed).
+    pub rescheduled: u64,
+    /// Made due now: the chain's cursor is already at or past their (new) release block.
+    pub released: u64,
+}
+
+/// The blocks a subscription's delivery waits beyond the chain's own confirmations (`$2`):
+/// `max(subscription − chain, 0)`, as `matcher::new_delivery` computes it.
+const EXTRA: &str = "(CASE WHEN s.confirmations > $2 THEN s.confirmations - $2 ELSE 0 END)";
+
+impl Store {
+    /// Brings chain `chain_id`'s held deliveries in line with the subscriptions as stored and with
+    /// the chain's confirmations `chain_confirmations`, in one transaction: rows of a deleted
+    /// subscription are cancelled (deleted); every other row's release block is recomputed
+    /// (earlier when confirmations were lowered, later when raised); rows whose release block the
+    /// chain's cursor has already reached are released. Idempotent: a second pass changes nothing.
+    pub async fn reconcile_held(
+        &self,
+        chain_id: u64,
+        chain_confirmations: u64,
+    ) -> Result<HeldChanges, StoreError> {
+        let chain = i64::try_from(chain_id).unwrap_or(i64::MAX);
+        let confirmations = i64::try_from(chain_confirmations).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let cancelled = sqlx::query(
+            "DELETE FROM deliveries WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
+             AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)",
+        )
+        .bind(chain)
+        .bind(HELD_UNTIL_RELEASED)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let reschedule = format!(
+            "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, updated_at = $4 \
+             FROM subscriptions s WHERE s.id = deliveries.subscription_id AND deliveries.chain_id = $1 \
+             AND deliveries.status = 'pending' AND deliveries.next_attempt_at = $3 \
+             AND deliveries.release_block IS NOT NULL \
+             AND deliveries.release_block <> deliveries.block_number + {EXTRA}"
+        );
+        let rescheduled = sqlx::query(sqlx::AssertSqlSafe(reschedule))
+            .bind(chain)
+            .bind(confirmations)
+            .bind(HELD_UNTIL_RELEASED)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let released = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
+             WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
+             AND release_block IS NOT NULL \
+             AND release_block <= (SELECT c.block_number FROM chain_cursors c WHERE c.chain_id = $1)",
+        )
+        .bind(chain)
+        .bind(HELD_UNTIL_RELEASED)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(HeldChanges {
+            cancelled,
+            rescheduled,
+            released,
+        })
+    }
+}
