@@ -361,3 +361,6 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

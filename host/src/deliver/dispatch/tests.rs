@@ -1,0 +1,158 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
+//! The dispatcher against a real store and a receiver on loopback: a stale registry snapshot never
+//! makes a delivery dead, and a job whose lease ran out in memory is not sent.
+#![allow(clippy::unwrap_used, clippy::panic)] // Tests may panic (DESIGN §6).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::post;
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::deliver::client::ClientSettings;
+use crate::store::EndpointRow;
+
+/// A receiver on loopback answering 200 and counting what it got.
+async fn receiver() -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let router = Router::new().route(
+        "/hook",
+        post(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { "ok" }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/hook"), count)
+}
+
+async fn store() -> Store {
+    let dir = std::env::temp_dir().join(format!("pipeline-dispatch-{}", rand::random::<u64>()));
+    let store = Store::connect(&format!("sqlite://{}/d.db", dir.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn endpoint(url: &str, status: &str) -> EndpointRow {
+    EndpointRow {
+        id: "ep_1".into(),
+        url: url.into(),
+        description: String::new(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        status: status.into(),
+        disabled_reason: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn job(lease_until: i64) -> DeliveryJob {
+    DeliveryJob {
+        id: "msg_1".into(),
+        endpoint_id: "ep_1".into(),
+        body: Arc::from("{}"),
+        attempts: 0,
+        received_at: None,
+        lease_until,
+    }
+}
+
+/// Runs a dispatcher over `jobs` with the registry snapshot `snapshot`; returns the outcomes.
+async fn dispatch(
+    store: &Store,
+    snapshot: Vec<EndpointRow>,
+    jobs: Vec<DeliveryJob>,
+) -> Vec<AttemptResult> {
+    let endpoints: Endpoints = Arc::new(snapshot.into_iter().map(|e| (e.id.clone(), e)).collect());
+    let (_keep, endpoints) = watch::channel(endpoints);
+    let settings = ClientSettings {
+        allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        ..ClientSettings::default()
+    };
+    let (gone, _gone_rx) = mpsc::channel(4);
+    let dispatcher = Dispatcher {
+        client: WebhookClient::new(settings).unwrap(),
+        schedule: RetrySchedule::new(vec![Duration::from_secs(5)]),
+        endpoints,
+        metrics: Metrics::new().unwrap(),
+        workers: 4,
+        per_endpoint: 2,
+        gone,
+        capacity: super::job_capacity(),
+        store: store.clone(),
+        lease_margin: Duration::from_secs(30),
+    };
+    let (jobs_tx, jobs_rx) = mpsc::channel(16);
+    let (results_tx, mut results_rx) = mpsc::channel(16);
+    for job in jobs {
+        jobs_tx.send(job).await.unwrap();
+    }
+    drop(jobs_tx);
+    tokio::time::timeout(Duration::from_secs(30), dispatcher.run(jobs_rx, results_tx))
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    while let Some(result) = results_rx.recv().await {
+        results.push(result);
+    }
+    results
+}
+
+#[tokio::test]
+async fn a_stale_snapshot_never_makes_a_delivery_dead() {
+    let (url, received) = receiver().await;
+    let store = store().await;
+    // Created (or re-enabled) through another replica: missing or disabled in this snapshot.
+    store.insert_endpoint(&endpoint(&url, "enabled")).await.unwrap();
+    for snapshot in [vec![], vec![endpoint(&url, "disabled")]] {
+        let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].status, "delivered", "{:?}", results[0].error);
+    }
+    assert_eq!(received.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
+    let (url, received) = receiver().await;
+    let store = store().await;
+    let results = dispatch(&store, vec![], vec![job(now_ms() + 60_000)]).await;
+    assert_eq!(results[0].status, "dead");
+    assert_eq!(
+        results[0].error.as_deref(),
+        Some("endpoint ep_1 does not exist")
+    );
+    store.insert_endpoint(&endpoint(&url, "disabled")).await.unwrap();
+    let snapshot = vec![endpoint(&url, "enabled")];
+    let results = dispatch(&store, vec![], vec![job(now_ms() + 60_000)]).await;
+    assert_eq!(results[0].error.as_deref(), Some("endpoint ep_1 is disabled"));
+    // Enabled in the snapshot: sent without asking the store (the common, hot case).
+    let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
+    assert_eq!(results[0].status, "delivered");
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_job_whose_lease_ran_out_in_memory_is_not_sent() {
+    let (url, received) = receiver().await;
+    let store = store().await;
+    store.insert_endpoint(&endpoint(&url, "enabled")).await.unwrap();
+    let snapshot = vec![endpoint(&url, "enabled")];
+    // Expired, and expiring within the request timeout (an attempt would outlive it).
+    let soon = DeliveryJob {
+        id: "msg_2".into(),
+        ..job(now_ms() + 10_000)
+    };
+    let stale = vec![job(now_ms() - 1), soon];
+    let results = dispatch(&store, snapshot, stale).await;
+    assert!(results.is_empty(), "no outcome either: {results:?}");
+    assert_eq!(received.load(Ordering::SeqCst), 0);
+}
