@@ -208,6 +208,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     body["error"]["code"].as_str().unwrap().to_string()
 }
 
+mod delivery_state;
 mod properties;
 mod slow_loris;
 mod ssrf;

@@ -487,3 +487,10 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
 }
 
 mod delivery_state;
+
+impl Store {
+    /// The pool, for tests elsewhere in the crate that set a row up or hold a lock on it.
+    pub(crate) fn test_pool(&self) -> &sqlx::AnyPool {
+        &self.pool
+    }
+}

@@ -111,7 +111,10 @@ async fn a_stale_snapshot_never_makes_a_delivery_dead() {
     let (url, received) = receiver().await;
     let store = store().await;
     // Created (or re-enabled) through another replica: missing or disabled in this snapshot.
-    store.insert_endpoint(&endpoint(&url, "enabled")).await.unwrap();
+    store
+        .insert_endpoint(&endpoint(&url, "enabled"))
+        .await
+        .unwrap();
     for snapshot in [vec![], vec![endpoint(&url, "disabled")]] {
         let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
         assert_eq!(results.len(), 1);
@@ -130,10 +133,16 @@ async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
         results[0].error.as_deref(),
         Some("endpoint ep_1 does not exist")
     );
-    store.insert_endpoint(&endpoint(&url, "disabled")).await.unwrap();
+    store
+        .insert_endpoint(&endpoint(&url, "disabled"))
+        .await
+        .unwrap();
     let snapshot = vec![endpoint(&url, "enabled")];
     let results = dispatch(&store, vec![], vec![job(now_ms() + 60_000)]).await;
-    assert_eq!(results[0].error.as_deref(), Some("endpoint ep_1 is disabled"));
+    assert_eq!(
+        results[0].error.as_deref(),
+        Some("endpoint ep_1 is disabled")
+    );
     // Enabled in the snapshot: sent without asking the store (the common, hot case).
     let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
     assert_eq!(results[0].status, "delivered");
@@ -144,7 +153,10 @@ async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
 async fn a_job_whose_lease_ran_out_in_memory_is_not_sent() {
     let (url, received) = receiver().await;
     let store = store().await;
-    store.insert_endpoint(&endpoint(&url, "enabled")).await.unwrap();
+    store
+        .insert_endpoint(&endpoint(&url, "enabled"))
+        .await
+        .unwrap();
     let snapshot = vec![endpoint(&url, "enabled")];
     // Expired, and expiring within the request timeout (an attempt would outlive it).
     let soon = DeliveryJob {
