@@ -235,11 +235,11 @@ impl Shared {
     ) {
         while let Some(queued) = lane.pop() {
             let id = queued.job.id.clone();
-            if let Ok(_worker) = self.workers.clone().acquire_owned().await {
-                if self.lease_left(&queued.job) {
-                    let target = self.target(&queued.job.endpoint_id, endpoints).await;
-                    self.deliver(queued.job, target).await;
-                }
+            if let Ok(_worker) = self.workers.clone().acquire_owned().await
+                && self.lease_left(&queued.job)
+            {
+                let target = self.target(&queued.job.endpoint_id, endpoints).await;
+                self.deliver(queued.job, target).await;
             }
             lock(in_flight).remove(&id);
         }
