@@ -6,7 +6,7 @@
 //! Held rows are exactly `status = 'pending' AND next_attempt_at = HELD_UNTIL_RELEASED`, one range
 //! of the `(status, next_attempt_at)` index, so a pass reads only rows still held.
 
-use super::{HELD_UNTIL_RELEASED, Store, StoreError, now_ms};
+use super::{Dialect, HELD_UNTIL_RELEASED, Store, StoreError, now_ms};
 
 /// What one reconciliation of a chain's held deliveries changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +48,13 @@ impl Store {
         .await?
         .rows_affected();
         let reschedule = format!(
-            "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, updated_at = $4 \
+            "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, \
+             body = {body}, updated_at = $4 \
              FROM subscriptions s WHERE s.id = deliveries.subscription_id AND deliveries.chain_id = $1 \
              AND deliveries.status = 'pending' AND deliveries.next_attempt_at = $3 \
              AND deliveries.release_block IS NOT NULL \
-             AND deliveries.release_block <> deliveries.block_number + {EXTRA}"
+             AND deliveries.release_block <> deliveries.block_number + {EXTRA}",
+            body = self.body_with_confirmations(&format!("($2 + {EXTRA})"))
         );
         let rescheduled = sqlx::query(sqlx::AssertSqlSafe(reschedule))
             .bind(chain)
@@ -80,5 +82,28 @@ impl Store {
             rescheduled,
             released,
         })
+    }
+
+    /// SQL for `deliveries.body` with its `confirmations` field set to `count` (an SQL
+    /// expression), so a re-timed webhook says what it waited for. The body is
+    /// `{"id":…,"type":…,"subscription_id":…,"chain_id":N,"confirmations":N,"log":…}`
+    /// (`matcher::webhook_body`): the first `,"confirmations":` and the first `,"log":` are that
+    /// field's bounds, since nothing before them can contain either. A body not of that shape is
+    /// kept as it is.
+    fn body_with_confirmations(&self, count: &str) -> String {
+        const FIELD: &str = ",\"confirmations\":";
+        const NEXT: &str = ",\"log\":";
+        let find = match self.dialect {
+            Dialect::Sqlite => "instr",
+            Dialect::Postgres => "strpos",
+        };
+        let at = format!("{find}(deliveries.body, '{FIELD}')");
+        let next = format!("{find}(deliveries.body, '{NEXT}')");
+        format!(
+            "(CASE WHEN {at} > 0 AND {next} > {at} \
+             THEN substr(deliveries.body, 1, {at} + {len} - 1) || CAST({count} AS TEXT) || substr(deliveries.body, {next}) \
+             ELSE deliveries.body END)",
+            len = FIELD.len()
+        )
     }
 }

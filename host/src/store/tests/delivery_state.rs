@@ -38,12 +38,23 @@ fn subscription(id: &str, confirmations: i64) -> SubscriptionRow {
     }
 }
 
+/// A webhook body as the matcher writes it, saying `confirmations` (the log and the plugin's
+/// data quote the field too, and must be left alone).
+fn body(confirmations: i64) -> String {
+    format!(
+        "{{\"id\":\"msg\",\"type\":\"log\",\"subscription_id\":\"sub_1\",\"chain_id\":31337,\
+         \"confirmations\":{confirmations},\"log\":{{\"data\":\",\\\"log\\\":\"}},\
+         \"data\":{{\"confirmations\":10,\"log\":1}}}}"
+    )
+}
+
 /// A delivery of `sub` for a log in `block`, held until the cursor reaches `release`.
 fn held(id: &str, sub: &str, block: i64, release: i64) -> NewDelivery {
     NewDelivery {
         subscription_id: sub.into(),
         block_number: block,
         release_block: Some(release),
+        body: body(10),
         ..delivery(id)
     }
 }
@@ -124,6 +135,10 @@ async fn lowering_a_subscriptions_confirmations_releases_what_is_deep_enough_at_
         // Block 5 + 3 ≤ cursor 9: sent now. Block 8 + 3 = 11: still held, for the new count.
         assert_eq!(due_ids(&store).await, ["msg_b5"]);
         assert_eq!(release_block(&store, "msg_b8").await, Some(11));
+        // The webhook says what it waited for; the log and the plugin's data are untouched.
+        let (_, sent) = store.get_delivery("msg_b8").await.unwrap().unwrap();
+        assert_eq!(sent, body(3));
+        serde_json::from_str::<serde_json::Value>(&sent).unwrap();
         store.write_batch(&cursor_at(11), 60_000).await.unwrap();
         assert_eq!(due_ids(&store).await, ["msg_b8"]);
         // Idempotent: nothing is left to change.
@@ -144,6 +159,8 @@ async fn a_changed_chain_confirmations_re_times_held_deliveries_on_start() {
         assert_eq!((changes.rescheduled, changes.released), (2, 1));
         assert_eq!(due_ids(&store).await, ["msg_b5"]);
         assert_eq!(release_block(&store, "msg_b8").await, Some(12));
+        let (_, sent) = store.get_delivery("msg_b8").await.unwrap().unwrap();
+        assert_eq!(sent, body(10), "still 10 blocks deep when sent");
         // At or above the subscription's count, the chain's own delay is enough: release all.
         store.reconcile_held(CHAIN, 10).await.unwrap();
         assert_eq!(due_ids(&store).await, ["msg_b8"]);
