@@ -38,15 +38,7 @@ impl Store {
         let confirmations = i64::try_from(chain_confirmations).unwrap_or(i64::MAX);
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let cancelled = sqlx::query(
-            "DELETE FROM deliveries WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
-             AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)",
-        )
-        .bind(chain)
-        .bind(HELD_UNTIL_RELEASED)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let cancelled = cancel_orphans(&mut tx, chain).await?;
         let reschedule = format!(
             "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, \
              body = {body}, updated_at = $4 \
@@ -64,18 +56,7 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let released = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
-             WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
-             AND release_block IS NOT NULL \
-             AND release_block <= (SELECT c.block_number FROM chain_cursors c WHERE c.chain_id = $1)",
-        )
-        .bind(chain)
-        .bind(HELD_UNTIL_RELEASED)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let released = release_reached(&mut tx, chain, now).await?;
         tx.commit().await?;
         Ok(HeldChanges {
             cancelled,
@@ -106,4 +87,35 @@ impl Store {
             len = FIELD.len()
         )
     }
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// Deletes the chain's held rows whose subscription no longer exists; returns how many.
+async fn cancel_orphans(tx: &mut Tx<'_>, chain: i64) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "DELETE FROM deliveries WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
+         AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)",
+    )
+    .bind(chain)
+    .bind(HELD_UNTIL_RELEASED)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Makes due the chain's held rows whose release block its cursor has reached.
+async fn release_reached(tx: &mut Tx<'_>, chain: i64, now: i64) -> Result<u64, StoreError> {
+    let result = sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
+         WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
+         AND release_block IS NOT NULL \
+         AND release_block <= (SELECT c.block_number FROM chain_cursors c WHERE c.chain_id = $1)",
+    )
+    .bind(chain)
+    .bind(HELD_UNTIL_RELEASED)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
 }
