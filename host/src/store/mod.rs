@@ -4,6 +4,7 @@
 //! parameters (`rows.rs`) or, off the hot path, as one JSON parameter, so a batch costs one
 //! statement per table (per 512 rows).
 
+mod backlog;
 mod deliveries;
 mod lock;
 pub mod models;
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
+pub use backlog::Backlog;
 pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
