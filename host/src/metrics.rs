@@ -287,6 +287,7 @@ impl Metrics {
             for counter in [&self.events_received, &self.reorgs, &self.ws_reconnects] {
                 counter.with_label_values(&[chain]);
             }
+            // 0 = no head seen by this replica (yet, or it stands by): dashboards take the max.
             self.chain_head.with_label_values(&[chain]);
             self.chain_head_lag.with_label_values(&[chain]);
         }
