@@ -61,14 +61,22 @@ mod tests {
     }
 
     /// Leased (in flight) rows are outstanding but not due; once their lease ends they are due,
-    /// the oldest first; held rows are neither.
+    /// the oldest first; held rows are neither. On SQLite and, when configured, PostgreSQL.
     #[tokio::test]
     async fn counts_outstanding_and_due_deliveries_and_the_oldest_due() {
         let dir = std::env::temp_dir().join(format!("pipeline-backlog-{}", rand::random::<u32>()));
-        let store = Store::connect(&format!("sqlite://{}/p.db", dir.display()))
+        let sqlite = Store::connect(&format!("sqlite://{}/p.db", dir.display()))
             .await
             .unwrap();
-        store.migrate().await.unwrap();
+        sqlite.migrate().await.unwrap();
+        check(sqlite).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(pg) = crate::store::tests::postgres().await {
+            check(pg).await;
+        }
+    }
+
+    async fn check(store: Store) {
         assert_eq!(store.backlog().await.unwrap(), Backlog::default());
         let leased = OutboxWrite {
             deliveries: vec![delivery("msg_a", None), delivery("msg_held", Some(1_000))],
@@ -89,6 +97,5 @@ mod tests {
         assert_eq!((b.outstanding, b.due), (3, 2));
         let oldest = b.oldest_due_at.unwrap();
         assert!(oldest <= before, "{oldest} > {before}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
