@@ -10,7 +10,8 @@
 #   3. .tools/venv with standardwebhooks (the independent signature verifier)
 #   4. PostgreSQL on 127.0.0.1:5432 (used if it answers, else installed and started) with database `test`
 #   5. the plugins (wasm, release) and the host binary `pipeline` (debug)
-#   6. cargo test --workspace, then clippy (-D warnings) and rustfmt --check
+#   6. promtool check/test rules on deploy/prometheus/alerts.yml, cargo test --workspace, then
+#      clippy (-D warnings) and rustfmt --check
 # PIPELINE_SETUP_ONLY=1 stops after step 4.
 set -euo pipefail
 
@@ -174,6 +175,13 @@ pkg_args=()
 for p in "${PLUGINS[@]}"; do pkg_args+=(-p "$p"); done
 run cargo build --release --target wasm32-unknown-unknown "${pkg_args[@]}"
 run cargo build -p pipeline-host --bin pipeline
+
+# ---------------------------------------------------------------------------------------------------
+# The operator's alert rules (deploy/prometheus/): valid, and each fires on what it describes
+# (alerts.test.yml). The dashboard is checked against a live host by tests/tests/operations.rs.
+step "alert rules: promtool check rules, promtool test rules"
+run "$PROMTOOL" check rules deploy/prometheus/alerts.yml
+run "$PROMTOOL" test rules deploy/prometheus/alerts.test.yml
 
 # ---------------------------------------------------------------------------------------------------
 step "6/6 cargo test --workspace $*"

@@ -78,6 +78,8 @@ impl App {
 pub async fn build(config: Config) -> anyhow::Result<App> {
     crate::server::raise_open_file_limit(&config.server);
     let metrics = Metrics::new().context("metrics registry")?;
+    let chain_names: Vec<String> = config.chains.iter().map(|c| c.name.clone()).collect();
+    metrics.preinit(&chain_names);
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| {
@@ -274,7 +276,16 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         scheduler_lag_ms,
         shutdown.clone(),
     ));
-    tracker.spawn(refresh_registry(registry, shutdown.clone()));
+    tracker.spawn(crate::backlog::run(
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    tracker.spawn(refresh_registry(
+        registry,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracker.spawn(checkpoint_wal(store.clone(), shutdown.clone()));
     tracker.spawn(prune_expired(
         store.clone(),
@@ -349,13 +360,14 @@ async fn watchdog(metrics: Metrics, lag_ms: Arc<AtomicU64>, shutdown: Cancellati
     }
 }
 
-async fn refresh_registry(registry: Registry, shutdown: CancellationToken) {
+async fn refresh_registry(registry: Registry, metrics: Metrics, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(REGISTRY_REFRESH) => {}
         }
         if let Err(error) = registry.reload().await {
+            metrics.db_errors.with_label_values(&["registry"]).inc();
             tracing::warn!(%error, "periodic registry reload failed");
         }
     }
@@ -403,8 +415,14 @@ async fn prune_expired(
                     );
                 }
             }
-            Ok(Err(error)) => tracing::warn!(%error, "retention pass failed; trying again later"),
-            Err(_) => tracing::warn!("retention pass took over 5 minutes; trying again later"),
+            Ok(Err(error)) => {
+                metrics.db_errors.with_label_values(&["retention"]).inc();
+                tracing::warn!(%error, "retention pass failed; trying again later");
+            }
+            Err(_) => {
+                metrics.db_errors.with_label_values(&["retention"]).inc();
+                tracing::warn!("retention pass took over 5 minutes; trying again later");
+            }
         }
     }
 }

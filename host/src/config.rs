@@ -12,10 +12,12 @@ use figment::providers::{Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+mod check;
 mod ingest;
 mod retention;
+mod validate;
+pub use check::{InvalidConfig, OutputFormat};
 pub use ingest::IngestConfig;
-use ingest::{MAX_CONFIRMATIONS, validate_ingest};
 pub use retention::RetentionConfig;
 mod server;
 
@@ -229,13 +231,20 @@ const WELL_KNOWN_CHAINS: &[(&str, &str, u64)] = &[
 
 impl Config {
     /// Loads defaults → TOML file (if any) → environment, then validates.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+    pub fn load(file: Option<&Path>) -> Result<Config, InvalidConfig> {
         let env: Vec<(String, String)> = std::env::vars().collect();
         Self::load_from(file, &env)
     }
 
     /// Like [`Config::load`] with an explicit environment, so tests need not touch the process's.
-    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Config> {
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Config, InvalidConfig> {
+        Self::read(file, env).map_err(InvalidConfig)
+    }
+
+    fn read(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -248,7 +257,10 @@ impl Config {
                 figment = figment.merge((*key, env_value(key, value)));
             }
         }
-        let mut config: Config = figment.extract().context("invalid configuration")?;
+        // figment names the key and the file; its profile prefix would only confuse the reader.
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!(e.to_string().replace("key \"default.", "key \"")))?;
         for (var, name, chain_id) in WELL_KNOWN_CHAINS {
             if let Some((_, urls)) = env.iter().find(|(k, _)| k == var) {
                 config.add_well_known_chain(name, *chain_id, urls);
@@ -271,95 +283,6 @@ impl Config {
             confirmations: 0,
             start_block: None,
         });
-    }
-
-    /// Checks everything that can be checked before start-up, with messages that name the setting.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
-        {
-            bail!(
-                "DATABASE_URL must start with sqlite:// or postgres://, got {:?}",
-                self.database_url
-            );
-        }
-        if self.batch.max_events == 0 {
-            bail!("PIPELINE_BATCH_MAX_EVENTS must be at least 1");
-        }
-        if !(1..=4096).contains(&self.batch.max_in_flight_mib) {
-            bail!(
-                "PIPELINE_BATCH_MAX_IN_FLIGHT_MIB must be between 1 and 4096, got {}",
-                self.batch.max_in_flight_mib
-            );
-        }
-        let d = &self.delivery;
-        if !(1..=100_000).contains(&d.workers) {
-            bail!(
-                "PIPELINE_DELIVERY_WORKERS must be between 1 and 100000, got {}",
-                d.workers
-            );
-        }
-        if !(1..=10_000).contains(&d.per_endpoint_concurrency) {
-            bail!(
-                "delivery.per_endpoint_concurrency must be between 1 and 10000, got {}",
-                d.per_endpoint_concurrency
-            );
-        }
-        if d.poll_interval_ms < 10 {
-            bail!(
-                "delivery.poll_interval_ms must be at least 10, got {}",
-                d.poll_interval_ms
-            );
-        }
-        if d.lease_ms <= d.request_timeout_ms {
-            bail!(
-                "delivery.lease_ms ({}) must exceed delivery.request_timeout_ms ({}), or attempts outlive their lease",
-                d.lease_ms,
-                d.request_timeout_ms
-            );
-        }
-        if d.connect_timeout_ms == 0 || d.request_timeout_ms == 0 || d.body_timeout_ms == 0 {
-            bail!("delivery timeouts must be positive");
-        }
-        self.retention.periods()?;
-        if d.body_timeout_ms > d.request_timeout_ms {
-            bail!(
-                "delivery.body_timeout_ms ({}) must not exceed delivery.request_timeout_ms ({})",
-                d.body_timeout_ms,
-                d.request_timeout_ms
-            );
-        }
-        parse_retry_schedule(&self.delivery.retry_schedule)
-            .context("PIPELINE_DELIVERY_RETRY_SCHEDULE")?;
-        self.server.validate(self.plugin.compile_timeout_ms)?;
-        parse_cidrs(&self.delivery.allowed_cidrs).context("PIPELINE_DELIVERY_ALLOWED_CIDRS")?;
-        validate_ingest(&self.ingest)?;
-        let mut seen = std::collections::HashSet::new();
-        for chain in &self.chains {
-            if chain.ws_urls.is_empty() {
-                bail!("chain {:?} has no ws_urls", chain.name);
-            }
-            if !seen.insert(chain.chain_id) {
-                bail!("chain id {} is configured twice", chain.chain_id);
-            }
-            if chain.confirmations > MAX_CONFIRMATIONS {
-                bail!(
-                    "chain {:?}: confirmations must be at most {MAX_CONFIRMATIONS}, got {}",
-                    chain.name,
-                    chain.confirmations
-                );
-            }
-            for url in &chain.ws_urls {
-                if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                    // Redacted: a URL with a typo may still carry its API key.
-                    bail!(
-                        "chain {:?}: {} is not a ws:// or wss:// URL",
-                        chain.name,
-                        crate::redact::url(url)
-                    );
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod backlog;
 pub mod batch;
 pub mod config;
 pub mod deliver;

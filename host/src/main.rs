@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use pipeline_host::config::{Config, LogFormat};
+use pipeline_host::config::{Config, InvalidConfig, LogFormat, OutputFormat};
 use pipeline_host::dev::{self, DevOptions};
 use pipeline_host::devnode::{self, NodeOptions};
 use pipeline_host::event::ChainLog;
@@ -44,6 +44,9 @@ enum Command {
     /// Work with plugin modules locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Watch the product work: a replay node of recorded mainnet blocks, the host on SQLite, the
     /// example plugins and a subscription delivering to a local verifying receiver, all in one.
     Dev(DevOptions),
@@ -61,6 +64,18 @@ enum Command {
         /// Re-POST each verified webhook here.
         #[arg(long)]
         forward: Option<url::Url>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration (file, then environment) as `serve` would, and print
+    /// the effective configuration with secrets redacted. Exit status 2 when it is invalid.
+    Check {
+        #[arg(long, env = "PIPELINE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Toml)]
+        format: OutputFormat,
     },
 }
 
@@ -107,6 +122,9 @@ fn main() -> ExitCode {
         None => serve(cli.config),
         Some(Command::Serve { config }) => serve(config.or(cli.config)),
         Some(Command::Migrate { config }) => migrate(config.or(cli.config)),
+        Some(Command::Config(ConfigCommand::Check { config, format })) => {
+            config_check(config.or(cli.config), format)
+        }
         Some(Command::Plugin(PluginCommand::Check { file })) => plugin_check(&file),
         Some(Command::Plugin(PluginCommand::New { name, dir, sdk })) => {
             plugin_new(&name, &dir, sdk.as_deref())
@@ -138,7 +156,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // 2, like a usage error: the operator's input is wrong, not the host or its environment.
+            if error.downcast_ref::<InvalidConfig>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -252,6 +275,14 @@ fn migrate(config_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config_check(config_file: Option<PathBuf>, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_file.as_deref())?;
+    let text = config.render_redacted(format)?;
+    writeln!(std::io::stdout().lock(), "{}", text.trim_end())?;
+    eprintln!("configuration is valid");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,13 +10,15 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerLimits;
+
+mod known;
 
 /// Cheap to clone: every handle is an `Arc` inside.
 #[derive(Clone)]
@@ -43,6 +45,10 @@ pub struct Metrics {
     pub db_statements: IntCounterVec,
     pub pruned_rows: IntCounterVec,
     pub runtime_lag: Histogram,
+    pub deliveries_outstanding: IntGauge,
+    pub deliveries_due: IntGauge,
+    pub deliveries_oldest_due_age: Gauge,
+    pub db_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -175,6 +181,29 @@ impl Metrics {
                 "pipeline_runtime_scheduler_lag_seconds",
                 "Watchdog: how late a 100 ms timer fires",
                 LATENCY_BUCKETS,
+            )?,
+            deliveries_outstanding: gauge(
+                &r,
+                "pipeline_deliveries_outstanding",
+                "Deliveries not finished (pending or retrying, held ones excluded), sampled from the store",
+            )?,
+            deliveries_due: gauge(
+                &r,
+                "pipeline_deliveries_due",
+                "Deliveries due now and leased to no replica, sampled from the store",
+            )?,
+            deliveries_oldest_due_age: register(
+                &r,
+                Gauge::new(
+                    "pipeline_deliveries_oldest_due_age_seconds",
+                    "How long the longest-waiting due delivery has been due (0 when none is)",
+                )?,
+            )?,
+            db_errors: counter_vec(
+                &r,
+                "pipeline_db_errors_total",
+                "Failed database operations by purpose",
+                &["purpose"],
             )?,
             registry: Arc::new(r),
         })

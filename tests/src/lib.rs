@@ -12,6 +12,7 @@ pub mod checks;
 pub mod command;
 pub mod fixture;
 pub mod host;
+pub mod operations;
 pub mod plugins;
 pub mod postgres;
 pub mod receiver;

@@ -140,3 +140,127 @@ fn plugin_check_names_the_fault() {
     assert_eq!(lines[0]["ok"], true);
     assert_eq!(lines[0]["id"].as_str().unwrap().len(), 64);
 }
+
+/// Runs `pipeline ARGS` with `env` and none of the host's variables inherited from the test
+/// environment; returns (exit code, stdout, stderr).
+fn pipeline_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(pipeline_binary());
+    cmd.args(args);
+    for (var, _) in std::env::vars() {
+        if var.starts_with("PIPELINE_") || var == "DATABASE_URL" || var.ends_with("_WSS") {
+            cmd.env_remove(var);
+        }
+    }
+    let out = cmd
+        .envs(env.iter().copied())
+        .output()
+        .expect("run pipeline");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each bad file makes `pipeline --config FILE` (serve) exit with status 2 before anything
+/// starts, with a message naming the setting; `config check` says the same.
+#[test]
+fn an_invalid_configuration_exits_with_status_2_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[delivery]\nworkers = 0\n", "delivery.workers"),
+        ("[delivery]\nworkerz = 4\n", "delivery.workerz"),
+        ("[batch]\nmax_events = \"many\"\n", "batch.max_events"),
+        ("[retention]\ndead = \"forever\"\n", "retention.dead"),
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
+        (
+            "[[chains]]\nname = \"x\"\nchain_id = 1\nws_urls = [\"https://node.example/KEY\"]\n",
+            "ws_urls",
+        ),
+    ];
+    for (i, (text, setting)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["--config", path],
+            vec!["config", "check", "--config", path],
+        ] {
+            let (code, stdout, stderr) = pipeline_with_env(&args, &[]);
+            assert_eq!(code, 2, "{args:?} on {text:?}: {stdout}{stderr}");
+            assert!(stderr.contains(setting), "{setting} not named: {stderr}");
+            assert!(!stderr.contains("KEY"), "node URL secret in: {stderr}");
+        }
+    }
+    let missing = dir.path().join("missing.toml");
+    let (code, _, stderr) = pipeline_with_env(&["--config", missing.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) =
+        pipeline_with_env(&["config", "check"], &[("PIPELINE_DELIVERY_WORKERS", "0")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("PIPELINE_DELIVERY_WORKERS"), "{stderr}");
+}
+
+/// `config check` prints what `serve` would run with — file and environment merged — with the
+/// admin token, the database password and node URL keys replaced, in TOML that loads again and
+/// in JSON.
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &file,
+        "admin_token = \"tok-ADMINSECRET\"\n[batch]\nmax_events = 42\nmax_wait_ms = 7\n\
+         [[chains]]\nname = \"main\"\nchain_id = 1\nws_urls = [\"wss://node.example/v3/NODEKEY1\", \"wss://bob:NODEPW2@b.example\"]\n",
+    )
+    .unwrap();
+    let env = [
+        (
+            "DATABASE_URL",
+            "postgres://app:DBPASSWORD@db.example:5432/pipeline?sslmode=require",
+        ),
+        ("PIPELINE_DELIVERY_WORKERS", "12"),
+    ];
+    let secrets = ["tok-ADMINSECRET", "NODEKEY1", "NODEPW2", "DBPASSWORD"];
+    let file_arg = file.to_str().unwrap();
+    let (code, json, stderr) = pipeline_with_env(
+        &["config", "check", "--config", file_arg, "--format", "json"],
+        &env,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, toml, stderr) = pipeline_with_env(&["config", "check", "--config", file_arg], &env);
+    assert_eq!(code, 0, "{stderr}");
+    for secret in secrets {
+        assert!(!json.contains(secret), "{secret} in:\n{json}");
+        assert!(!toml.contains(secret), "{secret} in:\n{toml}");
+    }
+    let value: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["batch"]["max_events"], 42, "from the file: {json}");
+    assert_eq!(
+        value["delivery"]["workers"], 12,
+        "from the environment: {json}"
+    );
+    assert_eq!(
+        value["database_url"],
+        "postgres://app:REDACTED@db.example:5432/pipeline?sslmode=require"
+    );
+    assert_eq!(value["chains"][0]["ws_urls"][0], "wss://node.example/…");
+    assert_eq!(value["admin_token"], "[redacted]");
+
+    // The TOML is a loadable config file: checking it again gives the same JSON.
+    let printed = dir.path().join("effective.toml");
+    std::fs::write(&printed, &toml).unwrap();
+    let (code, again, stderr) = pipeline_with_env(
+        &[
+            "config",
+            "check",
+            "--config",
+            printed.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}\n{toml}");
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), value);
+}

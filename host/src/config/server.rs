@@ -81,7 +81,7 @@ mod tests {
         std::fs::write(&path, text)?;
         let config = Config::load_from(Some(&path), &[]);
         let _ = std::fs::remove_dir_all(&dir);
-        config
+        Ok(config?)
     }
 
     #[test]

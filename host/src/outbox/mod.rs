@@ -86,6 +86,7 @@ async fn write_until_durable(
                 return (inserted, stats.lease_until);
             }
             Err(error) => {
+                metrics.db_errors.with_label_values(&["outbox"]).inc();
                 tracing::error!(%error, deliveries = batch.write.deliveries.len(), retry_in_ms = backoff.as_millis() as u64, "outbox write failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

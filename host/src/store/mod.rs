@@ -4,6 +4,7 @@
 //! parameters (`rows.rs`) or, off the hot path, as one JSON parameter, so a batch costs one
 //! statement per table (per 512 rows).
 
+mod backlog;
 mod deliveries;
 mod held;
 mod lock;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
+pub use backlog::Backlog;
 pub use held::HeldChanges;
 pub use lock::ChainLock;
 pub use models::*;
