@@ -38,6 +38,7 @@ pub struct Metrics {
     pub chain_head_lag: HistogramVec,
     pub reorgs: IntCounterVec,
     pub ws_reconnects: IntCounterVec,
+    pub cursor_writes_fenced: IntCounter,
     pub queue_depth: IntGaugeVec,
     pub breaker_open: IntGauge,
     pub db_statements: IntCounterVec,
@@ -146,6 +147,11 @@ impl Metrics {
                 "pipeline_ws_reconnects_total",
                 "WebSocket reconnects to chain nodes",
                 &["chain"],
+            )?,
+            cursor_writes_fenced: counter(
+                &r,
+                "pipeline_cursor_writes_fenced_total",
+                "Batch writes whose chain cursor was refused: another replica owns the chain now",
             )?,
             queue_depth: gauge_vec(
                 &r,

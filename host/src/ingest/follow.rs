@@ -176,6 +176,9 @@ impl ChainIngest {
                 None => target,
             };
             catch_up.report(next, target);
+            // A long gap fill must stop too once another replica owns the chain (checked at most
+            // every OWNERSHIP_CHECK, like heads).
+            self.check_ownership().await?;
             let header = if next == head.number {
                 head.clone()
             } else {

@@ -19,6 +19,7 @@ use crate::event::BlockKind;
 
 mod hostile;
 mod props;
+mod state;
 
 /// A chain the test edits: blocks by hash, the canonical hash per height.
 #[derive(Default)]

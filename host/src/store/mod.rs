@@ -5,6 +5,7 @@
 //! statement per table (per 512 rows).
 
 mod deliveries;
+mod fence;
 mod lock;
 pub mod models;
 mod outbox;
@@ -50,6 +51,8 @@ pub struct Store {
     /// PostgreSQL the same pool as everything else.
     writer: AnyPool,
     dialect: Dialect,
+    /// The epoch this process took per chain it locked (`fence.rs`).
+    fences: fence::Fences,
 }
 
 /// SQLite page cache of the writer connection (KiB): the deliveries table's recent pages and its
@@ -108,6 +111,7 @@ impl Store {
             pool,
             writer,
             dialect,
+            fences: Default::default(),
         })
     }
 

@@ -481,3 +481,5 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
     })
     .await;
 }
+
+mod fencing;
