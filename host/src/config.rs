@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 mod ingest;
 mod retention;
 pub use ingest::IngestConfig;
-use ingest::{MAX_CONFIRMATIONS, validate_ingest};
+use ingest::{MAX_CONFIRMATIONS, validate_chain_stale, validate_ingest};
 pub use retention::RetentionConfig;
 mod server;
 
@@ -73,6 +73,11 @@ pub struct ChainConfig {
     /// First block to ingest when no cursor is stored (default: the current head).
     #[serde(default)]
     pub start_block: Option<u64>,
+    /// No new head for this long (ms): the chain is stale — reconnect or fail over to the next
+    /// URL, `/readyz` not ready for it. Default from the chain's block time
+    /// ([`ChainConfig::stale_after`]).
+    #[serde(default)]
+    pub stale_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,6 +275,7 @@ impl Config {
             ws_urls,
             confirmations: 0,
             start_block: None,
+            stale_after_ms: None,
         });
     }
 
@@ -341,6 +347,7 @@ impl Config {
             if !seen.insert(chain.chain_id) {
                 bail!("chain id {} is configured twice", chain.chain_id);
             }
+            validate_chain_stale(chain)?;
             if chain.confirmations > MAX_CONFIRMATIONS {
                 bail!(
                     "chain {:?}: confirmations must be at most {MAX_CONFIRMATIONS}, got {}",

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub reorgs: IntCounterVec,
     pub ws_reconnects: IntCounterVec,
     pub cursor_writes_fenced: IntCounter,
+    pub chain_stale: IntGaugeVec,
     pub queue_depth: IntGaugeVec,
     pub breaker_open: IntGauge,
     pub db_statements: IntCounterVec,
@@ -146,6 +147,12 @@ impl Metrics {
                 &r,
                 "pipeline_ws_reconnects_total",
                 "WebSocket reconnects to chain nodes",
+                &["chain"],
+            )?,
+            chain_stale: gauge_vec(
+                &r,
+                "pipeline_chain_stale",
+                "1 while a chain has had no new head for its stale_after period (reconnecting or failing over)",
                 &["chain"],
             )?,
             cursor_writes_fenced: counter(

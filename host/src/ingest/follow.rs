@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use super::chain::{Window, WindowBlock};
 use super::rpc::{Connection, Header};
 use super::{
-    ChainHealth, Downstream, HEAD_SILENCE, IngestError, NodeLimits, REORG_WINDOW_BYTES,
-    REQUEST_TIMEOUT, Relevance, check,
+    ChainHealth, Downstream, IngestError, NodeLimits, REORG_WINDOW_BYTES, REQUEST_TIMEOUT,
+    Relevance, check,
 };
 use crate::config::ChainConfig;
 use crate::event::{BlockKind, BlockLogs};
@@ -73,6 +73,9 @@ pub(super) struct ChainIngest {
     pub(super) health: Arc<ChainHealth>,
     pub(super) lock: Option<ChainLock>,
     pub(super) lock_checked_at: Instant,
+    /// The highest head seen, and when it arrived: staleness is measured from there.
+    pub(super) best_head: Option<u64>,
+    pub(super) progress_at: Instant,
 }
 
 impl ChainIngest {
@@ -135,19 +138,62 @@ impl ChainIngest {
         let latest: Header = conn
             .request("eth_getBlockByNumber", json!(["latest", false]))
             .await?;
+        let connected_at = Instant::now();
         self.on_head(&mut conn, latest).await?;
         loop {
-            let head = conn.next_head(HEAD_SILENCE).await?;
+            let head = self.next_new_head(&mut conn, connected_at).await?;
             self.check_ownership().await?;
             self.on_head(&mut conn, head).await?;
         }
     }
 
-    async fn on_head(&mut self, conn: &mut Connection, head: Header) -> Result<(), IngestError> {
-        let chain = self.chain.name.as_str();
+    /// The next head, unless the chain goes stale first: no new head within `stale_after` of the
+    /// last one (or of connecting, so each node gets a full period). Heads that are not new (a
+    /// node repeating itself) do not count as progress.
+    async fn next_new_head(
+        &mut self,
+        conn: &mut Connection,
+        connected_at: Instant,
+    ) -> Result<Header, IngestError> {
+        let limit = self.chain.stale_after();
+        let since = self.progress_at.max(connected_at);
+        let wait = limit.saturating_sub(since.elapsed());
+        match conn.next_head(wait).await {
+            Err(super::RpcError::Timeout(_)) => {
+                self.health.stale.store(true, Ordering::Relaxed);
+                self.metrics
+                    .chain_stale
+                    .with_label_values(&[&self.chain.name])
+                    .set(1);
+                Err(IngestError::Stale {
+                    silent_s: self.progress_at.elapsed().as_secs(),
+                    limit_s: limit.as_secs(),
+                })
+            }
+            result => Ok(result?),
+        }
+    }
+
+    /// A head above every earlier one: the chain is progressing (no longer stale).
+    fn note_progress(&mut self, number: u64) {
+        if self.best_head.is_some_and(|best| number <= best) {
+            return;
+        }
+        self.best_head = Some(number);
+        self.progress_at = Instant::now();
         self.health
             .last_head_at_ms
             .store(now_ms(), Ordering::Relaxed);
+        self.health.stale.store(false, Ordering::Relaxed);
+        self.metrics
+            .chain_stale
+            .with_label_values(&[&self.chain.name])
+            .set(0);
+    }
+
+    async fn on_head(&mut self, conn: &mut Connection, head: Header) -> Result<(), IngestError> {
+        self.note_progress(head.number);
+        let chain = self.chain.name.as_str();
         self.metrics
             .chain_head
             .with_label_values(&[chain])

@@ -31,8 +31,6 @@ use rpc::RpcError;
 
 /// Every request to a node is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// A node silent this long is reconnected (a dev node without traffic may be idle for a while).
-const HEAD_SILENCE: Duration = Duration::from_secs(300);
 /// Reorgs deeper than this many blocks cannot withdraw logs (they are rare after the merge).
 const REORG_WINDOW: usize = 64;
 /// The window's logs take at most this much memory: at high matched rates the oldest blocks keep
@@ -77,6 +75,8 @@ enum IngestError {
     Stopped,
     #[error("lost ownership of the chain (database session ended)")]
     LostOwnership,
+    #[error("no new head for {silent_s} s (stale after {limit_s} s)")]
+    Stale { silent_s: u64, limit_s: u64 },
 }
 
 /// Whether a log could have been delivered (some subscription's address/topic filter matches it):
@@ -141,6 +141,8 @@ pub async fn run(
         health: task.health,
         lock: None,
         lock_checked_at: Instant::now(),
+        best_head: None,
+        progress_at: Instant::now(),
     };
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;

@@ -161,6 +161,7 @@ async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
         ws_urls,
         confirmations: 0,
         start_block: Some(1),
+        stale_after_ms: None,
     };
     let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
