@@ -40,6 +40,7 @@ pub struct Metrics {
     pub ws_reconnects: IntCounterVec,
     pub cursor_writes_fenced: IntCounter,
     pub chain_stale: IntGaugeVec,
+    pub reorgs_too_deep: IntCounterVec,
     pub queue_depth: IntGaugeVec,
     pub breaker_open: IntGauge,
     pub db_statements: IntCounterVec,
@@ -147,6 +148,12 @@ impl Metrics {
                 &r,
                 "pipeline_ws_reconnects_total",
                 "WebSocket reconnects to chain nodes",
+                &["chain"],
+            )?,
+            reorgs_too_deep: counter_vec(
+                &r,
+                "pipeline_reorgs_too_deep_total",
+                "Reorgs deeper than the reorg window: delivered logs of orphaned blocks could not be withdrawn",
                 &["chain"],
             )?,
             chain_stale: gauge_vec(

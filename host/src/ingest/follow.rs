@@ -76,6 +76,8 @@ pub(super) struct ChainIngest {
     /// The highest head seen, and when it arrived: staleness is measured from there.
     pub(super) best_head: Option<u64>,
     pub(super) progress_at: Instant,
+    /// Where applied blocks near the head are stored for the reorg window (`durable.rs`).
+    pub(super) store: Store,
 }
 
 impl ChainIngest {
@@ -94,22 +96,6 @@ impl ChainIngest {
             Ok(())
         } else {
             Err(IngestError::LostOwnership)
-        }
-    }
-
-    /// Starts the window at the durable cursor, so the first head fills the gap since.
-    pub(super) async fn seed_from_cursor(&mut self, store: &Store) {
-        match store.get_cursor(self.chain.chain_id).await {
-            Ok(Some(cursor)) => match check::cursor(cursor.block_number, &cursor.block_hash) {
-                Ok((number, hash)) => self.window.push(WindowBlock::new(number, hash, Vec::new())),
-                Err(error) => {
-                    tracing::error!(chain = %self.chain.name, %error, "stored cursor is invalid; starting from the head")
-                }
-            },
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(chain = %self.chain.name, %error, "cannot read the chain cursor")
-            }
         }
     }
 
@@ -274,7 +260,8 @@ impl ChainIngest {
         let orphans = match ancestor {
             Some(number) => self.window.rollback_above(number),
             None => {
-                tracing::error!(chain = %self.chain.name, depth = branch.len(), "reorg deeper than the window; orphaned logs cannot be withdrawn");
+                let oldest_new = branch.last().map_or(0, |h| h.number);
+                self.report_deep_reorg(oldest_new);
                 let all = self.window.rollback_above(0);
                 self.window.clear();
                 all
@@ -342,9 +329,11 @@ impl ChainIngest {
             received_at,
             in_flight,
         };
-        self.emit(block).await?;
         let relevant = &self.relevant;
-        let relevant_logs = logs.into_iter().filter(|log| relevant(log)).collect();
+        let relevant_logs: Vec<_> = logs.into_iter().filter(|log| relevant(log)).collect();
+        // Stored before it is sent on: a cursor can only name a block already stored.
+        self.persist(&header, &relevant_logs).await?;
+        self.emit(block).await?;
         self.window
             .push(WindowBlock::new(header.number, header.hash, relevant_logs));
         Ok(())

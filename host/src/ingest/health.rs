@@ -24,6 +24,8 @@ pub struct ChainHealth {
     pub url: Mutex<Option<String>>,
     /// Set through [`ChainHealth::set_error`].
     pub last_error: Mutex<Option<LastError>>,
+    /// The last reorg deeper than the window (what could not be withdrawn), and when.
+    pub deep_reorg: Mutex<Option<(String, i64)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +66,20 @@ impl ChainHealth {
         }
     }
 
+    pub(super) fn set_deep_reorg(&self, what: String) {
+        if let Ok(mut slot) = self.deep_reorg.lock() {
+            *slot = Some((what, now_ms()));
+        }
+    }
+
+    /// The last reorg deeper than the window, as `/readyz` shows it (it stays: what it did not
+    /// withdraw was delivered).
+    fn deep_reorg(&self) -> Option<String> {
+        let (what, at_ms) = self.deep_reorg.lock().ok()?.clone()?;
+        let age_s = now_ms().saturating_sub(at_ms) / 1000;
+        Some(format!("{what} ({age_s} s ago)"))
+    }
+
     /// The last error, as `/readyz` shows it: which node (redacted), what, how long ago.
     pub fn last_error(&self) -> Option<String> {
         let last = self.last_error.lock().ok()?.clone()?;
@@ -94,6 +110,20 @@ impl ChainHealth {
     /// never connected is not ready either. A recovered error still shows, so an operator can see
     /// why the chain failed over.
     pub fn readiness(&self) -> Result<Option<String>, String> {
+        let Some(deep) = self.deep_reorg() else {
+            return self.connection_readiness();
+        };
+        let with_deep = |detail: Option<String>| match detail {
+            Some(detail) => format!("{detail}; deep reorg: {deep}"),
+            None => format!("deep reorg: {deep}"),
+        };
+        match self.connection_readiness() {
+            Ok(detail) => Ok(Some(with_deep(detail))),
+            Err(why) => Err(with_deep(Some(why))),
+        }
+    }
+
+    fn connection_readiness(&self) -> Result<Option<String>, String> {
         let last_error = self.last_error();
         if self.standby.load(Ordering::Relaxed) {
             return Ok(Some("standby: another replica ingests this chain".into()));

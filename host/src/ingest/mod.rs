@@ -8,6 +8,7 @@
 
 mod chain;
 mod check;
+mod durable;
 mod follow;
 mod health;
 mod ownership;
@@ -75,6 +76,8 @@ enum IngestError {
     Stopped,
     #[error("lost ownership of the chain (database session ended)")]
     LostOwnership,
+    #[error("cannot store the block for the reorg window: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("no new head for {silent_s} s (stale after {limit_s} s)")]
     Stale { silent_s: u64, limit_s: u64 },
 }
@@ -143,6 +146,7 @@ pub async fn run(
         lock_checked_at: Instant::now(),
         best_head: None,
         progress_at: Instant::now(),
+        store: store.clone(),
     };
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;
@@ -156,7 +160,7 @@ pub async fn run(
             ingest.window.clear();
         }
         if ingest.window.tip().is_none() {
-            ingest.seed_from_cursor(&store).await;
+            ingest.seed_from_cursor().await;
         }
         let urls = &ingest.chain.ws_urls;
         let Some(url) = urls.get(attempt % urls.len().max(1)).cloned() else {

@@ -12,6 +12,7 @@ mod outbox;
 mod resources;
 mod retention;
 mod rows;
+mod window;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +24,7 @@ pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
 pub use retention::{Cutoffs, Pruned};
+pub use window::StoredBlock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

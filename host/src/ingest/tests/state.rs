@@ -8,15 +8,21 @@ use super::*;
 /// Blocks 0..n with distinct hashes (the number in the hash's last 8 bytes).
 fn long_chain(n: u64) -> Arc<Mutex<FakeChain>> {
     let mut chain = FakeChain::default();
-    let mut parent = B256::ZERO;
-    for number in 0..n {
-        let mut hash = B256::repeat_byte(0x40);
+    rewrite(&mut chain, 0, n, 0x40);
+    Arc::new(Mutex::new(chain))
+}
+
+/// Replaces blocks `from..to` with a branch whose hashes start with `branch`.
+fn rewrite(chain: &mut FakeChain, from: u64, to: u64, branch: u8) {
+    chain.canonical.truncate(from as usize);
+    let mut parent = chain.canonical.last().copied().unwrap_or(B256::ZERO);
+    for number in from..to {
+        let mut hash = B256::repeat_byte(branch);
         hash.0[24..].copy_from_slice(&number.to_be_bytes());
         chain.blocks.insert(hash, (number, parent));
         chain.canonical.push(hash);
         parent = hash;
     }
-    Arc::new(Mutex::new(chain))
 }
 
 /// A fresh database on the PostgreSQL test server; `None` when none is configured.
@@ -33,23 +39,17 @@ async fn postgres_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
-#[tokio::test]
-async fn a_gap_fill_stops_once_another_replica_owns_the_chain() {
-    let Some(db) = postgres_url().await else {
-        return;
-    };
-    let a = Store::connect(&db).await.unwrap();
-    a.migrate().await.unwrap();
-    let (node, _push) = fake_node(long_chain(3_000)).await;
-    let config = ChainConfig {
-        name: "fake".into(),
-        chain_id: 31337,
-        ws_urls: vec![node],
-        confirmations: 0,
-        start_block: Some(1),
-        stale_after_ms: None,
-    };
-    let (tx, mut rx) = mpsc::channel(64);
+/// A running ingest task on `store`, with what a test watches of it.
+struct Running {
+    blocks: mpsc::Receiver<BlockLogs>,
+    shutdown: CancellationToken,
+    health: Arc<ChainHealth>,
+    metrics: Metrics,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn spawn_ingest(store: Store, config: ChainConfig) -> Running {
+    let (tx, blocks) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
     let health = ChainHealth::new(&config);
     let task = ChainTask {
@@ -58,9 +58,58 @@ async fn a_gap_fill_stops_once_another_replica_owns_the_chain() {
         limits: crate::config::IngestConfig::default().limits(),
         relevant: Arc::new(|_: &ChainLog| true),
     };
-    let downstream = Downstream::with_budget_kib(tx, 1 << 20);
     let metrics = Metrics::new().unwrap();
-    tokio::spawn(run(task, a, downstream, metrics, shutdown.clone()));
+    let downstream = Downstream::with_budget_kib(tx, 1 << 20);
+    let task = tokio::spawn(run(
+        task,
+        store,
+        downstream,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    Running {
+        blocks,
+        shutdown,
+        health,
+        metrics,
+        task,
+    }
+}
+
+fn chain_config(ws_urls: Vec<String>) -> ChainConfig {
+    ChainConfig {
+        name: "fake".into(),
+        chain_id: 31337,
+        ws_urls,
+        confirmations: 0,
+        start_block: Some(1),
+        stale_after_ms: None,
+    }
+}
+
+async fn sqlite_store() -> Store {
+    let dir = std::env::temp_dir().join(format!("pipeline-state-{}", rand::random::<u32>()));
+    let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn a_gap_fill_stops_once_another_replica_owns_the_chain() {
+    let Some(db) = postgres_url().await else {
+        return;
+    };
+    let a = Store::connect(&db).await.unwrap();
+    a.migrate().await.unwrap();
+    let (node, _push) = fake_node(long_chain(3_000)).await;
+    let Running {
+        blocks: mut rx,
+        shutdown,
+        health,
+        ..
+    } = spawn_ingest(a, chain_config(vec![node]));
     // A owns the chain and fills the gap from block 1; its output fills up behind this block.
     assert_eq!(next_block(&mut rx).await.number, 1);
     // A's database session ends and replica B takes the chain over.
@@ -117,37 +166,15 @@ async fn a_node_that_stops_sending_heads_is_stale_and_left_for_the_next() {
     let second = chain_of_blocks_0_to_3();
     let (first_url, _first_push) = fake_node(first).await;
     let (second_url, second_push) = fake_node(second.clone()).await;
-    let dir = std::env::temp_dir().join(format!("pipeline-stale-{}", rand::random::<u32>()));
-    let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let config = ChainConfig {
-        name: "fake".into(),
-        chain_id: 31337,
-        ws_urls: vec![first_url, second_url],
-        confirmations: 0,
-        start_block: Some(1),
-        stale_after_ms: Some(1_000),
-    };
-    let (tx, mut rx) = mpsc::channel(64);
-    let shutdown = CancellationToken::new();
-    let health = ChainHealth::new(&config);
-    let task = ChainTask {
-        health: health.clone(),
-        chain: config,
-        limits: crate::config::IngestConfig::default().limits(),
-        relevant: Arc::new(|_: &ChainLog| true),
-    };
-    let metrics = Metrics::new().unwrap();
-    let downstream = Downstream::with_budget_kib(tx, 1024);
-    tokio::spawn(run(
-        task,
-        store,
-        downstream,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+    let mut config = chain_config(vec![first_url, second_url]);
+    config.stale_after_ms = Some(1_000);
+    let Running {
+        blocks: mut rx,
+        shutdown,
+        health,
+        metrics,
+        ..
+    } = spawn_ingest(sqlite_store().await, config);
     for n in 1..=3 {
         assert_eq!(next_block(&mut rx).await.number, n);
     }
@@ -180,4 +207,90 @@ async fn a_node_that_stops_sending_heads_is_stale_and_left_for_the_next() {
     assert!(health.readiness().is_ok(), "{:?}", health.readiness());
     assert_eq!(stale.get(), 0);
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_reorg_after_a_restart_withdraws_the_logs_sent_before_it() {
+    let chain = chain_of_blocks_0_to_3();
+    let (url, push) = fake_node(chain.clone()).await;
+    let store = sqlite_store().await;
+    let mut first = spawn_ingest(store.clone(), chain_config(vec![url.clone()]));
+    for n in 1..=3u64 {
+        assert_eq!(next_block(&mut first.blocks).await.number, n);
+    }
+    first.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), first.task)
+        .await
+        .unwrap()
+        .unwrap();
+    // The outbox made blocks 1..=3 durable (their logs delivered) and moved the cursor to 3.
+    let cursor = crate::store::Cursor {
+        chain_id: 31337,
+        block_number: 3,
+        block_hash: format!("{:#x}", B256::repeat_byte(0x13)),
+    };
+    let write = crate::store::OutboxWrite {
+        cursors: vec![cursor],
+        ..Default::default()
+    };
+    store.write_batch(&write, 60_000).await.unwrap();
+    // While the host is down, 2 and 3 are replaced by 2', 3', 4'.
+    {
+        let mut c = chain.lock().unwrap();
+        c.set(2, 0x22);
+        c.set(3, 0x23);
+        c.set(4, 0x24);
+    }
+    let mut second = spawn_ingest(store, chain_config(vec![url]));
+    for orphan in [3u64, 2] {
+        let block = next_block(&mut second.blocks).await;
+        assert_eq!((block.number, block.kind), (orphan, BlockKind::Orphaned));
+        assert_eq!(block.hash, B256::repeat_byte(0x10 + orphan as u8));
+        assert_eq!(block.logs.len(), 1, "the log sent before the restart");
+        assert!(block.logs[0].removed);
+        assert!(block.logs[0].raw.contains("\"removed\":true"));
+    }
+    for (n, tag) in [(2u64, 0x22u8), (3, 0x23), (4, 0x24)] {
+        let block = next_block(&mut second.blocks).await;
+        assert_eq!(
+            (block.number, block.hash, block.kind),
+            (n, B256::repeat_byte(tag), BlockKind::Canonical)
+        );
+    }
+    assert_eq!(second.metrics.reorgs.with_label_values(&["fake"]).get(), 1);
+    drop(push);
+    second.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_reorg_deeper_than_the_window_is_reported_with_its_depth() {
+    let chain = long_chain(100);
+    let (url, push) = fake_node(chain.clone()).await;
+    let mut running = spawn_ingest(sqlite_store().await, chain_config(vec![url]));
+    for n in 1..=99u64 {
+        assert_eq!(next_block(&mut running.blocks).await.number, n);
+    }
+    // Blocks 20..=100 replaced: 80 blocks deep, past the 64-block window.
+    let head = {
+        let mut c = chain.lock().unwrap();
+        rewrite(&mut c, 20, 101, 0x50);
+        let head = *c.canonical.last().unwrap();
+        head_notification(&c, &head)
+    };
+    push.send(head).unwrap();
+    loop {
+        let block = next_block(&mut running.blocks).await;
+        if block.kind == BlockKind::Canonical && block.number == 100 {
+            break;
+        }
+    }
+    let deep = running.metrics.reorgs_too_deep.with_label_values(&["fake"]);
+    assert_eq!(deep.get(), 1);
+    let detail = running.health.readiness().unwrap().unwrap_or_default();
+    assert!(
+        detail.contains("deep reorg: reorg below block 99 at least ")
+            && detail.contains("blocks deep, beyond the 64-block window"),
+        "{detail}"
+    );
+    running.shutdown.cancel();
 }
