@@ -222,6 +222,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_RETENTION_INTERVAL", "retention.interval"),
     ("PIPELINE_INGEST_MAX_MESSAGE_MIB", "ingest.max_message_mib"),
     ("PIPELINE_INGEST_MAX_LOGS_MIB", "ingest.max_logs_mib"),
+    (
+        "PIPELINE_INGEST_MAX_RANGE_BLOCKS",
+        "ingest.max_range_blocks",
+    ),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -381,6 +385,7 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "batch.max_in_flight_mib"
             | "ingest.max_message_mib"
             | "ingest.max_logs_mib"
+            | "ingest.max_range_blocks"
     );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub cursor_writes_fenced: IntCounter,
     pub chain_stale: IntGaugeVec,
     pub reorgs_too_deep: IntCounterVec,
+    pub backfill_blocks: IntCounterVec,
     pub queue_depth: IntGaugeVec,
     pub breaker_open: IntGauge,
     pub db_statements: IntCounterVec,
@@ -148,6 +149,12 @@ impl Metrics {
                 &r,
                 "pipeline_ws_reconnects_total",
                 "WebSocket reconnects to chain nodes",
+                &["chain"],
+            )?,
+            backfill_blocks: counter_vec(
+                &r,
+                "pipeline_backfill_blocks_total",
+                "Blocks caught up through eth_getLogs ranges (far below the head) rather than one by one",
                 &["chain"],
             )?,
             reorgs_too_deep: counter_vec(

@@ -22,6 +22,14 @@ pub struct IngestConfig {
     /// One block's `eth_getLogs` answer (MiB of JSON text). Over it, the block is refused, the
     /// connection dropped and the chain's next URL tried.
     pub max_logs_mib: usize,
+    /// Most blocks one `eth_getLogs` range covers in a catch-up far below the head (the range
+    /// adapts below it: halved when the node refuses, doubled while answers are cheap).
+    #[serde(default = "default_max_range_blocks")]
+    pub max_range_blocks: u64,
+}
+
+fn default_max_range_blocks() -> u64 {
+    10_000
 }
 
 impl Default for IngestConfig {
@@ -29,6 +37,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_message_mib: 32,
             max_logs_mib: 16,
+            max_range_blocks: default_max_range_blocks(),
         }
     }
 }
@@ -38,6 +47,7 @@ impl IngestConfig {
         crate::ingest::NodeLimits {
             max_message_bytes: self.max_message_mib.saturating_mul(1 << 20),
             max_logs_bytes: self.max_logs_mib.saturating_mul(1 << 20),
+            max_range_blocks: self.max_range_blocks,
         }
     }
 }
@@ -116,6 +126,12 @@ pub(super) fn validate_ingest(ingest: &IngestConfig) -> anyhow::Result<()> {
             "PIPELINE_INGEST_MAX_LOGS_MIB must be between 1 and PIPELINE_INGEST_MAX_MESSAGE_MIB ({}), got {}",
             ingest.max_message_mib,
             ingest.max_logs_mib
+        );
+    }
+    if !(1..=1_000_000).contains(&ingest.max_range_blocks) {
+        bail!(
+            "PIPELINE_INGEST_MAX_RANGE_BLOCKS must be between 1 and 1000000, got {}",
+            ingest.max_range_blocks
         );
     }
     Ok(())

@@ -78,12 +78,15 @@ pub(super) struct ChainIngest {
     pub(super) progress_at: Instant,
     /// Where applied blocks near the head are stored for the reorg window (`durable.rs`).
     pub(super) store: Store,
+    /// The adaptive `eth_getLogs` range of catch-ups far below the head (`backfill.rs`).
+    pub(super) range: super::backfill::RangeSize,
+    pub(super) filter: super::FilterSource,
 }
 
 impl ChainIngest {
     /// Stops following when the database session holding the chain lock is gone: another replica
     /// may own the chain by now.
-    async fn check_ownership(&mut self) -> Result<(), IngestError> {
+    pub(super) async fn check_ownership(&mut self) -> Result<(), IngestError> {
         if self.lock_checked_at.elapsed() < super::ownership::OWNERSHIP_CHECK {
             return Ok(());
         }
@@ -211,6 +214,12 @@ impl ChainIngest {
             // A long gap fill must stop too once another replica owns the chain (checked at most
             // every OWNERSHIP_CHECK, like heads).
             self.check_ownership().await?;
+            // Far below the target (more than a reorg window): whole ranges at once.
+            let window_end = target.saturating_sub(self.window.capacity() as u64);
+            if self.window.tip().is_some() && next <= window_end {
+                self.backfill(conn, next, window_end).await?;
+                continue;
+            }
             let header = if next == head.number {
                 head.clone()
             } else {
@@ -224,7 +233,7 @@ impl ChainIngest {
     }
 
     /// The header at `number`; one that names another number is refused.
-    async fn header_by_number(
+    pub(super) async fn header_by_number(
         &self,
         conn: &mut Connection,
         number: u64,
@@ -339,7 +348,7 @@ impl ChainIngest {
         Ok(())
     }
 
-    async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
+    pub(super) async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
         self.output
             .blocks
             .send(block)

@@ -6,6 +6,7 @@
 //! checked (never a wrapping cast), and an answer that disagrees with the header it was asked for
 //! is refused whole — the connection is dropped and the next URL tried, nothing of it delivered.
 
+mod backfill;
 mod chain;
 mod check;
 mod durable;
@@ -25,6 +26,7 @@ use crate::config::ChainConfig;
 use crate::event::{BlockLogs, ChainLog, InFlight};
 use crate::metrics::Metrics;
 use crate::store::Store;
+pub use backfill::{FilterSource, LogFilter};
 use chain::Window;
 use follow::ChainIngest;
 pub use health::{ChainHealth, LastError};
@@ -47,6 +49,8 @@ pub struct NodeLimits {
     pub max_message_bytes: usize,
     /// One block's `eth_getLogs` answer (its JSON text), checked before its logs are parsed.
     pub max_logs_bytes: usize,
+    /// Most blocks in one `eth_getLogs` range of a catch-up.
+    pub max_range_blocks: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +96,8 @@ pub struct ChainTask {
     pub limits: NodeLimits,
     pub health: Arc<ChainHealth>,
     pub relevant: Relevance,
+    /// What a catch-up's range requests ask for: the union of the subscriptions' filters.
+    pub filter: FilterSource,
 }
 
 /// Where ingest sends blocks, and the in-flight memory budget (KiB permits) they are charged to.
@@ -147,6 +153,8 @@ pub async fn run(
         best_head: None,
         progress_at: Instant::now(),
         store: store.clone(),
+        range: backfill::RangeSize::new(task.limits.max_range_blocks),
+        filter: task.filter,
     };
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;

@@ -57,6 +57,7 @@ fn spawn_ingest(store: Store, config: ChainConfig) -> Running {
         chain: config,
         limits: crate::config::IngestConfig::default().limits(),
         relevant: Arc::new(|_: &ChainLog| true),
+        filter: Arc::new(LogFilter::any),
     };
     let metrics = Metrics::new().unwrap();
     let downstream = Downstream::with_budget_kib(tx, 1 << 20);
@@ -292,5 +293,35 @@ async fn a_reorg_deeper_than_the_window_is_reported_with_its_depth() {
             && detail.contains("blocks deep, beyond the 64-block window"),
         "{detail}"
     );
+    running.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_catch_up_far_below_the_head_goes_by_ranges_within_the_providers_limit() {
+    let chain = long_chain(400);
+    chain.lock().unwrap().max_range_logs = Some(50);
+    let (url, _push) = fake_node(chain.clone()).await;
+    let mut running = spawn_ingest(sqlite_store().await, chain_config(vec![url]));
+    // Every block once, in order, across the hand-over from ranges to single blocks.
+    for n in 1..=399u64 {
+        let block = next_block(&mut running.blocks).await;
+        assert_eq!(
+            (block.number, block.kind, block.logs.len()),
+            (n, BlockKind::Canonical, 1)
+        );
+        assert_eq!(block.logs[0].block_number, n);
+    }
+    let more = tokio::time::timeout(Duration::from_millis(300), running.blocks.recv()).await;
+    assert!(more.is_err(), "no block twice");
+    // Ranges (one log per block) cover 1..=335, contiguous, each within the node's 50-log limit,
+    // then the last 64 blocks (a reorg window below the head at 399) go one by one.
+    let ranges = chain.lock().unwrap().ranges.clone();
+    assert_eq!(ranges.first().map(|r| r.0), Some(1));
+    assert_eq!(ranges.last().map(|r| r.1), Some(399 - 64));
+    for pair in ranges.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "{ranges:?}");
+    }
+    assert!(ranges.iter().all(|(from, to)| to - from < 50), "{ranges:?}");
+    assert!(ranges.len() < 30, "ranges, not blocks: {ranges:?}");
     running.shutdown.cancel();
 }
