@@ -204,13 +204,21 @@ impl ChainIngest {
         }
         let target = head.number.saturating_sub(self.chain.confirmations);
         let mut catch_up = CatchUp::new(&self.chain.name);
+        let mut worked = false;
         loop {
             let next = match self.window.tip() {
-                Some(tip) if tip.number >= target => return Ok(()),
+                Some(tip) if tip.number >= target => {
+                    // A long catch-up must not use up the stale period: heads are due from now.
+                    if worked {
+                        self.progress_at = Instant::now();
+                    }
+                    return Ok(());
+                }
                 Some(tip) => tip.number + 1,
                 None => target,
             };
             catch_up.report(next, target);
+            worked = true;
             // A long gap fill must stop too once another replica owns the chain (checked at most
             // every OWNERSHIP_CHECK, like heads).
             self.check_ownership().await?;
