@@ -139,6 +139,27 @@ fn relevance(
     Arc::new(move |log| subscriptions.borrow().matches_any(chain_id, log))
 }
 
+/// What a catch-up's `eth_getLogs` ranges ask for: the union of the chain's active subscriptions'
+/// addresses and topic0s (a superset of what any of them matches), read afresh for each range.
+fn filter_union(
+    chain_id: u64,
+    subscriptions: tokio::sync::watch::Receiver<Arc<crate::matcher::SubscriptionSet>>,
+) -> ingest::FilterSource {
+    use crate::matcher::SubscriptionStatus;
+    Arc::new(move || {
+        let set = subscriptions.borrow();
+        ingest::LogFilter::union(
+            set.subscriptions
+                .iter()
+                .filter(|s| s.chain_id == chain_id && s.status != SubscriptionStatus::Paused)
+                .map(|s| {
+                    let topic0 = s.topics.first().and_then(|t| t.as_deref());
+                    (s.addresses.as_deref(), topic0)
+                }),
+        )
+    })
+}
+
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let App {
         config,
@@ -171,6 +192,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             limits: config.ingest.limits(),
             health,
             relevant: relevance(chain.chain_id, registry.subscriptions()),
+            filter: filter_union(chain.chain_id, registry.subscriptions()),
         };
         tracker.spawn(ingest::run(
             task,

@@ -75,6 +75,11 @@ pub struct ChainConfig {
     /// First block to ingest when no cursor is stored (default: the current head).
     #[serde(default)]
     pub start_block: Option<u64>,
+    /// No new head for this long (ms): the chain is stale — reconnect or fail over to the next
+    /// URL, `/readyz` not ready for it. Default from the chain's block time
+    /// ([`ChainConfig::stale_after`]).
+    #[serde(default)]
+    pub stale_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +224,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_RETENTION_INTERVAL", "retention.interval"),
     ("PIPELINE_INGEST_MAX_MESSAGE_MIB", "ingest.max_message_mib"),
     ("PIPELINE_INGEST_MAX_LOGS_MIB", "ingest.max_logs_mib"),
+    (
+        "PIPELINE_INGEST_MAX_RANGE_BLOCKS",
+        "ingest.max_range_blocks",
+    ),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -282,6 +291,7 @@ impl Config {
             ws_urls,
             confirmations: 0,
             start_block: None,
+            stale_after_ms: None,
         });
     }
 }
@@ -297,6 +307,7 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "batch.max_in_flight_mib"
             | "ingest.max_message_mib"
             | "ingest.max_logs_mib"
+            | "ingest.max_range_blocks"
     );
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),

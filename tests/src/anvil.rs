@@ -65,6 +65,13 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil (chain id 31337, automine) on a free port and waits until JSON-RPC answers.
     pub async fn start() -> Anvil {
+        Anvil::start_with_args(&[]).await
+    }
+
+    /// As `start`, with extra anvil arguments (`--prune-history` for a long chain: anvil otherwise
+    /// writes old states to ~/.foundry/anvil/tmp, gigabytes for 20,000 blocks, and a killed anvil
+    /// leaves them there).
+    pub async fn start_with_args(extra: &[&str]) -> Anvil {
         let bin = anvil_binary();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -89,6 +96,7 @@ impl Anvil {
                     "--chain-id",
                     "31337",
                 ])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log handle"))
                 .stderr(log)

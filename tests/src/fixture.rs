@@ -25,7 +25,11 @@ impl Fixture {
 
     /// As `start`, with extra host environment.
     pub async fn start_with_env(db: DbKind, env: Vec<(String, String)>) -> Fixture {
-        let anvil = Anvil::start().await;
+        Self::start_with_anvil(db, env, Anvil::start().await).await
+    }
+
+    /// As `start_with_env`, on a given anvil.
+    pub async fn start_with_anvil(db: DbKind, env: Vec<(String, String)>, anvil: Anvil) -> Fixture {
         let token = anvil.deploy_token().await;
         // The host follows the chain from the first block after the deployment, whenever its
         // ingestion connects; so nothing sent after this point can be missed, and the mint is not seen.

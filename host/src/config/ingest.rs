@@ -1,6 +1,8 @@
 //! The `[ingest]` section (what one node may make the host hold), its checks, and a `Debug` of
 //! `ChainConfig` that shows node URLs redacted.
 
+use std::time::Duration;
+
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,14 @@ pub struct IngestConfig {
     /// One block's `eth_getLogs` answer (MiB of JSON text). Over it, the block is refused, the
     /// connection dropped and the chain's next URL tried.
     pub max_logs_mib: usize,
+    /// Most blocks one `eth_getLogs` range covers in a catch-up far below the head (the range
+    /// adapts below it: halved when the node refuses, doubled while answers are cheap).
+    #[serde(default = "default_max_range_blocks")]
+    pub max_range_blocks: u64,
+}
+
+fn default_max_range_blocks() -> u64 {
+    10_000
 }
 
 impl Default for IngestConfig {
@@ -27,6 +37,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_message_mib: 32,
             max_logs_mib: 16,
+            max_range_blocks: default_max_range_blocks(),
         }
     }
 }
@@ -36,6 +47,7 @@ impl IngestConfig {
         crate::ingest::NodeLimits {
             max_message_bytes: self.max_message_mib.saturating_mul(1 << 20),
             max_logs_bytes: self.max_logs_mib.saturating_mul(1 << 20),
+            max_range_blocks: self.max_range_blocks,
         }
     }
 }
@@ -49,8 +61,54 @@ impl std::fmt::Debug for ChainConfig {
             .field("ws_urls", &urls)
             .field("confirmations", &self.confirmations)
             .field("start_block", &self.start_block)
+            .field("stale_after_ms", &self.stale_after_ms)
             .finish()
     }
+}
+
+/// Expected time between blocks of well-known chains (ms).
+fn block_time_ms(chain_id: u64) -> Option<u64> {
+    match chain_id {
+        // Ethereum mainnet, Sepolia, Holesky, Hoodi.
+        1 | 11_155_111 | 17_000 | 560_048 => Some(12_000),
+        // Gnosis.
+        100 => Some(5_000),
+        // BNB Smart Chain.
+        56 => Some(3_000),
+        // Optimism, Base (and their Sepolias), Polygon PoS, Avalanche C-Chain.
+        10 | 8453 | 11_155_420 | 84_532 | 137 | 43_114 => Some(2_000),
+        // Arbitrum One and Sepolia.
+        42_161 | 421_614 => Some(250),
+        _ => None,
+    }
+}
+
+/// Without a known block time (anvil and other dev chains mine only on demand, so may be idle for
+/// minutes): five minutes.
+const UNKNOWN_CHAIN_STALE_MS: u64 = 300_000;
+
+impl ChainConfig {
+    /// How long without a new head before the chain counts as stale: `stale_after_ms`, else five
+    /// block times and at least 20 s (12 s blocks → 60 s, 2 s blocks → 20 s), else five minutes.
+    pub fn stale_after(&self) -> Duration {
+        let default = || match block_time_ms(self.chain_id) {
+            Some(block) => (5 * block).max(20_000),
+            None => UNKNOWN_CHAIN_STALE_MS,
+        };
+        Duration::from_millis(self.stale_after_ms.unwrap_or_else(default))
+    }
+}
+
+pub(super) fn validate_chain_stale(chain: &ChainConfig) -> anyhow::Result<()> {
+    if let Some(ms) = chain.stale_after_ms
+        && !(1_000..=86_400_000).contains(&ms)
+    {
+        bail!(
+            "chain {:?}: stale_after_ms must be between 1000 (1 s) and 86400000 (1 day), got {ms}",
+            chain.name
+        );
+    }
+    Ok(())
 }
 
 /// Far more than any chain needs; bounded so block numbers plus confirmations cannot overflow.
@@ -70,12 +128,50 @@ pub(super) fn validate_ingest(ingest: &IngestConfig) -> anyhow::Result<()> {
             ingest.max_logs_mib
         );
     }
+    if !(1..=1_000_000).contains(&ingest.max_range_blocks) {
+        bail!(
+            "PIPELINE_INGEST_MAX_RANGE_BLOCKS must be between 1 and 1000000, got {}",
+            ingest.max_range_blocks
+        );
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::super::Config;
+
+    #[test]
+    fn stale_after_defaults_to_the_chains_block_time_and_can_be_set() {
+        let dir = std::env::temp_dir().join(format!("pipeline-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        let chain = |name: &str, id: u64, extra: &str| {
+            format!(
+                "[[chains]]\nname = \"{name}\"\nchain_id = {id}\nws_urls = [\"ws://n\"]\n{extra}"
+            )
+        };
+        let toml = [
+            chain("mainnet", 1, ""),
+            chain("base", 8453, ""),
+            chain("anvil", 31337, ""),
+            chain("tuned", 5, "stale_after_ms = 7000\n"),
+        ]
+        .concat();
+        std::fs::write(&file, toml).unwrap();
+        let c = Config::load_from(Some(&file), &[]).unwrap();
+        let stale: Vec<Duration> = c.chains.iter().map(|c| c.stale_after()).collect();
+        assert_eq!(
+            stale,
+            [60, 20, 300, 7].map(Duration::from_secs).to_vec(),
+            "12 s blocks → 60 s, 2 s → 20 s, unknown → 5 min, configured"
+        );
+        std::fs::write(&file, chain("x", 5, "stale_after_ms = 10\n")).unwrap();
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("stale_after_ms"), "{err:#}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, bail};
 
-use super::ingest::{MAX_CONFIRMATIONS, validate_ingest};
+use super::ingest::{MAX_CONFIRMATIONS, validate_chain_stale, validate_ingest};
 use super::{Config, parse_cidrs, parse_retry_schedule};
 
 impl Config {
@@ -98,6 +98,7 @@ impl Config {
             if !seen.insert(chain.chain_id) {
                 bail!("chains: chain_id {} is configured twice", chain.chain_id);
             }
+            validate_chain_stale(chain)?;
             if chain.confirmations > MAX_CONFIRMATIONS {
                 bail!(
                     "chains: chain {:?}: confirmations must be at most {MAX_CONFIRMATIONS}, got {}",

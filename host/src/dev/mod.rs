@@ -135,6 +135,7 @@ fn dev_config(
             ws_urls: vec![node_url.to_string()],
             confirmations: 0,
             start_block: None,
+            stale_after_ms: None,
         }],
         ..Config::default()
     };

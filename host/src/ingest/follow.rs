@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use super::chain::{Window, WindowBlock};
 use super::rpc::{Connection, Header};
 use super::{
-    ChainHealth, Downstream, HEAD_SILENCE, IngestError, NodeLimits, REORG_WINDOW_BYTES,
-    REQUEST_TIMEOUT, Relevance, check,
+    ChainHealth, Downstream, IngestError, NodeLimits, REORG_WINDOW_BYTES, REQUEST_TIMEOUT,
+    Relevance, check,
 };
 use crate::config::ChainConfig;
 use crate::event::{BlockKind, BlockLogs};
@@ -73,12 +73,20 @@ pub(super) struct ChainIngest {
     pub(super) health: Arc<ChainHealth>,
     pub(super) lock: Option<ChainLock>,
     pub(super) lock_checked_at: Instant,
+    /// The highest head seen, and when it arrived: staleness is measured from there.
+    pub(super) best_head: Option<u64>,
+    pub(super) progress_at: Instant,
+    /// Where applied blocks near the head are stored for the reorg window (`durable.rs`).
+    pub(super) store: Store,
+    /// The adaptive `eth_getLogs` range of catch-ups far below the head (`backfill.rs`).
+    pub(super) range: super::backfill::RangeSize,
+    pub(super) filter: super::FilterSource,
 }
 
 impl ChainIngest {
     /// Stops following when the database session holding the chain lock is gone: another replica
     /// may own the chain by now.
-    async fn check_ownership(&mut self) -> Result<(), IngestError> {
+    pub(super) async fn check_ownership(&mut self) -> Result<(), IngestError> {
         if self.lock_checked_at.elapsed() < super::ownership::OWNERSHIP_CHECK {
             return Ok(());
         }
@@ -91,22 +99,6 @@ impl ChainIngest {
             Ok(())
         } else {
             Err(IngestError::LostOwnership)
-        }
-    }
-
-    /// Starts the window at the durable cursor, so the first head fills the gap since.
-    pub(super) async fn seed_from_cursor(&mut self, store: &Store) {
-        match store.get_cursor(self.chain.chain_id).await {
-            Ok(Some(cursor)) => match check::cursor(cursor.block_number, &cursor.block_hash) {
-                Ok((number, hash)) => self.window.push(WindowBlock::new(number, hash, Vec::new())),
-                Err(error) => {
-                    tracing::error!(chain = %self.chain.name, %error, "stored cursor is invalid; starting from the head")
-                }
-            },
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(chain = %self.chain.name, %error, "cannot read the chain cursor")
-            }
         }
     }
 
@@ -135,19 +127,62 @@ impl ChainIngest {
         let latest: Header = conn
             .request("eth_getBlockByNumber", json!(["latest", false]))
             .await?;
+        let connected_at = Instant::now();
         self.on_head(&mut conn, latest).await?;
         loop {
-            let head = conn.next_head(HEAD_SILENCE).await?;
+            let head = self.next_new_head(&mut conn, connected_at).await?;
             self.check_ownership().await?;
             self.on_head(&mut conn, head).await?;
         }
     }
 
-    async fn on_head(&mut self, conn: &mut Connection, head: Header) -> Result<(), IngestError> {
-        let chain = self.chain.name.as_str();
+    /// The next head, unless the chain goes stale first: no new head within `stale_after` of the
+    /// last one (or of connecting, so each node gets a full period). Heads that are not new (a
+    /// node repeating itself) do not count as progress.
+    async fn next_new_head(
+        &mut self,
+        conn: &mut Connection,
+        connected_at: Instant,
+    ) -> Result<Header, IngestError> {
+        let limit = self.chain.stale_after();
+        let since = self.progress_at.max(connected_at);
+        let wait = limit.saturating_sub(since.elapsed());
+        match conn.next_head(wait).await {
+            Err(super::RpcError::Timeout(_)) => {
+                self.health.stale.store(true, Ordering::Relaxed);
+                self.metrics
+                    .chain_stale
+                    .with_label_values(&[&self.chain.name])
+                    .set(1);
+                Err(IngestError::Stale {
+                    silent_s: self.progress_at.elapsed().as_secs(),
+                    limit_s: limit.as_secs(),
+                })
+            }
+            result => Ok(result?),
+        }
+    }
+
+    /// A head above every earlier one: the chain is progressing (no longer stale).
+    fn note_progress(&mut self, number: u64) {
+        if self.best_head.is_some_and(|best| number <= best) {
+            return;
+        }
+        self.best_head = Some(number);
+        self.progress_at = Instant::now();
         self.health
             .last_head_at_ms
             .store(now_ms(), Ordering::Relaxed);
+        self.health.stale.store(false, Ordering::Relaxed);
+        self.metrics
+            .chain_stale
+            .with_label_values(&[&self.chain.name])
+            .set(0);
+    }
+
+    async fn on_head(&mut self, conn: &mut Connection, head: Header) -> Result<(), IngestError> {
+        self.note_progress(head.number);
+        let chain = self.chain.name.as_str();
         self.metrics
             .chain_head
             .with_label_values(&[chain])
@@ -169,13 +204,30 @@ impl ChainIngest {
         }
         let target = head.number.saturating_sub(self.chain.confirmations);
         let mut catch_up = CatchUp::new(&self.chain.name);
+        let mut worked = false;
         loop {
             let next = match self.window.tip() {
-                Some(tip) if tip.number >= target => return Ok(()),
+                Some(tip) if tip.number >= target => {
+                    // A long catch-up must not use up the stale period: heads are due from now.
+                    if worked {
+                        self.progress_at = Instant::now();
+                    }
+                    return Ok(());
+                }
                 Some(tip) => tip.number + 1,
                 None => target,
             };
             catch_up.report(next, target);
+            worked = true;
+            // A long gap fill must stop too once another replica owns the chain (checked at most
+            // every OWNERSHIP_CHECK, like heads).
+            self.check_ownership().await?;
+            // Far below the target (more than a reorg window): whole ranges at once.
+            let window_end = target.saturating_sub(self.window.capacity() as u64);
+            if self.window.tip().is_some() && next <= window_end {
+                self.backfill(conn, next, window_end).await?;
+                continue;
+            }
             let header = if next == head.number {
                 head.clone()
             } else {
@@ -189,7 +241,7 @@ impl ChainIngest {
     }
 
     /// The header at `number`; one that names another number is refused.
-    async fn header_by_number(
+    pub(super) async fn header_by_number(
         &self,
         conn: &mut Connection,
         number: u64,
@@ -225,7 +277,8 @@ impl ChainIngest {
         let orphans = match ancestor {
             Some(number) => self.window.rollback_above(number),
             None => {
-                tracing::error!(chain = %self.chain.name, depth = branch.len(), "reorg deeper than the window; orphaned logs cannot be withdrawn");
+                let oldest_new = branch.last().map_or(0, |h| h.number);
+                self.report_deep_reorg(oldest_new);
                 let all = self.window.rollback_above(0);
                 self.window.clear();
                 all
@@ -293,15 +346,17 @@ impl ChainIngest {
             received_at,
             in_flight,
         };
-        self.emit(block).await?;
         let relevant = &self.relevant;
-        let relevant_logs = logs.into_iter().filter(|log| relevant(log)).collect();
+        let relevant_logs: Vec<_> = logs.into_iter().filter(|log| relevant(log)).collect();
+        // Stored before it is sent on: a cursor can only name a block already stored.
+        self.persist(&header, &relevant_logs).await?;
+        self.emit(block).await?;
         self.window
             .push(WindowBlock::new(header.number, header.hash, relevant_logs));
         Ok(())
     }
 
-    async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
+    pub(super) async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {
         self.output
             .blocks
             .send(block)

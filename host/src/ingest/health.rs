@@ -15,11 +15,17 @@ pub struct ChainHealth {
     pub connected: AtomicBool,
     /// Another replica owns the chain; this one is ready to take over.
     pub standby: AtomicBool,
+    /// When the last *new* head (a higher block number than any before) arrived; 0: none yet.
     pub last_head_at_ms: AtomicI64,
+    /// No new head within `stale_after_ms`: ingest is reconnecting or failing over.
+    pub stale: AtomicBool,
+    pub stale_after_ms: u64,
     /// The node followed now (redacted); set through [`ChainHealth::set_connected`].
     pub url: Mutex<Option<String>>,
     /// Set through [`ChainHealth::set_error`].
     pub last_error: Mutex<Option<LastError>>,
+    /// The last reorg deeper than the window (what could not be withdrawn), and when.
+    pub deep_reorg: Mutex<Option<(String, i64)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +41,7 @@ impl ChainHealth {
         Arc::new(ChainHealth {
             chain_id: chain.chain_id,
             name: chain.name.clone(),
+            stale_after_ms: u64::try_from(chain.stale_after().as_millis()).unwrap_or(u64::MAX),
             ..ChainHealth::default()
         })
     }
@@ -59,6 +66,20 @@ impl ChainHealth {
         }
     }
 
+    pub(super) fn set_deep_reorg(&self, what: String) {
+        if let Ok(mut slot) = self.deep_reorg.lock() {
+            *slot = Some((what, now_ms()));
+        }
+    }
+
+    /// The last reorg deeper than the window, as `/readyz` shows it (it stays: what it did not
+    /// withdraw was delivered).
+    fn deep_reorg(&self) -> Option<String> {
+        let (what, at_ms) = self.deep_reorg.lock().ok()?.clone()?;
+        let age_s = now_ms().saturating_sub(at_ms) / 1000;
+        Some(format!("{what} ({age_s} s ago)"))
+    }
+
     /// The last error, as `/readyz` shows it: which node (redacted), what, how long ago.
     pub fn last_error(&self) -> Option<String> {
         let last = self.last_error.lock().ok()?.clone()?;
@@ -66,13 +87,49 @@ impl ChainHealth {
         Some(format!("{}: {} ({age_s} s ago)", last.url, last.message))
     }
 
-    /// `Ok(detail)` when ready (connected or on standby), `Err(why)` otherwise. A chain that has
+    /// Why a stale chain is not ready: how long without a new head, against what limit.
+    fn stale_reason(&self, last_error: Option<String>) -> String {
+        let last = self.last_head_at_ms.load(Ordering::Relaxed);
+        let since = if last > 0 {
+            format!("for {} s", now_ms().saturating_sub(last) / 1000)
+        } else {
+            "yet".to_string()
+        };
+        let mut why = format!(
+            "chain {} stale: no new head {since} (stale after {} s); reconnecting or failing over",
+            self.chain_id,
+            self.stale_after_ms / 1000
+        );
+        if let Some(error) = last_error {
+            why.push_str(&format!("; last error {error}"));
+        }
+        why
+    }
+
+    /// `Ok(detail)` when ready (connected with fresh heads, or on standby), `Err(why)` otherwise. A chain that has
     /// never connected is not ready either. A recovered error still shows, so an operator can see
     /// why the chain failed over.
     pub fn readiness(&self) -> Result<Option<String>, String> {
+        let Some(deep) = self.deep_reorg() else {
+            return self.connection_readiness();
+        };
+        let with_deep = |detail: Option<String>| match detail {
+            Some(detail) => format!("{detail}; deep reorg: {deep}"),
+            None => format!("deep reorg: {deep}"),
+        };
+        match self.connection_readiness() {
+            Ok(detail) => Ok(Some(with_deep(detail))),
+            Err(why) => Err(with_deep(Some(why))),
+        }
+    }
+
+    fn connection_readiness(&self) -> Result<Option<String>, String> {
         let last_error = self.last_error();
         if self.standby.load(Ordering::Relaxed) {
             return Ok(Some("standby: another replica ingests this chain".into()));
+        }
+        if self.stale.load(Ordering::Relaxed) {
+            return Err(self.stale_reason(last_error));
         }
         if self.connected.load(Ordering::Relaxed) {
             let url = self.url.lock().ok().and_then(|u| u.clone());

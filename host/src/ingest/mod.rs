@@ -6,8 +6,10 @@
 //! checked (never a wrapping cast), and an answer that disagrees with the header it was asked for
 //! is refused whole — the connection is dropped and the next URL tried, nothing of it delivered.
 
+mod backfill;
 mod chain;
 mod check;
+mod durable;
 mod follow;
 mod health;
 mod ownership;
@@ -24,6 +26,7 @@ use crate::config::ChainConfig;
 use crate::event::{BlockLogs, ChainLog, InFlight};
 use crate::metrics::Metrics;
 use crate::store::Store;
+pub use backfill::{FilterSource, LogFilter};
 use chain::Window;
 use follow::ChainIngest;
 pub use health::{ChainHealth, LastError};
@@ -31,8 +34,6 @@ use rpc::RpcError;
 
 /// Every request to a node is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// A node silent this long is reconnected (a dev node without traffic may be idle for a while).
-const HEAD_SILENCE: Duration = Duration::from_secs(300);
 /// Reorgs deeper than this many blocks cannot withdraw logs (they are rare after the merge).
 const REORG_WINDOW: usize = 64;
 /// The window's logs take at most this much memory: at high matched rates the oldest blocks keep
@@ -48,6 +49,8 @@ pub struct NodeLimits {
     pub max_message_bytes: usize,
     /// One block's `eth_getLogs` answer (its JSON text), checked before its logs are parsed.
     pub max_logs_bytes: usize,
+    /// Most blocks in one `eth_getLogs` range of a catch-up.
+    pub max_range_blocks: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,10 @@ enum IngestError {
     Stopped,
     #[error("lost ownership of the chain (database session ended)")]
     LostOwnership,
+    #[error("cannot store the block for the reorg window: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("no new head for {silent_s} s (stale after {limit_s} s)")]
+    Stale { silent_s: u64, limit_s: u64 },
 }
 
 /// Whether a log could have been delivered (some subscription's address/topic filter matches it):
@@ -89,6 +96,8 @@ pub struct ChainTask {
     pub limits: NodeLimits,
     pub health: Arc<ChainHealth>,
     pub relevant: Relevance,
+    /// What a catch-up's range requests ask for: the union of the subscriptions' filters.
+    pub filter: FilterSource,
 }
 
 /// Where ingest sends blocks, and the in-flight memory budget (KiB permits) they are charged to.
@@ -141,6 +150,11 @@ pub async fn run(
         health: task.health,
         lock: None,
         lock_checked_at: Instant::now(),
+        best_head: None,
+        progress_at: Instant::now(),
+        store: store.clone(),
+        range: backfill::RangeSize::new(task.limits.max_range_blocks),
+        filter: task.filter,
     };
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;
@@ -154,7 +168,7 @@ pub async fn run(
             ingest.window.clear();
         }
         if ingest.window.tip().is_none() {
-            ingest.seed_from_cursor(&store).await;
+            ingest.seed_from_cursor().await;
         }
         let urls = &ingest.chain.ws_urls;
         let Some(url) = urls.get(attempt % urls.len().max(1)).cloned() else {

@@ -19,12 +19,17 @@ use crate::event::BlockKind;
 
 mod hostile;
 mod props;
+mod state;
 
 /// A chain the test edits: blocks by hash, the canonical hash per height.
 #[derive(Default)]
 struct FakeChain {
     blocks: HashMap<B256, (u64, B256)>,
     canonical: Vec<B256>,
+    /// A range `eth_getLogs` with more logs than this is refused, as providers do.
+    max_range_logs: Option<usize>,
+    /// Range requests served (fromBlock, toBlock).
+    ranges: Vec<(u64, u64)>,
 }
 
 impl FakeChain {
@@ -47,7 +52,33 @@ impl FakeChain {
         json!({"number": format!("{number:#x}"), "hash": hash, "parentHash": parent, "timestamp": "0x0"})
     }
 
-    fn answer(&self, method: &str, params: &Value) -> Value {
+    /// The one log of block `hash`, its emitter tagged by the hash's first byte.
+    fn log_of(&self, hash: &B256) -> Value {
+        let (number, _) = self.blocks[hash];
+        json!({"address": format!("0x{:040x}", hash.0[0]), "topics": [], "data": "0x",
+               "blockNumber": format!("{number:#x}"), "blockHash": hash,
+               "transactionHash": B256::repeat_byte(0xee), "transactionIndex": "0x0",
+               "logIndex": "0x0", "removed": false})
+    }
+
+    /// `eth_getLogs {fromBlock, toBlock}` over the canonical chain, or the refusal a provider gives.
+    fn range(&mut self, filter: &Value) -> Value {
+        let number = |key: &str| {
+            u64::from_str_radix(filter[key].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        let (from, to) = (number("fromBlock"), number("toBlock"));
+        let logs: Vec<Value> = (from..=to)
+            .filter_map(|n| self.canonical.get(n as usize))
+            .map(|hash| self.log_of(hash))
+            .collect();
+        if self.max_range_logs.is_some_and(|cap| logs.len() > cap) {
+            return json!({"__rpc_error": {"code": -32005, "message": "query returned more than the limit of results"}});
+        }
+        self.ranges.push((from, to));
+        Value::Array(logs)
+    }
+
+    fn answer(&mut self, method: &str, params: &Value) -> Value {
         match method {
             "eth_chainId" => json!("0x7a69"),
             "eth_subscribe" => json!("0xs1"),
@@ -65,15 +96,11 @@ impl FakeChain {
                 };
                 self.header(&hash)
             }
-            "eth_getLogs" => {
-                let hash: B256 = params[0]["blockHash"].as_str().unwrap().parse().unwrap();
-                let (number, _) = self.blocks[&hash];
-                // One log per block, its emitter tagged by the block hash's byte.
-                json!([{"address": format!("0x{:040x}", hash.0[0]), "topics": [], "data": "0x",
-                        "blockNumber": format!("{number:#x}"), "blockHash": hash,
-                        "transactionHash": B256::repeat_byte(0xee), "transactionIndex": "0x0",
-                        "logIndex": "0x0", "removed": false}])
-            }
+            "eth_getLogs" => match params[0]["blockHash"].as_str() {
+                // One log per block.
+                Some(hash) => json!([self.log_of(&hash.parse().unwrap())]),
+                None => self.range(&params[0]),
+            },
             other => panic!("unexpected method {other}"),
         }
     }
@@ -98,7 +125,10 @@ async fn fake_node(chain: Arc<Mutex<FakeChain>>) -> (String, broadcast::Sender<S
                             let Some(Ok(Message::Text(text))) = message else { return };
                             let request: Value = serde_json::from_str(&text).unwrap();
                             let result = chain.lock().unwrap().answer(request["method"].as_str().unwrap(), &request["params"]);
-                            let reply = json!({"jsonrpc": "2.0", "id": request["id"], "result": result});
+                            let reply = match result.get("__rpc_error") {
+                                Some(error) => json!({"jsonrpc": "2.0", "id": request["id"], "error": error}),
+                                None => json!({"jsonrpc": "2.0", "id": request["id"], "result": result}),
+                            };
                             if ws.send(Message::text(reply.to_string())).await.is_err() { return }
                         }
                         frame = pushed.recv() => {
@@ -160,6 +190,7 @@ async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
         ws_urls,
         confirmations: 0,
         start_block: Some(1),
+        stale_after_ms: None,
     };
     let (tx, rx) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
@@ -169,6 +200,7 @@ async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
         chain: config,
         limits: crate::config::IngestConfig::default().limits(),
         relevant: Arc::new(|_: &ChainLog| true),
+        filter: Arc::new(LogFilter::any),
     };
     tokio::spawn(run(
         task,

@@ -19,6 +19,7 @@ const KNOWN_LABELS: &[(&str, &[&str])] = &[
             "gone",
             "deferred",
             "breaker_open",
+            "lease_expired",
         ],
     ),
     ("status:plugin", &["ok", "failed"]),
@@ -37,6 +38,7 @@ const KNOWN_LABELS: &[(&str, &[&str])] = &[
             "config_rejected",
             "instantiate",
             "error_record",
+            "too_slow",
         ],
     ),
     (
@@ -80,9 +82,16 @@ impl Metrics {
             self.queue_depth.with_label_values(&[value]);
         }
         for chain in chains {
-            for counter in [&self.events_received, &self.reorgs, &self.ws_reconnects] {
+            for counter in [
+                &self.events_received,
+                &self.reorgs,
+                &self.ws_reconnects,
+                &self.reorgs_too_deep,
+                &self.backfill_blocks,
+            ] {
                 counter.with_label_values(&[chain]);
             }
+            self.chain_stale.with_label_values(&[chain]);
             // 0 = no head seen by this replica (yet, or it stands by): dashboards take the max.
             self.chain_head.with_label_values(&[chain]);
             self.chain_head_lag.with_label_values(&[chain]);

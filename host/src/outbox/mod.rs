@@ -83,6 +83,14 @@ async fn write_until_durable(
                     .db_statements
                     .with_label_values(&["outbox"])
                     .inc_by(stats.statements);
+                if !stats.fenced.is_empty() {
+                    // Not an error of this replica's: it lost the chain and the new owner ingests
+                    // these blocks again from its own cursor.
+                    tracing::warn!(chains = ?stats.fenced, "another replica owns these chains now; this batch's cursor and deliveries for them were not written");
+                    metrics
+                        .cursor_writes_fenced
+                        .inc_by(stats.fenced.len() as u64);
+                }
                 return (inserted, stats.lease_until);
             }
             Err(error) => {

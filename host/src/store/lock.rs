@@ -63,9 +63,11 @@ impl Drop for ChainLock {
 }
 
 impl Store {
-    /// Takes ownership of `chain_id` if no other replica holds it.
+    /// Takes ownership of `chain_id` if no other replica holds it, and a new epoch for it: from
+    /// then on the previous owner cannot write the chain's cursor (`fence.rs`).
     pub async fn try_lock_chain(&self, chain_id: u64) -> Result<Option<ChainLock>, StoreError> {
         if self.dialect == Dialect::Sqlite {
+            self.take_epoch(chain_id as i64).await?;
             return Ok(Some(ChainLock {
                 connection: None,
                 key: 0,
@@ -79,9 +81,16 @@ impl Store {
         let (granted,): (bool,) = tokio::time::timeout(LOCK_CALL_TIMEOUT, attempt)
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(granted.then_some(ChainLock {
+        if !granted {
+            return Ok(None);
+        }
+        let lock = ChainLock {
             connection: Some(tokio::sync::Mutex::new(conn)),
             key,
-        }))
+        };
+        // Fences the previous owner's queued cursor writes; on failure the lock is dropped (its
+        // connection closed), so the chain is not owned without an epoch.
+        self.take_epoch(chain_id as i64).await?;
+        Ok(Some(lock))
     }
 }

@@ -6,6 +6,7 @@
 
 mod backlog;
 mod deliveries;
+mod fence;
 mod held;
 mod lock;
 pub mod models;
@@ -14,6 +15,7 @@ mod patch;
 mod resources;
 mod retention;
 mod rows;
+mod window;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +29,7 @@ pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
 pub use retention::{Cutoffs, Pruned};
+pub use window::StoredBlock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,6 +58,8 @@ pub struct Store {
     /// PostgreSQL the same pool as everything else.
     writer: AnyPool,
     dialect: Dialect,
+    /// The epoch this process took per chain it locked (`fence.rs`).
+    fences: fence::Fences,
 }
 
 /// SQLite page cache of the writer connection (KiB): the deliveries table's recent pages and its
@@ -113,6 +118,7 @@ impl Store {
             pool,
             writer,
             dialect,
+            fences: Default::default(),
         })
     }
 

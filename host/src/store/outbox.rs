@@ -9,17 +9,24 @@ use super::{
     StoreError, now_ms,
 };
 
-/// Statements issued by one write, for the statements-per-event metric.
-#[derive(Debug, Default, Clone, Copy)]
+/// Statements issued by one write, for the statements-per-event metric, and the chains whose
+/// cursor was refused by fencing.
+#[derive(Debug, Default, Clone)]
 pub struct WriteStats {
     pub statements: u64,
     /// The lease new (not held) deliveries were written with: the claim token their jobs carry.
     pub lease_until: i64,
+    pub fenced: Vec<i64>,
 }
 
 impl Store {
     /// Makes one batch durable. Returns the ids of deliveries that are new; ids already present
     /// (a replay after a crash) are skipped, so they are never sent twice from the hot path.
+    ///
+    /// A chain whose cursor is fenced (another replica took the chain over since this process
+    /// did) has nothing of this write stored: not its cursor, nor its deliveries and parked
+    /// events, nor the release of its held deliveries. They all come from blocks above the cursor
+    /// the new owner started from, which it ingests again.
     pub async fn write_batch(
         &self,
         write: &OutboxWrite,
@@ -31,12 +38,18 @@ impl Store {
             ..WriteStats::default()
         };
         let mut tx = self.writer.begin().await?;
-        let cancelled = self
-            .cancel_held(&mut tx, &write.deliveries, &mut stats)
-            .await?;
-        let deliveries: Vec<&NewDelivery> = write
+        let (fenced, checks) = self.fenced_chains(&mut tx, &write.cursors).await?;
+        stats.statements += checks;
+        stats.fenced = fenced.iter().copied().collect();
+        let ours = |chain_id: i64| !fenced.contains(&chain_id);
+        let candidates: Vec<&NewDelivery> = write
             .deliveries
             .iter()
+            .filter(|d| ours(d.chain_id))
+            .collect();
+        let cancelled = self.cancel_held(&mut tx, &candidates, &mut stats).await?;
+        let deliveries: Vec<&NewDelivery> = candidates
+            .into_iter()
             .filter(|d| {
                 d.supersedes
                     .as_ref()
@@ -51,45 +64,11 @@ impl Store {
             );
             stats.statements += 1;
         }
-        if !write.parked.is_empty() {
-            let source = self.json_rows(
-                1,
-                &[
-                    ("subscription_id", "text"),
-                    ("chain_id", "bigint"),
-                    ("event_type", "text"),
-                    ("log", "text"),
-                    ("error", "text"),
-                    ("event_index", "bigint"),
-                ],
-            );
-            let sql = format!(
-                "INSERT INTO parked_events (subscription_id, chain_id, event_type, log, error, event_index, created_at) \
-                 SELECT j.subscription_id, j.chain_id, j.event_type, j.log, j.error, j.event_index, $2 FROM {source}"
-            );
-            let json = serde_json::to_string(&write.parked).unwrap_or_default();
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(json)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            stats.statements += 1;
-        }
-        if !write.resolved_parked.is_empty() {
-            let seqs: Vec<serde_json::Value> = write
-                .resolved_parked
-                .iter()
-                .map(|seq| serde_json::json!({"seq": seq}))
-                .collect();
-            let source = self.json_rows(1, &[("seq", "bigint")]);
-            let sql =
-                format!("DELETE FROM parked_events WHERE seq IN (SELECT j.seq FROM {source})");
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(serde_json::Value::Array(seqs).to_string())
-                .execute(&mut *tx)
-                .await?;
-            stats.statements += 1;
-        }
+        let parked: Vec<&ParkedEvent> = write.parked.iter().filter(|p| ours(p.chain_id)).collect();
+        self.insert_parked(&mut tx, &parked, now, &mut stats)
+            .await?;
+        self.resolve_parked(&mut tx, &write.resolved_parked, &mut stats)
+            .await?;
         for change in &write.status_changes {
             sqlx::query("UPDATE subscriptions SET status = $2, last_error = $3, updated_at = $4 WHERE id = $1")
                 .bind(&change.subscription_id)
@@ -100,42 +79,114 @@ impl Store {
                 .await?;
             stats.statements += 1;
         }
-        for cursor in &write.cursors {
-            sqlx::query(
-                "INSERT INTO chain_cursors (chain_id, block_number, block_hash, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (chain_id) DO UPDATE SET block_number = excluded.block_number, \
-                 block_hash = excluded.block_hash, updated_at = excluded.updated_at",
-            )
-            .bind(cursor.chain_id)
-            .bind(cursor.block_number)
-            .bind(&cursor.block_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for cursor in write.cursors.iter().filter(|c| ours(c.chain_id)) {
+            self.write_cursor(&mut tx, cursor, now).await?;
             stats.statements += 1;
-        }
-        for chain_id in &write.release_chains {
-            let Some(cursor) = write
-                .cursors
-                .iter()
-                .find(|c| c.chain_id == *chain_id as i64)
-            else {
-                continue;
-            };
-            sqlx::query(
-                "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
-                 WHERE chain_id = $1 AND release_block IS NOT NULL AND release_block <= $2 AND next_attempt_at = $4",
-            )
-            .bind(cursor.chain_id)
-            .bind(cursor.block_number)
-            .bind(now)
-            .bind(HELD_UNTIL_RELEASED)
-            .execute(&mut *tx)
-            .await?;
-            stats.statements += 1;
+            if write.release_chains.contains(&(cursor.chain_id as u64)) {
+                self.release_held(&mut tx, cursor, now).await?;
+                stats.statements += 1;
+            }
         }
         tx.commit().await?;
         Ok((inserted, stats))
+    }
+
+    async fn write_cursor(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        cursor: &Cursor,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chain_cursors (chain_id, block_number, block_hash, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (chain_id) DO UPDATE SET block_number = excluded.block_number, \
+             block_hash = excluded.block_hash, updated_at = excluded.updated_at",
+        )
+        .bind(cursor.chain_id)
+        .bind(cursor.block_number)
+        .bind(&cursor.block_hash)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the chain's held deliveries up to the new cursor due.
+    async fn release_held(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        cursor: &Cursor,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
+             WHERE chain_id = $1 AND release_block IS NOT NULL AND release_block <= $2 AND next_attempt_at = $4",
+        )
+        .bind(cursor.chain_id)
+        .bind(cursor.block_number)
+        .bind(now)
+        .bind(HELD_UNTIL_RELEASED)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_parked(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        parked: &[&ParkedEvent],
+        now: i64,
+        stats: &mut WriteStats,
+    ) -> Result<(), StoreError> {
+        if parked.is_empty() {
+            return Ok(());
+        }
+        let source = self.json_rows(
+            1,
+            &[
+                ("subscription_id", "text"),
+                ("chain_id", "bigint"),
+                ("event_type", "text"),
+                ("log", "text"),
+                ("error", "text"),
+                ("event_index", "bigint"),
+            ],
+        );
+        let sql = format!(
+            "INSERT INTO parked_events (subscription_id, chain_id, event_type, log, error, event_index, created_at) \
+             SELECT j.subscription_id, j.chain_id, j.event_type, j.log, j.error, j.event_index, $2 FROM {source}"
+        );
+        let json = serde_json::to_string(parked).unwrap_or_default();
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(json)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        stats.statements += 1;
+        Ok(())
+    }
+
+    async fn resolve_parked(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        resolved: &[i64],
+        stats: &mut WriteStats,
+    ) -> Result<(), StoreError> {
+        if resolved.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<serde_json::Value> = resolved
+            .iter()
+            .map(|seq| serde_json::json!({"seq": seq}))
+            .collect();
+        let source = self.json_rows(1, &[("seq", "bigint")]);
+        let sql = format!("DELETE FROM parked_events WHERE seq IN (SELECT j.seq FROM {source})");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(serde_json::Value::Array(seqs).to_string())
+            .execute(&mut **tx)
+            .await?;
+        stats.statements += 1;
+        Ok(())
     }
 
     /// Inserts one chunk of new deliveries; returns the ids that were new.
@@ -202,7 +253,7 @@ impl Store {
     async fn cancel_held(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        deliveries: &[NewDelivery],
+        deliveries: &[&NewDelivery],
         stats: &mut WriteStats,
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let superseded: Vec<&str> = deliveries

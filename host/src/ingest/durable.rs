@@ -1,0 +1,229 @@
+//! The reorg window across restarts. Each applied block near the head is stored (`chain_blocks`:
+//! hash, parent hash, the matched logs) before it is sent on, so every block a cursor can name is
+//! stored before the cursor is; on start the window is rebuilt by walking parent hashes back from
+//! the cursor's block, so it is exactly the branch the cursor names. A reorg arriving after a
+//! restart then still withdraws what was delivered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use serde_json::value::RawValue;
+
+use super::IngestError;
+use super::chain::WindowBlock;
+use super::check;
+use super::follow::ChainIngest;
+use super::rpc::Header;
+use crate::event::ChainLog;
+use crate::store::StoredBlock;
+
+/// The stored form of an applied block and its matched logs (the node's objects, as received).
+pub(super) fn stored(header: &Header, logs: &[Arc<ChainLog>]) -> StoredBlock {
+    let mut text = String::with_capacity(2 + logs.iter().map(|l| l.raw.len() + 1).sum::<usize>());
+    text.push('[');
+    for (i, log) in logs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&log.raw);
+    }
+    text.push(']');
+    StoredBlock {
+        number: i64::try_from(header.number).unwrap_or(i64::MAX),
+        hash: format!("{:#x}", header.hash),
+        parent_hash: format!("{:#x}", header.parent_hash),
+        logs: text,
+    }
+}
+
+/// The branch ending at `tip` among `rows`, oldest first, at most `capacity` blocks; empty when
+/// `tip` itself is not stored (a store written before this table, or a cursor far from the head).
+/// A block whose stored logs cannot be read keeps its header and says its logs are gone, so a
+/// reorg reaching it is reported rather than withdrawing less in silence.
+pub(super) fn branch(rows: Vec<StoredBlock>, tip: B256, capacity: usize) -> Vec<WindowBlock> {
+    let by_hash: HashMap<B256, StoredBlock> = rows
+        .into_iter()
+        .filter_map(|row| Some((row.hash.parse::<B256>().ok()?, row)))
+        .collect();
+    let mut blocks = Vec::new();
+    let mut next = tip;
+    while blocks.len() < capacity {
+        let Some(row) = by_hash.get(&next) else {
+            break;
+        };
+        let Ok((number, _)) = check::cursor(row.number, &row.hash) else {
+            break;
+        };
+        let block = match parse_logs(&row.logs) {
+            Some(logs) => WindowBlock::new(number, next, logs),
+            None => {
+                let mut block = WindowBlock::new(number, next, Vec::new());
+                block.logs_dropped = true;
+                block
+            }
+        };
+        blocks.push(block);
+        match row.parent_hash.parse::<B256>() {
+            Ok(parent) => next = parent,
+            Err(_) => break,
+        }
+    }
+    blocks.reverse();
+    blocks
+}
+
+impl ChainIngest {
+    /// Starts the window at the durable cursor — with the stored branch that ends there, when
+    /// there is one — so the first head fills the gap since and a reorg reaching below the
+    /// cursor still finds the logs that were delivered.
+    pub(super) async fn seed_from_cursor(&mut self) {
+        let chain = self.chain.name.clone();
+        let cursor = match self.store.get_cursor(self.chain.chain_id).await {
+            Ok(Some(cursor)) => cursor,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(chain, %error, "cannot read the chain cursor");
+                return;
+            }
+        };
+        let (number, hash) = match check::cursor(cursor.block_number, &cursor.block_hash) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::error!(chain, %error, "stored cursor is invalid; starting from the head");
+                return;
+            }
+        };
+        let capacity = self.window.capacity();
+        let from = cursor.block_number.saturating_sub(capacity as i64);
+        let stored = self
+            .store
+            .chain_blocks(self.chain.chain_id, from, cursor.block_number);
+        let blocks = match stored.await {
+            Ok(rows) => branch(rows, hash, capacity),
+            Err(error) => {
+                tracing::error!(chain, %error, "cannot read the stored reorg window; a reorg below the cursor cannot withdraw delivered logs");
+                Vec::new()
+            }
+        };
+        if blocks.is_empty() {
+            self.window.push(WindowBlock::new(number, hash, Vec::new()));
+            return;
+        }
+        tracing::info!(
+            chain,
+            blocks = blocks.len(),
+            cursor = number,
+            "reorg window restored from the store"
+        );
+        for block in blocks {
+            self.window.push(block);
+        }
+    }
+
+    /// Stores an applied block and its matched logs, unless it is more than a window below the
+    /// block ingest is heading for (a long catch-up: such blocks are final in practice, and a
+    /// backfill then costs no extra write per block). Prunes old rows every `capacity` blocks.
+    pub(super) async fn persist(
+        &mut self,
+        header: &Header,
+        logs: &[Arc<ChainLog>],
+    ) -> Result<(), IngestError> {
+        let capacity = self.window.capacity() as u64;
+        let target = self
+            .best_head
+            .unwrap_or(0)
+            .saturating_sub(self.chain.confirmations);
+        if target.saturating_sub(header.number) > capacity {
+            return Ok(());
+        }
+        let chain_id = self.chain.chain_id;
+        self.store
+            .put_chain_block(chain_id, &stored(header, logs))
+            .await?;
+        if header.number.is_multiple_of(capacity) {
+            let below = header.number.saturating_sub(2 * capacity);
+            let below = i64::try_from(below).unwrap_or(i64::MAX);
+            if let Err(error) = self.store.prune_chain_blocks(chain_id, below).await {
+                tracing::warn!(chain = %self.chain.name, %error, "cannot prune the stored reorg window; trying again later");
+            }
+        }
+        Ok(())
+    }
+
+    /// A reorg whose common ancestor is not in the window: the orphaned blocks' delivered logs
+    /// cannot be withdrawn. Said loudly: error log, metric, and `/readyz` detail, with the depth.
+    pub(super) fn report_deep_reorg(&self, oldest_new: u64) {
+        let tip = self.window.tip().map_or(oldest_new, |t| t.number);
+        // The new branch differs from the old one at least from its oldest block up to the tip.
+        let depth = tip.saturating_sub(oldest_new) + 1;
+        let capacity = self.window.capacity();
+        tracing::error!(chain = %self.chain.name, depth_at_least = depth, tip, window = capacity, "reorg deeper than the reorg window: logs delivered from the orphaned blocks cannot be withdrawn");
+        self.metrics
+            .reorgs_too_deep
+            .with_label_values(&[&self.chain.name])
+            .inc();
+        self.health.set_deep_reorg(format!(
+            "reorg below block {tip} at least {depth} blocks deep, beyond the {capacity}-block window: delivered logs of orphaned blocks were not withdrawn"
+        ));
+    }
+}
+
+fn parse_logs(text: &str) -> Option<Vec<Arc<ChainLog>>> {
+    let raw: Vec<Box<RawValue>> = serde_json::from_str(text).ok()?;
+    raw.iter()
+        .map(|r| ChainLog::from_raw(r).ok().map(Arc::new))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(number: u64, tag: u8, parent: u8) -> Header {
+        Header {
+            number,
+            hash: B256::repeat_byte(tag),
+            parent_hash: B256::repeat_byte(parent),
+            timestamp: 0,
+        }
+    }
+
+    fn log(block: u8) -> Arc<ChainLog> {
+        let text = format!(
+            r#"{{"address":"0x0000000000000000000000000000000000000001","topics":[],"data":"0x","blockNumber":"0x{block:x}","blockHash":"{:#x}","transactionHash":"{:#x}","transactionIndex":"0x0","logIndex":"0x0","removed":false}}"#,
+            B256::repeat_byte(block),
+            B256::repeat_byte(0xee)
+        );
+        Arc::new(ChainLog::from_json(&text).unwrap())
+    }
+
+    #[test]
+    fn the_window_is_the_branch_the_cursor_names_whatever_else_is_stored() {
+        // 1 ← 2 ← 3 canonical, with the logs of 3; 3' an orphan on 2; 4 a block above the cursor.
+        let rows = vec![
+            stored(&header(1, 1, 0), &[]),
+            stored(&header(2, 2, 1), &[log(2)]),
+            stored(&header(3, 3, 2), &[log(3), log(3)]),
+            stored(&header(3, 0x33, 2), &[log(0x33)]),
+            stored(&header(4, 4, 3), &[]),
+        ];
+        let blocks = branch(rows.clone(), B256::repeat_byte(3), 64);
+        let got: Vec<(u64, u8, usize)> = blocks
+            .iter()
+            .map(|b| (b.number, b.hash.0[0], b.logs.len()))
+            .collect();
+        assert_eq!(got, vec![(1, 1, 0), (2, 2, 1), (3, 3, 2)]);
+        assert_eq!(blocks[2].logs[0].raw, log(3).raw, "the logs as received");
+        assert_eq!(branch(rows.clone(), B256::repeat_byte(3), 2).len(), 2);
+        assert!(branch(rows, B256::repeat_byte(9), 64).is_empty());
+    }
+
+    #[test]
+    fn unreadable_stored_logs_are_reported_as_dropped() {
+        let mut row = stored(&header(5, 5, 4), &[log(5)]);
+        row.logs = "[{".into();
+        let blocks = branch(vec![row], B256::repeat_byte(5), 64);
+        assert!(blocks[0].logs.is_empty() && blocks[0].logs_dropped);
+    }
+}

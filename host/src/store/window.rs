@@ -1,0 +1,76 @@
+//! The durable reorg window (`chain_blocks`): ingest stores each block it applies before sending it
+//! on, so any block a cursor can name is stored; on start the window is rebuilt by walking parent
+//! hashes back from the cursor's block (orphaned rows are ignored, and pruned by height later).
+
+use super::{Store, StoreError};
+
+/// One stored block: its header links and the matched logs it carried (a JSON array of the
+/// node's log objects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlock {
+    pub number: i64,
+    pub hash: String,
+    pub parent_hash: String,
+    pub logs: String,
+}
+
+impl Store {
+    /// Stores a block of `chain_id` (again: the logs are replaced, as the matched set may differ).
+    pub async fn put_chain_block(
+        &self,
+        chain_id: u64,
+        block: &StoredBlock,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chain_blocks (chain_id, block_hash, block_number, parent_hash, logs) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
+             block_number = excluded.block_number, parent_hash = excluded.parent_hash, logs = excluded.logs",
+        )
+        .bind(chain_id as i64)
+        .bind(&block.hash)
+        .bind(block.number)
+        .bind(&block.parent_hash)
+        .bind(&block.logs)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The stored blocks of `chain_id` from `from` to `to` (heights, inclusive), every branch.
+    pub async fn chain_blocks(
+        &self,
+        chain_id: u64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT block_number, block_hash, parent_hash, logs FROM chain_blocks \
+             WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
+        )
+        .bind(chain_id as i64)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(number, hash, parent_hash, logs)| StoredBlock {
+                number,
+                hash,
+                parent_hash,
+                logs,
+            })
+            .collect())
+    }
+
+    /// Deletes the stored blocks of `chain_id` below height `below`; returns how many.
+    pub async fn prune_chain_blocks(&self, chain_id: u64, below: i64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND block_number < $2")
+                .bind(chain_id as i64)
+                .bind(below)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}
