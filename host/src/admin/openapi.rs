@@ -89,7 +89,7 @@ fn paths() -> Value {
         },
         "/v1/subscriptions/{id}/reprocess": {
             "post": op("subscriptions", "Run up to 1000 parked events through the current plugin (409 plugin_failed if it fails again)", None, "200",
-                obj(&[("reprocessed", integer()), ("delivered", integer()), ("dropped", integer())])),
+                obj(&[("reprocessed", integer()), ("delivered", integer()), ("dropped", integer()), ("orphaned", integer()), ("held", integer())])),
             "parameters": [id_param()],
         },
         "/v1/deliveries": {

@@ -1,6 +1,7 @@
 //! `/v1/subscriptions`: what to watch (chain, addresses, positional topics), which plugin filters
 //! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing.
 
+mod chain_view;
 mod reprocess;
 mod update;
 

@@ -210,6 +210,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 
 mod delivery_state;
 mod properties;
+mod reprocess;
 mod slow_loris;
 mod ssrf;
 mod strings;
@@ -642,7 +643,7 @@ async fn parked_events_are_reprocessed_into_deliveries() {
         (status, body),
         (
             StatusCode::OK,
-            json!({"reprocessed": 1, "delivered": 1, "dropped": 0})
+            json!({"reprocessed": 1, "delivered": 1, "dropped": 0, "orphaned": 0, "held": 0})
         )
     );
     let (_, shown) = h.get(&uri).await;

@@ -35,7 +35,7 @@ use rpc::RpcError;
 /// Every request to a node is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reorgs deeper than this many blocks cannot withdraw logs (they are rare after the merge).
-const REORG_WINDOW: usize = 64;
+pub const REORG_WINDOW: usize = 64;
 /// The window's logs take at most this much memory: at high matched rates the oldest blocks keep
 /// only their headers (a reorg reaching them is reported as an error).
 const REORG_WINDOW_BYTES: usize = 16 << 20;

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::plugin::{Decision, PluginRuntime};
 use crate::store::{Cursor, OutboxWrite};
 use calls::{Calls, Finished};
-pub use delivery::{delivery_id, new_delivery, webhook_body};
+pub use delivery::{db_int, delivery_id, new_delivery, webhook_body};
 pub use index::{Subscription, SubscriptionSet, SubscriptionStatus};
 pub use logbook::{LogEntry, PluginLogBook};
 use plugins::{PluginJob, PluginStates};

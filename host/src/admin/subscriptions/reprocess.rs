@@ -1,5 +1,7 @@
 //! `POST /v1/subscriptions/{id}/reprocess`: runs parked events through the subscription's current
-//! plugin and queues the kept ones as deliveries, exactly as the matcher would have.
+//! plugin and queues the kept ones as deliveries, exactly as the matcher would have — as of now:
+//! an event whose block was reorged out meanwhile is not delivered, and one whose block has not yet
+//! the subscription's confirmations is held until it has (`chain_view`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +12,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::chain_view::{ChainView, Verdict};
 use super::load;
 use crate::admin::plugins::{load_plugin, run_blocking};
 use crate::admin::{AdminState, ApiError, ApiResult, Id};
@@ -30,6 +33,10 @@ pub struct ReprocessAnswer {
     pub reprocessed: usize,
     pub delivered: usize,
     pub dropped: usize,
+    /// Events whose block is no longer canonical: resolved, never delivered.
+    pub orphaned: usize,
+    /// Of `delivered`, those held until the subscription's confirmations are reached.
+    pub held: usize,
 }
 
 /// Per event: `None` = dropped, `Some(data)` = kept with the plugin's payload (if any).
@@ -47,20 +54,39 @@ pub async fn reprocess(
     let events = candidates(&parked);
     let decisions = decide(&state, &row, &events).await?;
     let sub = body_subscription(&row);
-    let deliveries: Vec<NewDelivery> = events
-        .iter()
-        .zip(&decisions)
-        .filter_map(|(event, decision)| {
-            decision
-                .as_ref()
-                .map(|data| delivery(&sub, event, data.as_deref()))
-        })
-        .collect();
-    let answer = ReprocessAnswer {
+    let chain = sub.chain_id;
+    let chain_confirmations = state.chain_confirmations.get(&chain).copied().unwrap_or(0);
+    let view = ChainView::load(&state.store, chain, chain_confirmations).await?;
+    let mut answer = ReprocessAnswer {
         reprocessed: parked.len(),
-        delivered: deliveries.len(),
-        dropped: parked.len() - deliveries.len(),
+        ..ReprocessAnswer::default()
     };
+    let mut deliveries: Vec<NewDelivery> = Vec::new();
+    for (event, decision) in events.iter().zip(&decisions) {
+        let Some(data) = decision else { continue };
+        let hash = format!("{:#x}", event.log.block_hash);
+        let number = crate::matcher::db_int(event.log.block_number);
+        match view.judge(number, &hash, sub.confirmations) {
+            Verdict::Orphaned => answer.orphaned += 1,
+            Verdict::Deliver { held } => {
+                let base = if held {
+                    chain_confirmations
+                } else {
+                    sub.confirmations
+                };
+                let delivery = crate::matcher::new_delivery(
+                    &sub,
+                    event,
+                    base,
+                    data.as_deref().map(RawValue::get),
+                );
+                answer.held += usize::from(held);
+                deliveries.push(delivery);
+            }
+        }
+    }
+    answer.delivered = deliveries.len();
+    answer.dropped = parked.len() - answer.delivered - answer.orphaned;
     state
         .store
         .write_batch(
@@ -171,9 +197,4 @@ fn body_subscription(row: &SubscriptionRow) -> Subscription {
         confirmations: row.confirmations.max(0) as u64,
         load_error: None,
     }
-}
-
-fn delivery(sub: &Subscription, event: &Candidate, data: Option<&RawValue>) -> NewDelivery {
-    // Parked events are old: their confirmations are long satisfied, so nothing is held.
-    crate::matcher::new_delivery(sub, event, sub.confirmations, data.map(RawValue::get))
 }
