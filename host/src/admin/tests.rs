@@ -213,6 +213,7 @@ mod properties;
 mod slow_loris;
 mod ssrf;
 mod strings;
+mod tokens;
 
 #[tokio::test]
 async fn v1_needs_the_token() {
@@ -809,6 +810,8 @@ async fn openapi_lists_every_route() {
         "/v1/deliveries/{id}",
         "/v1/deliveries/{id}/retry",
         "/v1/openapi.json",
+        "/v1/tokens",
+        "/v1/tokens/{id}",
     ] {
         assert!(
             paths.contains_key(path),

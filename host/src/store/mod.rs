@@ -14,6 +14,7 @@ mod patch;
 mod resources;
 mod retention;
 mod rows;
+mod tokens;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,7 @@ pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
 pub use retention::{Cutoffs, Pruned};
+pub use tokens::{LiveToken, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
