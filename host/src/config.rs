@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 mod check;
 mod ingest;
 mod retention;
+mod secret_keys;
 mod validate;
 pub use check::{InvalidConfig, OutputFormat};
 pub use ingest::IngestConfig;
@@ -37,6 +38,10 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Bearer token for the admin API; generated and stored when absent.
     pub admin_token: Option<String>,
+    /// Base64 32-byte keys, comma-separated, that endpoint secrets are encrypted under (the first
+    /// encrypts); plaintext when absent (`config/secret_keys.rs`).
+    #[serde(default)]
+    pub secret_key: Option<String>,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// Chains to ingest.
@@ -163,6 +168,7 @@ impl Default for Config {
             admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             admin_token: None,
+            secret_key: None,
             log_format: LogFormat::Text,
             chains: Vec::new(),
             batch: BatchConfig {
@@ -196,6 +202,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_ADMIN_ADDR", "admin_addr"),
     ("PIPELINE_METRICS_ADDR", "metrics_addr"),
     ("PIPELINE_ADMIN_TOKEN", "admin_token"),
+    ("PIPELINE_SECRET_KEY", "secret_key"),
     ("PIPELINE_LOG_FORMAT", "log_format"),
     ("PIPELINE_DELIVERY_ALLOWED_CIDRS", "delivery.allowed_cidrs"),
     ("PIPELINE_DELIVERY_WORKERS", "delivery.workers"),
@@ -344,6 +351,24 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn secret_keys_are_a_list_of_base64_32_byte_keys_and_a_bad_one_names_the_setting() {
+        use base64::Engine as _;
+        let encode = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let list = format!("{}, {}", encode(&[2; 32]), encode(&[1; 32]));
+        let c = Config::load_from(None, &env(&[("PIPELINE_SECRET_KEY", &list)])).unwrap();
+        assert_eq!(c.secret_keys().unwrap(), vec![[2; 32], [1; 32]]);
+        assert!(Config::load_from(None, &[]).unwrap().secret_keys().unwrap().is_empty());
+        let short = encode(b"SHORTKEY-not-32-bytes");
+        for bad in [format!("{list},{short}"), "not base64!".to_string()] {
+            let error = Config::load_from(None, &env(&[("PIPELINE_SECRET_KEY", &bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("secret_key (PIPELINE_SECRET_KEY)"), "{error}");
+            assert!(!error.contains(&short) && !error.contains("not base64!"), "{error}");
+        }
     }
 
     #[test]

@@ -212,6 +212,7 @@ mod delivery_state;
 mod properties;
 mod slow_loris;
 mod ssrf;
+mod secrets;
 mod strings;
 mod tokens;
 

@@ -14,6 +14,7 @@ mod patch;
 mod resources;
 mod retention;
 mod rows;
+mod secrets;
 mod tokens;
 
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
 pub use retention::{Cutoffs, Pruned};
+pub use secrets::{SecretError, SecretKeys};
 pub use tokens::{LiveToken, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Conflict(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,8 @@ pub struct Store {
     /// PostgreSQL the same pool as everything else.
     writer: AnyPool,
     dialect: Dialect,
+    /// Endpoint secrets are sealed under these on write and opened on read (`secrets.rs`).
+    secrets: SecretKeys,
 }
 
 /// SQLite page cache of the writer connection (KiB): the deliveries table's recent pages and its
@@ -115,7 +121,14 @@ impl Store {
             pool,
             writer,
             dialect,
+            secrets: SecretKeys::default(),
         })
+    }
+
+    /// This store with endpoint secrets encrypted under `keys` (none: stored as given).
+    pub fn with_secret_keys(mut self, keys: SecretKeys) -> Store {
+        self.secrets = keys;
+        self
     }
 
     /// On SQLite, copies the write-ahead log back into the database file without blocking the

@@ -493,6 +493,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
 }
 
 mod delivery_state;
+mod secrets;
 
 impl Store {
     /// The pool, for tests elsewhere in the crate that set a row up or hold a lock on it.
