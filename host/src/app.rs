@@ -142,10 +142,16 @@ async fn seal_secrets(store: Store, config: &Config) -> anyhow::Result<Store> {
                 "secret_key (PIPELINE_SECRET_KEY) is not set: endpoint secrets are stored in plaintext"
             );
             if resealed > 0 {
-                tracing::warn!(endpoints = resealed, "endpoint secrets decrypted to plaintext");
+                tracing::warn!(
+                    endpoints = resealed,
+                    "endpoint secrets decrypted to plaintext"
+                );
             }
         }
-        Ok(resealed) => tracing::info!(endpoints = resealed, "endpoint secrets re-encrypted under the first secret key"),
+        Ok(resealed) => tracing::info!(
+            endpoints = resealed,
+            "endpoint secrets re-encrypted under the first secret key"
+        ),
         Err(crate::store::StoreError::Secret(e)) => {
             return Err(config::InvalidConfig(anyhow::anyhow!(e)).into());
         }

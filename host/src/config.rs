@@ -360,14 +360,26 @@ mod tests {
         let list = format!("{}, {}", encode(&[2; 32]), encode(&[1; 32]));
         let c = Config::load_from(None, &env(&[("PIPELINE_SECRET_KEY", &list)])).unwrap();
         assert_eq!(c.secret_keys().unwrap(), vec![[2; 32], [1; 32]]);
-        assert!(Config::load_from(None, &[]).unwrap().secret_keys().unwrap().is_empty());
+        assert!(
+            Config::load_from(None, &[])
+                .unwrap()
+                .secret_keys()
+                .unwrap()
+                .is_empty()
+        );
         let short = encode(b"SHORTKEY-not-32-bytes");
         for bad in [format!("{list},{short}"), "not base64!".to_string()] {
             let error = Config::load_from(None, &env(&[("PIPELINE_SECRET_KEY", &bad)]))
                 .unwrap_err()
                 .to_string();
-            assert!(error.contains("secret_key (PIPELINE_SECRET_KEY)"), "{error}");
-            assert!(!error.contains(&short) && !error.contains("not base64!"), "{error}");
+            assert!(
+                error.contains("secret_key (PIPELINE_SECRET_KEY)"),
+                "{error}"
+            );
+            assert!(
+                !error.contains(&short) && !error.contains("not base64!"),
+                "{error}"
+            );
         }
     }
 

@@ -210,9 +210,9 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 
 mod delivery_state;
 mod properties;
+mod secrets;
 mod slow_loris;
 mod ssrf;
-mod secrets;
 mod strings;
 mod tokens;
 

@@ -21,7 +21,10 @@ impl Config {
         };
         let parts: Vec<&str> = text.split(',').map(str::trim).collect();
         if parts.len() > MAX_KEYS {
-            bail!("secret_key (PIPELINE_SECRET_KEY) holds {} keys, at most {MAX_KEYS}", parts.len());
+            bail!(
+                "secret_key (PIPELINE_SECRET_KEY) holds {} keys, at most {MAX_KEYS}",
+                parts.len()
+            );
         }
         let mut keys = Vec::with_capacity(parts.len());
         for (i, part) in parts.iter().enumerate() {

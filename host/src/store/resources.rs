@@ -81,7 +81,10 @@ impl Store {
         );
         let sealed = EndpointRow {
             secret: self.secrets.seal(&e.id, &e.secret),
-            previous_secret: e.previous_secret.as_ref().map(|p| self.secrets.seal(&e.id, p)),
+            previous_secret: e
+                .previous_secret
+                .as_ref()
+                .map(|p| self.secrets.seal(&e.id, p)),
             ..e.clone()
         };
         bind_endpoint(sqlx::query(AssertSqlSafe(sql)), &sealed)

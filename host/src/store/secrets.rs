@@ -22,7 +22,9 @@ pub enum SecretError {
         "the secret of endpoint {endpoint} is encrypted with key {key_id}, which secret_key (PIPELINE_SECRET_KEY) does not hold"
     )]
     UnknownKey { endpoint: String, key_id: String },
-    #[error("the stored secret of endpoint {endpoint} does not decrypt (corrupt, or not this endpoint's)")]
+    #[error(
+        "the stored secret of endpoint {endpoint} does not decrypt (corrupt, or not this endpoint's)"
+    )]
     Corrupt { endpoint: String },
 }
 
@@ -79,12 +81,14 @@ impl SecretKeys {
             endpoint: endpoint.to_string(),
         };
         let (id, data) = rest.split_once(':').ok_or_else(corrupt)?;
-        let (_, key) = self.keys.iter().find(|(k, _)| k == id).ok_or_else(|| {
-            SecretError::UnknownKey {
-                endpoint: endpoint.to_string(),
-                key_id: id.to_string(),
-            }
-        })?;
+        let (_, key) =
+            self.keys
+                .iter()
+                .find(|(k, _)| k == id)
+                .ok_or_else(|| SecretError::UnknownKey {
+                    endpoint: endpoint.to_string(),
+                    key_id: id.to_string(),
+                })?;
         let bytes = STANDARD.decode(data).map_err(|_| corrupt())?;
         if bytes.len() < NONCE_LEN {
             return Err(corrupt());
@@ -147,7 +151,10 @@ impl Store {
                 None => None,
             };
             let stale = !self.secrets.is_current(&row.secret)
-                || row.previous_secret.as_deref().is_some_and(|p| !self.secrets.is_current(p));
+                || row
+                    .previous_secret
+                    .as_deref()
+                    .is_some_and(|p| !self.secrets.is_current(p));
             if stale && self.reseal_row(&row, &current, previous.as_deref()).await? {
                 resealed += 1;
             }

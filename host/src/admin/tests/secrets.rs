@@ -26,7 +26,11 @@ async fn a_client_secret_must_be_whsec_and_24_to_64_bytes() {
         if ok {
             assert_eq!(status, StatusCode::CREATED, "{given}: {body}");
         } else {
-            assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_secret", "{given}");
+            assert_eq!(
+                error_code(status, &body, StatusCode::BAD_REQUEST),
+                "invalid_secret",
+                "{given}"
+            );
         }
     }
 }

@@ -73,18 +73,28 @@ async fn no_plaintext_secret_is_stored_when_a_key_is_set() {
 async fn plaintext_rows_are_sealed_at_start_and_key_rotation_keeps_them_readable() {
     each_store(async |store: Store| {
         // Written before encryption was configured.
-        store.insert_endpoint(&endpoint("ep_a", SECRET)).await.unwrap();
+        store
+            .insert_endpoint(&endpoint("ep_a", SECRET))
+            .await
+            .unwrap();
         assert_eq!(raw(&store).await, vec![SECRET.to_string()]);
 
         let old = store.clone().with_secret_keys(keys(&[1]));
         assert_eq!(old.reseal_endpoint_secrets().await.unwrap(), 1);
         assert!(!leaks(&raw(&store).await, SECRET));
-        assert_eq!(old.reseal_endpoint_secrets().await.unwrap(), 0, "already current");
+        assert_eq!(
+            old.reseal_endpoint_secrets().await.unwrap(),
+            0,
+            "already current"
+        );
         let sealed_old = raw(&store).await;
 
         // Rotation: the new key first, the old one second. Readable before re-sealing…
         let both = store.clone().with_secret_keys(keys(&[2, 1]));
-        assert_eq!(both.get_endpoint("ep_a").await.unwrap().unwrap().secret, SECRET);
+        assert_eq!(
+            both.get_endpoint("ep_a").await.unwrap().unwrap().secret,
+            SECRET
+        );
         assert_eq!(both.reseal_endpoint_secrets().await.unwrap(), 1);
         let sealed_new = raw(&store).await;
         assert_ne!(sealed_new, sealed_old);
@@ -93,12 +103,21 @@ async fn plaintext_rows_are_sealed_at_start_and_key_rotation_keeps_them_readable
         let new = store.clone().with_secret_keys(keys(&[2]));
         let row = new.get_endpoint("ep_a").await.unwrap().unwrap();
         let signature = crate::deliver::sign::sign(&row.secret, "msg_1", 7, b"{}").unwrap();
-        assert_eq!(signature, crate::deliver::sign::sign(SECRET, "msg_1", 7, b"{}").unwrap());
+        assert_eq!(
+            signature,
+            crate::deliver::sign::sign(SECRET, "msg_1", 7, b"{}").unwrap()
+        );
         // A key list without the key a row is sealed under is refused, naming what is missing.
         let error = old.reseal_endpoint_secrets().await.unwrap_err();
-        assert!(matches!(&error, StoreError::Secret(SecretError::UnknownKey { .. })), "{error}");
+        assert!(
+            matches!(&error, StoreError::Secret(SecretError::UnknownKey { .. })),
+            "{error}"
+        );
         assert!(error.to_string().contains("PIPELINE_SECRET_KEY"), "{error}");
-        assert!(store.reseal_endpoint_secrets().await.is_err(), "no key at all");
+        assert!(
+            store.reseal_endpoint_secrets().await.is_err(),
+            "no key at all"
+        );
     })
     .await;
 }
@@ -107,19 +126,37 @@ async fn plaintext_rows_are_sealed_at_start_and_key_rotation_keeps_them_readable
 async fn a_second_rotation_within_the_grace_period_keeps_the_secret_still_signing() {
     each_store(async |store: Store| {
         let store = store.with_secret_keys(keys(&[1]));
-        store.insert_endpoint(&endpoint("ep_a", "whsec_A")).await.unwrap();
+        store
+            .insert_endpoint(&endpoint("ep_a", "whsec_A"))
+            .await
+            .unwrap();
         let day = 24 * 3_600_000;
         let t0 = 1_000_000;
-        assert!(store.rotate_endpoint_secret("ep_a", "whsec_B", t0 + day, t0).await.unwrap());
+        assert!(
+            store
+                .rotate_endpoint_secret("ep_a", "whsec_B", t0 + day, t0)
+                .await
+                .unwrap()
+        );
         // An hour later, again: A (which receivers had) keeps signing until its own expiry.
         let t1 = t0 + 3_600_000;
-        assert!(store.rotate_endpoint_secret("ep_a", "whsec_C", t1 + day, t1).await.unwrap());
+        assert!(
+            store
+                .rotate_endpoint_secret("ep_a", "whsec_C", t1 + day, t1)
+                .await
+                .unwrap()
+        );
         let row = store.get_endpoint("ep_a").await.unwrap().unwrap();
         assert_eq!(row.signing_secrets(t1), vec!["whsec_C", "whsec_A"]);
         assert_eq!(row.previous_secret_expires_at, Some(t0 + day));
         // After A's grace period, a rotation makes the current secret the previous one again.
         let t2 = t0 + day + 1;
-        assert!(store.rotate_endpoint_secret("ep_a", "whsec_D", t2 + day, t2).await.unwrap());
+        assert!(
+            store
+                .rotate_endpoint_secret("ep_a", "whsec_D", t2 + day, t2)
+                .await
+                .unwrap()
+        );
         let row = store.get_endpoint("ep_a").await.unwrap().unwrap();
         assert_eq!(row.signing_secrets(t2), vec!["whsec_D", "whsec_C"]);
         assert_eq!(row.previous_secret_expires_at, Some(t2 + day));
