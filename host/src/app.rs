@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod secrets;
+
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
 use crate::deliver::client::{ClientSettings, WebhookClient};
@@ -92,7 +94,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .migrate()
         .await
         .context("database migrations failed")?;
-    let store = seal_secrets(store, &config).await?;
+    let store = secrets::seal(store, &config).await?;
     let runtime = PluginRuntime::new(config.plugin.clone())?;
     let registry = Registry::new(store.clone(), runtime.clone());
     registry.reload().await.context("loading subscriptions")?;
@@ -129,35 +131,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         blocks_tx,
         blocks_rx,
     })
-}
-
-/// The store with `secret_key`'s keys, every endpoint secret re-sealed under the first one. A
-/// secret no configured key opens is a configuration error (exit 2), found before anything runs.
-async fn seal_secrets(store: Store, config: &Config) -> anyhow::Result<Store> {
-    let keys = config.secret_keys().map_err(config::InvalidConfig)?;
-    let store = store.with_secret_keys(crate::store::SecretKeys::new(&keys));
-    match store.reseal_endpoint_secrets().await {
-        Ok(resealed) if keys.is_empty() => {
-            tracing::warn!(
-                "secret_key (PIPELINE_SECRET_KEY) is not set: endpoint secrets are stored in plaintext"
-            );
-            if resealed > 0 {
-                tracing::warn!(
-                    endpoints = resealed,
-                    "endpoint secrets decrypted to plaintext"
-                );
-            }
-        }
-        Ok(resealed) => tracing::info!(
-            endpoints = resealed,
-            "endpoint secrets re-encrypted under the first secret key"
-        ),
-        Err(crate::store::StoreError::Secret(e)) => {
-            return Err(config::InvalidConfig(anyhow::anyhow!(e)).into());
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("encrypting endpoint secrets")),
-    }
-    Ok(store)
 }
 
 /// Runs every stage until `shutdown` is cancelled, then drains them within the grace period.

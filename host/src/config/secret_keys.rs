@@ -48,3 +48,45 @@ impl Config {
         Ok(keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn secret_keys_are_a_list_of_base64_32_byte_keys_and_a_bad_one_names_the_setting() {
+        use base64::Engine as _;
+        let encode = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let list = format!("{}, {}", encode(&[2; 32]), encode(&[1; 32]));
+        let c = Config::load_from(None, &env(&[("PIPELINE_SECRET_KEY", &list)])).unwrap();
+        assert_eq!(c.secret_keys().unwrap(), vec![[2; 32], [1; 32]]);
+        assert!(
+            Config::load_from(None, &[])
+                .unwrap()
+                .secret_keys()
+                .unwrap()
+                .is_empty()
+        );
+        let short = encode(b"SHORTKEY-not-32-bytes");
+        for bad in [format!("{list},{short}"), "not base64!".to_string()] {
+            let error = Config::load_from(None, &env(&[("PIPELINE_SECRET_KEY", &bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("secret_key (PIPELINE_SECRET_KEY)"),
+                "{error}"
+            );
+            assert!(
+                !error.contains(&short) && !error.contains("not base64!"),
+                "{error}"
+            );
+        }
+    }
+}
