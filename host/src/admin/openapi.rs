@@ -168,7 +168,7 @@ fn schemas() -> Value {
             ("created_at", time.clone()), ("updated_at", time.clone())]),
         "EndpointCreate": {"type": "object", "required": ["url"], "additionalProperties": false, "properties": {
             "url": {"type": "string", "format": "uri"}, "description": string(),
-            "secret": {"type": "string", "pattern": "^whsec_", "description": "Generated when absent"}}},
+            "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$", "description": "whsec_ and base64 of 24 to 64 bytes; generated when absent"}}},
         "EndpointUpdate": {"type": "object", "additionalProperties": false, "properties": {
             "url": {"type": "string", "format": "uri"}, "description": string(), "status": {"enum": ["enabled", "disabled"]}}},
         "RecoverRequest": {"type": "object", "required": ["since"], "properties": {
