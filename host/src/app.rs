@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod secrets;
+
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config};
 use crate::deliver::client::{ClientSettings, WebhookClient};
@@ -92,6 +94,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .migrate()
         .await
         .context("database migrations failed")?;
+    let store = secrets::seal(store, &config).await?;
     let runtime = PluginRuntime::new(config.plugin.clone())?;
     let registry = Registry::new(store.clone(), runtime.clone());
     registry.reload().await.context("loading subscriptions")?;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 mod check;
 mod ingest;
 mod retention;
+mod secret_keys;
 mod validate;
 pub use check::{InvalidConfig, OutputFormat};
 pub use ingest::IngestConfig;
@@ -37,6 +38,10 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Bearer token for the admin API; generated and stored when absent.
     pub admin_token: Option<String>,
+    /// Base64 32-byte keys, comma-separated, that endpoint secrets are encrypted under (the first
+    /// encrypts); plaintext when absent (`config/secret_keys.rs`).
+    #[serde(default)]
+    pub secret_key: Option<String>,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// Chains to ingest.
@@ -168,6 +173,7 @@ impl Default for Config {
             admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             admin_token: None,
+            secret_key: None,
             log_format: LogFormat::Text,
             chains: Vec::new(),
             batch: BatchConfig {
@@ -201,6 +207,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("PIPELINE_ADMIN_ADDR", "admin_addr"),
     ("PIPELINE_METRICS_ADDR", "metrics_addr"),
     ("PIPELINE_ADMIN_TOKEN", "admin_token"),
+    ("PIPELINE_SECRET_KEY", "secret_key"),
     ("PIPELINE_LOG_FORMAT", "log_format"),
     ("PIPELINE_DELIVERY_ALLOWED_CIDRS", "delivery.allowed_cidrs"),
     ("PIPELINE_DELIVERY_WORKERS", "delivery.workers"),

@@ -313,6 +313,12 @@ impl Host {
         self.spawn_and_wait().await;
     }
 
+    /// Sets (or replaces) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts the host again after `stop()`/`kill()`.
     pub async fn start_again(&mut self) {
         self.spawn_and_wait().await;

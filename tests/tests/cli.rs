@@ -201,6 +201,28 @@ fn an_invalid_configuration_exits_with_status_2_naming_the_setting() {
     assert!(stderr.contains("PIPELINE_DELIVERY_WORKERS"), "{stderr}");
 }
 
+/// A bad `PIPELINE_SECRET_KEY` (or `secret_key`) stops `serve` and `config check` with status 2,
+/// naming the setting and never quoting the key; `config check` redacts a good one.
+#[test]
+fn a_bad_secret_key_exits_with_status_2_without_quoting_it() {
+    let good = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let short = "c2hvcnRTRUNSRVRrZXk=";
+    for args in [vec!["serve"], vec!["config", "check"]] {
+        let value = format!("{good},{short}");
+        let (code, stdout, stderr) = pipeline_with_env(&args, &[("PIPELINE_SECRET_KEY", &value)]);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains("PIPELINE_SECRET_KEY"), "{stderr}");
+        assert!(
+            !stderr.contains(short) && !stderr.contains(good),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) =
+        pipeline_with_env(&["config", "check"], &[("PIPELINE_SECRET_KEY", good)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains(good), "{stdout}");
+}
+
 /// `config check` prints what `serve` would run with — file and environment merged — with the
 /// admin token, the database password and node URL keys replaced, in TOML that loads again and
 /// in JSON.

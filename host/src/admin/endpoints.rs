@@ -1,5 +1,6 @@
 //! `/v1/endpoints`: webhook targets with their signing secret (shown once, on create), secret
-//! rotation with a 24 h overlap, and recovery of dead deliveries.
+//! rotation with a 24 h overlap (a second rotation within it keeps the secret still signing), and
+//! recovery of dead deliveries. Secrets are encrypted at rest by the store (`store/secrets.rs`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +17,8 @@ use crate::store::{EndpointRow, now_ms};
 /// How long the previous secret keeps signing after a rotation.
 const ROTATION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 const MAX_DESCRIPTION_LEN: usize = 1000;
+const MIN_SECRET_BYTES: usize = 24;
+const MAX_SECRET_BYTES: usize = 64;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -272,7 +275,8 @@ fn checked_description(description: String) -> ApiResult<String> {
     Ok(description)
 }
 
-/// A caller-chosen secret: `whsec_` and base64 key bytes, decoded exactly as signing will.
+/// A caller-chosen secret: `whsec_` and base64 of 24 to 64 key bytes, decoded exactly as signing
+/// will (fewer bytes is a weak key; Standard Webhooks libraries use 24 to 64).
 fn checked_secret(secret: String) -> ApiResult<String> {
     if !secret.starts_with(SECRET_PREFIX) {
         return Err(ApiError::bad_request(
@@ -280,8 +284,17 @@ fn checked_secret(secret: String) -> ApiResult<String> {
             format!("secret must start with {SECRET_PREFIX}"),
         ));
     }
-    sign::sign(&secret, "msg_check", 0, b"")
+    let key = sign::decode_secret(&secret)
         .map_err(|e| ApiError::bad_request("invalid_secret", e.to_string()))?;
+    if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
+        return Err(ApiError::bad_request(
+            "invalid_secret",
+            format!(
+                "secret must be {SECRET_PREFIX} and base64 of {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, got {} bytes",
+                key.len()
+            ),
+        ));
+    }
     Ok(secret)
 }
 

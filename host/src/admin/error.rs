@@ -50,6 +50,15 @@ impl ApiError {
             "missing or invalid bearer token",
         )
     }
+
+    /// A valid token whose scope does not allow the request.
+    pub fn forbidden(needed: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token's scope does not allow this request; it needs {needed}"),
+        )
+    }
 }
 
 impl IntoResponse for ApiError {

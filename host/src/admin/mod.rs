@@ -1,4 +1,4 @@
-//! The admin API (axum): one file per resource, one `ApiError`, bearer-token auth on `/v1`.
+//! The admin API (axum): one file per resource, one `ApiError`, scoped bearer-token auth on `/v1`.
 //! Every mutation writes the store first, then reloads the registry so the pipeline picks the
 //! change up without a restart.
 
@@ -11,6 +11,7 @@ mod input;
 mod openapi;
 mod plugins;
 mod subscriptions;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ pub struct AdminState {
     pub log_book: PluginLogBook,
     pub chains: Vec<Arc<ChainHealth>>,
     pub metrics: Metrics,
-    /// sha256 of the admin token.
+    /// sha256 of the bootstrap token (admin scope); other tokens are in the store.
     pub token_sha256: Arc<[u8; 32]>,
     /// Watchdog: milliseconds the last 100 ms timer fired late; large = runtime stalled.
     pub scheduler_lag_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -61,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(endpoints::routes())
         .merge(subscriptions::routes())
         .merge(deliveries::routes())
+        .merge(tokens::routes())
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -19,7 +19,8 @@ pub fn document() -> Value {
             "title": "Pipeline admin API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Chain events to signed webhooks, filtered by WebAssembly plugins. Errors are \
-                            {\"error\":{\"code\",\"message\"}} with a fitting 4xx; lists are {\"items\",\"next_cursor\"}."
+                            {\"error\":{\"code\",\"message\"}} with a fitting 4xx; lists are {\"items\",\"next_cursor\"}. \
+                            Tokens have a scope: read (GET), write (also mutations), admin (also /v1/tokens)."
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
@@ -105,6 +106,14 @@ fn paths() -> Value {
             "get": op("deliveries", "Show a delivery with its body and attempts", None, "200", schema("DeliveryDetail")),
             "parameters": [id_param()],
         },
+        "/v1/tokens": {
+            "post": op("tokens", "Create an API token (admin scope); the answer shows the token, once", Some(schema("TokenCreate")), "201", schema("Token")),
+            "get": op("tokens", "List API tokens (admin scope), revoked ones included; never the token", None, "200", list_of("Token")),
+        },
+        "/v1/tokens/{id}": {
+            "delete": op("tokens", "Revoke an API token (admin scope); it is refused with 401 from then on", None, "204", Value::Null),
+            "parameters": [id_param()],
+        },
         "/v1/deliveries/{id}/retry": {
             "post": op("deliveries", "Send the delivery again now", None, "202", obj(&[("id", string()), ("status", json!({"const": "retrying"}))])),
             "parameters": [id_param()],
@@ -159,7 +168,7 @@ fn schemas() -> Value {
             ("created_at", time.clone()), ("updated_at", time.clone())]),
         "EndpointCreate": {"type": "object", "required": ["url"], "additionalProperties": false, "properties": {
             "url": {"type": "string", "format": "uri"}, "description": string(),
-            "secret": {"type": "string", "pattern": "^whsec_", "description": "Generated when absent"}}},
+            "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$", "description": "whsec_ and base64 of 24 to 64 bytes; generated when absent"}}},
         "EndpointUpdate": {"type": "object", "additionalProperties": false, "properties": {
             "url": {"type": "string", "format": "uri"}, "description": string(), "status": {"enum": ["enabled", "disabled"]}}},
         "RecoverRequest": {"type": "object", "required": ["since"], "properties": {
@@ -179,6 +188,13 @@ fn schemas() -> Value {
             "addresses": {"type": ["array", "null"], "items": address}, "topics": schema("TopicFilter"),
             "plugin_id": {"type": ["string", "null"], "description": "null detaches the plugin"}, "plugin_config": {},
             "confirmations": {"type": "integer", "minimum": 0}, "status": {"enum": ["active", "paused"]}}},
+        "Token": obj(&[("id", string()), ("name", string()), ("scope", json!({"enum": ["read", "write", "admin"]})),
+            ("created_at", time.clone()), ("last_used_at", json!({"type": ["string", "null"], "format": "date-time"})),
+            ("revoked_at", json!({"type": ["string", "null"], "format": "date-time"})),
+            ("token", json!({"type": "string", "description": "Only in the answer to the creation"}))]),
+        "TokenCreate": {"type": "object", "required": ["name", "scope"], "additionalProperties": false, "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "scope": {"enum": ["read", "write", "admin"], "description": "read: GET only; write: also mutations; admin: also /v1/tokens"}}},
         "PluginLogLine": obj(&[("at", time.clone()), ("level", string()), ("message", string())]),
         "ParkedEvent": obj(&[("seq", integer()), ("chain_id", integer()), ("event_type", json!({"enum": ["log", "log.removed"]})),
             ("log", json!({"type": "object"})), ("error", string()), ("event_index", json!({"type": ["integer", "null"]})), ("created_at", time.clone())]),
@@ -215,7 +231,7 @@ fn delivery_schema() -> Value {
 fn op(tag: &str, summary: &str, body: Option<Value>, status: &str, response: Value) -> Value {
     let mut responses = json!({
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-        "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
+        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
         "503": {"$ref": "#/components/responses/Error"},
     });
     let success = if response.is_null() {

@@ -211,9 +211,11 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 mod delivery_state;
 mod properties;
 mod reprocess;
+mod secrets;
 mod slow_loris;
 mod ssrf;
 mod strings;
+mod tokens;
 
 #[tokio::test]
 async fn v1_needs_the_token() {
@@ -810,6 +812,8 @@ async fn openapi_lists_every_route() {
         "/v1/deliveries/{id}",
         "/v1/deliveries/{id}/retry",
         "/v1/openapi.json",
+        "/v1/tokens",
+        "/v1/tokens/{id}",
     ] {
         assert!(
             paths.contains_key(path),

@@ -18,6 +18,7 @@ impl Config {
                 super::check::database_url(&self.database_url)
             );
         }
+        self.secret_keys()?;
         self.validate_batch()?;
         self.validate_delivery()?;
         self.retention.periods()?;

@@ -63,7 +63,7 @@ pub fn signature_header(
 
 /// Decodes the key bytes of a secret, with or without the `whsec_` prefix. Padding is optional
 /// because integrators sometimes paste secrets with the trailing `=` lost.
-fn decode_secret(secret: &str) -> Result<Vec<u8>, SignError> {
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SignError> {
     const LENIENT: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),

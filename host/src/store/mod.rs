@@ -15,6 +15,8 @@ mod patch;
 mod resources;
 mod retention;
 mod rows;
+mod secrets;
+mod tokens;
 mod window;
 
 use std::path::Path;
@@ -29,6 +31,8 @@ pub use lock::ChainLock;
 pub use models::*;
 pub use outbox::WriteStats;
 pub use retention::{Cutoffs, Pruned};
+pub use secrets::{SecretError, SecretKeys};
+pub use tokens::{LiveToken, TokenRow};
 pub use window::StoredBlock;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Conflict(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +66,8 @@ pub struct Store {
     dialect: Dialect,
     /// The epoch this process took per chain it locked (`fence.rs`).
     fences: fence::Fences,
+    /// Endpoint secrets are sealed under these on write and opened on read (`secrets.rs`).
+    secrets: SecretKeys,
 }
 
 /// SQLite page cache of the writer connection (KiB): the deliveries table's recent pages and its
@@ -119,7 +127,14 @@ impl Store {
             writer,
             dialect,
             fences: Default::default(),
+            secrets: SecretKeys::default(),
         })
+    }
+
+    /// This store with endpoint secrets encrypted under `keys` (none: stored as given).
+    pub fn with_secret_keys(mut self, keys: SecretKeys) -> Store {
+        self.secrets = keys;
+        self
     }
 
     /// On SQLite, copies the write-ahead log back into the database file without blocking the

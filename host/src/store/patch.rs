@@ -97,8 +97,11 @@ impl Store {
         Ok(result.rows_affected() > 0)
     }
 
-    /// Makes `secret` the endpoint's secret; the one it replaces — whatever the store holds at
-    /// that moment — keeps signing until `previous_expires_at`. False when it does not exist.
+    /// Makes `secret` the endpoint's secret. The one it replaces — whatever the store holds at
+    /// that moment — keeps signing until `previous_expires_at`, unless a previous secret is still
+    /// signing from an earlier rotation: then that one stays, with its own expiry (it is what
+    /// receivers had before the rotations began; the secret replaced now was current for less
+    /// than a grace period). False when the endpoint does not exist.
     pub async fn rotate_endpoint_secret(
         &self,
         id: &str,
@@ -107,11 +110,14 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let result = sqlx::query(
-            "UPDATE endpoints SET previous_secret = secret, secret = $2, \
-             previous_secret_expires_at = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE endpoints SET \
+             previous_secret = CASE WHEN previous_secret_expires_at > $4 THEN previous_secret ELSE secret END, \
+             previous_secret_expires_at = CASE WHEN previous_secret_expires_at > $4 \
+                 THEN previous_secret_expires_at ELSE $3 END, \
+             secret = $2, updated_at = $4 WHERE id = $1",
         )
         .bind(id)
-        .bind(secret)
+        .bind(self.secrets.seal(id, secret))
         .bind(previous_expires_at)
         .bind(now)
         .execute(&self.pool)

@@ -79,7 +79,15 @@ impl Store {
         let sql = format!(
             "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
-        bind_endpoint(sqlx::query(AssertSqlSafe(sql)), e)
+        let sealed = EndpointRow {
+            secret: self.secrets.seal(&e.id, &e.secret),
+            previous_secret: e
+                .previous_secret
+                .as_ref()
+                .map(|p| self.secrets.seal(&e.id, p)),
+            ..e.clone()
+        };
+        bind_endpoint(sqlx::query(AssertSqlSafe(sql)), &sealed)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -90,7 +98,7 @@ impl Store {
         let rows = sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(endpoint_row).collect()
+        rows.iter().map(|r| self.endpoint_row(r)).collect()
     }
 
     pub async fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
@@ -99,7 +107,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(endpoint_row).transpose()
+        row.as_ref().map(|r| self.endpoint_row(r)).transpose()
     }
 
     /// Deletes an endpoint unless subscriptions still point at it.
@@ -190,19 +198,25 @@ fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
     })
 }
 
-fn endpoint_row(r: &AnyRow) -> Result<EndpointRow, StoreError> {
-    Ok(EndpointRow {
-        id: r.try_get(0)?,
-        url: r.try_get(1)?,
-        description: r.try_get(2)?,
-        secret: r.try_get(3)?,
-        previous_secret: r.try_get(4)?,
-        previous_secret_expires_at: r.try_get(5)?,
-        status: r.try_get(6)?,
-        disabled_reason: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        updated_at: r.try_get(9)?,
-    })
+impl Store {
+    /// An endpoint row with its secrets opened (`secrets.rs`).
+    fn endpoint_row(&self, r: &AnyRow) -> Result<EndpointRow, StoreError> {
+        let id: String = r.try_get(0)?;
+        let secret: String = r.try_get(3)?;
+        let previous: Option<String> = r.try_get(4)?;
+        Ok(EndpointRow {
+            secret: self.secrets.open(&id, &secret)?,
+            previous_secret: previous.map(|p| self.secrets.open(&id, &p)).transpose()?,
+            url: r.try_get(1)?,
+            description: r.try_get(2)?,
+            previous_secret_expires_at: r.try_get(5)?,
+            status: r.try_get(6)?,
+            disabled_reason: r.try_get(7)?,
+            created_at: r.try_get(8)?,
+            updated_at: r.try_get(9)?,
+            id,
+        })
+    }
 }
 
 fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError> {

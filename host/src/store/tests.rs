@@ -20,6 +20,14 @@ async fn sqlite() -> Store {
 
 /// A fresh database on the test server, or `None` when no server is configured.
 pub(crate) async fn postgres() -> Option<Store> {
+    let url = postgres_url().await?;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    Some(store)
+}
+
+/// The URL of a fresh, empty database on the test server, or `None` when none is configured.
+pub(crate) async fn postgres_url() -> Option<String> {
     let Ok(url) = std::env::var("PIPELINE_TEST_POSTGRES_URL") else {
         // scripts/test.sh (and so CI) requires PostgreSQL: a silent SQLite-only pass would hide it.
         assert!(
@@ -36,9 +44,7 @@ pub(crate) async fn postgres() -> Option<Store> {
         .unwrap();
     admin.close().await;
     let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
-    store.migrate().await.unwrap();
-    Some(store)
+    Some(format!("{base}/{name}"))
 }
 
 async fn each_store(check: impl AsyncFn(Store)) {
@@ -488,6 +494,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
 
 mod delivery_state;
 mod fencing;
+mod secrets;
 
 impl Store {
     /// The pool, for tests elsewhere in the crate that set a row up or hold a lock on it.
