@@ -8,6 +8,7 @@ mod delivery;
 pub mod index;
 mod logbook;
 mod plugins;
+mod select;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use tokio::sync::{mpsc, watch};
 use crate::event::{Batch, ChainLog, EventType};
 use crate::metrics::Metrics;
 use crate::plugin::{Decision, PluginRuntime};
-use crate::store::{Cursor, OutboxWrite};
+use crate::store::OutboxWrite;
 use calls::{Calls, Finished};
 pub use delivery::{db_int, delivery_id, new_delivery, webhook_body};
 pub use index::{Subscription, SubscriptionSet, SubscriptionStatus};
 pub use logbook::{LogEntry, PluginLogBook};
 use plugins::{PluginJob, PluginStates};
+use select::{candidates, cursors, release_chains};
 
 /// What the outbox receives: the write, plus when each event arrived (for end-to-end latency).
 #[derive(Debug, Default)]
@@ -338,67 +340,6 @@ impl Matcher {
             .push(new_delivery(sub, event, confirmations, data));
         matched.received_at.push(event.received_at);
     }
-}
-
-/// Chains in this batch with subscriptions that wait for more confirmations than the chain is
-/// ingested with: their held deliveries may be released by the new cursor.
-fn release_chains(
-    set: &SubscriptionSet,
-    chain_confirmations: &HashMap<u64, u64>,
-    cursors: &[Cursor],
-) -> Vec<u64> {
-    cursors
-        .iter()
-        .map(|c| c.chain_id as u64)
-        .filter(|chain| {
-            let base = chain_confirmations.get(chain).copied().unwrap_or(0);
-            set.subscriptions
-                .iter()
-                .any(|s| s.chain_id == *chain && s.confirmations > base)
-        })
-        .collect()
-}
-
-/// Candidate events per subscription index, in chain order.
-fn candidates(set: &SubscriptionSet, batch: &Batch) -> Vec<(usize, Vec<Candidate>)> {
-    let mut per_subscription: HashMap<usize, Vec<Candidate>> = HashMap::new();
-    let mut hits = Vec::new();
-    for block in &batch.blocks {
-        for log in &block.logs {
-            hits.clear();
-            set.matching(block.chain_id, log, &mut hits);
-            for &index in &hits {
-                per_subscription.entry(index).or_default().push(Candidate {
-                    log: log.clone(),
-                    chain_id: block.chain_id,
-                    event_type: block.event_type(),
-                    received_at: block.received_at,
-                });
-            }
-        }
-    }
-    let mut ordered: Vec<_> = per_subscription.into_iter().collect();
-    ordered.sort_unstable_by_key(|(index, _)| *index);
-    ordered
-}
-
-/// The last canonical block per chain in the batch: the cursor the outbox writes with it.
-fn cursors(blocks: &[crate::event::BlockLogs]) -> Vec<Cursor> {
-    let mut last: HashMap<u64, Cursor> = HashMap::new();
-    for block in blocks
-        .iter()
-        .filter(|b| b.kind == crate::event::BlockKind::Canonical)
-    {
-        last.insert(
-            block.chain_id,
-            Cursor {
-                chain_id: delivery::db_int(block.chain_id),
-                block_number: delivery::db_int(block.number),
-                block_hash: format!("{:#x}", block.hash),
-            },
-        );
-    }
-    last.into_values().collect()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod abi;
 pub mod dry_run;
+mod host_state;
 mod instance;
 pub mod priority;
 pub mod validate;
@@ -20,7 +21,7 @@ pub use instance::{CallReport, PluginInstance};
 pub use validate::ValidationError;
 
 use crate::config::PluginLimits;
-use instance::HostState;
+use host_state::HostState;
 
 /// The epoch ticks every this often; the wall-clock limit is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -146,7 +147,8 @@ impl PluginRuntime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasm engine: {e:#}"))?;
         spawn_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
-        instance::define_imports(&mut linker).map_err(|e| anyhow::anyhow!("wasm linker: {e:#}"))?;
+        host_state::define_imports(&mut linker)
+            .map_err(|e| anyhow::anyhow!("wasm linker: {e:#}"))?;
         Ok(PluginRuntime {
             engine,
             linker: Arc::new(linker),
