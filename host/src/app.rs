@@ -247,6 +247,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         capacity.clone(),
         poll_interval,
         lease_ms,
+        metrics.clone(),
         shutdown.clone(),
     ));
     let dispatcher = Dispatcher {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::outbox::DeliveryJob;
 use crate::store::Store;
 
@@ -20,6 +21,7 @@ pub async fn run(
     capacity: Arc<Semaphore>,
     interval: Duration,
     lease_ms: i64,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -32,6 +34,7 @@ pub async fn run(
             match store.claim_due(limit, lease_ms).await {
                 Ok(rows) => rows,
                 Err(error) => {
+                    metrics.db_errors.with_label_values(&["claim"]).inc();
                     tracing::warn!(%error, "claiming due deliveries failed");
                     Vec::new()
                 }

@@ -113,13 +113,27 @@ async fn write_part(store: &Store, part: &[AttemptResult], metrics: &Metrics) ->
                     .inc_by(statements);
                 return Written::Recorded;
             }
-            Err(error) if is_refusal(&error) => return Written::Refused(error),
+            Err(error) if is_refusal(&error) => {
+                metrics
+                    .db_errors
+                    .with_label_values(&["delivery_results"])
+                    .inc();
+                return Written::Refused(error);
+            }
             Err(error) if attempt < WRITE_ATTEMPTS => {
+                metrics
+                    .db_errors
+                    .with_label_values(&["delivery_results"])
+                    .inc();
                 tracing::warn!(%error, results = part.len(), "recording delivery results failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
             Err(error) => {
+                metrics
+                    .db_errors
+                    .with_label_values(&["delivery_results"])
+                    .inc();
                 // The rows keep their lease; when it expires they are attempted again, and the
                 // receiver deduplicates by webhook-id. Nothing is lost, at worst sent twice.
                 tracing::error!(%error, results = part.len(), "recording delivery results failed; deliveries will be retried");

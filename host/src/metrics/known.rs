@@ -48,7 +48,14 @@ const KNOWN_LABELS: &[(&str, &[&str])] = &[
     ("purpose:statements", &["outbox", "delivery_results"]),
     (
         "purpose:errors",
-        &["outbox", "backlog", "retention", "registry"],
+        &[
+            "outbox",
+            "backlog",
+            "retention",
+            "registry",
+            "claim",
+            "delivery_results",
+        ],
     ),
     ("table", &["deliveries", "parked_events"]),
 ];

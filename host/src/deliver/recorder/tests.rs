@@ -61,7 +61,14 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
             )
         })
         .collect();
-    write(&store, &results, &Metrics::new().unwrap()).await;
+    let metrics = Metrics::new().unwrap();
+    write(&store, &results, &metrics).await;
+    // Each refusal on the way down to the two single rows is counted for the alert on DB errors.
+    let refusals = metrics
+        .db_errors
+        .with_label_values(&["delivery_results"])
+        .get();
+    assert!(refusals >= 2, "{refusals}");
     for id in &ids {
         let (row, _) = store.get_delivery(id).await.unwrap().unwrap();
         assert_eq!(row.status, "delivered", "{id}");
