@@ -221,15 +221,7 @@ impl ChainIngest {
         }
         let mut tip_logs = Vec::new();
         for (number, hash, logs) in blocks {
-            self.metrics
-                .events_received
-                .with_label_values(&[&self.chain.name])
-                .inc_by(logs.len() as u64);
-            let in_flight = self
-                .output
-                .reserve(&logs)
-                .await
-                .ok_or(IngestError::Stopped)?;
+            let in_flight = self.receive(&logs).await?;
             // A long range waiting for room downstream must stop too once the chain is lost.
             self.check_ownership().await?;
             if number == to {

@@ -86,6 +86,18 @@ pub(super) struct ChainIngest {
 impl ChainIngest {
     /// Stops following when the database session holding the chain lock is gone: another replica
     /// may own the chain by now.
+    /// Counts a block's logs as received and waits for room for them in the in-flight budget.
+    pub(super) async fn receive(
+        &self,
+        logs: &[std::sync::Arc<crate::event::ChainLog>],
+    ) -> Result<crate::event::InFlight, IngestError> {
+        self.metrics
+            .events_received
+            .with_label_values(&[&self.chain.name])
+            .inc_by(logs.len() as u64);
+        self.output.reserve(logs).await.ok_or(IngestError::Stopped)
+    }
+
     pub(super) async fn check_ownership(&mut self) -> Result<(), IngestError> {
         if self.lock_checked_at.elapsed() < super::ownership::OWNERSHIP_CHECK {
             return Ok(());
@@ -328,15 +340,7 @@ impl ChainIngest {
             .await?;
         let logs = check::block_logs(&answer, &header, self.limits.max_logs_bytes)?;
         drop(answer);
-        self.metrics
-            .events_received
-            .with_label_values(&[&self.chain.name])
-            .inc_by(logs.len() as u64);
-        let in_flight = self
-            .output
-            .reserve(&logs)
-            .await
-            .ok_or(IngestError::Stopped)?;
+        let in_flight = self.receive(&logs).await?;
         let block = BlockLogs {
             chain_id: self.chain.chain_id,
             number: header.number,
