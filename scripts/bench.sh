@@ -60,7 +60,11 @@ for store in sqlite postgres; do
     run "matching-100k-1pct-$store" "$store" 100000 1 0 100
 done
 if [[ "${1:-}" != quick ]]; then
-    for subs in 10 1000; do run "subscriptions-$subs-sqlite" sqlite 1000 "$subs" 0; done
+    # Cost growth at 1K events/s: subscriptions (100 is latency-1k above), then endpoints.
+    for subs in 10 1000 10000; do run "subscriptions-$subs-sqlite" sqlite 1000 "$subs" 0; done
+    for endpoints in 10 100; do
+        PIPELINE_LOAD_ENDPOINTS="$endpoints" run "endpoints-$endpoints-sqlite" sqlite 1000 100 0
+    done
 fi
 
 # The sink's own ceiling: the same kind of receiver under a plain HTTP load generator.
@@ -90,7 +94,7 @@ import matplotlib; matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(8, 5))
 for store, marker in (("sqlite", "o"), ("postgres", "s")):
-    rows = sorted((r for r in reports if r["store"] == store and r["subscriptions"] == 100), key=lambda r: r["offered_events_per_s"])
+    rows = sorted((r for r in reports if r["store"] == store and r["subscriptions"] == 100 and r.get("endpoints", 1) == 1), key=lambda r: r["offered_events_per_s"])
     if not rows: continue
     x = [r["offered_events_per_s"] for r in rows]
     for p, style in (("p50", "-"), ("p99", "--")):

@@ -16,7 +16,10 @@
 //! (default = subscriptions), `PIPELINE_LOAD_PLUGIN_SHARE` (0.0–1.0 of subscriptions through the
 //! plugin, 0), `PIPELINE_LOAD_DATABASE_URL` (default SQLite in a temp dir), `PIPELINE_LOAD_LABEL`,
 //! `PIPELINE_LOAD_OUT` (JSON report path, default target/bench-load.json), `PIPELINE_LOAD_BIN` (the
-//! host binary, default the one cargo built: for A/B runs).
+//! host binary, default the one cargo built: for A/B runs), `PIPELINE_LOAD_ENDPOINTS` (1: the
+//! subscriptions go round-robin to this many endpoints, all on the one sink under different paths).
+//! Subscriptions are created through the admin API by 16 clients at once, as an operator's script
+//! would; the report gives how long that took (`setup_seconds`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -135,6 +138,7 @@ struct Scenario {
     subscriptions: usize,
     tokens: usize,
     plugin_share: f64,
+    endpoints: usize,
     database_url: Option<String>,
 }
 
@@ -150,6 +154,7 @@ fn main() {
         subscriptions,
         tokens: env_or("PIPELINE_LOAD_TOKENS", subscriptions),
         plugin_share: env_or("PIPELINE_LOAD_PLUGIN_SHARE", 0.0),
+        endpoints: env_or("PIPELINE_LOAD_ENDPOINTS", 1usize).max(1),
         database_url: std::env::var("PIPELINE_LOAD_DATABASE_URL")
             .ok()
             .filter(|url| !url.is_empty()),
@@ -177,6 +182,7 @@ fn sink_only(port: u16) {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let app = Router::new()
             .route("/hook", post(receive))
+            .route("/hook/{n}", post(receive))
             .with_state(Sink::default());
         let _ = tokio::time::timeout(Duration::from_secs(60), axum::serve(listener, app)).await;
     });
@@ -204,6 +210,7 @@ async fn run(s: Scenario) -> Value {
     let hook = format!("http://{}/hook", sink_listener.local_addr().unwrap());
     let app = Router::new()
         .route("/hook", post(receive))
+        .route("/hook/{n}", post(receive))
         .with_state(sink.clone());
     tokio::spawn(async move { axum::serve(sink_listener, app).await.unwrap() });
 
@@ -255,30 +262,43 @@ async fn run(s: Scenario) -> Value {
     } else {
         Value::Null
     };
-    let endpoint = admin_post(
-        &http,
-        &base,
-        "/v1/endpoints",
-        json!({"url": hook}).to_string().into_bytes(),
-        true,
-    )
-    .await;
+    let setup = Instant::now();
+    let mut endpoints = Vec::with_capacity(s.endpoints);
+    for k in 0..s.endpoints {
+        let body = json!({"url": format!("{hook}/{k}")})
+            .to_string()
+            .into_bytes();
+        let endpoint = admin_post(&http, &base, "/v1/endpoints", body, true).await;
+        assert!(endpoint["id"].is_string(), "{endpoint}");
+        endpoints.push(endpoint["id"].clone());
+    }
+    let mut creating = tokio::task::JoinSet::new();
     for i in 0..s.subscriptions {
-        let mut body = json!({"endpoint_id": endpoint["id"], "chain_id": 1, "addresses": [tokens[i % tokens.len()]]});
+        let mut body = json!({"endpoint_id": endpoints[i % endpoints.len()], "chain_id": 1, "addresses": [tokens[i % tokens.len()]]});
         if i < plugin_subs {
             body["plugin_id"] = plugin_id.clone();
             body["plugin_config"] = json!({"min_value": "0"});
         }
-        let sub = admin_post(
-            &http,
-            &base,
-            "/v1/subscriptions",
-            body.to_string().into_bytes(),
-            true,
-        )
-        .await;
-        assert!(sub["id"].is_string(), "{sub}");
+        let (http, base) = (http.clone(), base.clone());
+        creating.spawn(async move {
+            let sub = admin_post(
+                &http,
+                &base,
+                "/v1/subscriptions",
+                body.to_string().into_bytes(),
+                true,
+            )
+            .await;
+            assert!(sub["id"].is_string(), "{sub}");
+        });
+        while creating.len() >= 16 {
+            creating.join_next().await.unwrap().unwrap();
+        }
     }
+    while let Some(done) = creating.join_next().await {
+        done.unwrap();
+    }
+    let setup_seconds = setup.elapsed().as_secs_f64();
     // The host picks up subscriptions made through its API at once; give ingest a moment to connect.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let statements_before = db_statements(&http, &metrics_url).await;
@@ -349,6 +369,7 @@ async fn run(s: Scenario) -> Value {
         "store": if database_url.starts_with("postgres") { "postgres" } else { "sqlite" },
         "offered_events_per_s": s.rate, "block_ms": s.block_ms, "logs_per_block": logs_per_block,
         "subscriptions": s.subscriptions, "tokens": s.tokens, "plugin_subscriptions": plugin_subs,
+        "endpoints": s.endpoints, "setup_seconds": setup_seconds,
         "blocks": blocks, "events": events, "chain_seconds": chain_seconds,
         "webhooks_expected": expected, "webhooks_unique": by_id.len(), "webhooks_duplicated": duplicates,
         "exactly_once": by_id.len() == expected && duplicates == 0,

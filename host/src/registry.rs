@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::{Address, B256};
 use tokio::sync::{Mutex, watch};
@@ -20,8 +21,13 @@ pub struct Registry {
     runtime: PluginRuntime,
     subscriptions: watch::Sender<Arc<SubscriptionSet>>,
     endpoints: watch::Sender<Endpoints>,
-    /// Serialises reloads so an older snapshot never overwrites a newer one.
-    reload_lock: Arc<Mutex<()>>,
+    /// Serialises reloads so an older snapshot never overwrites a newer one. It holds the
+    /// generation the last finished reload covers (see `reload`).
+    reload_lock: Arc<Mutex<u64>>,
+    /// Reloads asked for so far; each caller bumps it after its own store write.
+    requested: Arc<AtomicU64>,
+    /// Full rebuilds done (what `reload`'s sharing saves is visible here).
+    rebuilds: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -31,7 +37,9 @@ impl Registry {
             runtime,
             subscriptions: watch::Sender::new(Arc::new(SubscriptionSet::default())),
             endpoints: watch::Sender::new(Arc::new(HashMap::new())),
-            reload_lock: Arc::new(Mutex::new(())),
+            reload_lock: Arc::new(Mutex::new(0)),
+            requested: Arc::new(AtomicU64::new(0)),
+            rebuilds: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -49,8 +57,30 @@ impl Registry {
 
     /// Rebuilds both snapshots from the store. A subscription whose plugin cannot be compiled is
     /// left out (and logged) rather than failing the whole reload.
+    ///
+    /// Concurrent callers share reloads: a caller's store write is done before it asks, so a
+    /// reload that *started* after the ask (it read `requested` at or above the caller's number)
+    /// already shows that write, and the caller returns without reading the store again. Without
+    /// this, N clients creating subscriptions at once cost N full reloads of N rows.
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let _guard = self.reload_lock.lock().await;
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.reload_lock.lock().await;
+        if *covered >= ticket {
+            return Ok(());
+        }
+        let generation = self.requested.load(Ordering::SeqCst);
+        self.rebuild().await?;
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        *covered = generation;
+        Ok(())
+    }
+
+    /// Full rebuilds of the snapshots so far.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds.load(Ordering::Relaxed)
+    }
+
+    async fn rebuild(&self) -> Result<(), StoreError> {
         let endpoints: HashMap<String, EndpointRow> = self
             .store
             .list_endpoints()
@@ -247,6 +277,82 @@ mod tests {
       (func (export "pipeline_abi_v1"))
       (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
       (func (export "pipeline_process") (param i32) (result i64) (i64.const 35184372088838)))"#;
+
+    fn subscription_row(id: &str) -> SubscriptionRow {
+        SubscriptionRow {
+            id: id.to_string(),
+            endpoint_id: "ep_1".into(),
+            chain_id: 1,
+            addresses: None,
+            topics: None,
+            plugin_id: None,
+            plugin_config: None,
+            confirmations: 0,
+            status: "active".into(),
+            last_error: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_reloads_share_rebuilds_and_each_sees_its_own_write() {
+        let dir = std::env::temp_dir().join(format!("pipeline-registry-{}", rand::random::<u32>()));
+        let store = Store::connect(&format!("sqlite://{}/r.db", dir.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let endpoint = crate::store::EndpointRow {
+            id: "ep_1".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            description: "d".into(),
+            secret: "whsec_first".into(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            status: "enabled".into(),
+            disabled_reason: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_endpoint(&endpoint).await.unwrap();
+        let registry = Registry::new(
+            store.clone(),
+            PluginRuntime::new(PluginLimits::default()).unwrap(),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let (store, registry) = (store.clone(), registry.clone());
+            tasks.spawn(async move {
+                let id = format!("sub_{n}");
+                store
+                    .insert_subscription(&subscription_row(&id))
+                    .await
+                    .unwrap();
+                registry.reload().await.unwrap();
+                // When reload returns, the caller's own write is in the live snapshot.
+                let live = registry.subscriptions().borrow().clone();
+                assert!(
+                    live.subscriptions.iter().any(|s| s.id == id),
+                    "{id} missing"
+                );
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(registry.subscriptions().borrow().subscriptions.len(), 40);
+        let rebuilds = registry.rebuilds();
+        assert!(
+            rebuilds < 40,
+            "40 concurrent reloads took {rebuilds} rebuilds"
+        );
+
+        // One at a time, every reload rebuilds.
+        let before = registry.rebuilds();
+        registry.reload().await.unwrap();
+        registry.reload().await.unwrap();
+        assert_eq!(registry.rebuilds(), before + 2);
+    }
 
     #[tokio::test]
     async fn a_restart_loads_precompiled_plugins_from_the_store() {
