@@ -1,7 +1,10 @@
-//! The window of recent canonical blocks, with their logs, that reorgs are checked against. Pure.
-//! Bounded in blocks and in bytes: past the byte budget the oldest blocks keep their header but
-//! drop their logs, and say so, so a reorg that reaches them is reported instead of silently
-//! withdrawing less than was delivered.
+//! The window of recent canonical blocks that reorgs are checked against. Pure.
+//! A block's matched logs — what a reorg must withdraw — are in the store (`chain_blocks`, written
+//! before the block is sent on) and read back only when a reorg orphans the block, so the window's
+//! memory does not grow with the matched volume. Blocks ingest did not store (far below the head
+//! during a catch-up) keep their logs in memory, bounded in bytes: past the budget the oldest drop
+//! them, and say so, so a reorg that reaches them is reported instead of silently withdrawing less
+//! than was delivered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,14 +13,22 @@ use alloy_primitives::B256;
 
 use crate::event::ChainLog;
 
+/// Where a window block's matched logs are.
+#[derive(Debug, Clone)]
+pub enum WindowLogs {
+    /// In the store's `chain_blocks` row for this block; how many.
+    Stored(usize),
+    /// Held here (the block was not stored).
+    InMemory(Vec<Arc<ChainLog>>),
+    /// Gone: dropped to stay within the byte budget, or unreadable in the store.
+    Dropped,
+}
+
 #[derive(Debug, Clone)]
 pub struct WindowBlock {
     pub number: u64,
     pub hash: B256,
-    /// Logs emitted for this block, so a reorg can withdraw them as `log.removed`.
-    pub logs: Vec<Arc<ChainLog>>,
-    /// The logs were dropped to stay within the window's byte budget.
-    pub logs_dropped: bool,
+    pub logs: WindowLogs,
 }
 
 impl WindowBlock {
@@ -25,13 +36,28 @@ impl WindowBlock {
         WindowBlock {
             number,
             hash,
-            logs,
-            logs_dropped: false,
+            logs: WindowLogs::InMemory(logs),
         }
     }
 
+    /// A block whose `count` matched logs are in the store.
+    pub fn stored(number: u64, hash: B256, count: usize) -> WindowBlock {
+        WindowBlock {
+            number,
+            hash,
+            logs: WindowLogs::Stored(count),
+        }
+    }
+
+    pub fn logs_dropped(&self) -> bool {
+        matches!(self.logs, WindowLogs::Dropped)
+    }
+
     fn bytes(&self) -> usize {
-        self.logs.iter().map(|l| l.memory_bytes()).sum()
+        match &self.logs {
+            WindowLogs::InMemory(logs) => logs.iter().map(|l| l.memory_bytes()).sum(),
+            WindowLogs::Stored(_) | WindowLogs::Dropped => 0,
+        }
     }
 }
 
@@ -85,12 +111,18 @@ impl Window {
             if self.bytes <= self.max_bytes {
                 break;
             }
-            if !old.logs.is_empty() {
+            if let WindowLogs::InMemory(logs) = &old.logs
+                && !logs.is_empty()
+            {
                 self.bytes -= old.bytes();
-                old.logs = Vec::new();
-                old.logs_dropped = true;
+                old.logs = WindowLogs::Dropped;
             }
         }
+    }
+
+    /// The blocks above `number`, newest first (what `rollback_above` would remove).
+    pub fn above(&self, number: u64) -> impl Iterator<Item = &WindowBlock> {
+        self.blocks.iter().rev().take_while(move |b| b.number > number)
     }
 
     /// Removes every block above `number` and returns them newest first.
@@ -140,7 +172,14 @@ mod tests {
             ));
         }
         let kept: Vec<(u64, usize, bool)> = (1..=4)
-            .map(|n| w.get(n).map(|b| (n, b.logs.len(), b.logs_dropped)).unwrap())
+            .map(|n| {
+                let b = w.get(n).unwrap();
+                let held = match &b.logs {
+                    WindowLogs::InMemory(logs) => logs.len(),
+                    _ => 0,
+                };
+                (n, held, b.logs_dropped())
+            })
             .collect();
         assert_eq!(
             kept,
@@ -150,10 +189,25 @@ mod tests {
         let orphans = w.rollback_above(1);
         assert_eq!(orphans.len(), 3);
         assert!(
-            orphans[2].logs_dropped,
+            orphans[2].logs_dropped(),
             "block 2's logs are gone and the orphan says so"
         );
         assert_eq!(w.bytes, 0);
+    }
+
+    #[test]
+    fn stored_blocks_cost_no_memory_budget() {
+        let mut w = Window::new(10, 1_000);
+        for n in 1..=5u8 {
+            w.push(WindowBlock::stored(n as u64, B256::repeat_byte(n), 1_000));
+        }
+        w.push(WindowBlock::new(6, B256::repeat_byte(6), vec![log(436)]));
+        assert_eq!(w.bytes, 1_000);
+        assert!((1..=6).all(|n| !w.get(n).unwrap().logs_dropped()));
+        assert_eq!(
+            w.above(4).map(|b| b.number).collect::<Vec<_>>(),
+            vec![6, 5]
+        );
     }
 
     #[test]

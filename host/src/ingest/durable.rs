@@ -11,7 +11,7 @@ use alloy_primitives::B256;
 use serde_json::value::RawValue;
 
 use super::IngestError;
-use super::chain::WindowBlock;
+use super::chain::{WindowBlock, WindowLogs};
 use super::check;
 use super::follow::ChainIngest;
 use super::rpc::Header;
@@ -55,13 +55,14 @@ pub(super) fn branch(rows: Vec<StoredBlock>, tip: B256, capacity: usize) -> Vec<
         let Ok((number, _)) = check::cursor(row.number, &row.hash) else {
             break;
         };
-        let block = match parse_logs(&row.logs) {
-            Some(logs) => WindowBlock::new(number, next, logs),
-            None => {
-                let mut block = WindowBlock::new(number, next, Vec::new());
-                block.logs_dropped = true;
-                block
-            }
+        let logs = match parse_logs(&row.logs) {
+            Some(logs) => WindowLogs::Stored(logs.len()),
+            None => WindowLogs::Dropped,
+        };
+        let block = WindowBlock {
+            number,
+            hash: next,
+            logs,
         };
         blocks.push(block);
         match row.parent_hash.parse::<B256>() {
@@ -124,18 +125,19 @@ impl ChainIngest {
     /// Stores an applied block and its matched logs, unless it is more than a window below the
     /// block ingest is heading for (a long catch-up: such blocks are final in practice, and a
     /// backfill then costs no extra write per block). Prunes old rows every `capacity` blocks.
+    /// Returns whether the block was stored.
     pub(super) async fn persist(
         &mut self,
         header: &Header,
         logs: &[Arc<ChainLog>],
-    ) -> Result<(), IngestError> {
+    ) -> Result<bool, IngestError> {
         let capacity = self.window.capacity() as u64;
         let target = self
             .best_head
             .unwrap_or(0)
             .saturating_sub(self.chain.confirmations);
         if target.saturating_sub(header.number) > capacity {
-            return Ok(());
+            return Ok(false);
         }
         let chain_id = self.chain.chain_id;
         self.store
@@ -148,7 +150,41 @@ impl ChainIngest {
                 tracing::warn!(chain = %self.chain.name, %error, "cannot prune the stored reorg window; trying again later");
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// The logs a reorg above block `ancestor` must withdraw, per orphaned block newest first —
+    /// read back from the store for stored blocks. Read before the window is rolled back, so a
+    /// store error leaves the window as it was and the reorg is handled again on the next try.
+    /// A stored block whose row is missing or unreadable is reported like one whose logs the
+    /// window dropped.
+    pub(super) async fn orphaned_logs(
+        &self,
+        ancestor: u64,
+    ) -> Result<Vec<(u64, B256, Vec<Arc<ChainLog>>)>, IngestError> {
+        let mut orphaned = Vec::new();
+        for block in self.window.above(ancestor) {
+            let logs = match &block.logs {
+                WindowLogs::InMemory(logs) => logs.clone(),
+                WindowLogs::Stored(0) | WindowLogs::Dropped => continue,
+                WindowLogs::Stored(_) => {
+                    let hash = format!("{:#x}", block.hash);
+                    let text = self
+                        .store
+                        .chain_block_logs(self.chain.chain_id, &hash)
+                        .await?;
+                    match text.as_deref().and_then(parse_logs) {
+                        Some(logs) => logs,
+                        None => {
+                            tracing::error!(chain = %self.chain.name, block = block.number, "the stored logs of an orphaned block are missing or unreadable; its delivered logs cannot be withdrawn");
+                            continue;
+                        }
+                    }
+                }
+            };
+            orphaned.push((block.number, block.hash, logs));
+        }
+        Ok(orphaned)
     }
 
     /// A reorg whose common ancestor is not in the window: the orphaned blocks' delivered logs
@@ -211,10 +247,12 @@ mod tests {
         let blocks = branch(rows.clone(), B256::repeat_byte(3), 64);
         let got: Vec<(u64, u8, usize)> = blocks
             .iter()
-            .map(|b| (b.number, b.hash.0[0], b.logs.len()))
+            .map(|b| match b.logs {
+                WindowLogs::Stored(count) => (b.number, b.hash.0[0], count),
+                ref other => panic!("block {} not marked stored: {other:?}", b.number),
+            })
             .collect();
         assert_eq!(got, vec![(1, 1, 0), (2, 2, 1), (3, 3, 2)]);
-        assert_eq!(blocks[2].logs[0].raw, log(3).raw, "the logs as received");
         assert_eq!(branch(rows.clone(), B256::repeat_byte(3), 2).len(), 2);
         assert!(branch(rows, B256::repeat_byte(9), 64).is_empty());
     }
@@ -224,6 +262,6 @@ mod tests {
         let mut row = stored(&header(5, 5, 4), &[log(5)]);
         row.logs = "[{".into();
         let blocks = branch(vec![row], B256::repeat_byte(5), 64);
-        assert!(blocks[0].logs.is_empty() && blocks[0].logs_dropped);
+        assert!(blocks[0].logs_dropped());
     }
 }

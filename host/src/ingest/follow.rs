@@ -286,6 +286,7 @@ impl ChainIngest {
             check::header_hash(&header, &parent)?;
             branch.push(header);
         };
+        let orphaned = self.orphaned_logs(ancestor.unwrap_or(0)).await?;
         let orphans = match ancestor {
             Some(number) => self.window.rollback_above(number),
             None => {
@@ -303,22 +304,18 @@ impl ChainIngest {
         tracing::warn!(chain = %self.chain.name, orphaned = orphans.len(), new_blocks = branch.len(), "reorg");
         let dropped: Vec<u64> = orphans
             .iter()
-            .filter(|o| o.logs_dropped)
+            .filter(|o| o.logs_dropped())
             .map(|o| o.number)
             .collect();
         if let (Some(newest), Some(oldest)) = (dropped.first(), dropped.last()) {
             tracing::error!(chain = %self.chain.name, blocks = dropped.len(), oldest, newest, window_mib = REORG_WINDOW_BYTES >> 20, "reorg reached blocks whose logs the window had dropped to stay within its memory budget; their delivered logs cannot be withdrawn");
         }
-        for orphan in orphans.into_iter().filter(|o| !o.logs.is_empty()) {
-            let logs = orphan
-                .logs
-                .iter()
-                .map(|l| Arc::new(l.as_removed()))
-                .collect();
+        for (number, hash, logs) in orphaned.into_iter().filter(|o| !o.2.is_empty()) {
+            let logs = logs.iter().map(|l| Arc::new(l.as_removed())).collect();
             self.emit(BlockLogs {
                 chain_id: self.chain.chain_id,
-                number: orphan.number,
-                hash: orphan.hash,
+                number,
+                hash,
                 kind: BlockKind::Orphaned,
                 logs,
                 received_at: Instant::now(),
@@ -353,10 +350,13 @@ impl ChainIngest {
         let relevant = &self.relevant;
         let relevant_logs: Vec<_> = logs.into_iter().filter(|log| relevant(log)).collect();
         // Stored before it is sent on: a cursor can only name a block already stored.
-        self.persist(&header, &relevant_logs).await?;
+        let window_block = if self.persist(&header, &relevant_logs).await? {
+            WindowBlock::stored(header.number, header.hash, relevant_logs.len())
+        } else {
+            WindowBlock::new(header.number, header.hash, relevant_logs)
+        };
         self.emit(block).await?;
-        self.window
-            .push(WindowBlock::new(header.number, header.hash, relevant_logs));
+        self.window.push(window_block);
         Ok(())
     }
 

@@ -63,6 +63,22 @@ impl Store {
             .collect())
     }
 
+    /// The stored matched logs (a JSON array) of one block of `chain_id`, by hash.
+    pub async fn chain_block_logs(
+        &self,
+        chain_id: u64,
+        hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT logs FROM chain_blocks WHERE chain_id = $1 AND block_hash = $2",
+        )
+        .bind(chain_id as i64)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(logs,)| logs))
+    }
+
     /// Deletes the stored blocks of `chain_id` below height `below`; returns how many.
     pub async fn prune_chain_blocks(&self, chain_id: u64, below: i64) -> Result<u64, StoreError> {
         let done =
