@@ -97,6 +97,7 @@ fn harness_on(store: Store, dir: PathBuf, chains: Vec<Arc<ChainHealth>>) -> Harn
         scheduler_lag_ms: Arc::new(AtomicU64::new(0)),
         limits: crate::config::ServerLimits::default(),
         chain_confirmations: Arc::new([(31337, 2)].into_iter().collect()),
+        console: Default::default(),
     };
     Harness { state, dir }
 }
