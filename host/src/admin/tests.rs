@@ -209,6 +209,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     body["error"]["code"].as_str().unwrap().to_string()
 }
 
+mod console;
 mod delivery_state;
 mod properties;
 mod reprocess;

@@ -84,7 +84,7 @@ pub fn segments(points: &[(i64, Option<f64>)], from_ms: i64, to_ms: i64, max: f6
 
 /// Pure: a round axis maximum at or above `value` (1, 2 or 5 times a power of ten).
 pub fn nice_max(value: f64) -> f64 {
-    if !(value > 0.0) || !value.is_finite() {
+    if value.is_nan() || value <= 0.0 || value.is_infinite() {
         return 1.0;
     }
     let magnitude = 10f64.powf(value.log10().floor());
