@@ -100,7 +100,7 @@ struct DeliveryPage {
 }
 
 #[derive(Serialize)]
-struct RetryAnswer {
+pub(crate) struct RetryAnswer {
     id: String,
     status: &'static str,
 }

@@ -202,6 +202,6 @@ async fn show(
 }
 
 async fn retry_now(State(state): State<ConsoleState>, Id(id): Id) -> PageResult {
-    retry(State(state.admin), Id(id.clone())).await?;
+    let _queued = retry(State(state.admin), Id(id.clone())).await?;
     Ok(see_other(&format!("/console/deliveries/{id}?notice=retried")))
 }

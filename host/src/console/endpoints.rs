@@ -235,7 +235,7 @@ struct StatusForm {
 async fn set_status(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) -> PageResult {
     let form: StatusForm = form(&body)?;
     let patch = json!({ "status": form.status });
-    update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
+    let _view = update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
     let code = if form.status == "disabled" { "disabled" } else { "enabled" };
     Ok(see_other(&format!("/console/endpoints/{id}?notice={code}")))
 }

@@ -138,7 +138,7 @@ pub fn read(metrics: &Metrics, chains: &[String], at_ms: i64) -> Reading {
         .get_histogram()
         .get_bucket()
         .iter()
-        .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
+        .map(|b| (b.upper_bound(), b.cumulative_count()))
         .collect();
     // Observations above the last bound: a bucket of their own at twice that bound.
     let count = histogram.get_histogram().get_sample_count();

@@ -234,7 +234,7 @@ struct StatusForm {
 async fn set_status(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) -> PageResult {
     let form: StatusForm = form(&body)?;
     let patch = json!({ "status": form.status });
-    update::update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
+    let _view = update::update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
     let code = if form.status == "paused" { "paused" } else { "resumed" };
     Ok(see_other(&format!("/console/subscriptions/{id}?notice={code}")))
 }
@@ -255,7 +255,7 @@ async fn attach_plugin(State(state): State<ConsoleState>, Id(id): Id, body: Byte
         })?,
     };
     let patch = json!({ "plugin_id": plugin_id, "plugin_config": config });
-    update::update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
+    let _view = update::update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
     Ok(see_other(&format!("/console/subscriptions/{id}?notice=plugin")))
 }
 
