@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use pipeline_tests::plugins::{example_plugin, trap_plugin, wasm_path};
 use pipeline_tests::postgres::server_url_or_skip;
-use pipeline_tests::{DbKind, Fixture, Receiver, target_dir, tools_dir, wait_until, workspace_root};
+use pipeline_tests::anvil::address_topic;
+use pipeline_tests::{
+    DbKind, Fixture, Receiver, TRANSFER_TOPIC0, target_dir, tools_dir, wait_until, workspace_root,
+};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,12 +68,7 @@ async fn operator_tasks(db: DbKind) {
     let (failing_ep, _) = fx.endpoint_for(&failing).await;
     let dead_token = fx.anvil.deploy_token().await;
     admin
-        .create_subscription(pipeline_tests::fixture::transfer_subscription(
-            &failing_ep,
-            &dead_token,
-            &erc20,
-            json!({"min_value": "0"}),
-        ))
+        .create_subscription(transfers_to(&failing_ep, &dead_token, &to, &erc20, json!({"min_value": "0"})))
         .await;
     fx.anvil.transfer(&dead_token, &to, 12).await;
     let dead_id = wait_for_delivery(&fx, &failing_ep, "dead").await;
@@ -82,12 +80,7 @@ async fn operator_tasks(db: DbKind) {
     let trap = admin.upload_plugin(&trap_plugin(), "trap").await;
     let trap_token = fx.anvil.deploy_token().await;
     let trapped_sub = admin
-        .create_subscription(pipeline_tests::fixture::transfer_subscription(
-            &parked_ep,
-            &trap_token,
-            &trap,
-            json!(null),
-        ))
+        .create_subscription(transfers_to(&parked_ep, &trap_token, &to, &trap, json!(null)))
         .await;
     let mut trapped = 0;
     while trapped < MAX_TRAPPED && subscription(&fx, &trapped_sub).await["status"] != json!("quarantined") {
@@ -145,6 +138,19 @@ async fn operator_tasks(db: DbKind) {
         .map(|items| items.iter().filter(|p| p["name"] == json!("passthrough-from-console")).collect())
         .unwrap_or_default();
     assert_eq!(uploaded.len(), 1, "the console upload, once: {plugins}");
+}
+
+/// A subscription to `token`'s transfers to `to` only (not the mint at its deployment): one
+/// delivery per transfer, so the failing endpoint's breaker does not open on a second one.
+fn transfers_to(endpoint: &str, token: &str, to: &str, plugin: &str, config: Value) -> Value {
+    json!({
+        "endpoint_id": endpoint,
+        "chain_id": 31337,
+        "addresses": [token],
+        "topics": [[TRANSFER_TOPIC0], null, [address_topic(to)]],
+        "plugin_id": plugin,
+        "plugin_config": config,
+    })
 }
 
 async fn delivery(fx: &Fixture, id: &str) -> Value {

@@ -28,7 +28,7 @@ const SECTIONS: [(Nav, &str, &str); 5] = [
     (Nav::Plugins, "/console/plugins", "Plugins"),
 ];
 
-const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'none'; connect-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A whole page: `viewer` is `None` on the sign-in page and error pages before sign-in.
