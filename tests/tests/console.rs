@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pipeline_tests::anvil::address_topic;
 use pipeline_tests::plugins::{example_plugin, trap_plugin, wasm_path};
 use pipeline_tests::postgres::server_url_or_skip;
-use pipeline_tests::anvil::address_topic;
 use pipeline_tests::{
     DbKind, Fixture, Receiver, TRANSFER_TOPIC0, target_dir, tools_dir, wait_until, workspace_root,
 };
@@ -68,7 +68,13 @@ async fn operator_tasks(db: DbKind) {
     let (failing_ep, _) = fx.endpoint_for(&failing).await;
     let dead_token = fx.anvil.deploy_token().await;
     admin
-        .create_subscription(transfers_to(&failing_ep, &dead_token, &to, &erc20, json!({"min_value": "0"})))
+        .create_subscription(transfers_to(
+            &failing_ep,
+            &dead_token,
+            &to,
+            &erc20,
+            json!({"min_value": "0"}),
+        ))
         .await;
     fx.anvil.transfer(&dead_token, &to, 12).await;
     let dead_id = wait_for_delivery(&fx, &failing_ep, "dead").await;
@@ -80,11 +86,21 @@ async fn operator_tasks(db: DbKind) {
     let trap = admin.upload_plugin(&trap_plugin(), "trap").await;
     let trap_token = fx.anvil.deploy_token().await;
     let trapped_sub = admin
-        .create_subscription(transfers_to(&parked_ep, &trap_token, &to, &trap, json!(null)))
+        .create_subscription(transfers_to(
+            &parked_ep,
+            &trap_token,
+            &to,
+            &trap,
+            json!(null),
+        ))
         .await;
     let mut trapped = 0;
-    while trapped < MAX_TRAPPED && subscription(&fx, &trapped_sub).await["status"] != json!("quarantined") {
-        fx.anvil.transfer(&trap_token, &to, 100 + trapped as u128).await;
+    while trapped < MAX_TRAPPED
+        && subscription(&fx, &trapped_sub).await["status"] != json!("quarantined")
+    {
+        fx.anvil
+            .transfer(&trap_token, &to, 100 + trapped as u128)
+            .await;
         trapped += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -111,7 +127,10 @@ async fn operator_tasks(db: DbKind) {
         ("TRAPPED_SUB", trapped_sub.clone()),
         ("TRAPPED_COUNT", trapped.to_string()),
         ("FIXED_PLUGIN", erc20.clone()),
-        ("UPLOAD_WASM", wasm_path("passthrough").display().to_string()),
+        (
+            "UPLOAD_WASM",
+            wasm_path("passthrough").display().to_string(),
+        ),
         ("SCREENSHOTS", screenshots.display().to_string()),
     ];
     run_browser_script(&env).await;
@@ -119,7 +138,9 @@ async fn operator_tasks(db: DbKind) {
     // What the browser did, seen from outside.
     let retried = failing.wait_for(5, TIMEOUT).await;
     assert!(
-        retried.iter().any(|r| r.required_header("webhook-id") == dead_id),
+        retried
+            .iter()
+            .any(|r| r.required_header("webhook-id") == dead_id),
         "the dead delivery was not sent again after the retry"
     );
     assert_eq!(delivery(&fx, &dead_id).await["status"], json!("delivered"));
@@ -129,13 +150,21 @@ async fn operator_tasks(db: DbKind) {
     assert_eq!(released["plugin_id"], json!(erc20), "{released}");
     assert_eq!(released["parked_events"], json!(0), "{released}");
     // Neither the read-only session nor the POSTs without a CSRF token changed anything.
-    assert_eq!(subscription(&fx, &good_sub).await["status"], json!("active"));
+    assert_eq!(
+        subscription(&fx, &good_sub).await["status"],
+        json!("active")
+    );
     let failing_endpoint = admin.get(&format!("/v1/endpoints/{failing_ep}")).await;
     assert_eq!(failing_endpoint.body["status"], json!("enabled"));
     let plugins = admin.get("/v1/plugins").await.body["items"].clone();
     let uploaded: Vec<&Value> = plugins
         .as_array()
-        .map(|items| items.iter().filter(|p| p["name"] == json!("passthrough-from-console")).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["name"] == json!("passthrough-from-console"))
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(uploaded.len(), 1, "the console upload, once: {plugins}");
 }
@@ -172,25 +201,35 @@ async fn subscription(fx: &Fixture, id: &str) -> Value {
 /// The id of the endpoint's first delivery in `status`.
 async fn wait_for_delivery(fx: &Fixture, endpoint: &str, status: &str) -> String {
     let path = format!("/v1/deliveries?endpoint_id={endpoint}&status={status}");
-    wait_until(&format!("a {status} delivery to {endpoint}"), TIMEOUT, POLL, || async {
-        let page = fx.admin().get(&path).await;
-        match page.body["items"][0]["id"].as_str() {
-            Some(id) => Ok(id.to_string()),
-            None => Err(page.text.clone()),
-        }
-    })
+    wait_until(
+        &format!("a {status} delivery to {endpoint}"),
+        TIMEOUT,
+        POLL,
+        || async {
+            let page = fx.admin().get(&path).await;
+            match page.body["items"][0]["id"].as_str() {
+                Some(id) => Ok(id.to_string()),
+                None => Err(page.text.clone()),
+            }
+        },
+    )
     .await
 }
 
 async fn wait_for_quarantine(fx: &Fixture, sub: &str, parked: usize) {
-    wait_until(&format!("{sub} quarantined with parked events"), TIMEOUT, POLL, || async {
-        let s = subscription(fx, sub).await;
-        if s["status"] == json!("quarantined") && s["parked_events"] == json!(parked) {
-            Ok(())
-        } else {
-            Err(s.to_string())
-        }
-    })
+    wait_until(
+        &format!("{sub} quarantined with parked events"),
+        TIMEOUT,
+        POLL,
+        || async {
+            let s = subscription(fx, sub).await;
+            if s["status"] == json!("quarantined") && s["parked_events"] == json!(parked) {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
     .await;
 }
 
@@ -242,7 +281,9 @@ async fn run_browser_script(env: &[(&str, String)]) {
         }
         tokio::time::sleep(POLL).await;
     };
-    let output = child.wait_with_output().expect("the browser script's output");
+    let output = child
+        .wait_with_output()
+        .expect("the browser script's output");
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),

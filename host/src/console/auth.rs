@@ -177,10 +177,12 @@ pub async fn sign_in(
         let markup = sign_in_markup(Some("That token is not valid (or was revoked)."));
         return Ok(respond(StatusCode::UNAUTHORIZED, markup));
     }
-    let id = state
-        .sessions
-        .open(hash, now_ms())
-        .ok_or_else(|| PageError::new(StatusCode::SERVICE_UNAVAILABLE, "no session could be opened"))?;
+    let id = state.sessions.open(hash, now_ms()).ok_or_else(|| {
+        PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no session could be opened",
+        )
+    })?;
     Ok(with_cookie(session::set_cookie(&id), "/console/"))
 }
 
@@ -211,7 +213,10 @@ mod tests {
     fn a_post_from_another_origin_is_refused() {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, "127.0.0.1:8080".parse().unwrap());
-        assert!(same_origin(&headers), "no Origin: not a cross-site browser form");
+        assert!(
+            same_origin(&headers),
+            "no Origin: not a cross-site browser form"
+        );
         headers.insert(ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
         assert!(same_origin(&headers));
         headers.insert(ORIGIN, "http://evil.example".parse().unwrap());
@@ -223,10 +228,16 @@ mod tests {
     #[tokio::test]
     async fn the_csrf_field_is_found_in_both_form_encodings() {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+        headers.insert(
+            CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
         let body = Bytes::from_static(b"a=1&csrf=abc");
         assert_eq!(csrf_in_form(&headers, &body).await.as_deref(), Some("abc"));
-        headers.insert(CONTENT_TYPE, "multipart/form-data; boundary=XX".parse().unwrap());
+        headers.insert(
+            CONTENT_TYPE,
+            "multipart/form-data; boundary=XX".parse().unwrap(),
+        );
         let body = Bytes::from_static(
             b"--XX\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nxyz\r\n--XX--\r\n",
         );

@@ -120,7 +120,12 @@ mod tests {
 
     #[test]
     fn a_gap_breaks_the_line_and_values_are_scaled() {
-        let points = [(0, Some(0.0)), (50, Some(10.0)), (60, None), (100, Some(5.0))];
+        let points = [
+            (0, Some(0.0)),
+            (50, Some(10.0)),
+            (60, None),
+            (100, Some(5.0)),
+        ];
         let runs = segments(&points, 0, 100, 10.0);
         assert_eq!(runs.len(), 2);
         assert_eq!(runs[0], "48.0,140.0 324.0,4.0");

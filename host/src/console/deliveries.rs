@@ -73,13 +73,19 @@ async fn list(
         (table(&rows))
         (pager(next))
     };
-    Ok(respond(StatusCode::OK, page("Deliveries", Some(&viewer), Some(Nav::Deliveries), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page("Deliveries", Some(&viewer), Some(Nav::Deliveries), body),
+    ))
 }
 
 /// An RFC 3339 time (UTC) as Unix milliseconds.
 fn parse_time(text: &str) -> Result<i64, PageError> {
     let time = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
-        PageError::new(StatusCode::BAD_REQUEST, format!("{text:?} is not an RFC 3339 UTC time: {e}"))
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{text:?} is not an RFC 3339 UTC time: {e}"),
+        )
     })?;
     let ms = time
         .duration_since(std::time::UNIX_EPOCH)
@@ -157,7 +163,10 @@ async fn show(
     let q: ShowQuery = parse_query(raw.as_deref())?;
     let store = &state.admin.store;
     let (d, body) = store.get_delivery(&id).await?.ok_or_else(|| {
-        PageError::new(StatusCode::NOT_FOUND, format!("delivery {id:?} does not exist"))
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("delivery {id:?} does not exist"),
+        )
     })?;
     let attempts = store.delivery_attempts(&id).await?;
     let page_body = html! {
@@ -198,10 +207,15 @@ async fn show(
         }
     };
     let title = format!("Delivery {id}");
-    Ok(respond(StatusCode::OK, page(&title, Some(&viewer), Some(Nav::Deliveries), page_body)))
+    Ok(respond(
+        StatusCode::OK,
+        page(&title, Some(&viewer), Some(Nav::Deliveries), page_body),
+    ))
 }
 
 async fn retry_now(State(state): State<ConsoleState>, Id(id): Id) -> PageResult {
     let _queued = retry(State(state.admin), Id(id.clone())).await?;
-    Ok(see_other(&format!("/console/deliveries/{id}?notice=retried")))
+    Ok(see_other(&format!(
+        "/console/deliveries/{id}?notice=retried"
+    )))
 }

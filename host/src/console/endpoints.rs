@@ -59,7 +59,10 @@ async fn list(
         .endpoints_page(status.as_deref(), after.as_deref(), PAGE_SIZE)
         .await?;
     let next = (rows.len() as i64 == PAGE_SIZE).then(|| {
-        query(&[("status", status.as_deref()), ("after", rows.last().map(|r| r.id.as_str()))])
+        query(&[
+            ("status", status.as_deref()),
+            ("after", rows.last().map(|r| r.id.as_str())),
+        ])
     });
     let selected = status.as_deref().unwrap_or("");
     let body = html! {
@@ -87,7 +90,10 @@ async fn list(
         }
         (pager(next))
     };
-    Ok(respond(StatusCode::OK, page("Endpoints", Some(&viewer), Some(Nav::Endpoints), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page("Endpoints", Some(&viewer), Some(Nav::Endpoints), body),
+    ))
 }
 
 /// The dispatcher's breaker for this endpoint on this replica ("closed" before its first attempt).
@@ -132,27 +138,45 @@ async fn show(
         (actions(&viewer, &endpoint))
     };
     let title = format!("Endpoint {id}");
-    Ok(respond(StatusCode::OK, page(&title, Some(&viewer), Some(Nav::Endpoints), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page(&title, Some(&viewer), Some(Nav::Endpoints), body),
+    ))
 }
 
 async fn load(state: &ConsoleState, id: &str) -> Result<EndpointRow, PageError> {
-    state
-        .admin
-        .store
-        .get_endpoint(id)
-        .await?
-        .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("endpoint {id:?} does not exist")))
+    state.admin.store.get_endpoint(id).await?.ok_or_else(|| {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("endpoint {id:?} does not exist"),
+        )
+    })
 }
 
 fn details(state: &ConsoleState, e: &EndpointRow) -> Markup {
     facts(&[
         ("URL", html! { code { (e.url) } }),
         ("Description", html! { (e.description) }),
-        ("Status", html! { (badge(&e.status)) " " (e.disabled_reason.as_deref().unwrap_or("")) }),
-        ("Circuit breaker (this replica)", html! { (badge(breaker_state(state, &e.id))) }),
-        ("Secret", html! { "hidden; rotating shows the new one once" }),
-        ("Deliveries", html! { a href=(format!("/console/deliveries?endpoint_id={}", e.id)) { "this endpoint's deliveries" } }),
-        ("Created / updated", html! { (time(e.created_at)) " / " (time(e.updated_at)) }),
+        (
+            "Status",
+            html! { (badge(&e.status)) " " (e.disabled_reason.as_deref().unwrap_or("")) },
+        ),
+        (
+            "Circuit breaker (this replica)",
+            html! { (badge(breaker_state(state, &e.id))) },
+        ),
+        (
+            "Secret",
+            html! { "hidden; rotating shows the new one once" },
+        ),
+        (
+            "Deliveries",
+            html! { a href=(format!("/console/deliveries?endpoint_id={}", e.id)) { "this endpoint's deliveries" } },
+        ),
+        (
+            "Created / updated",
+            html! { (time(e.created_at)) " / " (time(e.updated_at)) },
+        ),
     ])
 }
 
@@ -163,7 +187,11 @@ pub fn judge(attempts: &[EndpointAttempt]) -> Option<(f64, i64, i64)> {
     }
     let ok = attempts
         .iter()
-        .filter(|a| a.attempt.status_code.is_some_and(|c| (200..300).contains(&c)))
+        .filter(|a| {
+            a.attempt
+                .status_code
+                .is_some_and(|c| (200..300).contains(&c))
+        })
         .count();
     let mut latencies: Vec<i64> = attempts.iter().map(|a| a.attempt.latency_ms).collect();
     latencies.sort_unstable();
@@ -175,7 +203,11 @@ pub fn judge(attempts: &[EndpointAttempt]) -> Option<(f64, i64, i64)> {
 fn health(attempts: &[EndpointAttempt]) -> Markup {
     let failures: Vec<&EndpointAttempt> = attempts
         .iter()
-        .filter(|a| !a.attempt.status_code.is_some_and(|c| (200..300).contains(&c)))
+        .filter(|a| {
+            !a.attempt
+                .status_code
+                .is_some_and(|c| (200..300).contains(&c))
+        })
         .take(FAILURES_SHOWN)
         .collect();
     html! {
@@ -210,7 +242,11 @@ fn health(attempts: &[EndpointAttempt]) -> Markup {
 
 fn actions(viewer: &Viewer, e: &EndpointRow) -> Markup {
     let base = format!("/console/endpoints/{}", e.id);
-    let (next, label) = if e.status == "disabled" { ("enabled", "Enable") } else { ("disabled", "Disable") };
+    let (next, label) = if e.status == "disabled" {
+        ("enabled", "Enable")
+    } else {
+        ("disabled", "Disable")
+    };
     let day_ago = rfc3339(now_ms() - 24 * 60 * 60 * 1000);
     html! {
         section aria-labelledby="actions" {
@@ -235,8 +271,17 @@ struct StatusForm {
 async fn set_status(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) -> PageResult {
     let form: StatusForm = form(&body)?;
     let patch = json!({ "status": form.status });
-    let _view = update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
-    let code = if form.status == "disabled" { "disabled" } else { "enabled" };
+    let _view = update(
+        State(state.admin),
+        Id(id.clone()),
+        Ok(patch.to_string().into()),
+    )
+    .await?;
+    let code = if form.status == "disabled" {
+        "disabled"
+    } else {
+        "enabled"
+    };
     Ok(see_other(&format!("/console/endpoints/{id}?notice={code}")))
 }
 
@@ -253,7 +298,15 @@ async fn rotate(
         input id="secret" readonly value=(answer.secret) size="70";
         p { a href=(format!("/console/endpoints/{id}")) { "Back to the endpoint" } }
     };
-    Ok(respond(StatusCode::OK, page("New endpoint secret", Some(&viewer), Some(Nav::Endpoints), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page(
+            "New endpoint secret",
+            Some(&viewer),
+            Some(Nav::Endpoints),
+            body,
+        ),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -264,8 +317,15 @@ struct RecoverForm {
 async fn recover_dead(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) -> PageResult {
     let form: RecoverForm = form(&body)?;
     let request = json!({ "since": form.since.trim() });
-    let answer = recover(State(state.admin), Id(id.clone()), Ok(request.to_string().into()))
-        .await?
-        .0;
-    Ok(see_other(&format!("/console/endpoints/{id}?recovered={}", answer.recovered)))
+    let answer = recover(
+        State(state.admin),
+        Id(id.clone()),
+        Ok(request.to_string().into()),
+    )
+    .await?
+    .0;
+    Ok(see_other(&format!(
+        "/console/endpoints/{id}?recovered={}",
+        answer.recovered
+    )))
 }

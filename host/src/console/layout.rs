@@ -22,7 +22,11 @@ pub enum Nav {
 
 const SECTIONS: [(Nav, &str, &str); 5] = [
     (Nav::Overview, "/console/", "Overview"),
-    (Nav::Subscriptions, "/console/subscriptions", "Subscriptions"),
+    (
+        Nav::Subscriptions,
+        "/console/subscriptions",
+        "Subscriptions",
+    ),
     (Nav::Endpoints, "/console/endpoints", "Endpoints"),
     (Nav::Deliveries, "/console/deliveries", "Deliveries"),
     (Nav::Plugins, "/console/plugins", "Plugins"),
@@ -235,8 +239,8 @@ pub fn notice(code: Option<&str>) -> Markup {
 /// A 303 to `location` (a console path built from stored ids); an unusable one goes home instead.
 pub fn see_other(location: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
-    let value = HeaderValue::from_str(location)
-        .unwrap_or_else(|_| HeaderValue::from_static("/console/"));
+    let value =
+        HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/console/"));
     response.headers_mut().insert(header::LOCATION, value);
     response
 }

@@ -61,9 +61,15 @@ pub fn router(admin: AdminState) -> Router<AdminState> {
         upload_limit,
     };
     Router::new()
-        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
         .route("/console/", get(overview::show))
-        .route("/console/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route(
+            "/console/sign-in",
+            get(auth::sign_in_page).post(auth::sign_in),
+        )
         .route("/console/sign-out", post(auth::sign_out))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
@@ -91,14 +97,22 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
     let mut response = (StatusCode::OK, text).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
 /// Query parameters that are empty in a submitted filter form mean "any".
 pub fn non_empty(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// A query string from pairs, skipping unset ones (for pager links that keep the filters).

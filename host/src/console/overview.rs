@@ -8,11 +8,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use maud::{Markup, html};
 
+use super::ConsoleState;
 use super::auth::Viewer;
 use super::charts::{Series, line_chart};
 use super::layout::{Nav, PageResult, badge, optional_time, page, respond};
 use super::samples::{MAX_SAMPLES, SAMPLE_EVERY, Sample};
-use super::ConsoleState;
 use crate::ingest::ChainHealth;
 use crate::store::now_ms;
 
@@ -44,9 +44,11 @@ pub async fn show(
             }
         }
     };
-    Ok(respond(StatusCode::OK, page("Overview", Some(&viewer), Some(Nav::Overview), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page("Overview", Some(&viewer), Some(Nav::Overview), body),
+    ))
 }
-
 
 fn charts(samples: &[Sample]) -> Markup {
     let to = now_ms();

@@ -49,7 +49,11 @@ async fn list(
 ) -> PageResult {
     let q: ListQuery = parse_query(raw.as_deref())?;
     let after = non_empty(q.after);
-    let rows = state.admin.store.plugins_page(after.as_deref(), PAGE_SIZE).await?;
+    let rows = state
+        .admin
+        .store
+        .plugins_page(after.as_deref(), PAGE_SIZE)
+        .await?;
     let next = (rows.len() as i64 == PAGE_SIZE)
         .then(|| query(&[("after", rows.last().map(|r| r.id.as_str()))]));
     let body = html! {
@@ -78,7 +82,10 @@ async fn list(
         }
         (pager(next))
     };
-    Ok(respond(StatusCode::OK, page("Plugins", Some(&viewer), Some(Nav::Plugins), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page("Plugins", Some(&viewer), Some(Nav::Plugins), body),
+    ))
 }
 
 async fn upload_form(State(state): State<ConsoleState>, request: Request) -> PageResult {
@@ -97,7 +104,10 @@ async fn upload_form(State(state): State<ConsoleState>, request: Request) -> Pag
     let wasm = wasm.ok_or_else(|| bad("choose a .wasm file to upload".into()))?;
     let name_query = serde_urlencoded::to_string([("name", name.unwrap_or_default())]).ok();
     let (_, view) = upload(State(state.admin), RawQuery(name_query), Ok(wasm)).await?;
-    Ok(see_other(&format!("/console/plugins/{}?notice=uploaded", view.0.id)))
+    Ok(see_other(&format!(
+        "/console/plugins/{}?notice=uploaded",
+        view.0.id
+    )))
 }
 
 #[derive(Deserialize, Default)]
@@ -125,7 +135,10 @@ async fn plugin_page(
 ) -> Result<Markup, PageError> {
     let store = &state.admin.store;
     let plugin = store.get_plugin(id).await?.ok_or_else(|| {
-        PageError::new(StatusCode::NOT_FOUND, format!("plugin {id:?} does not exist"))
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("plugin {id:?} does not exist"),
+        )
     })?;
     let users = store
         .subscriptions_page(&SubscriptionFilter {
@@ -153,28 +166,38 @@ async fn plugin_page(
         (dry_run_form(viewer, id))
         @if let Some(report) = report { (report) }
     };
-    Ok(page(&format!("Plugin {}", plugin.name), Some(viewer), Some(Nav::Plugins), body))
+    Ok(page(
+        &format!("Plugin {}", plugin.name),
+        Some(viewer),
+        Some(Nav::Plugins),
+        body,
+    ))
 }
 
 fn dry_run_form(viewer: &Viewer, id: &str) -> Markup {
     // A dry run changes nothing, but it costs CPU, so it is an action like the others.
-    action(viewer, &format!("/console/plugins/{id}/dry-run"), "Dry run", html! {
-        fieldset {
-            legend { "Sample events" }
-            input type="radio" id="src-recorded" name="source" value="recorded" checked;
-            label for="src-recorded" { "The first " }
-            label.visually-hidden for="count" { "number of recorded logs" }
-            input id="count" name="count" type="number" min="1" max=(MAX_RECORDED) value="50";
-            " recorded mainnet logs"
-            br;
-            input type="radio" id="src-pasted" name="source" value="pasted";
-            label for="src-pasted" { "Pasted JSON (an array of JSON-RPC log objects, or one per line)" }
-        }
-        label for="events" { "Pasted events" }
-        textarea id="events" name="events" rows="4" cols="80" {}
-        label for="config" { "Config (JSON)" }
-        textarea id="config" name="config" rows="2" cols="80" { "null" }
-    })
+    action(
+        viewer,
+        &format!("/console/plugins/{id}/dry-run"),
+        "Dry run",
+        html! {
+            fieldset {
+                legend { "Sample events" }
+                input type="radio" id="src-recorded" name="source" value="recorded" checked;
+                label for="src-recorded" { "The first " }
+                label.visually-hidden for="count" { "number of recorded logs" }
+                input id="count" name="count" type="number" min="1" max=(MAX_RECORDED) value="50";
+                " recorded mainnet logs"
+                br;
+                input type="radio" id="src-pasted" name="source" value="pasted";
+                label for="src-pasted" { "Pasted JSON (an array of JSON-RPC log objects, or one per line)" }
+            }
+            label for="events" { "Pasted events" }
+            textarea id="events" name="events" rows="4" cols="80" {}
+            label for="config" { "Config (JSON)" }
+            textarea id="config" name="config" rows="2" cols="80" { "null" }
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -194,16 +217,26 @@ async fn dry_run(
     let form: DryRunForm = form(&body)?;
     let bad = |m: String| PageError::new(StatusCode::BAD_REQUEST, m);
     let config = non_empty(Some(form.config)).unwrap_or_else(|| "null".into());
-    let config: Box<RawValue> = serde_json::from_str(&config)
-        .map_err(|e| bad(format!("the config is not JSON: {e}")))?;
+    let config: Box<RawValue> =
+        serde_json::from_str(&config).map_err(|e| bad(format!("the config is not JSON: {e}")))?;
     let events = if form.source == "pasted" {
         pasted_events(&form.events)?
     } else {
         let count = form.count.and_then(|c| c.trim().parse().ok()).unwrap_or(50);
         recorded_events(count.clamp(1, MAX_RECORDED))?
     };
-    let request = format!(r#"{{"config":{},"events":[{}]}}"#, config.get(), events.join(","));
-    let report = test(State(state.admin.clone()), Id(id.clone()), Ok(request.into())).await?.0;
+    let request = format!(
+        r#"{{"config":{},"events":[{}]}}"#,
+        config.get(),
+        events.join(",")
+    );
+    let report = test(
+        State(state.admin.clone()),
+        Id(id.clone()),
+        Ok(request.into()),
+    )
+    .await?
+    .0;
     let markup = plugin_page(&state, &viewer, &id, html! {}, Some(report_markup(&report))).await?;
     Ok(respond(StatusCode::OK, markup))
 }
@@ -233,12 +266,18 @@ fn recorded_events(count: usize) -> Result<Vec<String>, PageError> {
     static RECORDED: OnceLock<Vec<String>> = OnceLock::new();
     if RECORDED.get().is_none() {
         let all = crate::fixtures::mainnet_logs().map_err(|e| {
-            PageError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the recorded logs: {e}"))
+            PageError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the recorded logs: {e}"),
+            )
         })?;
         let first = all.lines().take(MAX_RECORDED).map(str::to_string).collect();
         let _ = RECORDED.set(first);
     }
-    Ok(RECORDED.get().map(|r| r.iter().take(count).cloned().collect()).unwrap_or_default())
+    Ok(RECORDED
+        .get()
+        .map(|r| r.iter().take(count).cloned().collect())
+        .unwrap_or_default())
 }
 
 fn report_markup(report: &DryRunReport) -> Markup {

@@ -218,7 +218,11 @@ mod tests {
         let p50 = sample.p50_ms.unwrap();
         assert!((p50 - 5.5).abs() < 1e-9, "{p50}");
         assert_eq!((sample.due, sample.outstanding), (3, 7));
-        assert_eq!(between(&after, &after).p99_ms, None, "no webhooks, no latency");
+        assert_eq!(
+            between(&after, &after).p99_ms,
+            None,
+            "no webhooks, no latency"
+        );
     }
 
     #[test]

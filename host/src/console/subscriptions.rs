@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::auth::Viewer;
 use super::layout::{
-    Nav, PageError, PageResult, action, badge, facts, notice, pager, page, pretty_json, respond,
+    Nav, PageError, PageResult, action, badge, facts, notice, page, pager, pretty_json, respond,
     see_other, time,
 };
 use super::{ConsoleState, PAGE_SIZE, non_empty, query};
@@ -31,7 +31,10 @@ pub fn routes() -> Router<ConsoleState> {
         .route("/console/subscriptions/{id}", get(show))
         .route("/console/subscriptions/{id}/status", post(set_status))
         .route("/console/subscriptions/{id}/plugin", post(attach_plugin))
-        .route("/console/subscriptions/{id}/reprocess", post(reprocess_parked))
+        .route(
+            "/console/subscriptions/{id}/reprocess",
+            post(reprocess_parked),
+        )
 }
 
 #[derive(Deserialize, Default)]
@@ -74,7 +77,12 @@ async fn list(
         (table(&views))
         (pager(next))
     };
-    let markup = page("Subscriptions", Some(&viewer), Some(Nav::Subscriptions), body);
+    let markup = page(
+        "Subscriptions",
+        Some(&viewer),
+        Some(Nav::Subscriptions),
+        body,
+    );
     Ok(respond(StatusCode::OK, markup))
 }
 
@@ -181,23 +189,41 @@ async fn show(
         }
     };
     let title = format!("Subscription {id}");
-    Ok(respond(StatusCode::OK, page(&title, Some(&viewer), Some(Nav::Subscriptions), body)))
+    Ok(respond(
+        StatusCode::OK,
+        page(&title, Some(&viewer), Some(Nav::Subscriptions), body),
+    ))
 }
 
 fn details(s: &SubscriptionView) -> Markup {
     let config = pretty_json(&s.plugin_config.to_string());
     facts(&[
         ("Status", html! { (badge(&s.status)) }),
-        ("Quarantine reason / last error", html! { (s.last_error.as_deref().unwrap_or("—")) }),
+        (
+            "Quarantine reason / last error",
+            html! { (s.last_error.as_deref().unwrap_or("—")) },
+        ),
         ("Chain", html! { (s.chain_id) }),
-        ("Endpoint", html! { a href=(format!("/console/endpoints/{}", s.endpoint_id)) { (s.endpoint_id) } }),
+        (
+            "Endpoint",
+            html! { a href=(format!("/console/endpoints/{}", s.endpoint_id)) { (s.endpoint_id) } },
+        ),
         ("Addresses", html! { code { (s.addresses.to_string()) } }),
         ("Topics", html! { code { (s.topics.to_string()) } }),
-        ("Plugin", html! { @if let Some(p) = &s.plugin_id { a href=(format!("/console/plugins/{p}")) { (p) } } @else { "none (every matching log is delivered)" } }),
+        (
+            "Plugin",
+            html! { @if let Some(p) = &s.plugin_id { a href=(format!("/console/plugins/{p}")) { (p) } } @else { "none (every matching log is delivered)" } },
+        ),
         ("Plugin config", html! { pre { (config) } }),
         ("Confirmations", html! { (s.confirmations) }),
-        ("Deliveries", html! { a href=(format!("/console/deliveries?subscription_id={}", s.id)) { "this subscription's deliveries" } }),
-        ("Created / updated", html! { (s.created_at) " / " (s.updated_at) }),
+        (
+            "Deliveries",
+            html! { a href=(format!("/console/deliveries?subscription_id={}", s.id)) { "this subscription's deliveries" } },
+        ),
+        (
+            "Created / updated",
+            html! { time datetime=(s.created_at) { (s.created_at) } " / " time datetime=(s.updated_at) { (s.updated_at) } },
+        ),
     ])
 }
 
@@ -208,7 +234,11 @@ fn actions(viewer: &Viewer, s: &SubscriptionView) -> Markup {
     } else {
         ("paused", "Pause")
     };
-    let config = if s.plugin_config.is_null() { String::new() } else { s.plugin_config.to_string() };
+    let config = if s.plugin_config.is_null() {
+        String::new()
+    } else {
+        s.plugin_config.to_string()
+    };
     html! {
         section aria-labelledby="actions" {
             h2 id="actions" { "Actions" }
@@ -234,9 +264,20 @@ struct StatusForm {
 async fn set_status(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) -> PageResult {
     let form: StatusForm = form(&body)?;
     let patch = json!({ "status": form.status });
-    let _view = update::update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
-    let code = if form.status == "paused" { "paused" } else { "resumed" };
-    Ok(see_other(&format!("/console/subscriptions/{id}?notice={code}")))
+    let _view = update::update(
+        State(state.admin),
+        Id(id.clone()),
+        Ok(patch.to_string().into()),
+    )
+    .await?;
+    let code = if form.status == "paused" {
+        "paused"
+    } else {
+        "resumed"
+    };
+    Ok(see_other(&format!(
+        "/console/subscriptions/{id}?notice={code}"
+    )))
 }
 
 #[derive(Deserialize)]
@@ -251,16 +292,28 @@ async fn attach_plugin(State(state): State<ConsoleState>, Id(id): Id, body: Byte
     let config = match non_empty(Some(form.plugin_config)) {
         None => Value::Null,
         Some(text) => serde_json::from_str(&text).map_err(|e| {
-            PageError::new(StatusCode::BAD_REQUEST, format!("the plugin config is not JSON: {e}"))
+            PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the plugin config is not JSON: {e}"),
+            )
         })?,
     };
     let patch = json!({ "plugin_id": plugin_id, "plugin_config": config });
-    let _view = update::update(State(state.admin), Id(id.clone()), Ok(patch.to_string().into())).await?;
-    Ok(see_other(&format!("/console/subscriptions/{id}?notice=plugin")))
+    let _view = update::update(
+        State(state.admin),
+        Id(id.clone()),
+        Ok(patch.to_string().into()),
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "/console/subscriptions/{id}?notice=plugin"
+    )))
 }
 
 async fn reprocess_parked(State(state): State<ConsoleState>, Id(id): Id) -> PageResult {
-    let answer = reprocess::reprocess(State(state.admin), Id(id.clone())).await?.0;
+    let answer = reprocess::reprocess(State(state.admin), Id(id.clone()))
+        .await?
+        .0;
     let counts = format!(
         "reprocessed={}&delivered={}&dropped={}&orphaned={}&held={}",
         answer.reprocessed, answer.delivered, answer.dropped, answer.orphaned, answer.held
@@ -270,10 +323,17 @@ async fn reprocess_parked(State(state): State<ConsoleState>, Id(id): Id) -> Page
 
 /// A URL-encoded form (the guard has checked its CSRF token already).
 pub fn form<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, PageError> {
-    let parsed: T = serde_urlencoded::from_bytes(body)
-        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, format!("the form is incomplete: {e}")))?;
+    let parsed: T = serde_urlencoded::from_bytes(body).map_err(|e| {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the form is incomplete: {e}"),
+        )
+    })?;
     if body.windows(3).any(|w| w.eq_ignore_ascii_case(b"%00")) {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, "the form contains a NUL character"));
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "the form contains a NUL character",
+        ));
     }
     Ok(parsed)
 }

@@ -44,7 +44,9 @@ impl Store {
             .bind(filter.limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(super::resources::subscription_row).collect()
+        rows.iter()
+            .map(super::resources::subscription_row)
+            .collect()
     }
 
     pub async fn endpoints_page(

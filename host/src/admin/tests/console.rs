@@ -60,7 +60,9 @@ impl Browser {
     /// The CSRF token the pages carry in their forms.
     async fn csrf(&self) -> String {
         let (_, page) = self.get("/console/").await;
-        let at = page.find(r#"name="csrf" value=""#).expect("a form with the CSRF token");
+        let at = page
+            .find(r#"name="csrf" value=""#)
+            .expect("a form with the CSRF token");
         let rest = &page[at + r#"name="csrf" value=""#.len()..];
         rest[..rest.find('"').unwrap()].to_string()
     }
@@ -76,13 +78,16 @@ async fn console_pages_actions_csrf_and_scopes() {
             .unwrap();
         let refused = app.clone().oneshot(request).await.unwrap();
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-        let anonymous = Request::get("/console/deliveries").body(Body::empty()).unwrap();
+        let anonymous = Request::get("/console/deliveries")
+            .body(Body::empty())
+            .unwrap();
         let redirected = app.clone().oneshot(anonymous).await.unwrap();
         assert_eq!(redirected.headers()[LOCATION], "/console/sign-in");
 
         let (_, sub) = h.subscription(json!({})).await;
         let sub = sub["id"].as_str().unwrap().to_string();
-        let hostile = json!({"url": "http://127.0.0.1:9/x", "description": "<script>alert(1)</script>"});
+        let hostile =
+            json!({"url": "http://127.0.0.1:9/x", "description": "<script>alert(1)</script>"});
         let (_, endpoint) = h.json(Method::POST, "/v1/endpoints", hostile).await;
         let endpoint = endpoint["id"].as_str().unwrap().to_string();
         let admin = Browser::sign_in(&app, "t").await;
@@ -100,36 +105,76 @@ async fn console_pages_actions_csrf_and_scopes() {
             assert!(!html.contains("<script>alert"), "{page} is not escaped");
         }
         let (_, list) = admin.get("/console/endpoints").await;
-        assert!(list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{list}");
+        assert!(
+            list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{list}"
+        );
 
         // Every POST needs the session's CSRF token.
         let pause = format!("/console/subscriptions/{sub}/status");
-        assert_eq!(admin.post(&pause, "status=paused").await.0, StatusCode::FORBIDDEN);
-        assert_eq!(admin.post(&pause, "status=paused&csrf=00").await.0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            admin.post(&pause, "status=paused").await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            admin.post(&pause, "status=paused&csrf=00").await.0,
+            StatusCode::FORBIDDEN
+        );
         let csrf = admin.csrf().await;
-        let (status, location) = admin.post(&pause, &format!("status=paused&csrf={csrf}")).await;
+        let (status, location) = admin
+            .post(&pause, &format!("status=paused&csrf={csrf}"))
+            .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
-        assert_eq!(location.unwrap(), format!("/console/subscriptions/{sub}?notice=paused"));
-        assert_eq!(h.get(&format!("/v1/subscriptions/{sub}")).await.1["status"], "paused");
+        assert_eq!(
+            location.unwrap(),
+            format!("/console/subscriptions/{sub}?notice=paused")
+        );
+        assert_eq!(
+            h.get(&format!("/v1/subscriptions/{sub}")).await.1["status"],
+            "paused"
+        );
 
         // A read token sees the pages and is refused every action.
-        let (_, token) = h.json(Method::POST, "/v1/tokens", json!({"name": "r", "scope": "read"})).await;
+        let (_, token) = h
+            .json(
+                Method::POST,
+                "/v1/tokens",
+                json!({"name": "r", "scope": "read"}),
+            )
+            .await;
         let reader = Browser::sign_in(&app, token["token"].as_str().unwrap()).await;
         let (status, html) = reader.get(&format!("/console/subscriptions/{sub}")).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(html.contains("read-only") && html.contains("disabled"), "{html}");
+        assert!(
+            html.contains("read-only") && html.contains("disabled"),
+            "{html}"
+        );
         let csrf = reader.csrf().await;
         let resume = format!("status=active&csrf={csrf}");
         assert_eq!(reader.post(&pause, &resume).await.0, StatusCode::FORBIDDEN);
-        assert_eq!(h.get(&format!("/v1/subscriptions/{sub}")).await.1["status"], "paused");
+        assert_eq!(
+            h.get(&format!("/v1/subscriptions/{sub}")).await.1["status"],
+            "paused"
+        );
 
         // Revoking the token ends its sessions; signing out ends the session.
         let id = token["id"].as_str().unwrap();
-        h.send(Method::DELETE, &format!("/v1/tokens/{id}"), Some("t"), Body::empty()).await;
+        h.send(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some("t"),
+            Body::empty(),
+        )
+        .await;
         assert_eq!(reader.get("/console/").await.0, StatusCode::SEE_OTHER);
         let csrf = admin.csrf().await;
-        let (status, location) = admin.post("/console/sign-out", &format!("csrf={csrf}")).await;
-        assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/sign-in")));
+        let (status, location) = admin
+            .post("/console/sign-out", &format!("csrf={csrf}"))
+            .await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/console/sign-in"))
+        );
         assert_eq!(admin.get("/console/").await.0, StatusCode::SEE_OTHER);
     })
     .await;
