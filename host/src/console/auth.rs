@@ -114,15 +114,21 @@ async fn csrf_in_form(headers: &HeaderMap, body: &Bytes) -> Option<String> {
     None
 }
 
-/// A browser sends `Origin` with every POST; when it names another host than the one asked,
-/// the form came from another site (SameSite=Strict already keeps the cookie from it).
+/// A browser sends `Origin` with every POST; when it names another host than the one asked
+/// (`Host`, or `X-Forwarded-Host` from a reverse proxy that rewrites `Host`), the form came from
+/// another site (SameSite=Strict already keeps the cookie from it; the CSRF token is the check
+/// that matters, this one is a second).
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else {
         return true;
     };
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin_host.is_some() && origin_host == host
+    let Some((_, origin_host)) = origin.split_once("://") else {
+        return false;
+    };
+    [HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|h| h.to_str().ok()))
+        .any(|host| host.split(',').next().map(str::trim) == Some(origin_host))
 }
 
 /// The session's viewer, if the cookie names a live session whose token is still valid.
@@ -223,6 +229,9 @@ mod tests {
         assert!(!same_origin(&headers));
         headers.insert(ORIGIN, "null".parse().unwrap());
         assert!(!same_origin(&headers));
+        headers.insert(ORIGIN, "https://console.example".parse().unwrap());
+        headers.insert("x-forwarded-host", "console.example".parse().unwrap());
+        assert!(same_origin(&headers), "behind a proxy that rewrites Host");
     }
 
     #[tokio::test]

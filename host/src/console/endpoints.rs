@@ -329,3 +329,35 @@ async fn recover_dead(State(state): State<ConsoleState>, Id(id): Id, body: Bytes
         answer.recovered
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AttemptRow;
+
+    fn attempt(status_code: Option<i64>, latency_ms: i64) -> EndpointAttempt {
+        EndpointAttempt {
+            delivery_id: "msg_1".into(),
+            attempt: AttemptRow {
+                attempt: 1,
+                status_code,
+                latency_ms,
+                error: None,
+                response_body: None,
+                created_at: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn an_endpoint_is_judged_on_its_2xx_share_and_latency() {
+        assert_eq!(judge(&[]), None);
+        let attempts = [
+            attempt(Some(200), 10),
+            attempt(Some(503), 30),
+            attempt(None, 5_000),
+            attempt(Some(204), 20),
+        ];
+        assert_eq!(judge(&attempts), Some((0.5, 30, 5_000)));
+    }
+}

@@ -301,3 +301,29 @@ fn report_markup(report: &DryRunReport) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_events_are_an_array_or_json_lines() {
+        let array = pasted_events(r#" [{"a":1}, {"b":2}] "#).unwrap();
+        assert_eq!(array, vec![r#"{"a":1}"#, r#"{"b":2}"#]);
+        let lines = pasted_events("{\"a\":1}\n\n{\"b\":2}\n").unwrap();
+        assert_eq!(lines.len(), 2);
+        let error = pasted_events("{\"a\":1}\nnot json").err().unwrap();
+        assert!(
+            error.message.starts_with("pasted line 2"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn recorded_events_are_the_first_fixture_logs() {
+        let events = recorded_events(3).unwrap();
+        assert_eq!(events.len(), 3);
+        assert!(events[0].contains("blockHash"), "{}", events[0]);
+    }
+}
