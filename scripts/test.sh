@@ -7,7 +7,8 @@
 #   1. the wasm32-unknown-unknown Rust target
 #   2. anvil (npm @foundry-rs/anvil-linux-amd64) and solc (npm solc), which compiles
 #      tests/contracts/TestToken.sol into .tools/contracts/TestToken.bin
-#   3. .tools/venv with standardwebhooks (the independent signature verifier)
+#   3. .tools/venv with standardwebhooks (the independent signature verifier); for the console's
+#      browser tests Debian's chromium (/usr/bin/chromium) and npm playwright-core into .tools/npm
 #   4. PostgreSQL on 127.0.0.1:5432 (used if it answers, else installed and started) with database `test`
 #   5. the plugins (wasm, release) and the host binary `pipeline` (debug)
 #   6. promtool check/test rules on deploy/prometheus/alerts.yml, cargo test --workspace, then
@@ -19,6 +20,7 @@ ANVIL_PKG="@foundry-rs/anvil-linux-amd64"
 ANVIL_VERSION="1.7.1"
 SOLC_VERSION="0.8.30"
 STANDARDWEBHOOKS_VERSION="1.1.0"
+PLAYWRIGHT_VERSION="1.65.1"
 PLUGINS=(erc20-transfers passthrough address-watch uniswap-v3-swaps)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -117,6 +119,21 @@ else
 fi
 run "$PROMTOOL" --version
 
+# The console's browser tests (tests/tests/console.rs): Debian's chromium, driven by playwright-core.
+CHROMIUM="${PIPELINE_CHROMIUM:-/usr/bin/chromium}"
+if [[ -x "$CHROMIUM" ]]; then
+    echo "chromium found at $CHROMIUM"
+else
+    run $SUDO apt-get update
+    run $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+if [[ "$(npm_version playwright-core)" == "$PLAYWRIGHT_VERSION" ]]; then
+    echo "playwright-core $PLAYWRIGHT_VERSION already installed"
+else
+    run npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --save-exact --loglevel=error \
+        "playwright-core@$PLAYWRIGHT_VERSION"
+fi
+
 # ---------------------------------------------------------------------------------------------------
 step "4/6 PostgreSQL on 127.0.0.1:5432"
 PG_URL_DEFAULT="postgres://postgres@127.0.0.1:5432/test"
@@ -189,6 +206,7 @@ export PIPELINE_ANVIL="$ANVIL"
 export PIPELINE_TEST_TOKEN_BIN="$TOKEN_BIN"
 export PIPELINE_TEST_PYTHON="$PY"
 export PIPELINE_PROMTOOL="$PROMTOOL"
+export PIPELINE_CHROMIUM="$CHROMIUM"
 export PIPELINE_BIN="$TARGET_DIR/debug/pipeline"
 export PIPELINE_REQUIRE_POSTGRES=1
 echo "PIPELINE_ANVIL=$PIPELINE_ANVIL"

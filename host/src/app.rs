@@ -250,6 +250,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    let console = crate::console::ConsoleShared::default();
     let dispatcher = Dispatcher {
         client: client.clone(),
         schedule: RetrySchedule::new(config::parse_retry_schedule(
@@ -263,6 +264,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         capacity,
         store: store.clone(),
         lease_margin: Duration::from_millis(config.delivery.request_timeout_ms),
+        breakers: console.breakers.clone(),
     };
     tracker.spawn(dispatcher.run(jobs_rx, results_tx));
     tracker.spawn(deliver::recorder::run(
@@ -289,6 +291,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         scheduler_lag_ms: scheduler_lag_ms.clone(),
         limits: config.server.clone(),
         chain_confirmations: Arc::new(confirmations),
+        console: console.clone(),
     };
     tracker.spawn(admin::run(admin_listener, state, shutdown.clone()));
     tracker.spawn(metrics::run(
@@ -300,6 +303,12 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracker.spawn(watchdog(
         metrics.clone(),
         scheduler_lag_ms,
+        shutdown.clone(),
+    ));
+    tracker.spawn(crate::console::samples::run(
+        console.samples,
+        metrics.clone(),
+        config.chains.iter().map(|c| c.name.clone()).collect(),
         shutdown.clone(),
     ));
     tracker.spawn(crate::backlog::run(

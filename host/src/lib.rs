@@ -6,6 +6,7 @@ pub mod app;
 pub mod backlog;
 pub mod batch;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod dev;
 pub mod devnode;

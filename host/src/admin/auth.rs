@@ -157,8 +157,14 @@ pub async fn require_token(
 }
 
 async fn token_scope(state: &AdminState, token: &str) -> ApiResult<Scope> {
-    let hash = hash_token(token);
-    if hash == *state.token_sha256 {
+    scope_of_hash(state, &hash_token(token)).await
+}
+
+/// The scope of the token with this sha256 (the bootstrap token or a live API token), or 401.
+/// The console keeps only the hash in its session and asks again on every request, so a revoked
+/// token's sessions end at once.
+pub async fn scope_of_hash(state: &AdminState, hash: &[u8; 32]) -> ApiResult<Scope> {
+    if *hash == *state.token_sha256 {
         return Ok(Scope::Admin);
     }
     let live = state

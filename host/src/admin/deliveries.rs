@@ -62,12 +62,12 @@ impl From<DeliveryRow> for DeliveryView {
 
 #[derive(Debug, Serialize)]
 pub struct AttemptView {
-    attempt: i64,
-    status_code: Option<i64>,
-    latency_ms: i64,
-    error: Option<String>,
-    response_body: Option<String>,
-    created_at: String,
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub created_at: String,
 }
 
 impl From<AttemptRow> for AttemptView {
@@ -100,7 +100,7 @@ struct DeliveryPage {
 }
 
 #[derive(Serialize)]
-struct RetryAnswer {
+pub(crate) struct RetryAnswer {
     id: String,
     status: &'static str,
 }
@@ -158,6 +158,8 @@ fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
         endpoint_id: query.endpoint_id,
         status: query.status,
         before_seq,
+        created_from: None,
+        created_before: None,
         limit: limit.min(MAX_LIMIT),
     })
 }
@@ -179,7 +181,7 @@ async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Del
     }))
 }
 
-async fn retry(
+pub(crate) async fn retry(
     State(state): State<AdminState>,
     Id(id): Id,
 ) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {

@@ -99,13 +99,13 @@ enum Since {
 }
 
 #[derive(Serialize)]
-struct SecretAnswer {
-    secret: String,
+pub(crate) struct SecretAnswer {
+    pub(crate) secret: String,
 }
 
 #[derive(Serialize)]
-struct RecoverAnswer {
-    recovered: u64,
+pub(crate) struct RecoverAnswer {
+    pub(crate) recovered: u64,
 }
 
 async fn create(
@@ -158,7 +158,7 @@ async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<End
     Ok(Json(load(&state, &id).await?.into()))
 }
 
-async fn update(
+pub(crate) async fn update(
     State(state): State<AdminState>,
     Id(id): Id,
     body: Result<Bytes, BytesRejection>,
@@ -209,7 +209,7 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     State(state): State<AdminState>,
     Id(id): Id,
 ) -> ApiResult<Json<SecretAnswer>> {
@@ -225,7 +225,7 @@ async fn rotate_secret(
     Ok(Json(SecretAnswer { secret }))
 }
 
-async fn recover(
+pub(crate) async fn recover(
     State(state): State<AdminState>,
     Id(id): Id,
     body: Result<Bytes, BytesRejection>,

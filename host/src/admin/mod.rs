@@ -3,14 +3,14 @@
 //! change up without a restart.
 
 pub mod auth;
-mod deliveries;
-mod endpoints;
+pub(crate) mod deliveries;
+pub(crate) mod endpoints;
 pub mod error;
 mod health;
 mod input;
 mod openapi;
-mod plugins;
-mod subscriptions;
+pub(crate) mod plugins;
+pub(crate) mod subscriptions;
 mod tokens;
 
 use std::sync::Arc;
@@ -52,6 +52,8 @@ pub struct AdminState {
     /// Each ingested chain's `confirmations`, to re-time held deliveries when a subscription's
     /// confirmations change.
     pub chain_confirmations: Arc<std::collections::HashMap<u64, u64>>,
+    /// The console's sample ring and the dispatcher's circuit breakers.
+    pub console: crate::console::ConsoleShared,
 }
 
 /// The full router: `/healthz` and `/readyz` open, everything under `/v1` behind the token.
@@ -70,6 +72,7 @@ pub fn router(state: AdminState) -> Router {
         ));
     Router::new()
         .merge(health::routes())
+        .merge(crate::console::router(state.clone()))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

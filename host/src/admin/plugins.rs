@@ -65,7 +65,7 @@ struct UploadQuery {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TestRequest {
+pub(crate) struct TestRequest {
     #[serde(default)]
     config: Option<serde_json::Value>,
     events: Vec<Box<RawValue>>,
@@ -83,7 +83,7 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-async fn upload(
+pub(crate) async fn upload(
     State(state): State<AdminState>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -152,7 +152,7 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn test(
+pub(crate) async fn test(
     State(state): State<AdminState>,
     Id(id): Id,
     body: Result<Bytes, BytesRejection>,

@@ -2,8 +2,8 @@
 //! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing.
 
 mod chain_view;
-mod reprocess;
-mod update;
+pub(crate) mod reprocess;
+pub(crate) mod update;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -53,7 +53,7 @@ pub struct SubscriptionView {
 }
 
 impl SubscriptionView {
-    fn new(row: SubscriptionRow, parked_events: i64) -> SubscriptionView {
+    pub(crate) fn new(row: SubscriptionRow, parked_events: i64) -> SubscriptionView {
         SubscriptionView {
             addresses: json_value(row.addresses.as_deref()),
             topics: json_value(row.topics.as_deref()),
@@ -231,7 +231,7 @@ async fn parked(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<P
     }))
 }
 
-async fn load(state: &AdminState, id: &str) -> ApiResult<SubscriptionRow> {
+pub(crate) async fn load(state: &AdminState, id: &str) -> ApiResult<SubscriptionRow> {
     state
         .store
         .get_subscription(id)

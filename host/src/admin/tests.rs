@@ -97,6 +97,7 @@ fn harness_on(store: Store, dir: PathBuf, chains: Vec<Arc<ChainHealth>>) -> Harn
         scheduler_lag_ms: Arc::new(AtomicU64::new(0)),
         limits: crate::config::ServerLimits::default(),
         chain_confirmations: Arc::new([(31337, 2)].into_iter().collect()),
+        console: Default::default(),
     };
     Harness { state, dir }
 }
@@ -208,6 +209,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     body["error"]["code"].as_str().unwrap().to_string()
 }
 
+mod console;
 mod delivery_state;
 mod properties;
 mod reprocess;

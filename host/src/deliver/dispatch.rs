@@ -123,7 +123,12 @@ pub struct Dispatcher {
     /// its attempt ends, and its outcome is recorded, under its own claim. A job that waited in
     /// memory longer is dropped unsent: the poller has claimed it again or will once it expires.
     pub lease_margin: Duration,
+    /// Each endpoint's circuit breaker, shared with the console, which shows their states.
+    pub breakers: BreakerBoard,
 }
+
+/// The circuit breakers by endpoint id (created on an endpoint's first attempt).
+pub type BreakerBoard = Arc<Mutex<HashMap<String, Breaker>>>;
 
 /// The shared room for jobs held in memory (see [`Dispatcher::capacity`]).
 pub fn job_capacity() -> Arc<Semaphore> {
@@ -166,7 +171,7 @@ impl Dispatcher {
             results,
             gone: self.gone,
             workers: Arc::new(Semaphore::new(self.workers)),
-            breakers: Arc::default(),
+            breakers: self.breakers,
             store: self.store,
             lease_margin_ms: i64::try_from(self.lease_margin.as_millis()).unwrap_or(i64::MAX),
         };

@@ -12,4 +12,4 @@ pub mod recorder;
 pub mod schedule;
 pub mod sign;
 
-pub use dispatch::{Dispatcher, job_capacity};
+pub use dispatch::{BreakerBoard, Dispatcher, job_capacity};

@@ -148,7 +148,7 @@ impl Store {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE ($1 IS NULL OR subscription_id = $1) \
              AND ($2 IS NULL OR endpoint_id = $2) AND ($3 IS NULL OR status = $3) AND seq < $4 \
-             ORDER BY seq DESC LIMIT $5"
+             AND created_at >= $6 AND created_at < $7 ORDER BY seq DESC LIMIT $5"
         );
         let rows = sqlx::query(AssertSqlSafe(self.cast_text_params(&sql)))
             .bind(&filter.subscription_id)
@@ -156,6 +156,8 @@ impl Store {
             .bind(&filter.status)
             .bind(filter.before_seq.unwrap_or(i64::MAX))
             .bind(filter.limit)
+            .bind(filter.created_from.unwrap_or(i64::MIN))
+            .bind(filter.created_before.unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(delivery_row).collect()

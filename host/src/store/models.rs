@@ -222,5 +222,9 @@ pub struct DeliveryFilter {
     pub status: Option<String>,
     /// Only rows with `seq` below this (pagination, newest first).
     pub before_seq: Option<i64>,
+    /// Only rows created at or after this (Unix ms).
+    pub created_from: Option<i64>,
+    /// Only rows created before this (Unix ms).
+    pub created_before: Option<i64>,
     pub limit: i64,
 }

@@ -5,9 +5,9 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
 
-const ENDPOINT_COLUMNS: &str = "id, url, description, secret, previous_secret, previous_secret_expires_at, \
+pub(super) const ENDPOINT_COLUMNS: &str = "id, url, description, secret, previous_secret, previous_secret_expires_at, \
                                 status, disabled_reason, created_at, updated_at";
-const SUBSCRIPTION_COLUMNS: &str = "id, endpoint_id, chain_id, addresses, topics, plugin_id, plugin_config, \
+pub(super) const SUBSCRIPTION_COLUMNS: &str = "id, endpoint_id, chain_id, addresses, topics, plugin_id, plugin_config, \
                                     confirmations, status, last_error, created_at, updated_at";
 
 impl Store {
@@ -189,7 +189,7 @@ fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q
         .bind(s.updated_at)
 }
 
-fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
+pub(super) fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
     Ok(PluginRow {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
@@ -200,7 +200,7 @@ fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
 
 impl Store {
     /// An endpoint row with its secrets opened (`secrets.rs`).
-    fn endpoint_row(&self, r: &AnyRow) -> Result<EndpointRow, StoreError> {
+    pub(super) fn endpoint_row(&self, r: &AnyRow) -> Result<EndpointRow, StoreError> {
         let id: String = r.try_get(0)?;
         let secret: String = r.try_get(3)?;
         let previous: Option<String> = r.try_get(4)?;
@@ -219,7 +219,7 @@ impl Store {
     }
 }
 
-fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError> {
+pub(super) fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError> {
     Ok(SubscriptionRow {
         id: r.try_get(0)?,
         endpoint_id: r.try_get(1)?,

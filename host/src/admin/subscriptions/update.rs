@@ -38,7 +38,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(deserializer).map(Some)
 }
 
-pub(super) async fn update(
+pub(crate) async fn update(
     State(state): State<AdminState>,
     Id(id): Id,
     body: Result<Bytes, BytesRejection>,

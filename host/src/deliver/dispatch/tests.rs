@@ -89,6 +89,7 @@ async fn dispatch(
         capacity: super::job_capacity(),
         store: store.clone(),
         lease_margin: Duration::from_secs(30),
+        breakers: Default::default(),
     };
     let (jobs_tx, jobs_rx) = mpsc::channel(16);
     let (results_tx, mut results_rx) = mpsc::channel(16);
