@@ -235,6 +235,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "PIPELINE_INGEST_MAX_RANGE_BLOCKS",
         "ingest.max_range_blocks",
     ),
+    ("PIPELINE_INGEST_FILTER_AT_NODE", "ingest.filter_at_node"),
 ];
 
 /// Well-known chains switched on by a `*_WSS` variable.
@@ -316,6 +317,11 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "ingest.max_logs_mib"
             | "ingest.max_range_blocks"
     );
+    if key == "ingest.filter_at_node"
+        && let Ok(flag) = value.trim().parse::<bool>()
+    {
+        return figment::value::Value::from(flag);
+    }
     match value.trim().parse::<u64>() {
         Ok(n) if numeric => figment::value::Value::from(n),
         _ => figment::value::Value::from(value.to_string()),

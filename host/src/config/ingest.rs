@@ -26,6 +26,15 @@ pub struct IngestConfig {
     /// adapts below it: halved when the node refuses, doubled while answers are cheap).
     #[serde(default = "default_max_range_blocks")]
     pub max_range_blocks: u64,
+    /// Ask the node only for logs some subscription can match (`eth_getLogs` with the union of
+    /// the subscriptions' addresses and topic0s), when following heads as in a catch-up. Off: ask
+    /// for every log of each block (then `pipeline_events_received_total` counts the whole chain).
+    #[serde(default = "default_filter_at_node")]
+    pub filter_at_node: bool,
+}
+
+fn default_filter_at_node() -> bool {
+    true
 }
 
 fn default_max_range_blocks() -> u64 {
@@ -38,6 +47,7 @@ impl Default for IngestConfig {
             max_message_mib: 32,
             max_logs_mib: 16,
             max_range_blocks: default_max_range_blocks(),
+            filter_at_node: default_filter_at_node(),
         }
     }
 }
@@ -48,6 +58,7 @@ impl IngestConfig {
             max_message_bytes: self.max_message_mib.saturating_mul(1 << 20),
             max_logs_bytes: self.max_logs_mib.saturating_mul(1 << 20),
             max_range_blocks: self.max_range_blocks,
+            filter_at_node: self.filter_at_node,
         }
     }
 }

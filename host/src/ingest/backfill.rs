@@ -31,6 +31,9 @@ pub struct LogFilter {
     pub nothing: bool,
 }
 
+/// Most addresses (or topic0s) a request names; beyond, it asks for any.
+const MAX_FILTER_VALUES: usize = 1_000;
+
 /// The chain's current filter union (subscriptions change while ingest runs).
 pub type FilterSource = Arc<dyn Fn() -> LogFilter + Send + Sync>;
 
@@ -41,6 +44,9 @@ impl LogFilter {
     }
 
     /// The union of filters given as (addresses, topic0 options) per subscription, `None` = any.
+    /// A union of more than `MAX_FILTER_VALUES` addresses (or topic0s) asks for any instead: a
+    /// request naming 10,000 contracts costs the node more than it saves, and providers refuse
+    /// long lists.
     pub fn union<'a>(
         filters: impl IntoIterator<Item = (Option<&'a [Address]>, Option<&'a [B256]>)>,
     ) -> LogFilter {
@@ -54,11 +60,33 @@ impl LogFilter {
             merge(&mut union.addresses, addresses);
             merge(&mut union.topic0, topic0);
         }
+        if union
+            .addresses
+            .as_ref()
+            .is_some_and(|l| l.len() > MAX_FILTER_VALUES)
+        {
+            union.addresses = None;
+        }
+        if union
+            .topic0
+            .as_ref()
+            .is_some_and(|l| l.len() > MAX_FILTER_VALUES)
+        {
+            union.topic0 = None;
+        }
         union
     }
 
     fn request(&self, from: u64, to: u64) -> Value {
-        let mut filter = json!({"fromBlock": format!("{from:#x}"), "toBlock": format!("{to:#x}")});
+        self.with(json!({"fromBlock": format!("{from:#x}"), "toBlock": format!("{to:#x}")}))
+    }
+
+    /// The `eth_getLogs` parameters (the one-element array) for one block by hash, filtered the same way.
+    pub(super) fn block_request(&self, hash: B256) -> Value {
+        self.with(json!({"blockHash": hash}))
+    }
+
+    fn with(&self, mut filter: Value) -> Value {
         if let Some(addresses) = &self.addresses {
             filter["address"] = json!(addresses);
         }

@@ -16,7 +16,7 @@ use super::{
     Relevance, check,
 };
 use crate::config::ChainConfig;
-use crate::event::{BlockKind, BlockLogs};
+use crate::event::{BlockKind, BlockLogs, ChainLog};
 use crate::metrics::Metrics;
 use crate::store::{ChainLock, Store, now_ms};
 
@@ -332,11 +332,7 @@ impl ChainIngest {
     /// Fetches a canonical block's logs, sends them on, and records the block in the window.
     async fn apply(&mut self, conn: &mut Connection, header: Header) -> Result<(), IngestError> {
         let received_at = Instant::now();
-        let answer: Box<RawValue> = conn
-            .request("eth_getLogs", json!([{"blockHash": header.hash}]))
-            .await?;
-        let logs = check::block_logs(&answer, &header, self.limits.max_logs_bytes)?;
-        drop(answer);
+        let logs = self.block_logs(conn, &header).await?;
         let in_flight = self.receive(&logs).await?;
         let block = BlockLogs {
             chain_id: self.chain.chain_id,
@@ -358,6 +354,30 @@ impl ChainIngest {
         self.emit(block).await?;
         self.window.push(window_block);
         Ok(())
+    }
+
+    /// A block's logs: with `filter_at_node`, only those the subscriptions' union can match (none
+    /// asked for when there is no subscription), else all of them.
+    async fn block_logs(
+        &self,
+        conn: &mut Connection,
+        header: &Header,
+    ) -> Result<Vec<Arc<ChainLog>>, IngestError> {
+        let params = if self.limits.filter_at_node {
+            let filter = (self.filter)();
+            if filter.nothing {
+                return Ok(Vec::new());
+            }
+            filter.block_request(header.hash)
+        } else {
+            json!([{"blockHash": header.hash}])
+        };
+        let answer: Box<RawValue> = conn.request("eth_getLogs", params).await?;
+        Ok(check::block_logs(
+            &answer,
+            header,
+            self.limits.max_logs_bytes,
+        )?)
     }
 
     pub(super) async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {

@@ -51,6 +51,8 @@ pub struct NodeLimits {
     pub max_logs_bytes: usize,
     /// Most blocks in one `eth_getLogs` range of a catch-up.
     pub max_range_blocks: u64,
+    /// A block's `eth_getLogs` asks only for the subscriptions' union (see `LogFilter`).
+    pub filter_at_node: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,8 @@ struct FakeChain {
     max_range_logs: Option<usize>,
     /// Range requests served (fromBlock, toBlock).
     ranges: Vec<(u64, u64)>,
+    /// The parameters of every `eth_getLogs {blockHash}` asked.
+    block_requests: Vec<Value>,
 }
 
 impl FakeChain {
@@ -97,8 +99,15 @@ impl FakeChain {
                 self.header(&hash)
             }
             "eth_getLogs" => match params[0]["blockHash"].as_str() {
-                // One log per block.
-                Some(hash) => json!([self.log_of(&hash.parse().unwrap())]),
+                // One log per block, unless an `address` list leaves it out.
+                Some(hash) => {
+                    self.block_requests.push(params[0].clone());
+                    let log = self.log_of(&hash.parse().unwrap());
+                    match params[0]["address"].as_array() {
+                        Some(wanted) if !wanted.contains(&log["address"]) => json!([]),
+                        _ => json!([log]),
+                    }
+                }
                 None => self.range(&params[0]),
             },
             other => panic!("unexpected method {other}"),
@@ -179,6 +188,11 @@ struct Started {
 
 /// Ingests chain 31337 from `ws_urls` (from block 1) with the default node limits.
 async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
+    start_filtered(ws_urls, budget_kib, Arc::new(LogFilter::any)).await
+}
+
+/// The same, with the subscriptions' union given by `filter`.
+async fn start_filtered(ws_urls: Vec<String>, budget_kib: u32, filter: FilterSource) -> Started {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
     let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
         .await
@@ -200,7 +214,7 @@ async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
         chain: config,
         limits: crate::config::IngestConfig::default().limits(),
         relevant: Arc::new(|_: &ChainLog| true),
-        filter: Arc::new(LogFilter::any),
+        filter,
     };
     tokio::spawn(run(
         task,
@@ -245,6 +259,45 @@ async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
     drop(first);
     assert_eq!(next_block(&mut rx).await.number, 2);
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_block_asks_the_node_only_for_what_the_subscriptions_can_match() {
+    let chain = chain_of_blocks_0_to_3();
+    // Block n's log comes from address 0x10 + n; the subscriptions watch block 2's emitter only.
+    let watched: alloy_primitives::Address = format!("0x{:040x}", 0x12).parse().unwrap();
+    let union = LogFilter::union([(Some(&[watched][..]), None)]);
+    let (url, _push) = fake_node(chain.clone()).await;
+    let mut started = start_filtered(vec![url], 1 << 14, Arc::new(move || union.clone())).await;
+    let mut got = Vec::new();
+    for _ in 1..=3u64 {
+        let block = next_block(&mut started.blocks).await;
+        got.push((block.number, block.logs.len()));
+    }
+    assert_eq!(
+        got,
+        vec![(1, 0), (2, 1), (3, 0)],
+        "only block 2's log is asked for"
+    );
+    let asked = chain.lock().unwrap().block_requests.clone();
+    assert!(!asked.is_empty());
+    assert!(
+        asked.iter().all(|p| p["address"] == json!([watched])),
+        "{asked:?}"
+    );
+    started.shutdown.cancel();
+
+    // No subscription on the chain: blocks pass without asking for logs at all.
+    let chain = chain_of_blocks_0_to_3();
+    let (url, _push) = fake_node(chain.clone()).await;
+    let nothing = Arc::new(|| LogFilter::union([]));
+    let mut started = start_filtered(vec![url], 1 << 14, nothing).await;
+    for n in 1..=3u64 {
+        let block = next_block(&mut started.blocks).await;
+        assert_eq!((block.number, block.logs.len()), (n, 0));
+    }
+    assert!(chain.lock().unwrap().block_requests.is_empty());
+    started.shutdown.cancel();
 }
 
 #[tokio::test]
