@@ -10,6 +10,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet, SubscriptionStatus};
 use crate::plugin::{CompiledPlugin, PluginRuntime};
+use crate::modes::DeliveryMode;
 use crate::store::{EndpointRow, Store, StoreError, SubscriptionRow};
 
 pub type Endpoints = Arc<HashMap<String, EndpointRow>>;
@@ -174,6 +175,7 @@ impl Registry {
             status: SubscriptionStatus::parse(&row.status).unwrap_or(SubscriptionStatus::Active),
             confirmations: row.confirmations.max(0) as u64,
             load_error: None,
+            mode: DeliveryMode::from_columns(&row.mode).map_err(invalid)?,
         })
     }
 }
