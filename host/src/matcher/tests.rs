@@ -189,3 +189,5 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
     let last = m.next_straggler().await.unwrap();
     assert_eq!(last.write.cursors[0].block_number, 3);
 }
+
+mod modes;

@@ -209,12 +209,13 @@ impl Store {
     }
 
     /// Makes a delivery due now (manual retry); a delivered one is sent again on request. Not a
-    /// delivery still waiting for confirmations or one being attempted right now (false).
+    /// delivery still waiting for confirmations, a batch still filling or one being attempted
+    /// right now (false).
     pub async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let result = sqlx::query(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, lease_until = 0, updated_at = $2 \
-             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2",
+             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2 AND status <> 'filling'",
         )
         .bind(id)
         .bind(now)
