@@ -16,7 +16,10 @@
 //! (default = subscriptions), `PIPELINE_LOAD_PLUGIN_SHARE` (0.0–1.0 of subscriptions through the
 //! plugin, 0), `PIPELINE_LOAD_DATABASE_URL` (default SQLite in a temp dir), `PIPELINE_LOAD_LABEL`,
 //! `PIPELINE_LOAD_OUT` (JSON report path, default target/bench-load.json), `PIPELINE_LOAD_BIN` (the
-//! host binary, default the one cargo built: for A/B runs).
+//! host binary, default the one cargo built: for A/B runs), `PIPELINE_LOAD_BATCH` (every
+//! subscription's `batch`, as JSON: `'"block"'` or `'{"max_events":100,"max_wait_ms":50}'`),
+//! `PIPELINE_LOAD_ORDERING` (`chain`: every subscription ordered). Latency and exactly-once are
+//! counted per event either way; `webhook_requests` says how many POSTs carried them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,15 +59,23 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> &
         .unwrap_or_default()
         .to_string();
     let v: Value = serde_json::from_slice(&body).unwrap();
-    let n = u64::from_str_radix(
-        v["log"]["blockNumber"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
-    sink.0.lock().unwrap().push((at, n, id));
+    let block = |log: &Value| {
+        u64::from_str_radix(
+            log["blockNumber"].as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap()
+    };
+    let mut sink = sink.0.lock().unwrap();
+    match v["events"].as_array() {
+        // A `log.batch` webhook: one entry per event it carries, keyed by the webhook and place.
+        Some(events) => {
+            for (i, e) in events.iter().enumerate() {
+                sink.push((at, block(&e["log"]), format!("{id}#{i}")));
+            }
+        }
+        None => sink.push((at, block(&v["log"]), id)),
+    }
     "ok"
 }
 
@@ -136,6 +147,8 @@ struct Scenario {
     tokens: usize,
     plugin_share: f64,
     database_url: Option<String>,
+    batch: Option<Value>,
+    ordering: Option<String>,
 }
 
 fn main() {
@@ -153,6 +166,13 @@ fn main() {
         database_url: std::env::var("PIPELINE_LOAD_DATABASE_URL")
             .ok()
             .filter(|url| !url.is_empty()),
+        batch: std::env::var("PIPELINE_LOAD_BATCH")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .map(|b| serde_json::from_str(&b).expect("PIPELINE_LOAD_BATCH is JSON")),
+        ordering: std::env::var("PIPELINE_LOAD_ORDERING")
+            .ok()
+            .filter(|o| !o.is_empty()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -265,6 +285,12 @@ async fn run(s: Scenario) -> Value {
     .await;
     for i in 0..s.subscriptions {
         let mut body = json!({"endpoint_id": endpoint["id"], "chain_id": 1, "addresses": [tokens[i % tokens.len()]]});
+        if let Some(batch) = &s.batch {
+            body["batch"] = batch.clone();
+        }
+        if let Some(ordering) = &s.ordering {
+            body["ordering"] = json!(ordering);
+        }
         if i < plugin_subs {
             body["plugin_id"] = plugin_id.clone();
             body["plugin_config"] = json!({"min_value": "0"});
@@ -350,6 +376,9 @@ async fn run(s: Scenario) -> Value {
         "offered_events_per_s": s.rate, "block_ms": s.block_ms, "logs_per_block": logs_per_block,
         "subscriptions": s.subscriptions, "tokens": s.tokens, "plugin_subscriptions": plugin_subs,
         "blocks": blocks, "events": events, "chain_seconds": chain_seconds,
+        "batch": s.batch, "ordering": s.ordering,
+        "webhook_requests": got.iter().map(|(_, _, key)| key.split('#').next().unwrap_or_default()).collect::<std::collections::HashSet<_>>().len(),
+        "events_per_s_delivered": drained_after.map(|d| got.len() as f64 / (chain_seconds + d)),
         "webhooks_expected": expected, "webhooks_unique": by_id.len(), "webhooks_duplicated": duplicates,
         "exactly_once": by_id.len() == expected && duplicates == 0,
         "webhooks_per_s_while_running": received_while_running as f64 / chain_seconds,

@@ -97,7 +97,7 @@ fn paths() -> Value {
             "get": with_params(op("deliveries", "List deliveries, newest first", None, "200", list_of("Delivery")), vec![
                 query_param("subscription_id", "Only this subscription's"),
                 query_param("endpoint_id", "Only this endpoint's"),
-                json!({"name": "status", "in": "query", "schema": {"enum": ["pending", "delivered", "retrying", "dead"]}}),
+                json!({"name": "status", "in": "query", "schema": {"enum": ["pending", "delivered", "retrying", "dead", "filling"]}}),
                 json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}),
                 query_param("cursor", "next_cursor of the previous page"),
             ]),
