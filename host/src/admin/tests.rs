@@ -209,6 +209,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 }
 
 mod delivery_state;
+mod modes;
 mod properties;
 mod reprocess;
 mod secrets;

@@ -12,11 +12,20 @@ use crate::modes::batching::{block_batch_id, body, body_prefix, element};
 use crate::store::{BatchEvent, NewDelivery};
 
 /// A `"block"` batch being assembled from consecutive events of one subscription.
-#[derive(Debug)]
 pub struct BlockBatch {
     sub: Arc<Subscription>,
     event: Candidate,
     elements: Vec<String>,
+}
+
+impl std::fmt::Debug for BlockBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockBatch")
+            .field("subscription", &self.sub.id)
+            .field("block", &self.event.log.block_number)
+            .field("events", &self.elements.len())
+            .finish()
+    }
 }
 
 /// Adds a kept event of a `"block"` subscription: to the last batch when it is the same

@@ -29,10 +29,13 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let stored = self.stored_event_ids(tx, events).await?;
         let mut per_sub: Vec<(&str, Vec<&BatchEvent>)> = Vec::new();
-        for event in events.iter().filter(|e| !stored.contains(&e.event_id)) {
+        for event in events.iter().copied() {
+            if stored.contains(&event.event_id) {
+                continue;
+            }
             match per_sub.iter_mut().find(|(s, _)| *s == event.subscription_id) {
                 Some((_, list)) => list.push(event),
-                None => per_sub.push((&event.subscription_id, vec![event])),
+                None => per_sub.push((event.subscription_id.as_str(), vec![event])),
             }
         }
         if per_sub.is_empty() {
