@@ -251,7 +251,8 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts `rows` (JSON objects with `columns`) with one statement.
+    /// Inserts `rows` (JSON objects with `columns`) with one statement. (The statements end in
+/// `WHERE true` before `ON CONFLICT`: SQLite would read the `ON` as a join constraint.)
     async fn insert_json(
         &self,
         tx: &mut Tx<'_>,
@@ -300,7 +301,7 @@ const FILLING_INSERT: &str = "INSERT INTO deliveries (id, subscription_id, endpo
      created_at, updated_at, ordering_key) \
      SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
      j.extra, 'filling', 0, j.deadline, 0, j.at, j.at, j.ordering_key FROM {source} \
-     ON CONFLICT (id) DO NOTHING";
+     WHERE true ON CONFLICT (id) DO NOTHING";
 
 const EVENT_COLUMNS: &[(&str, &str)] = &[
     ("event_id", "text"),
@@ -312,7 +313,7 @@ const EVENT_COLUMNS: &[(&str, &str)] = &[
 
 const EVENTS_INSERT: &str = "INSERT INTO batch_events (event_id, delivery_id, position, block_number, element) \
      SELECT j.event_id, j.delivery_id, j.position, j.block_number, j.element FROM {source} \
-     ON CONFLICT (event_id) DO NOTHING";
+     WHERE true ON CONFLICT (event_id) DO NOTHING";
 
 /// The rows one fill adds: the batch's own row when it is new, and one row per event.
 fn rows_of_fill(

@@ -103,6 +103,7 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             status_changes: vec![],
             release_chains: vec![],
             resolved_parked: vec![],
+            batch_events: vec![],
         };
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
         new_ids.sort();
