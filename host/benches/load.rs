@@ -61,7 +61,10 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> &
     let v: Value = serde_json::from_slice(&body).unwrap();
     let block = |log: &Value| {
         u64::from_str_radix(
-            log["blockNumber"].as_str().unwrap().trim_start_matches("0x"),
+            log["blockNumber"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
             16,
         )
         .unwrap()

@@ -9,8 +9,8 @@ use alloy_primitives::{Address, B256};
 use tokio::sync::{Mutex, watch};
 
 use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet, SubscriptionStatus};
-use crate::plugin::{CompiledPlugin, PluginRuntime};
 use crate::modes::DeliveryMode;
+use crate::plugin::{CompiledPlugin, PluginRuntime};
 use crate::store::{EndpointRow, Store, StoreError, SubscriptionRow};
 
 pub type Endpoints = Arc<HashMap<String, EndpointRow>>;

@@ -94,12 +94,21 @@ async fn batch_mode(db: DbKind) {
         fx.anvil.transfer(&fx.token, &to, value).await;
     }
     let admin = fx.admin().clone();
-    wait_until("the second batch is open with its events", TIMEOUT, Duration::from_millis(100), || async {
-        let list = admin.get("/v1/deliveries?status=filling").await;
-        let items = list.expect_status(&[200])["items"].as_array().cloned();
-        let n = items.map_or(0, |i| i.len());
-        if n == 1 { Ok(()) } else { Err(format!("{n} filling")) }
-    })
+    wait_until(
+        "the second batch is open with its events",
+        TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let list = admin.get("/v1/deliveries?status=filling").await;
+            let items = list.expect_status(&[200])["items"].as_array().cloned();
+            let n = items.map_or(0, |i| i.len());
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(format!("{n} filling"))
+            }
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     fx.host.kill();
@@ -116,12 +125,21 @@ async fn batch_mode(db: DbKind) {
     recover.expect_status(&[200]);
 
     let admin = fx.admin().clone();
-    wait_until("both batches delivered", TIMEOUT, Duration::from_millis(100), || async {
-        let list = admin.get("/v1/deliveries?status=delivered").await;
-        let items = list.expect_status(&[200])["items"].as_array().cloned();
-        let n = items.map_or(0, |i| i.len());
-        if n == 2 { Ok(()) } else { Err(format!("{n} delivered")) }
-    })
+    wait_until(
+        "both batches delivered",
+        TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let list = admin.get("/v1/deliveries?status=delivered").await;
+            let items = list.expect_status(&[200])["items"].as_array().cloned();
+            let n = items.map_or(0, |i| i.len());
+            if n == 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} delivered"))
+            }
+        },
+    )
     .await;
     let got = fx.receiver.requests();
     let by_id = same_body_per_id(&got);
@@ -176,12 +194,21 @@ async fn ordered_mode(db: DbKind) {
         fx.anvil.transfer(&token_b, &to, value).await;
     }
     let admin = fx.admin().clone();
-    wait_until("all ten delivered", TIMEOUT, Duration::from_millis(100), || async {
-        let list = admin.get("/v1/deliveries?status=delivered").await;
-        let items = list.expect_status(&[200])["items"].as_array().cloned();
-        let n = items.map_or(0, |i| i.len());
-        if n == 10 { Ok(()) } else { Err(format!("{n} delivered")) }
-    })
+    wait_until(
+        "all ten delivered",
+        TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let list = admin.get("/v1/deliveries?status=delivered").await;
+            let items = list.expect_status(&[200])["items"].as_array().cloned();
+            let n = items.map_or(0, |i| i.len());
+            if n == 10 {
+                Ok(())
+            } else {
+                Err(format!("{n} delivered"))
+            }
+        },
+    )
     .await;
     let got = fx.receiver.requests();
     let token_of = |r: &Received| r.json()["data"]["token"].as_str().unwrap().to_lowercase();
@@ -207,10 +234,18 @@ async fn ordered_mode(db: DbKind) {
         .filter(|r| token_of(r) == token_b.to_lowercase())
         .map(|r| values(r)[0])
         .collect();
-    assert_eq!(b_values, vec![11, 12, 13, 14, 15], "token B in chain order too");
+    assert_eq!(
+        b_values,
+        vec![11, 12, 13, 14, 15],
+        "token B in chain order too"
+    );
     // B flowed while A's head was being retried.
     let a_blocked_from = a.iter().find(|r| r.status == 500).unwrap().at;
-    let a_released_at = a.iter().find(|r| values(r)[0] == 2 && r.status == 200).unwrap().at;
+    let a_released_at = a
+        .iter()
+        .find(|r| values(r)[0] == 2 && r.status == 200)
+        .unwrap()
+        .at;
     assert!(
         got.iter().any(|r| token_of(r) == token_b.to_lowercase()
             && r.at > a_blocked_from

@@ -90,6 +90,8 @@ pub fn db_int(n: u64) -> i64 {
 pub fn ordering_key(sub: &Subscription, log: &ChainLog) -> Option<String> {
     match sub.mode.ordering {
         crate::modes::Ordering::None => None,
-        _ => sub.mode.ordering_key(&sub.id, &format!("{:#x}", log.address)),
+        _ => sub
+            .mode
+            .ordering_key(&sub.id, &format!("{:#x}", log.address)),
     }
 }

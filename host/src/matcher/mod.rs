@@ -346,7 +346,9 @@ impl Matcher {
             .unwrap_or(0);
         match sub.mode.batch {
             None => {}
-            Some(BatchPolicy::Block) => return batches::push_block_event(matched, sub, event, data),
+            Some(BatchPolicy::Block) => {
+                return batches::push_block_event(matched, sub, event, data);
+            }
             Some(BatchPolicy::Count {
                 max_events,
                 max_wait_ms,

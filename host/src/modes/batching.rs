@@ -111,7 +111,12 @@ pub fn batch_id_from_first(first_event_id: &str) -> String {
 }
 
 /// A `"block"` batch's webhook id: one per (subscription, chain, block, event type).
-pub fn block_batch_id(subscription_id: &str, chain_id: u64, block_hash: &[u8], kind: &str) -> String {
+pub fn block_batch_id(
+    subscription_id: &str,
+    chain_id: u64,
+    block_hash: &[u8],
+    kind: &str,
+) -> String {
     hashed(&[
         b"log.batch/block",
         subscription_id.as_bytes(),
@@ -207,7 +212,10 @@ mod tests {
         let fills = plan(Some(open), &logs(&["x", "y"]), 4, 1000, 10);
         assert_eq!(fills[0].id, "msg_open");
         assert!(!fills[0].is_new && fills[0].sealed);
-        assert_eq!((fills[0].first_position, fills[0].events.clone()), (3, vec![0]));
+        assert_eq!(
+            (fills[0].first_position, fills[0].events.clone()),
+            (3, vec![0])
+        );
         assert_eq!(fills[0].opened_at, 5);
         assert_eq!(fills[1].events, vec![1]);
         assert!(!fills[1].sealed);

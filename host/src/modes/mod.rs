@@ -249,8 +249,8 @@ mod tests {
             let error = BatchPolicy::from_json(&bad).unwrap_err();
             assert!(error.contains("batch.max_"), "{error}");
         }
-        let error = BatchPolicy::from_json(&json!({"max_events": 1, "max_wait_ms": 60001}))
-            .unwrap_err();
+        let error =
+            BatchPolicy::from_json(&json!({"max_events": 1, "max_wait_ms": 60001})).unwrap_err();
         assert!(error.contains("max_wait_ms"), "{error}");
         assert!(BatchPolicy::from_json(&json!("blocks")).is_err());
         assert!(
@@ -300,7 +300,10 @@ mod tests {
             Some("sub_1/0xab")
         );
         let whole = DeliveryMode::from_fields(None, "chain", "subscription", "halt").unwrap();
-        assert_eq!(whole.ordering_key("sub_1", "0xab").as_deref(), Some("sub_1"));
+        assert_eq!(
+            whole.ordering_key("sub_1", "0xab").as_deref(),
+            Some("sub_1")
+        );
         assert_eq!(DeliveryMode::default().ordering_key("sub_1", "0xab"), None);
     }
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::deliver::poller::Wake;
 use crate::matcher::MatchedBatch;
 use crate::metrics::Metrics;
-use crate::deliver::poller::Wake;
 use crate::store::{Store, WriteStats};
 
 /// A delivery ready to attempt, as the workers receive it.

@@ -33,7 +33,10 @@ impl Store {
             if stored.contains(&event.event_id) {
                 continue;
             }
-            match per_sub.iter_mut().find(|(s, _)| *s == event.subscription_id) {
+            match per_sub
+                .iter_mut()
+                .find(|(s, _)| *s == event.subscription_id)
+            {
                 Some((_, list)) => list.push(event),
                 None => per_sub.push((event.subscription_id.as_str(), vec![event])),
             }
@@ -232,7 +235,10 @@ impl Store {
             let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
             let (due, release) = match batch.extra {
                 0 => (now, None),
-                extra => (HELD_UNTIL_RELEASED, Some(batch.last_block.saturating_add(extra))),
+                extra => (
+                    HELD_UNTIL_RELEASED,
+                    Some(batch.last_block.saturating_add(extra)),
+                ),
             };
             sqlx::query(
                 "UPDATE deliveries SET status = 'pending', body = $2, next_attempt_at = $3, \
@@ -252,7 +258,7 @@ impl Store {
     }
 
     /// Inserts `rows` (JSON objects with `columns`) with one statement. (The statements end in
-/// `WHERE true` before `ON CONFLICT`: SQLite would read the `ON` as a join constraint.)
+    /// `WHERE true` before `ON CONFLICT`: SQLite would read the `ON` as a join constraint.)
     async fn insert_json(
         &self,
         tx: &mut Tx<'_>,

@@ -84,7 +84,9 @@ impl Store {
         // event's has `,"log":` (which its events then contain): the first of the two ends it.
         let log = format!("{find}(deliveries.body, '{NEXT}')");
         let events = format!("{find}(deliveries.body, '{EVENTS}')");
-        let next = format!("(CASE WHEN {events} > 0 AND ({log} = 0 OR {events} < {log}) THEN {events} ELSE {log} END)");
+        let next = format!(
+            "(CASE WHEN {events} > 0 AND ({log} = 0 OR {events} < {log}) THEN {events} ELSE {log} END)"
+        );
         format!(
             "(CASE WHEN {at} > 0 AND {next} > {at} \
              THEN substr(deliveries.body, 1, {at} + {len} - 1) || CAST({count} AS TEXT) || substr(deliveries.body, {next}) \

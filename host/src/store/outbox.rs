@@ -5,8 +5,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow, Store,
-    StoreError, now_ms,
+    BatchEvent, Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow,
+    Store, StoreError, now_ms,
 };
 
 /// Statements issued by one write, for the statements-per-event metric, and the chains whose

@@ -9,18 +9,34 @@ async fn delivery_modes_are_shown_set_patched_and_validated() {
     let (status, plain) = h.subscription(json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{plain}");
     assert_eq!(
-        (&plain["batch"], &plain["ordering"], &plain["ordering_key"], &plain["on_dead"]),
-        (&Value::Null, &json!("none"), &json!("subscription"), &json!("halt"))
+        (
+            &plain["batch"],
+            &plain["ordering"],
+            &plain["ordering_key"],
+            &plain["on_dead"]
+        ),
+        (
+            &Value::Null,
+            &json!("none"),
+            &json!("subscription"),
+            &json!("halt")
+        )
     );
     assert_eq!(plain["ordering_blocked"], json!([]));
 
     let modes = json!({"batch": {"max_events": 50, "max_wait_ms": 250}, "ordering": "chain", "on_dead": "skip"});
     let (status, created) = h.subscription(modes).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["batch"], json!({"max_events": 50, "max_wait_ms": 250}));
+    assert_eq!(
+        created["batch"],
+        json!({"max_events": 50, "max_wait_ms": 250})
+    );
     let uri = format!("/v1/subscriptions/{}", created["id"].as_str().unwrap());
     let (_, shown) = h.get(&uri).await;
-    assert_eq!((&shown["ordering"], &shown["on_dead"]), (&json!("chain"), &json!("skip")));
+    assert_eq!(
+        (&shown["ordering"], &shown["on_dead"]),
+        (&json!("chain"), &json!("skip"))
+    );
 
     // A PATCH changes only what it names, and checks the combination.
     let (status, patched) = h.json(Method::PATCH, &uri, json!({"batch": "block"})).await;
@@ -32,12 +48,22 @@ async fn delivery_modes_are_shown_set_patched_and_validated() {
     let (status, body) = h
         .json(Method::PATCH, &uri, json!({"ordering_key": "address"}))
         .await;
-    assert_eq!(error_code(status, &body, StatusCode::BAD_REQUEST), "invalid_field");
+    assert_eq!(
+        error_code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_field"
+    );
     let (status, patched) = h
-        .json(Method::PATCH, &uri, json!({"batch": null, "ordering_key": "address"}))
+        .json(
+            Method::PATCH,
+            &uri,
+            json!({"batch": null, "ordering_key": "address"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
-    assert_eq!((&patched["batch"], &patched["ordering_key"]), (&Value::Null, &json!("address")));
+    assert_eq!(
+        (&patched["batch"], &patched["ordering_key"]),
+        (&Value::Null, &json!("address"))
+    );
 
     for bad in [
         json!({"batch": {"max_events": 0, "max_wait_ms": 10}}),
@@ -58,7 +84,10 @@ async fn delivery_modes_are_shown_set_patched_and_validated() {
         .await;
     error_code(status, &body, StatusCode::BAD_REQUEST);
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("batch.max_wait_ms"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batch.max_wait_ms"),
         "{body}"
     );
 }

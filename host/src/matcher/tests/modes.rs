@@ -16,7 +16,8 @@ fn two_logs(kind: BlockKind) -> Batch {
     let logs: Vec<Arc<ChainLog>> = ["0x0", "0x1"]
         .iter()
         .map(|index| {
-            let json = TRANSFER.replace("\"logIndex\":\"0x0\"", &format!("\"logIndex\":\"{index}\""));
+            let json =
+                TRANSFER.replace("\"logIndex\":\"0x0\"", &format!("\"logIndex\":\"{index}\""));
             Arc::new(ChainLog::from_json(&json).unwrap())
         })
         .collect();

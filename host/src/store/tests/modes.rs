@@ -140,12 +140,12 @@ async fn a_removal_closes_the_open_batch_and_goes_in_one_of_its_own() {
         store.write_batch(&write, 60_000).await.unwrap();
         let sealed = claim_batches(&store).await;
         assert_eq!(sealed.len(), 1, "the log batch, sealed by the removal");
-        store
-            .seal_expired_batches(now_ms() + 60_001)
-            .await
-            .unwrap();
+        store.seal_expired_batches(now_ms() + 60_001).await.unwrap();
         let (row, body) = sealed_batch(&store, "msg_ev1_log.removed").await;
-        assert_eq!((row.status.as_str(), row.event_type.as_str()), ("pending", "log.removed"));
+        assert_eq!(
+            (row.status.as_str(), row.event_type.as_str()),
+            ("pending", "log.removed")
+        );
         assert_eq!(body["events"][0]["type"], "log.removed");
     })
     .await;
@@ -221,15 +221,25 @@ async fn an_ordered_key_goes_one_at_a_time_in_order_and_a_dead_head_halts_until_
         assert!(claim_ids(&store).await.is_empty(), "a1 and b1 in flight");
         record(&store, "msg_a1", "retrying").await;
         record(&store, "msg_b1", "delivered").await;
-        assert_eq!(claim_ids(&store).await, ["msg_a1"], "a retries its head; b is done");
+        assert_eq!(
+            claim_ids(&store).await,
+            ["msg_a1"],
+            "a retries its head; b is done"
+        );
         // Its retry in flight, the key is still shown blocked by its failing head.
         let blocked = store.blocked_keys(Some("sub_1")).await.unwrap();
         assert_eq!((blocked.len(), blocked[0].attempts), (1, 1));
         record(&store, "msg_a1", "dead").await;
-        assert!(claim_ids(&store).await.is_empty(), "halted behind the dead a1");
+        assert!(
+            claim_ids(&store).await.is_empty(),
+            "halted behind the dead a1"
+        );
         let blocked = store.blocked_keys(Some("sub_1")).await.unwrap();
         assert_eq!(blocked.len(), 1);
-        assert_eq!((blocked[0].key.as_str(), blocked[0].delivery_id.as_str()), ("sub_1/a", "msg_a1"));
+        assert_eq!(
+            (blocked[0].key.as_str(), blocked[0].delivery_id.as_str()),
+            ("sub_1/a", "msg_a1")
+        );
         assert_eq!(blocked[0].attempts, 2);
         assert!(blocked[0].since.is_some());
         // The operator's policy change releases the key (read as it is now).
@@ -276,9 +286,56 @@ async fn a_retried_dead_head_goes_first_and_releases_a_halted_key() {
         record(&store, "msg_1", "dead").await;
         assert!(claim_ids(&store).await.is_empty());
         assert!(store.retry_delivery("msg_1").await.unwrap());
-        assert_eq!(claim_ids(&store).await, ["msg_1"], "the head again, not msg_2");
+        assert_eq!(
+            claim_ids(&store).await,
+            ["msg_1"],
+            "the head again, not msg_2"
+        );
         record(&store, "msg_1", "delivered").await;
         assert_eq!(claim_ids(&store).await, ["msg_2"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reorgs_removal_goes_after_the_log_it_withdraws() {
+    each_store(async |store: Store| {
+        let mode = DeliveryMode {
+            batch: None,
+            ordering: Ordering::Chain {
+                key: OrderingKey::Subscription,
+                on_dead: OnDead::Halt,
+            },
+        };
+        setup(&store, mode).await;
+        // The log, then (a later batch: the reorg) its removal and the new branch's log.
+        let log = OutboxWrite {
+            deliveries: vec![ordered("msg_log", "sub_1")],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&log, 60_000).await.unwrap();
+        let reorg = OutboxWrite {
+            deliveries: vec![
+                NewDelivery {
+                    event_type: "log.removed".into(),
+                    ..ordered("msg_removed", "sub_1")
+                },
+                ordered("msg_new_branch", "sub_1"),
+            ],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&reorg, 60_000).await.unwrap();
+        assert_eq!(claim_ids(&store).await, ["msg_log"]);
+        record(&store, "msg_log", "retrying").await;
+        assert_eq!(
+            claim_ids(&store).await,
+            ["msg_log"],
+            "the removal waits for its log"
+        );
+        record(&store, "msg_log", "delivered").await;
+        assert_eq!(claim_ids(&store).await, ["msg_removed"]);
+        record(&store, "msg_removed", "delivered").await;
+        assert_eq!(claim_ids(&store).await, ["msg_new_branch"]);
     })
     .await;
 }
