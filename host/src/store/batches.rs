@@ -49,6 +49,7 @@ impl Store {
         let mut new_rows = Vec::new();
         let mut event_rows = Vec::new();
         let mut sealed = Vec::new();
+        let mut whole = 0;
         for (sub, list) in &per_sub {
             let incoming: Vec<Incoming> = list
                 .iter()
@@ -67,8 +68,10 @@ impl Store {
             );
             for fill in fills {
                 rows_of_fill(&fill, list, now, &mut new_rows, &mut event_rows);
-                if fill.sealed {
-                    sealed.push(fill.id);
+                match (fill.sealed, fill.is_new) {
+                    (true, true) => whole += 1,
+                    (true, false) => sealed.push(fill.id),
+                    (false, _) => {}
                 }
             }
         }
@@ -77,7 +80,7 @@ impl Store {
         self.insert_json(tx, EVENTS_INSERT, EVENT_COLUMNS, &event_rows)
             .await?;
         self.seal_batches(tx, &sealed, now).await?;
-        Ok(sealed.len())
+        Ok(sealed.len() + whole)
     }
 
     /// Seals the batches whose `max_wait_ms` is over at `now` (the sealer, every 100 ms).
@@ -233,13 +236,7 @@ impl Store {
         }
         for batch in &batches {
             let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
-            let (due, release) = match batch.extra {
-                0 => (now, None),
-                extra => (
-                    HELD_UNTIL_RELEASED,
-                    Some(batch.last_block.saturating_add(extra)),
-                ),
-            };
+            let (due, release) = sealed_due(batch.extra, batch.last_block, now);
             sqlx::query(
                 "UPDATE deliveries SET status = 'pending', body = $2, next_attempt_at = $3, \
                  release_block = $4, lease_until = 0, updated_at = $5, block_number = $6 \
@@ -296,8 +293,9 @@ const FILLING_COLUMNS: &[(&str, &str)] = &[
     ("event_type", "text"),
     ("block_number", "bigint"),
     ("body", "text"),
-    ("deadline", "bigint"),
-    ("extra", "bigint"),
+    ("release_block", "bigint"),
+    ("status", "text"),
+    ("due", "bigint"),
     ("at", "bigint"),
     ("ordering_key", "text"),
 ];
@@ -306,7 +304,7 @@ const FILLING_INSERT: &str = "INSERT INTO deliveries (id, subscription_id, endpo
      event_type, block_number, body, release_block, status, attempts, next_attempt_at, lease_until, \
      created_at, updated_at, ordering_key) \
      SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
-     j.extra, 'filling', 0, j.deadline, 0, j.at, j.at, j.ordering_key FROM {source} \
+     j.release_block, j.status, 0, j.due, 0, j.at, j.at, j.ordering_key FROM {source} \
      WHERE true ON CONFLICT (id) DO NOTHING";
 
 const EVENT_COLUMNS: &[(&str, &str)] = &[
@@ -321,7 +319,9 @@ const EVENTS_INSERT: &str = "INSERT INTO batch_events (event_id, delivery_id, po
      SELECT j.event_id, j.delivery_id, j.position, j.block_number, j.element FROM {source} \
      WHERE true ON CONFLICT (event_id) DO NOTHING";
 
-/// The rows one fill adds: the batch's own row when it is new, and one row per event.
+/// The rows one fill adds: the batch's own row when it is new, and one row per event. A batch
+/// opened and sealed in this write is inserted whole (`pending`, its body built here), and its
+/// event rows keep only their keys: nothing reads their elements back.
 fn rows_of_fill(
     fill: &Fill,
     events: &[&BatchEvent],
@@ -332,21 +332,45 @@ fn rows_of_fill(
     let Some(first) = fill.events.first().map(|&i| events[i]) else {
         return;
     };
+    let whole = fill.is_new && fill.sealed;
     if fill.is_new {
         let chain = u64::try_from(first.chain_id).unwrap_or(0);
-        new_rows.push(serde_json::json!({
+        let prefix =
+            batching::body_prefix(&fill.id, &first.subscription_id, chain, first.confirmations);
+        let mut row = serde_json::json!({
             "id": fill.id,
             "subscription_id": first.subscription_id,
             "endpoint_id": first.endpoint_id,
             "chain_id": first.chain_id,
             "event_type": first.event_type,
             "block_number": first.block_number,
-            "body": batching::body_prefix(&fill.id, &first.subscription_id, chain, first.confirmations),
-            "deadline": batching::seal_deadline(fill.opened_at, first.max_wait_ms),
-            "extra": first.extra_confirmations,
+            "body": prefix,
+            "release_block": first.extra_confirmations,
+            "status": "filling",
+            "due": batching::seal_deadline(fill.opened_at, first.max_wait_ms),
             "at": now,
             "ordering_key": first.ordering_key,
-        }));
+        });
+        if whole {
+            let elements: Vec<&str> = fill
+                .events
+                .iter()
+                .map(|&i| events[i].element.as_str())
+                .collect();
+            let last_block = fill
+                .events
+                .iter()
+                .map(|&i| events[i].block_number)
+                .max()
+                .unwrap_or(0);
+            let (due, release) = sealed_due(first.extra_confirmations, last_block, now);
+            row["body"] = batching::body(&prefix, &elements).into();
+            row["block_number"] = last_block.into();
+            row["release_block"] = release.into();
+            row["status"] = "pending".into();
+            row["due"] = due.into();
+        }
+        new_rows.push(row);
     }
     for (offset, &index) in fill.events.iter().enumerate() {
         let event = events[index];
@@ -355,8 +379,17 @@ fn rows_of_fill(
             "delivery_id": fill.id,
             "position": i64::from(fill.first_position) + offset as i64,
             "block_number": event.block_number,
-            "element": event.element,
+            "element": if whole { "" } else { event.element.as_str() },
         }));
+    }
+}
+
+/// When a sealed batch is due, and its release block: at once, or held until its last block has
+/// the `extra` confirmations the subscription wants beyond the chain's.
+fn sealed_due(extra: i64, last_block: i64, now: i64) -> (i64, Option<i64>) {
+    match extra {
+        0 => (now, None),
+        extra => (HELD_UNTIL_RELEASED, Some(last_block.saturating_add(extra))),
     }
 }
 

@@ -339,3 +339,50 @@ async fn a_reorgs_removal_goes_after_the_log_it_withdraws() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_batch_wanting_more_confirmations_is_held_until_its_last_block_has_them() {
+    each_store(async |store: Store| {
+        setup(&store, DeliveryMode::default()).await;
+        let held = |n| BatchEvent {
+            extra_confirmations: 2,
+            ..event(n, "log")
+        };
+        let whole = OutboxWrite {
+            batch_events: vec![held(5), held(6)],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&whole, 60_000).await.unwrap();
+        let (row, _) = sealed_batch(&store, "msg_ev5_log").await;
+        assert_eq!(
+            (row.status.as_str(), row.next_attempt_at, row.block_number),
+            ("pending", HELD_UNTIL_RELEASED, 6)
+        );
+        // Sealed later by the sealer: held the same way.
+        store
+            .write_batch(
+                &OutboxWrite {
+                    batch_events: vec![held(7)],
+                    ..OutboxWrite::default()
+                },
+                60_000,
+            )
+            .await
+            .unwrap();
+        store.seal_expired_batches(now_ms() + 60_001).await.unwrap();
+        let (row, body) = sealed_batch(&store, "msg_ev7_log").await;
+        assert_eq!(
+            (row.next_attempt_at, row.block_number),
+            (HELD_UNTIL_RELEASED, 7)
+        );
+        assert_eq!(body["events"][0]["log"]["n"], 7);
+        let release: (Option<i64>,) =
+            sqlx::query_as("SELECT release_block FROM deliveries WHERE id = $1")
+                .bind(&row.id)
+                .fetch_one(store.test_pool())
+                .await
+                .unwrap();
+        assert_eq!(release.0, Some(9));
+    })
+    .await;
+}
