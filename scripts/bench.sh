@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Whole-process load benchmarks of the `pipeline` binary (release build), one command from a clean
-# checkout:   scripts/bench.sh [quick]
+# checkout:   scripts/bench.sh [quick|modes]   (modes: only the delivery-mode scenarios)
 #
 # For each scenario the harness (host/benches/load.rs, a separate process from the host) runs the dev
 # node publishing recorded ERC-20 transfers over WebSocket at a fixed rate, and a webhook sink on the
@@ -44,13 +44,15 @@ run() { # label store rate subscriptions plugin_share [tokens]
     "$PY" - "$RUNS/$label.json" <<'PYEOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"    {r['webhooks_per_s_while_running']:.0f} webhooks/s while running, p50 {r['latency_ms']['p50']:.1f} ms, "
-      f"p99 {r['latency_ms']['p99']:.1f} ms, drained after {r['backlog_drained_after_s']} s, RSS peak {r['host_rss_mb']['peak']:.0f} MB, "
-      f"exactly once: {r['exactly_once']}, statements/100 events {r['db_statements_per_100_events']:.2f}")
+print(f"    {r['webhooks_per_s_while_running']:.0f} events/s delivered while running ({r['webhook_requests']} requests), "
+      f"p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms, drained after {r['backlog_drained_after_s']} s, "
+      f"RSS peak {r['host_rss_mb']['peak']:.0f} MB, exactly once: {r['exactly_once']}, "
+      f"statements/100 events {r['db_statements_per_100_events']:.2f}")
 PYEOF
 }
 
 for store in sqlite postgres; do
+    [[ "${1:-}" == modes ]] && break
     [[ "$store" == sqlite ]] && unset PIPELINE_LOAD_DATABASE_URL
     run "latency-1k-$store" "$store" 1000 100 0
     run "throughput-10k-$store" "$store" 10000 100 0.5
@@ -59,12 +61,27 @@ for store in sqlite postgres; do
     run "throughput-20k-$store" "$store" 20000 100 0
     run "matching-100k-1pct-$store" "$store" 100000 1 0 100
 done
-if [[ "${1:-}" != quick ]]; then
+if [[ "${1:-}" == "" ]]; then
     # Cost growth at 1K events/s: subscriptions (100 is latency-1k above), then endpoints.
     for subs in 10 1000 10000; do run "subscriptions-$subs-sqlite" sqlite 1000 "$subs" 0; done
     for endpoints in 10 100; do
         PIPELINE_LOAD_ENDPOINTS="$endpoints" run "endpoints-$endpoints-sqlite" sqlite 1000 100 0
     done
+fi
+# Delivery modes (issue 12) beside per-event delivery, to one fast endpoint: one subscription taking
+# every event, batched by count or per block; ordered delivery (one in flight per key) at a rate its
+# keys can follow, 10 subscriptions of one key each.
+modes() { # store
+    local store="$1"
+    run "modes-20k-per-event-$store" "$store" 20000 1 0 1
+    PIPELINE_LOAD_BATCH='{"max_events":100,"max_wait_ms":100}' run "modes-20k-batch-100-$store" "$store" 20000 1 0 1
+    PIPELINE_LOAD_BATCH='"block"' run "modes-20k-batch-block-$store" "$store" 20000 1 0 1
+    run "modes-200-per-event-$store" "$store" 200 10 0 10
+    PIPELINE_LOAD_ORDERING=chain run "modes-200-ordered-$store" "$store" 200 10 0 10
+}
+if [[ "${1:-}" == modes || "${1:-}" == "" ]]; then
+    for store in sqlite postgres; do modes "$store"; done
+    PIPELINE_LOAD_BATCH='{"max_events":1000,"max_wait_ms":100}' run "modes-100k-batch-1000-sqlite" sqlite 100000 1 0 1
 fi
 
 # The sink's own ceiling: the same kind of receiver under a plain HTTP load generator.

@@ -19,7 +19,10 @@
 //! host binary, default the one cargo built: for A/B runs), `PIPELINE_LOAD_ENDPOINTS` (1: the
 //! subscriptions go round-robin to this many endpoints, all on the one sink under different paths).
 //! Subscriptions are created through the admin API by 16 clients at once, as an operator's script
-//! would; the report gives how long that took (`setup_seconds`).
+//! would; the report gives how long that took (`setup_seconds`). `PIPELINE_LOAD_BATCH` (every
+//! subscription's `batch`, as JSON: `'"block"'` or `'{"max_events":100,"max_wait_ms":50}'`),
+//! `PIPELINE_LOAD_ORDERING` (`chain`: every subscription ordered). Latency and exactly-once are
+//! counted per event either way; `webhook_requests` says how many POSTs carried them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -59,15 +62,26 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> &
         .unwrap_or_default()
         .to_string();
     let v: Value = serde_json::from_slice(&body).unwrap();
-    let n = u64::from_str_radix(
-        v["log"]["blockNumber"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
-    sink.0.lock().unwrap().push((at, n, id));
+    let block = |log: &Value| {
+        u64::from_str_radix(
+            log["blockNumber"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap()
+    };
+    let mut sink = sink.0.lock().unwrap();
+    match v["events"].as_array() {
+        // A `log.batch` webhook: one entry per event it carries, keyed by the webhook and place.
+        Some(events) => {
+            for (i, e) in events.iter().enumerate() {
+                sink.push((at, block(&e["log"]), format!("{id}#{i}")));
+            }
+        }
+        None => sink.push((at, block(&v["log"]), id)),
+    }
     "ok"
 }
 
@@ -140,6 +154,8 @@ struct Scenario {
     plugin_share: f64,
     endpoints: usize,
     database_url: Option<String>,
+    batch: Option<Value>,
+    ordering: Option<String>,
 }
 
 fn main() {
@@ -158,6 +174,13 @@ fn main() {
         database_url: std::env::var("PIPELINE_LOAD_DATABASE_URL")
             .ok()
             .filter(|url| !url.is_empty()),
+        batch: std::env::var("PIPELINE_LOAD_BATCH")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .map(|b| serde_json::from_str(&b).expect("PIPELINE_LOAD_BATCH is JSON")),
+        ordering: std::env::var("PIPELINE_LOAD_ORDERING")
+            .ok()
+            .filter(|o| !o.is_empty()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -275,6 +298,12 @@ async fn run(s: Scenario) -> Value {
     let mut creating = tokio::task::JoinSet::new();
     for i in 0..s.subscriptions {
         let mut body = json!({"endpoint_id": endpoints[i % endpoints.len()], "chain_id": 1, "addresses": [tokens[i % tokens.len()]]});
+        if let Some(batch) = &s.batch {
+            body["batch"] = batch.clone();
+        }
+        if let Some(ordering) = &s.ordering {
+            body["ordering"] = json!(ordering);
+        }
         if i < plugin_subs {
             body["plugin_id"] = plugin_id.clone();
             body["plugin_config"] = json!({"min_value": "0"});
@@ -371,6 +400,9 @@ async fn run(s: Scenario) -> Value {
         "subscriptions": s.subscriptions, "tokens": s.tokens, "plugin_subscriptions": plugin_subs,
         "endpoints": s.endpoints, "setup_seconds": setup_seconds,
         "blocks": blocks, "events": events, "chain_seconds": chain_seconds,
+        "batch": s.batch, "ordering": s.ordering,
+        "webhook_requests": got.iter().map(|(_, _, key)| key.split('#').next().unwrap_or_default()).collect::<std::collections::HashSet<_>>().len(),
+        "events_per_s_delivered": drained_after.map(|d| got.len() as f64 / (chain_seconds + d)),
         "webhooks_expected": expected, "webhooks_unique": by_id.len(), "webhooks_duplicated": duplicates,
         "exactly_once": by_id.len() == expected && duplicates == 0,
         "webhooks_per_s_while_running": received_while_running as f64 / chain_seconds,

@@ -180,6 +180,7 @@ async fn phase(
         last_error: None,
         created_at: now_ms(),
         updated_at: now_ms(),
+        mode: Default::default(),
     };
     store
         .insert_subscription(&sub("sub_all", None, None))

@@ -232,12 +232,20 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         metrics.clone(),
     );
     tracker.spawn(matcher.run(batches_rx, matched_tx));
+    let poller_wake = deliver::poller::Wake::default();
     tracker.spawn(outbox::run(
         store.clone(),
         matched_rx,
         jobs_tx.clone(),
         metrics.clone(),
         lease_ms,
+        poller_wake.clone(),
+    ));
+    tracker.spawn(outbox::sealer::run(
+        store.clone(),
+        poller_wake.clone(),
+        metrics.clone(),
+        shutdown.clone(),
     ));
     let poll_interval = Duration::from_millis(config.delivery.poll_interval_ms);
     let capacity = deliver::job_capacity();
@@ -248,6 +256,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         poll_interval,
         lease_ms,
         metrics.clone(),
+        poller_wake.clone(),
         shutdown.clone(),
     ));
     let console = crate::console::ConsoleShared::default();
@@ -271,6 +280,7 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         store.clone(),
         results_rx,
         metrics.clone(),
+        poller_wake,
     ));
     tracker.spawn(disable_gone_endpoints(
         store.clone(),

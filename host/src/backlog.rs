@@ -43,6 +43,9 @@ pub async fn run(store: Store, metrics: Metrics, shutdown: CancellationToken) {
 fn record(metrics: &Metrics, backlog: &Backlog, now: i64) {
     metrics.deliveries_outstanding.set(backlog.outstanding);
     metrics.deliveries_due.set(backlog.due);
+    metrics
+        .ordered_keys_blocked
+        .set(backlog.ordered_keys_blocked);
     let age_ms = backlog
         .oldest_due_at
         .map_or(0, |at| now.saturating_sub(at).max(0));
@@ -62,6 +65,7 @@ mod tests {
             outstanding: 9,
             due: 4,
             oldest_due_at: Some(10_000),
+            ordered_keys_blocked: 2,
         };
         record(&m, &sample, 72_500);
         assert_eq!(m.deliveries_outstanding.get(), 9);

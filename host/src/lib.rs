@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod ingest;
 pub mod matcher;
 pub mod metrics;
+pub mod modes;
 pub mod outbox;
 pub mod plugin;
 pub mod redact;

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub runtime_lag: Histogram,
     pub deliveries_outstanding: IntGauge,
     pub deliveries_due: IntGauge,
+    pub ordered_keys_blocked: IntGauge,
     pub deliveries_oldest_due_age: Gauge,
     pub db_errors: IntCounterVec,
 }
@@ -218,6 +219,11 @@ impl Metrics {
                 &r,
                 "pipeline_deliveries_due",
                 "Deliveries due now and leased to no replica, sampled from the store",
+            )?,
+            ordered_keys_blocked: gauge(
+                &r,
+                "pipeline_ordered_keys_blocked",
+                "Ordering keys held back by a failing first delivery (retrying, or dead under on_dead=halt), sampled from the store",
             )?,
             deliveries_oldest_due_age: register(
                 &r,

@@ -10,6 +10,7 @@ use alloy_primitives::{Address, B256};
 use tokio::sync::{Mutex, watch};
 
 use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet, SubscriptionStatus};
+use crate::modes::DeliveryMode;
 use crate::plugin::{CompiledPlugin, PluginRuntime};
 use crate::store::{EndpointRow, Store, StoreError, SubscriptionRow};
 
@@ -204,6 +205,7 @@ impl Registry {
             status: SubscriptionStatus::parse(&row.status).unwrap_or(SubscriptionStatus::Active),
             confirmations: row.confirmations.max(0) as u64,
             load_error: None,
+            mode: DeliveryMode::from_columns(&row.mode).map_err(invalid)?,
         })
     }
 }
@@ -292,6 +294,7 @@ mod tests {
             last_error: None,
             created_at: 0,
             updated_at: 0,
+            mode: Default::default(),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Received {
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// The status it was answered with (for [`Answer::Status`]).
+    pub status: u16,
 }
 
 impl Received {
@@ -77,6 +79,8 @@ struct Inner {
     requests: Mutex<Vec<Received>>,
     status: AtomicU16,
     answer: Mutex<Answer>,
+    /// Bodies containing the text get 500 on their first `n` attempts (counted per webhook-id).
+    fail_first: Mutex<Vec<(String, usize)>>,
 }
 
 /// The recording server; stops on drop.
@@ -103,16 +107,31 @@ async fn record(
             })
             .or_insert(value);
     }
+    let mut status =
+        StatusCode::from_u16(inner.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let mut requests = inner.requests.lock().expect("receiver lock");
+    let id = map.get("webhook-id").cloned().unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let fail_first = inner.fail_first.lock().expect("receiver lock").clone();
+    for (needle, n) in fail_first {
+        let seen = requests
+            .iter()
+            .filter(|r| r.headers.get("webhook-id") == Some(&id))
+            .count();
+        if text.contains(&needle) && seen < n {
+            status = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
     let received = Received {
         method: method.to_string(),
         path: uri.path().to_string(),
         headers: map,
         body: body.to_vec(),
         at: Instant::now(),
+        status: status.as_u16(),
     };
-    inner.requests.lock().expect("receiver lock").push(received);
-    let status =
-        StatusCode::from_u16(inner.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    requests.push(received);
+    drop(requests);
     let answer = *inner.answer.lock().expect("receiver lock");
     answer_with(answer, status, uri.path())
 }
@@ -150,6 +169,7 @@ impl Receiver {
             requests: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
             answer: Mutex::new(Answer::Status),
+            fail_first: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -176,6 +196,15 @@ impl Receiver {
     /// The status every following request is answered with.
     pub fn set_status(&self, status: u16) {
         self.inner.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers 500 to the first `n` requests of each webhook-id whose body contains `needle`.
+    pub fn fail_first(&self, needle: &str, n: usize) {
+        self.inner
+            .fail_first
+            .lock()
+            .expect("receiver lock")
+            .push((needle.to_string(), n));
     }
 
     /// How every following request is answered.

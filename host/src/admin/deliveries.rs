@@ -13,7 +13,8 @@ use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
-const STATUSES: [&str; 4] = ["pending", "delivered", "retrying", "dead"];
+/// `filling`: a batch still taking events (`batch: {max_events, max_wait_ms}`), not yet due.
+const STATUSES: [&str; 5] = ["pending", "delivered", "retrying", "dead", "filling"];
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -190,7 +191,7 @@ pub(crate) async fn retry(
             return Err(ApiError::not_found("delivery", &id));
         }
         return Err(ApiError::conflict(
-            "the delivery is being attempted right now or is still waiting for confirmations",
+            "the delivery is being attempted right now, is still waiting for confirmations or is a batch still filling",
         ));
     }
     tracing::info!(delivery = %id, "manual retry");

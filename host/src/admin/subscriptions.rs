@@ -2,6 +2,7 @@
 //! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing.
 
 mod chain_view;
+pub(crate) mod modes;
 pub(crate) mod reprocess;
 pub(crate) mod update;
 
@@ -45,6 +46,12 @@ pub struct SubscriptionView {
     pub plugin_id: Option<String>,
     pub plugin_config: Value,
     pub confirmations: i64,
+    pub batch: Value,
+    pub ordering: String,
+    pub ordering_key: String,
+    pub on_dead: String,
+    /// Ordering keys held back by a failing first delivery (empty when unordered).
+    pub ordering_blocked: Vec<modes::BlockedView>,
     pub status: String,
     pub last_error: Option<String>,
     pub parked_events: i64,
@@ -53,8 +60,17 @@ pub struct SubscriptionView {
 }
 
 impl SubscriptionView {
-    pub(crate) fn new(row: SubscriptionRow, parked_events: i64) -> SubscriptionView {
+    pub(crate) fn new(
+        row: SubscriptionRow,
+        parked_events: i64,
+        ordering_blocked: Vec<modes::BlockedView>,
+    ) -> SubscriptionView {
         SubscriptionView {
+            batch: modes::batch_value(&row.mode),
+            ordering: row.mode.ordering,
+            ordering_key: row.mode.ordering_key,
+            on_dead: row.mode.on_dead,
+            ordering_blocked,
             addresses: json_value(row.addresses.as_deref()),
             topics: json_value(row.topics.as_deref()),
             plugin_config: json_value(row.plugin_config.as_deref()),
@@ -119,6 +135,14 @@ struct CreateSubscription {
     plugin_config: Option<Value>,
     #[serde(default)]
     confirmations: Option<u32>,
+    #[serde(default, deserialize_with = "update::present")]
+    batch: Option<Value>,
+    #[serde(default)]
+    ordering: Option<String>,
+    #[serde(default)]
+    ordering_key: Option<String>,
+    #[serde(default)]
+    on_dead: Option<String>,
 }
 
 async fn create(
@@ -169,12 +193,22 @@ async fn create(
         last_error: None,
         created_at: now,
         updated_at: now,
+        mode: modes::ModeFields {
+            batch: request.batch,
+            ordering: request.ordering,
+            ordering_key: request.ordering_key,
+            on_dead: request.on_dead,
+        }
+        .apply(&Default::default())?,
     };
     check_plugin(&state, &row).await?;
     state.store.insert_subscription(&row).await?;
     state.registry.reload().await?;
     tracing::info!(subscription = %row.id, endpoint = %row.endpoint_id, chain_id = row.chain_id, "subscription created");
-    Ok((StatusCode::CREATED, Json(SubscriptionView::new(row, 0))))
+    Ok((
+        StatusCode::CREATED,
+        Json(SubscriptionView::new(row, 0, Vec::new())),
+    ))
 }
 
 async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<SubscriptionView>>> {
@@ -182,7 +216,8 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<Subscripti
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let parked = state.store.count_parked(&row.id).await?;
-        items.push(SubscriptionView::new(row, parked));
+        let blocked = modes::blocked(&state, &row).await?;
+        items.push(SubscriptionView::new(row, parked, blocked));
     }
     Ok(Json(Page {
         items,
@@ -241,7 +276,8 @@ pub(crate) async fn load(state: &AdminState, id: &str) -> ApiResult<Subscription
 
 async fn view(state: &AdminState, row: SubscriptionRow) -> ApiResult<Json<SubscriptionView>> {
     let parked = state.store.count_parked(&row.id).await?;
-    Ok(Json(SubscriptionView::new(row, parked)))
+    let blocked = modes::blocked(state, &row).await?;
+    Ok(Json(SubscriptionView::new(row, parked, blocked)))
 }
 
 /// The plugin exists and its `pipeline_init` accepts the config.

@@ -211,6 +211,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
 
 mod console;
 mod delivery_state;
+mod modes;
 mod properties;
 mod reprocess;
 mod secrets;

@@ -70,7 +70,8 @@ async fn list(
     let mut views = Vec::with_capacity(rows.len());
     for row in rows {
         let parked = state.admin.store.count_parked(&row.id).await?;
-        views.push(SubscriptionView::new(row, parked));
+        // The list leaves out blocked ordering keys (one query per row); the detail page shows them.
+        views.push(SubscriptionView::new(row, parked, Vec::new()));
     }
     let body = html! {
         (filter_form(&filter))
@@ -158,7 +159,8 @@ async fn show(
     let parked_count = admin.store.count_parked(&id).await?;
     let parked = admin.store.list_parked(&id, PARKED_SHOWN).await?;
     let logs = admin.log_book.recent(&id);
-    let s = SubscriptionView::new(row, parked_count);
+    let blocked = crate::admin::subscriptions::modes::blocked(admin, &row).await?;
+    let s = SubscriptionView::new(row, parked_count, blocked);
     let body = html! {
         (notice(q.notice.as_deref()))
         @if let Some(n) = q.reprocessed {

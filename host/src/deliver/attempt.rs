@@ -138,6 +138,7 @@ pub fn judge(
         at: now,
         attempted: true,
         lease: job.lease_until,
+        ordered: job.ordered,
     };
     Attempted {
         result,
@@ -172,6 +173,7 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
             at: now,
             attempted: false,
             lease: job.lease_until,
+            ordered: job.ordered,
         },
         verdict: Verdict::Dead,
         answered: false,
@@ -197,6 +199,7 @@ pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResul
         at: now_ms(),
         attempted: false,
         lease: job.lease_until,
+        ordered: job.ordered,
     }
 }
 
@@ -213,6 +216,7 @@ mod tests {
             attempts,
             received_at: None,
             lease_until: i64::MAX,
+            ordered: false,
         }
     }
 

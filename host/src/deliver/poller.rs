@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -15,6 +15,11 @@ const CLAIM_LIMIT: i64 = 500;
 /// Below this much room the poller waits rather than claim a handful.
 const MIN_CLAIM: i64 = 50;
 
+/// Wakes the poller before its interval is over: deliveries became due that only it sends
+/// (ordered deliveries, whose key's previous one was just recorded; sealed batches).
+pub type Wake = Arc<Notify>;
+
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Store,
     jobs: mpsc::Sender<DeliveryJob>,
@@ -22,6 +27,7 @@ pub async fn run(
     interval: Duration,
     lease_ms: i64,
     metrics: Metrics,
+    wake: Wake,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -48,6 +54,7 @@ pub async fn run(
                 attempts: row.attempts,
                 received_at: None,
                 lease_until: row.lease_until,
+                ordered: row.ordered,
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -57,6 +64,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+            _ = wake.notified() => {}
         }
     }
 }

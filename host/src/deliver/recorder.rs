@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::client::sanitise;
+use super::poller::Wake;
 use crate::metrics::Metrics;
 use crate::store::{AttemptResult, Store, StoreError};
 
@@ -26,7 +27,14 @@ const LINGER: Duration = Duration::from_millis(25);
 const MAX_REFUSAL_TEXT: usize = 300;
 
 /// Runs until every worker has dropped its sender, flushing what remains.
-pub async fn run(store: Store, mut results: mpsc::Receiver<AttemptResult>, metrics: Metrics) {
+/// `poller` is woken after a write that recorded an ordered delivery's outcome: the next
+/// delivery of its key may go now.
+pub async fn run(
+    store: Store,
+    mut results: mpsc::Receiver<AttemptResult>,
+    metrics: Metrics,
+    poller: Wake,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = results.recv().await {
         batch.push(first);
@@ -39,6 +47,9 @@ pub async fn run(store: Store, mut results: mpsc::Receiver<AttemptResult>, metri
             }
         }
         write(&store, &batch, &metrics).await;
+        if batch.iter().any(|r| r.ordered) {
+            poller.notify_one();
+        }
         batch.clear();
     }
     tracing::debug!("delivery workers closed; recorder drained");

@@ -36,6 +36,7 @@ pub fn new_delivery(
             .then(|| db_int(event.log.block_number.saturating_add(extra))),
         supersedes: (held && event.event_type == EventType::LogRemoved)
             .then(|| delivery_id(&sub.id, event.chain_id, &event.log, EventType::Log)),
+        ordering_key: ordering_key(sub, &event.log),
         id,
     }
 }
@@ -83,4 +84,14 @@ pub fn webhook_body(
 /// 2^53 − 1 and chain ids are configured, so this never saturates in practice; it must never wrap.
 pub fn db_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The ordering key of the subscription's delivery of `log` (`None`: unordered).
+pub fn ordering_key(sub: &Subscription, log: &ChainLog) -> Option<String> {
+    match sub.mode.ordering {
+        crate::modes::Ordering::None => None,
+        _ => sub
+            .mode
+            .ordering_key(&sub.id, &format!("{:#x}", log.address)),
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use alloy_primitives::{Address, B256};
 
 use crate::event::ChainLog;
+use crate::modes::DeliveryMode;
 use crate::plugin::CompiledPlugin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct Subscription {
     pub confirmations: u64,
     /// Set when the subscription's plugin could not be loaded: its events are parked with it.
     pub load_error: Option<String>,
+    /// Batching and ordering of its deliveries.
+    pub mode: DeliveryMode,
 }
 
 impl Subscription {
@@ -201,6 +204,7 @@ mod tests {
             status: SubscriptionStatus::Active,
             confirmations: 0,
             load_error: None,
+            mode: Default::default(),
         })
     }
 

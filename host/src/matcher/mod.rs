@@ -3,6 +3,7 @@
 //! blocking task. A call that outlives the batch's patience is finished later on its own
 //! (`calls`): a slow plugin holds back only its own subscription, never the others' deliveries.
 
+mod batches;
 mod calls;
 mod delivery;
 pub mod index;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::event::{Batch, ChainLog, EventType};
 use crate::metrics::Metrics;
+use crate::modes::BatchPolicy;
 use crate::plugin::{Decision, PluginRuntime};
 use crate::store::OutboxWrite;
 use calls::{Calls, Finished};
@@ -33,6 +35,8 @@ pub struct MatchedBatch {
     pub write: OutboxWrite,
     /// Arrival time per delivery, in the same order as `write.deliveries`.
     pub received_at: Vec<Instant>,
+    /// `"block"` batches being assembled; they become deliveries before the batch is sent on.
+    block_batches: Vec<batches::BlockBatch>,
 }
 
 impl MatchedBatch {
@@ -40,6 +44,7 @@ impl MatchedBatch {
     pub fn is_empty(&self) -> bool {
         let w = &self.write;
         w.deliveries.is_empty()
+            && w.batch_events.is_empty()
             && w.parked.is_empty()
             && w.cursors.is_empty()
             && w.status_changes.is_empty()
@@ -251,6 +256,10 @@ impl Matcher {
     /// Cursors of batches with nothing outstanding go into this write, with the chains whose
     /// held deliveries they may release.
     fn release_cursors(&mut self, matched: &mut MatchedBatch, set: &SubscriptionSet) {
+        let confirmations = &self.confirmations;
+        batches::finish_block_batches(matched, |chain| {
+            confirmations.get(&chain).copied().unwrap_or(0)
+        });
         matched.write.cursors = self.calls.release();
         matched.write.release_chains =
             release_chains(set, &self.confirmations, &matched.write.cursors);
@@ -322,10 +331,11 @@ impl Matcher {
         }
     }
 
+    /// A kept event: its own delivery, or its place in a batch (`batches`).
     fn push_delivery(
         &self,
         matched: &mut MatchedBatch,
-        sub: &Subscription,
+        sub: &Arc<Subscription>,
         event: &Candidate,
         data: Option<&str>,
     ) {
@@ -334,6 +344,20 @@ impl Matcher {
             .get(&event.chain_id)
             .copied()
             .unwrap_or(0);
+        match sub.mode.batch {
+            None => {}
+            Some(BatchPolicy::Block) => {
+                return batches::push_block_event(matched, sub, event, data);
+            }
+            Some(BatchPolicy::Count {
+                max_events,
+                max_wait_ms,
+            }) => {
+                let event =
+                    batches::batch_event(sub, event, data, confirmations, max_events, max_wait_ms);
+                return matched.write.batch_events.push(event);
+            }
+        }
         matched
             .write
             .deliveries

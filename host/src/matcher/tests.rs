@@ -45,6 +45,7 @@ fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
         status: SubscriptionStatus::Active,
         confirmations: 0,
         load_error: None,
+        mode: Default::default(),
     })
 }
 
@@ -188,3 +189,5 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
     let last = m.next_straggler().await.unwrap();
     assert_eq!(last.write.cursors[0].block_number, 3);
 }
+
+mod modes;

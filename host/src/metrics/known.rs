@@ -55,6 +55,7 @@ const KNOWN_LABELS: &[(&str, &[&str])] = &[
             "registry",
             "claim",
             "delivery_results",
+            "seal_batches",
         ],
     ),
     ("table", &["deliveries", "parked_events"]),

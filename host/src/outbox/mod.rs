@@ -1,6 +1,10 @@
 //! Makes each matched batch durable in one transaction (deliveries + parked events + cursor),
 //! then hands the new deliveries to the delivery workers straight from memory. Nothing goes out
 //! before it is durable; a write that fails is retried, holding back (not dropping) the pipeline.
+//! Ordered deliveries and sealed batches are left to the poller (woken at once): an ordered one
+//! may go only when it heads its key, and a batch's body is built in the store.
+
+pub mod sealer;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::deliver::poller::Wake;
 use crate::matcher::MatchedBatch;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, WriteStats};
 
 /// A delivery ready to attempt, as the workers receive it.
 #[derive(Debug, Clone)]
@@ -25,6 +30,8 @@ pub struct DeliveryJob {
     /// The row's lease when this job was written or claimed: the job may be sent only well
     /// before it, and its outcome is recorded only while the row still carries it.
     pub lease_until: i64,
+    /// An ordered delivery (claimed by the poller only when it heads its key).
+    pub ordered: bool,
 }
 
 /// Runs until the matcher closes its sender.
@@ -34,9 +41,12 @@ pub async fn run(
     deliveries: mpsc::Sender<DeliveryJob>,
     metrics: Metrics,
     lease_ms: i64,
+    poller: Wake,
 ) {
     while let Some(batch) = input.recv().await {
-        let (inserted, lease_until) = write_until_durable(&store, &batch, lease_ms, &metrics).await;
+        let (inserted, stats) = write_until_durable(&store, &batch, lease_ms, &metrics).await;
+        let lease_until = stats.lease_until;
+        let mut for_poller = stats.sealed > 0;
         let inserted: HashSet<String> = inserted.into_iter().collect();
         let received = batch
             .received_at
@@ -47,6 +57,10 @@ pub async fn run(
             if !inserted.contains(&delivery.id) || delivery.is_held() {
                 continue; // a replay of a delivery that already exists, or one awaiting confirmations
             }
+            if delivery.ordering_key.is_some() {
+                for_poller = true; // sent when it heads its key: the poller claims it
+                continue;
+            }
             let job = DeliveryJob {
                 id: delivery.id,
                 endpoint_id: delivery.endpoint_id,
@@ -54,12 +68,16 @@ pub async fn run(
                 attempts: 0,
                 received_at,
                 lease_until,
+                ordered: false,
             };
             if deliveries.send(job).await.is_err() {
                 // The row is durable and leased; once the lease ends the retry poller sends it.
                 tracing::warn!("delivery stage stopped; outbox ends");
                 return;
             }
+        }
+        if for_poller {
+            poller.notify_one();
         }
         metrics
             .queue_depth
@@ -74,7 +92,7 @@ async fn write_until_durable(
     batch: &MatchedBatch,
     lease_ms: i64,
     metrics: &Metrics,
-) -> (Vec<String>, i64) {
+) -> (Vec<String>, WriteStats) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match store.write_batch(&batch.write, lease_ms).await {
@@ -91,7 +109,7 @@ async fn write_until_durable(
                         .cursor_writes_fenced
                         .inc_by(stats.fenced.len() as u64);
                 }
-                return (inserted, stats.lease_until);
+                return (inserted, stats);
             }
             Err(error) => {
                 metrics.db_errors.with_label_values(&["outbox"]).inc();

@@ -13,6 +13,8 @@ pub struct Backlog {
     pub due: i64,
     /// `next_attempt_at` (ms) of the longest-waiting due delivery.
     pub oldest_due_at: Option<i64>,
+    /// Ordering keys held back by a failing first delivery (`Store::blocked_keys`, capped).
+    pub ordered_keys_blocked: i64,
 }
 
 impl Store {
@@ -33,7 +35,9 @@ impl Store {
         .bind(HELD_UNTIL_RELEASED)
         .fetch_one(&self.pool)
         .await?;
+        let blocked = self.blocked_keys(None).await?;
         Ok(Backlog {
+            ordered_keys_blocked: blocked.len() as i64,
             outstanding: outstanding.try_get(0)?,
             due: due.try_get(0)?,
             oldest_due_at: due.try_get(1)?,
@@ -57,6 +61,7 @@ mod tests {
             body: "{}".into(),
             release_block,
             supersedes: None,
+            ordering_key: None,
         }
     }
 

@@ -12,6 +12,14 @@ use super::{
 const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id, event_type, block_number, status, \
                                 attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at";
 
+/// The claim rule of ordered deliveries: an earlier delivery (by `seq`) of the same ordering key
+/// `d.ordering_key` that still holds the key — undelivered (pending, in flight, retrying, filling),
+/// or dead while its subscription halts on dead (`on_dead`, read as it is now, so changing it to
+/// `skip` releases a halted key). A row with such a predecessor is not claimed.
+pub(super) const EARLIER_IN_KEY: &str = "SELECT 1 FROM deliveries e WHERE e.ordering_key = d.ordering_key \
+     AND e.seq < d.seq AND (e.status IN ('pending', 'retrying', 'filling') OR (e.status = 'dead' AND EXISTS \
+     (SELECT 1 FROM subscriptions s WHERE s.id = e.subscription_id AND s.on_dead = 'halt')))";
+
 /// The columns of an attempt outcome, as [`bind_results`] binds them.
 const RESULT_COLUMNS: [(&str, Col); 11] = [
     ("id", Col::Text),
@@ -76,10 +84,11 @@ impl Store {
             Dialect::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries \
+            "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries d \
              WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 AND lease_until <= $2 \
+             AND (d.ordering_key IS NULL OR NOT EXISTS ({EARLIER_IN_KEY})) \
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, body, attempts, created_at, lease_until"
+             RETURNING id, endpoint_id, body, attempts, created_at, lease_until, ordering_key"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now + lease_ms)
@@ -96,6 +105,7 @@ impl Store {
                     attempts: r.try_get(3)?,
                     created_at: r.try_get(4)?,
                     lease_until: r.try_get(5)?,
+                    ordered: r.try_get::<Option<String>, _>(6)?.is_some(),
                 })
             })
             .collect()
@@ -201,12 +211,13 @@ impl Store {
     }
 
     /// Makes a delivery due now (manual retry); a delivered one is sent again on request. Not a
-    /// delivery still waiting for confirmations or one being attempted right now (false).
+    /// delivery still waiting for confirmations, a batch still filling or one being attempted
+    /// right now (false).
     pub async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let result = sqlx::query(
             "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, lease_until = 0, updated_at = $2 \
-             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2",
+             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2 AND status <> 'filling'",
         )
         .bind(id)
         .bind(now)

@@ -74,12 +74,19 @@ impl Store {
     fn body_with_confirmations(&self, count: &str) -> String {
         const FIELD: &str = ",\"confirmations\":";
         const NEXT: &str = ",\"log\":";
+        const EVENTS: &str = ",\"events\":[";
         let find = match self.dialect {
             Dialect::Sqlite => "instr",
             Dialect::Postgres => "strpos",
         };
         let at = format!("{find}(deliveries.body, '{FIELD}')");
-        let next = format!("{find}(deliveries.body, '{NEXT}')");
+        // A batch body (`modes::batching::body_prefix`) has `,"events":[` where a single
+        // event's has `,"log":` (which its events then contain): the first of the two ends it.
+        let log = format!("{find}(deliveries.body, '{NEXT}')");
+        let events = format!("{find}(deliveries.body, '{EVENTS}')");
+        let next = format!(
+            "(CASE WHEN {events} > 0 AND ({log} = 0 OR {events} < {log}) THEN {events} ELSE {log} END)"
+        );
         format!(
             "(CASE WHEN {at} > 0 AND {next} > {at} \
              THEN substr(deliveries.body, 1, {at} + {len} - 1) || CAST({count} AS TEXT) || substr(deliveries.body, {next}) \

@@ -5,11 +5,13 @@
 //! statement per table (per 512 rows).
 
 mod backlog;
+mod batches;
 mod deliveries;
 mod fence;
 mod held;
 mod lock;
 pub mod models;
+mod ordering;
 mod outbox;
 mod pages;
 mod patch;
@@ -30,6 +32,7 @@ pub use backlog::Backlog;
 pub use held::HeldChanges;
 pub use lock::ChainLock;
 pub use models::*;
+pub use ordering::{BlockedKey, MAX_BLOCKED_KEYS};
 pub use outbox::WriteStats;
 pub use pages::{EndpointAttempt, SubscriptionFilter};
 pub use retention::{Cutoffs, Pruned};

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+pub use crate::modes::ModeColumns;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginRow {
     pub id: String,
@@ -58,6 +60,8 @@ pub struct SubscriptionRow {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Batching and ordering (`modes`), as stored.
+    pub mode: ModeColumns,
 }
 
 /// The columns an admin PATCH of a subscription changes; `None` leaves a column as the store
@@ -71,6 +75,8 @@ pub struct SubscriptionPatch {
     pub confirmations: Option<i64>,
     pub status: Option<String>,
     pub last_error: Option<Option<String>>,
+    /// Batching and ordering, written together.
+    pub mode: Option<ModeColumns>,
     pub updated_at: i64,
 }
 
@@ -90,6 +96,10 @@ pub struct NewDelivery {
     /// For a `log.removed` of a held delivery: the held delivery's id. If that delivery is still
     /// held it is cancelled instead, and this one is not sent either.
     pub supersedes: Option<String>,
+    /// The ordering key of an ordered subscription's delivery (`None`: unordered). An ordered
+    /// delivery is never sent from memory: it waits, due, until it is the first undelivered one
+    /// of its key, and the poller claims it then.
+    pub ordering_key: Option<String>,
 }
 
 impl NewDelivery {
@@ -149,6 +159,31 @@ pub struct OutboxWrite {
     pub release_chains: Vec<u64>,
     /// Parked events (by `seq`) this write resolves (reprocessing): deleted with it.
     pub resolved_parked: Vec<i64>,
+    /// Events of `{max_events, max_wait_ms}` subscriptions, in chain order: batched in the
+    /// write (`store/batches.rs`).
+    pub batch_events: Vec<BatchEvent>,
+}
+
+/// One event of a subscription that batches by count: the write appends it to the
+/// subscription's open batch or opens one.
+#[derive(Debug, Clone)]
+pub struct BatchEvent {
+    pub subscription_id: String,
+    pub endpoint_id: String,
+    pub chain_id: i64,
+    /// The event's own (single-event) delivery id: the key that keeps a replay from adding it twice.
+    pub event_id: String,
+    pub event_type: String,
+    pub block_number: i64,
+    /// The batch body element: `{"type","log","data"}`.
+    pub element: String,
+    pub max_events: u32,
+    pub max_wait_ms: u32,
+    /// The `confirmations` the body states.
+    pub confirmations: u64,
+    /// Blocks the batch waits beyond the chain's confirmations once sealed (0: none).
+    pub extra_confirmations: i64,
+    pub ordering_key: Option<String>,
 }
 
 /// A delivery ready to attempt.
@@ -161,6 +196,8 @@ pub struct DueDelivery {
     pub created_at: i64,
     /// The lease this claim holds, which is also its claim token (see [`AttemptResult::lease`]).
     pub lease_until: i64,
+    /// It has an ordering key: its outcome may let the next delivery of the key go.
+    pub ordered: bool,
 }
 
 /// The outcome of one attempt, written back in batches.
@@ -183,6 +220,9 @@ pub struct AttemptResult {
     /// (a larger `lease_until`), or whose row was since recorded or retried by hand (0), is stale:
     /// its outcome is logged as an attempt but cannot overwrite the newer state.
     pub lease: i64,
+    /// Of an ordered delivery: once recorded, the poller looks for the key's next one at once.
+    #[serde(skip)]
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

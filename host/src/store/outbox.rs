@@ -5,8 +5,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow, Store,
-    StoreError, now_ms,
+    BatchEvent, Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow,
+    Store, StoreError, now_ms,
 };
 
 /// Statements issued by one write, for the statements-per-event metric, and the chains whose
@@ -17,6 +17,8 @@ pub struct WriteStats {
     /// The lease new (not held) deliveries were written with: the claim token their jobs carry.
     pub lease_until: i64,
     pub fenced: Vec<i64>,
+    /// Batches this write sealed (now due, for the poller).
+    pub sealed: usize,
 }
 
 impl Store {
@@ -63,6 +65,15 @@ impl Store {
                     .await?,
             );
             stats.statements += 1;
+        }
+        if !write.batch_events.is_empty() {
+            let events: Vec<&BatchEvent> = write
+                .batch_events
+                .iter()
+                .filter(|e| ours(e.chain_id))
+                .collect();
+            stats.sealed = self.append_batch_events(&mut tx, &events, now).await?;
+            stats.statements += 4;
         }
         let parked: Vec<&ParkedEvent> = write.parked.iter().filter(|p| ours(p.chain_id)).collect();
         self.insert_parked(&mut tx, &parked, now, &mut stats)
@@ -197,7 +208,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
-        const COLUMNS: [(&str, Col); 11] = [
+        const COLUMNS: [(&str, Col); 12] = [
             ("id", Col::Text),
             ("subscription_id", Col::Text),
             ("endpoint_id", Col::Text),
@@ -209,13 +220,14 @@ impl Store {
             ("next_attempt_at", Col::BigInt),
             ("lease_until", Col::BigInt),
             ("at", Col::BigInt),
+            ("ordering_key", Col::Text),
         ];
         let mut query = Rows::new(self.dialect, &COLUMNS, chunk.len(), |j| {
             format!(
                 "{j} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
-                 release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+                 release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
                  SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
-                 j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at \
+                 j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
                  FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id"
             )
         });
@@ -223,10 +235,12 @@ impl Store {
             // New rows are leased to this process: it sends them from memory right away, and the
             // retry poller must not pick them up unless this process dies first, so they are not
             // due before the lease ends (which also keeps them out of the poller's index range).
-            // Held rows wait, unleased, for their release.
-            let (due, lease) = match d.release_block {
-                None => (now + lease_ms, now + lease_ms),
-                Some(_) => (HELD_UNTIL_RELEASED, 0),
+            // Held rows wait, unleased, for their release. Ordered rows are due at once and
+            // unleased: the poller claims each when it is the first undelivered one of its key.
+            let (due, lease) = match (d.release_block, &d.ordering_key) {
+                (Some(_), _) => (HELD_UNTIL_RELEASED, 0),
+                (None, Some(_)) => (now, 0),
+                (None, None) => (now + lease_ms, now + lease_ms),
             };
             query = query
                 .bind(d.id.as_str())
@@ -239,7 +253,8 @@ impl Store {
                 .bind(d.release_block)
                 .bind(due)
                 .bind(lease)
-                .bind(now);
+                .bind(now)
+                .bind(d.ordering_key.as_deref());
         }
         let returned = query.finish().fetch_all(&mut **tx).await?;
         returned

@@ -24,7 +24,12 @@ impl Store {
                    confirmations = CASE WHEN $9 THEN $10 ELSE confirmations END, \
                    status = CASE WHEN $11 THEN $12 ELSE status END, \
                    last_error = CASE WHEN $13 THEN $14 ELSE last_error END, \
-                   updated_at = $15 WHERE id = $1";
+                   updated_at = $15, \
+                   batch = CASE WHEN $16 THEN $17 ELSE batch END, \
+                   ordering = CASE WHEN $16 THEN $18 ELSE ordering END, \
+                   ordering_key = CASE WHEN $16 THEN $19 ELSE ordering_key END, \
+                   on_dead = CASE WHEN $16 THEN $20 ELSE on_dead END WHERE id = $1";
+        let mode = patch.mode.clone().unwrap_or_default();
         let (plugin_id, plugin_config) = match &patch.plugin {
             Some((id, config)) => (id.clone(), config.clone()),
             None => (None, None),
@@ -45,6 +50,11 @@ impl Store {
             .bind(patch.last_error.is_some())
             .bind(patch.last_error.clone().flatten())
             .bind(patch.updated_at)
+            .bind(patch.mode.is_some())
+            .bind(mode.batch)
+            .bind(mode.ordering)
+            .bind(mode.ordering_key)
+            .bind(mode.on_dead)
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected() > 0)

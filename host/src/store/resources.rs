@@ -3,12 +3,13 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
+use super::{EndpointRow, ModeColumns, PluginRow, Store, StoreError, SubscriptionRow};
 
 pub(super) const ENDPOINT_COLUMNS: &str = "id, url, description, secret, previous_secret, previous_secret_expires_at, \
                                 status, disabled_reason, created_at, updated_at";
 pub(super) const SUBSCRIPTION_COLUMNS: &str = "id, endpoint_id, chain_id, addresses, topics, plugin_id, plugin_config, \
-                                    confirmations, status, last_error, created_at, updated_at";
+                                    confirmations, status, last_error, created_at, updated_at, \
+                                    batch, ordering, ordering_key, on_dead";
 
 impl Store {
     /// Stores a plugin; returns false when the same bytes (same id) were already stored.
@@ -132,7 +133,7 @@ impl Store {
 
     pub async fn insert_subscription(&self, s: &SubscriptionRow) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
         bind_subscription(sqlx::query(AssertSqlSafe(sql)), s)
             .execute(&self.pool)
@@ -187,6 +188,10 @@ fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q
         .bind(&s.last_error)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(&s.mode.batch)
+        .bind(&s.mode.ordering)
+        .bind(&s.mode.ordering_key)
+        .bind(&s.mode.on_dead)
 }
 
 pub(super) fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
@@ -233,6 +238,12 @@ pub(super) fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError
         last_error: r.try_get(9)?,
         created_at: r.try_get(10)?,
         updated_at: r.try_get(11)?,
+        mode: ModeColumns {
+            batch: r.try_get(12)?,
+            ordering: r.try_get(13)?,
+            ordering_key: r.try_get(14)?,
+            on_dead: r.try_get(15)?,
+        },
     })
 }
 

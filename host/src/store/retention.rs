@@ -64,6 +64,13 @@ impl Store {
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
+        // A sealed batch's body is whole; its events were kept only to recognise a replay.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM batch_events WHERE delivery_id IN (SELECT value FROM {source})"
+        )))
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
         // A row that turned back to pending meanwhile (a manual retry) stays.
         let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM deliveries WHERE id IN (SELECT value FROM {source}) \

@@ -65,6 +65,7 @@ fn delivery(id: &str) -> NewDelivery {
         body: "{\"id\":\"x\",\"data\":{\"quote\":\"it's\"}}".into(),
         release_block: None,
         supersedes: None,
+        ordering_key: None,
     }
 }
 
@@ -102,6 +103,7 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             status_changes: vec![],
             release_chains: vec![],
             resolved_parked: vec![],
+            batch_events: vec![],
         };
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
         new_ids.sort();
@@ -168,6 +170,7 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
                 attempted: i % 2 == 0,
                 // Held rows are not leased: their outcome (a manual send) carries no claim.
                 lease: if i % 7 == 0 { 0 } else { lease },
+                ordered: false,
             })
             .collect();
         assert_eq!(
@@ -233,6 +236,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
             at: now_ms(),
             attempted: true,
             lease: due[0].lease_until,
+            ordered: false,
         };
         store.record_results(&[result]).await.unwrap();
         let (row, _) = store.get_delivery("msg_f").await.unwrap().unwrap();
@@ -344,6 +348,7 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
             deliveries: vec![NewDelivery {
                 event_type: "log.removed".into(),
                 supersedes: Some(of.into()),
+                ordering_key: None,
                 ..delivery(id)
             }],
             ..OutboxWrite::default()
@@ -494,6 +499,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
 
 mod delivery_state;
 mod fencing;
+mod modes;
 mod secrets;
 
 impl Store {

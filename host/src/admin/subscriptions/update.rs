@@ -29,10 +29,18 @@ pub(super) struct UpdateSubscription {
     confirmations: Option<u32>,
     #[serde(default)]
     status: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    batch: Option<Value>,
+    #[serde(default)]
+    ordering: Option<String>,
+    #[serde(default)]
+    ordering_key: Option<String>,
+    #[serde(default)]
+    on_dead: Option<String>,
 }
 
 /// Tells a field sent as `null` (Some(null)) from a field left out (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Option<T>, D::Error> {
     T::deserialize(deserializer).map(Some)
@@ -66,6 +74,15 @@ pub(crate) async fn update(
         patch.plugin = Some((row.plugin_id.clone(), row.plugin_config.clone()));
         patch.status = Some("active".to_string());
         patch.last_error = Some(None);
+    }
+    let mode = super::modes::ModeFields {
+        batch: request.batch,
+        ordering: request.ordering,
+        ordering_key: request.ordering_key,
+        on_dead: request.on_dead,
+    };
+    if !mode.is_empty() {
+        patch.mode = Some(mode.apply(&row.mode)?);
     }
     match request.status.as_deref() {
         None => {}

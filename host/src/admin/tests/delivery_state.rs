@@ -21,6 +21,7 @@ async fn hold(h: &Harness, subscription_id: &str, id: &str, block: i64, extra: i
         body: "{}".into(),
         release_block: Some(block + extra),
         supersedes: None,
+        ordering_key: None,
     };
     let write = OutboxWrite {
         deliveries: vec![delivery],

@@ -22,6 +22,10 @@ const FIELDS: &[&str] = &[
     "plugin_id",
     "plugin_config",
     "confirmations",
+    "batch",
+    "ordering",
+    "ordering_key",
+    "on_dead",
     "config",
     "events",
 ];

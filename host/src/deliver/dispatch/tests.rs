@@ -62,6 +62,7 @@ fn job(lease_until: i64) -> DeliveryJob {
         attempts: 0,
         received_at: None,
         lease_until,
+        ordered: false,
     }
 }
 

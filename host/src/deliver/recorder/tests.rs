@@ -15,6 +15,7 @@ fn delivery(id: &str) -> NewDelivery {
         body: "{}".into(),
         release_block: None,
         supersedes: None,
+        ordering_key: None,
     }
 }
 
@@ -31,6 +32,7 @@ fn result(id: &str, body: &str, lease: i64) -> AttemptResult {
         at: now_ms(),
         attempted: true,
         lease,
+        ordered: false,
     }
 }
 

@@ -35,6 +35,7 @@ fn subscription(id: &str, confirmations: i64) -> SubscriptionRow {
         last_error: None,
         created_at: 1,
         updated_at: 1,
+        mode: Default::default(),
     }
 }
 
@@ -235,6 +236,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
             at: now_ms(),
             attempted,
             lease,
+            ordered: false,
         };
         // The newer claim's attempt: a final 400.
         let newer = outcome("dead", second[0].lease_until, true);

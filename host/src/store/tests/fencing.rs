@@ -46,6 +46,7 @@ fn write(block: i64, id: &str) -> OutboxWrite {
             body: "{}".into(),
             release_block: None,
             supersedes: None,
+            ordering_key: None,
         }],
         cursors: vec![Cursor {
             chain_id: CHAIN,

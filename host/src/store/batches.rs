@@ -1,0 +1,400 @@
+//! Batch deliveries of `{max_events, max_wait_ms}` subscriptions. A batch is a delivery row in
+//! status `filling` (never claimed) whose events are rows of `batch_events`, appended in the
+//! transaction that advances the cursor; sealing builds its body from them and makes it
+//! `pending`. While it fills, the row's `body` holds the body's prefix, `next_attempt_at` the
+//! moment the sealer must seal it, and `release_block` the blocks it waits beyond the chain's
+//! confirmations once sealed (0: none).
+
+use std::collections::HashMap;
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{BatchEvent, Dialect, HELD_UNTIL_RELEASED, Store, StoreError};
+use crate::modes::batching::{self, Fill, Incoming, OpenBatch};
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// Batches sealed by the sealer per transaction at most.
+const SEAL_CHUNK: i64 = 500;
+
+impl Store {
+    /// Appends `events` (in chain order) to their subscriptions' open batches, opening and
+    /// sealing batches as [`batching::plan`] says. Events already stored (a replay of results
+    /// written ahead of the cursor) are skipped. Returns how many batches were sealed.
+    pub(super) async fn append_batch_events(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[&BatchEvent],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let stored = self.stored_event_ids(tx, events).await?;
+        let mut per_sub: Vec<(&str, Vec<&BatchEvent>)> = Vec::new();
+        for event in events.iter().copied() {
+            if stored.contains(&event.event_id) {
+                continue;
+            }
+            match per_sub
+                .iter_mut()
+                .find(|(s, _)| *s == event.subscription_id)
+            {
+                Some((_, list)) => list.push(event),
+                None => per_sub.push((event.subscription_id.as_str(), vec![event])),
+            }
+        }
+        if per_sub.is_empty() {
+            return Ok(0);
+        }
+        let subs: Vec<&str> = per_sub.iter().map(|(s, _)| *s).collect();
+        let mut open = self.open_batches(tx, &subs).await?;
+        let mut new_rows = Vec::new();
+        let mut event_rows = Vec::new();
+        let mut sealed = Vec::new();
+        let mut whole = 0;
+        for (sub, list) in &per_sub {
+            let incoming: Vec<Incoming> = list
+                .iter()
+                .map(|e| Incoming {
+                    event_id: &e.event_id,
+                    event_type: &e.event_type,
+                })
+                .collect();
+            let first = list[0];
+            let fills = batching::plan(
+                open.remove(*sub),
+                &incoming,
+                first.max_events,
+                first.max_wait_ms,
+                now,
+            );
+            for fill in fills {
+                rows_of_fill(&fill, list, now, &mut new_rows, &mut event_rows);
+                match (fill.sealed, fill.is_new) {
+                    (true, true) => whole += 1,
+                    (true, false) => sealed.push(fill.id),
+                    (false, _) => {}
+                }
+            }
+        }
+        self.insert_json(tx, FILLING_INSERT, FILLING_COLUMNS, &new_rows)
+            .await?;
+        self.insert_json(tx, EVENTS_INSERT, EVENT_COLUMNS, &event_rows)
+            .await?;
+        self.seal_batches(tx, &sealed, now).await?;
+        Ok(sealed.len() + whole)
+    }
+
+    /// Seals the batches whose `max_wait_ms` is over at `now` (the sealer, every 100 ms).
+    /// Returns how many it sealed.
+    pub async fn seal_expired_batches(&self, now: i64) -> Result<usize, StoreError> {
+        // A read first: usually nothing is due, and the write lock is not taken for nothing.
+        let due: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM deliveries WHERE status = 'filling' AND next_attempt_at <= $1 LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(0);
+        }
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "SELECT id FROM deliveries WHERE status = 'filling' AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $2 {lock}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(SEAL_CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.seal_batches(&mut tx, &ids, now).await?;
+        tx.commit().await?;
+        Ok(ids.len())
+    }
+
+    /// Ids of `events` already in a batch.
+    async fn stored_event_ids(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[&BatchEvent],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let source = self.json_rows(1, &[("id", "text")]);
+        let sql = format!(
+            "SELECT event_id FROM batch_events WHERE event_id IN (SELECT j.id FROM {source})"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id_list(&ids))
+            .fetch_all(&mut **tx)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The open batch of each of `subs` that has one, locked on PostgreSQL (the sealer skips it).
+    async fn open_batches(
+        &self,
+        tx: &mut Tx<'_>,
+        subs: &[&str],
+    ) -> Result<HashMap<String, OpenBatch>, StoreError> {
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        let source = self.json_rows(1, &[("id", "text")]);
+        let sql = format!(
+            "SELECT id, subscription_id, created_at, event_type FROM deliveries \
+             WHERE status = 'filling' AND subscription_id IN (SELECT j.id FROM {source}) {lock}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id_list(subs))
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut open = HashMap::new();
+        let mut ids = Vec::new();
+        for r in &rows {
+            let batch = OpenBatch {
+                id: r.try_get(0)?,
+                size: 0,
+                opened_at: r.try_get(2)?,
+                event_type: r.try_get(3)?,
+            };
+            ids.push(batch.id.clone());
+            open.insert(r.try_get::<String, _>(1)?, batch);
+        }
+        if ids.is_empty() {
+            return Ok(open);
+        }
+        let source = self.json_rows(1, &[("id", "text")]);
+        let sql = format!(
+            "SELECT delivery_id, COUNT(*) FROM batch_events \
+             WHERE delivery_id IN (SELECT j.id FROM {source}) GROUP BY delivery_id"
+        );
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let counts = sqlx::query(AssertSqlSafe(sql))
+            .bind(id_list(&ids))
+            .fetch_all(&mut **tx)
+            .await?;
+        let counts: HashMap<String, i64> = counts
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        for batch in open.values_mut() {
+            let size = counts.get(&batch.id).copied().unwrap_or(0);
+            batch.size = u32::try_from(size).unwrap_or(u32::MAX);
+        }
+        Ok(open)
+    }
+
+    /// Builds each batch's body from its events and makes it due (or held until its last block
+    /// has the subscription's confirmations). A batch no longer filling is left as it is.
+    async fn seal_batches(
+        &self,
+        tx: &mut Tx<'_>,
+        ids: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let source = self.json_rows(1, &[("id", "text")]);
+        let sql = format!(
+            "SELECT d.id, d.body, d.release_block, e.block_number, e.element FROM deliveries d \
+             JOIN batch_events e ON e.delivery_id = d.id \
+             WHERE d.status = 'filling' AND d.id IN (SELECT j.id FROM {source}) \
+             ORDER BY d.id, e.position"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id_list(&refs))
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut batches: Vec<Sealing> = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            if batches.last().is_none_or(|b| b.id != id) {
+                batches.push(Sealing {
+                    id,
+                    prefix: r.try_get(1)?,
+                    extra: r.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
+                    last_block: 0,
+                    elements: Vec::new(),
+                });
+            }
+            if let Some(batch) = batches.last_mut() {
+                batch.last_block = batch.last_block.max(r.try_get(3)?);
+                batch.elements.push(r.try_get(4)?);
+            }
+        }
+        for batch in &batches {
+            let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
+            let (due, release) = sealed_due(batch.extra, batch.last_block, now);
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', body = $2, next_attempt_at = $3, \
+                 release_block = $4, lease_until = 0, updated_at = $5, block_number = $6 \
+                 WHERE id = $1 AND status = 'filling'",
+            )
+            .bind(&batch.id)
+            .bind(batching::body(&batch.prefix, &elements))
+            .bind(due)
+            .bind(release)
+            .bind(now)
+            .bind(batch.last_block)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `rows` (JSON objects with `columns`) with one statement. (The statements end in
+    /// `WHERE true` before `ON CONFLICT`: SQLite would read the `ON` as a join constraint.)
+    async fn insert_json(
+        &self,
+        tx: &mut Tx<'_>,
+        statement: &str,
+        columns: &[(&str, &str)],
+        rows: &[serde_json::Value],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let source = self.json_rows(1, columns);
+        let sql = statement.replace("{source}", &source);
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(rows.to_vec()).to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A batch being sealed: its stored prefix and its events in order.
+struct Sealing {
+    id: String,
+    prefix: String,
+    extra: i64,
+    last_block: i64,
+    elements: Vec<String>,
+}
+
+const FILLING_COLUMNS: &[(&str, &str)] = &[
+    ("id", "text"),
+    ("subscription_id", "text"),
+    ("endpoint_id", "text"),
+    ("chain_id", "bigint"),
+    ("event_type", "text"),
+    ("block_number", "bigint"),
+    ("body", "text"),
+    ("release_block", "bigint"),
+    ("status", "text"),
+    ("due", "bigint"),
+    ("at", "bigint"),
+    ("ordering_key", "text"),
+];
+
+const FILLING_INSERT: &str = "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, \
+     event_type, block_number, body, release_block, status, attempts, next_attempt_at, lease_until, \
+     created_at, updated_at, ordering_key) \
+     SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
+     j.release_block, j.status, 0, j.due, 0, j.at, j.at, j.ordering_key FROM {source} \
+     WHERE true ON CONFLICT (id) DO NOTHING";
+
+const EVENT_COLUMNS: &[(&str, &str)] = &[
+    ("event_id", "text"),
+    ("delivery_id", "text"),
+    ("position", "bigint"),
+    ("block_number", "bigint"),
+    ("element", "text"),
+];
+
+const EVENTS_INSERT: &str = "INSERT INTO batch_events (event_id, delivery_id, position, block_number, element) \
+     SELECT j.event_id, j.delivery_id, j.position, j.block_number, j.element FROM {source} \
+     WHERE true ON CONFLICT (event_id) DO NOTHING";
+
+/// The rows one fill adds: the batch's own row when it is new, and one row per event. A batch
+/// opened and sealed in this write is inserted whole (`pending`, its body built here), and its
+/// event rows keep only their keys: nothing reads their elements back.
+fn rows_of_fill(
+    fill: &Fill,
+    events: &[&BatchEvent],
+    now: i64,
+    new_rows: &mut Vec<serde_json::Value>,
+    event_rows: &mut Vec<serde_json::Value>,
+) {
+    let Some(first) = fill.events.first().map(|&i| events[i]) else {
+        return;
+    };
+    let whole = fill.is_new && fill.sealed;
+    if fill.is_new {
+        let chain = u64::try_from(first.chain_id).unwrap_or(0);
+        let prefix =
+            batching::body_prefix(&fill.id, &first.subscription_id, chain, first.confirmations);
+        let mut row = serde_json::json!({
+            "id": fill.id,
+            "subscription_id": first.subscription_id,
+            "endpoint_id": first.endpoint_id,
+            "chain_id": first.chain_id,
+            "event_type": first.event_type,
+            "block_number": first.block_number,
+            "body": prefix,
+            "release_block": first.extra_confirmations,
+            "status": "filling",
+            "due": batching::seal_deadline(fill.opened_at, first.max_wait_ms),
+            "at": now,
+            "ordering_key": first.ordering_key,
+        });
+        if whole {
+            let elements: Vec<&str> = fill
+                .events
+                .iter()
+                .map(|&i| events[i].element.as_str())
+                .collect();
+            let last_block = fill
+                .events
+                .iter()
+                .map(|&i| events[i].block_number)
+                .max()
+                .unwrap_or(0);
+            let (due, release) = sealed_due(first.extra_confirmations, last_block, now);
+            row["body"] = batching::body(&prefix, &elements).into();
+            row["block_number"] = last_block.into();
+            row["release_block"] = release.into();
+            row["status"] = "pending".into();
+            row["due"] = due.into();
+        }
+        new_rows.push(row);
+    }
+    for (offset, &index) in fill.events.iter().enumerate() {
+        let event = events[index];
+        event_rows.push(serde_json::json!({
+            "event_id": event.event_id,
+            "delivery_id": fill.id,
+            "position": i64::from(fill.first_position) + offset as i64,
+            "block_number": event.block_number,
+            "element": if whole { "" } else { event.element.as_str() },
+        }));
+    }
+}
+
+/// When a sealed batch is due, and its release block: at once, or held until its last block has
+/// the `extra` confirmations the subscription wants beyond the chain's.
+fn sealed_due(extra: i64, last_block: i64, now: i64) -> (i64, Option<i64>) {
+    match extra {
+        0 => (now, None),
+        extra => (HELD_UNTIL_RELEASED, Some(last_block.saturating_add(extra))),
+    }
+}
+
+/// `[{"id": …}, …]` for a `json_rows` source with one `id` column.
+fn id_list(ids: &[&str]) -> String {
+    let list: Vec<serde_json::Value> = ids.iter().map(|id| serde_json::json!({"id": id})).collect();
+    serde_json::Value::from(list).to_string()
+}

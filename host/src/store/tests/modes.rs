@@ -1,0 +1,388 @@
+//! Delivery modes in the store (issue 12): count batches fill, seal and survive replays; ordered
+//! deliveries are claimed one at a time per key, in order, and a dead head halts or is skipped as
+//! the subscription says. On both stores.
+
+use super::*;
+use crate::modes::{DeliveryMode, OnDead, Ordering, OrderingKey};
+
+const CHAIN: i64 = 31337;
+
+async fn setup(store: &Store, mode: DeliveryMode) {
+    store
+        .insert_endpoint(&EndpointRow {
+            id: "ep_1".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            description: String::new(),
+            secret: "whsec_x".into(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            status: "enabled".into(),
+            disabled_reason: None,
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_subscription(&SubscriptionRow {
+            id: "sub_1".into(),
+            endpoint_id: "ep_1".into(),
+            chain_id: CHAIN,
+            addresses: None,
+            topics: None,
+            plugin_id: None,
+            plugin_config: None,
+            confirmations: 0,
+            status: "active".into(),
+            last_error: None,
+            created_at: 1,
+            updated_at: 1,
+            mode: mode.columns(),
+        })
+        .await
+        .unwrap();
+}
+
+fn event(n: i64, event_type: &str) -> BatchEvent {
+    BatchEvent {
+        subscription_id: "sub_1".into(),
+        endpoint_id: "ep_1".into(),
+        chain_id: CHAIN,
+        event_id: format!("msg_ev{n}_{event_type}"),
+        event_type: event_type.into(),
+        block_number: n,
+        element: format!("{{\"type\":\"{event_type}\",\"log\":{{\"n\":{n}}},\"data\":null}}"),
+        max_events: 2,
+        max_wait_ms: 60_000,
+        confirmations: 0,
+        extra_confirmations: 0,
+        ordering_key: None,
+    }
+}
+
+fn events(range: std::ops::Range<i64>) -> OutboxWrite {
+    OutboxWrite {
+        batch_events: range.map(|n| event(n, "log")).collect(),
+        ..OutboxWrite::default()
+    }
+}
+
+/// The `n` of every event of each due batch, claimed in order, and their ids.
+async fn claim_batches(store: &Store) -> Vec<(String, Vec<i64>)> {
+    let mut due = store.claim_due(100, 60_000).await.unwrap();
+    due.sort_by_key(|d| d.created_at);
+    due.iter()
+        .map(|d| {
+            let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+            assert_eq!(body["type"], "log.batch");
+            assert_eq!(body["id"], d.id.as_str());
+            let ns = body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["log"]["n"].as_i64().unwrap())
+                .collect();
+            (d.id.clone(), ns)
+        })
+        .collect()
+}
+
+/// The batch whose first event is `first_event`, and its body.
+async fn sealed_batch(store: &Store, first_event: &str) -> (DeliveryRow, serde_json::Value) {
+    let id = crate::modes::batching::batch_id_from_first(first_event);
+    let (row, body) = store.get_delivery(&id).await.unwrap().unwrap();
+    (row, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn count_batches_fill_in_order_seal_when_full_or_late_and_ignore_replays() {
+    each_store(async |store: Store| {
+        setup(&store, DeliveryMode::default()).await;
+        let (_, stats) = store.write_batch(&events(1..6), 60_000).await.unwrap();
+        assert_eq!(stats.sealed, 2);
+        let first = claim_batches(&store).await;
+        let contents: Vec<_> = first.iter().map(|(_, ns)| ns.clone()).collect();
+        assert_eq!(contents, vec![vec![1, 2], vec![3, 4]]);
+        // A replay of events already batched (results written ahead of the cursor) adds nothing.
+        let (_, stats) = store.write_batch(&events(1..6), 60_000).await.unwrap();
+        assert_eq!(stats.sealed, 0);
+        assert_eq!(store.seal_expired_batches(now_ms()).await.unwrap(), 0);
+        // The open batch (event 5) is topped up by the next write and sealed full.
+        store.write_batch(&events(6..8), 60_000).await.unwrap();
+        let next = claim_batches(&store).await;
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].1, vec![5, 6]);
+        assert_eq!(
+            next[0].0,
+            crate::modes::batching::batch_id_from_first("msg_ev5_log")
+        );
+        // Event 7 waits in an open batch until its wait is over.
+        assert_eq!(store.seal_expired_batches(now_ms()).await.unwrap(), 0);
+        assert_eq!(
+            store.seal_expired_batches(now_ms() + 60_001).await.unwrap(),
+            1
+        );
+        let (row, body) = sealed_batch(&store, "msg_ev7_log").await;
+        assert_eq!(row.status, "pending");
+        assert_eq!(body["events"][0]["log"]["n"], 7);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_removal_closes_the_open_batch_and_goes_in_one_of_its_own() {
+    each_store(async |store: Store| {
+        setup(&store, DeliveryMode::default()).await;
+        let write = OutboxWrite {
+            batch_events: vec![event(1, "log"), event(1, "log.removed")],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&write, 60_000).await.unwrap();
+        let sealed = claim_batches(&store).await;
+        assert_eq!(sealed.len(), 1, "the log batch, sealed by the removal");
+        store.seal_expired_batches(now_ms() + 60_001).await.unwrap();
+        let (row, body) = sealed_batch(&store, "msg_ev1_log.removed").await;
+        assert_eq!(
+            (row.status.as_str(), row.event_type.as_str()),
+            ("pending", "log.removed")
+        );
+        assert_eq!(body["events"][0]["type"], "log.removed");
+    })
+    .await;
+}
+
+fn ordered(id: &str, key: &str) -> NewDelivery {
+    NewDelivery {
+        ordering_key: Some(key.into()),
+        ..delivery(id)
+    }
+}
+
+async fn claim_ids(store: &Store) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .claim_due(100, 60_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn record(store: &Store, id: &str, status: &str) {
+    let (row, _) = store.get_delivery(id).await.unwrap().unwrap();
+    let lease: (i64,) = sqlx::query_as("SELECT lease_until FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(store.test_pool())
+        .await
+        .unwrap();
+    let result = AttemptResult {
+        id: id.into(),
+        status: status.into(),
+        attempts: row.attempts + 1,
+        next_attempt_at: now_ms() - 1,
+        status_code: Some(if status == "delivered" { 200 } else { 500 }),
+        latency_ms: 1,
+        error: (status != "delivered").then(|| "HTTP 500".to_string()),
+        response_body: None,
+        at: now_ms(),
+        attempted: true,
+        lease: lease.0,
+        ordered: true,
+    };
+    store.record_results(&[result]).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_ordered_key_goes_one_at_a_time_in_order_and_a_dead_head_halts_until_skipped() {
+    each_store(async |store: Store| {
+        let mode = DeliveryMode {
+            batch: None,
+            ordering: Ordering::Chain {
+                key: OrderingKey::Address,
+                on_dead: OnDead::Halt,
+            },
+        };
+        setup(&store, mode).await;
+        let write = OutboxWrite {
+            deliveries: vec![
+                ordered("msg_a1", "sub_1/a"),
+                ordered("msg_b1", "sub_1/b"),
+                ordered("msg_a2", "sub_1/a"),
+                ordered("msg_a3", "sub_1/a"),
+                delivery("msg_free"),
+            ],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&write, 60_000).await.unwrap();
+        // Unordered rows are leased to the writer as before; ordered ones wait for the poller.
+        assert_eq!(claim_ids(&store).await, ["msg_a1", "msg_b1"]);
+        assert!(claim_ids(&store).await.is_empty(), "a1 and b1 in flight");
+        record(&store, "msg_a1", "retrying").await;
+        record(&store, "msg_b1", "delivered").await;
+        assert_eq!(
+            claim_ids(&store).await,
+            ["msg_a1"],
+            "a retries its head; b is done"
+        );
+        // Its retry in flight, the key is still shown blocked by its failing head.
+        let blocked = store.blocked_keys(Some("sub_1")).await.unwrap();
+        assert_eq!((blocked.len(), blocked[0].attempts), (1, 1));
+        record(&store, "msg_a1", "dead").await;
+        assert!(
+            claim_ids(&store).await.is_empty(),
+            "halted behind the dead a1"
+        );
+        let blocked = store.blocked_keys(Some("sub_1")).await.unwrap();
+        assert_eq!(blocked.len(), 1);
+        assert_eq!(
+            (blocked[0].key.as_str(), blocked[0].delivery_id.as_str()),
+            ("sub_1/a", "msg_a1")
+        );
+        assert_eq!(blocked[0].attempts, 2);
+        assert!(blocked[0].since.is_some());
+        // The operator's policy change releases the key (read as it is now).
+        let skip = SubscriptionPatch {
+            mode: Some(
+                DeliveryMode {
+                    batch: None,
+                    ordering: Ordering::Chain {
+                        key: OrderingKey::Address,
+                        on_dead: OnDead::Skip,
+                    },
+                }
+                .columns(),
+            ),
+            updated_at: 2,
+            ..SubscriptionPatch::default()
+        };
+        assert!(store.patch_subscription("sub_1", &skip).await.unwrap());
+        assert!(store.blocked_keys(None).await.unwrap().is_empty());
+        assert_eq!(claim_ids(&store).await, ["msg_a2"]);
+        record(&store, "msg_a2", "delivered").await;
+        assert_eq!(claim_ids(&store).await, ["msg_a3"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retried_dead_head_goes_first_and_releases_a_halted_key() {
+    each_store(async |store: Store| {
+        let mode = DeliveryMode {
+            batch: None,
+            ordering: Ordering::Chain {
+                key: OrderingKey::Subscription,
+                on_dead: OnDead::Halt,
+            },
+        };
+        setup(&store, mode).await;
+        let write = OutboxWrite {
+            deliveries: vec![ordered("msg_1", "sub_1"), ordered("msg_2", "sub_1")],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&write, 60_000).await.unwrap();
+        assert_eq!(claim_ids(&store).await, ["msg_1"]);
+        record(&store, "msg_1", "dead").await;
+        assert!(claim_ids(&store).await.is_empty());
+        assert!(store.retry_delivery("msg_1").await.unwrap());
+        assert_eq!(
+            claim_ids(&store).await,
+            ["msg_1"],
+            "the head again, not msg_2"
+        );
+        record(&store, "msg_1", "delivered").await;
+        assert_eq!(claim_ids(&store).await, ["msg_2"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reorgs_removal_goes_after_the_log_it_withdraws() {
+    each_store(async |store: Store| {
+        let mode = DeliveryMode {
+            batch: None,
+            ordering: Ordering::Chain {
+                key: OrderingKey::Subscription,
+                on_dead: OnDead::Halt,
+            },
+        };
+        setup(&store, mode).await;
+        // The log, then (a later batch: the reorg) its removal and the new branch's log.
+        let log = OutboxWrite {
+            deliveries: vec![ordered("msg_log", "sub_1")],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&log, 60_000).await.unwrap();
+        let reorg = OutboxWrite {
+            deliveries: vec![
+                NewDelivery {
+                    event_type: "log.removed".into(),
+                    ..ordered("msg_removed", "sub_1")
+                },
+                ordered("msg_new_branch", "sub_1"),
+            ],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&reorg, 60_000).await.unwrap();
+        assert_eq!(claim_ids(&store).await, ["msg_log"]);
+        record(&store, "msg_log", "retrying").await;
+        assert_eq!(
+            claim_ids(&store).await,
+            ["msg_log"],
+            "the removal waits for its log"
+        );
+        record(&store, "msg_log", "delivered").await;
+        assert_eq!(claim_ids(&store).await, ["msg_removed"]);
+        record(&store, "msg_removed", "delivered").await;
+        assert_eq!(claim_ids(&store).await, ["msg_new_branch"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_wanting_more_confirmations_is_held_until_its_last_block_has_them() {
+    each_store(async |store: Store| {
+        setup(&store, DeliveryMode::default()).await;
+        let held = |n| BatchEvent {
+            extra_confirmations: 2,
+            ..event(n, "log")
+        };
+        let whole = OutboxWrite {
+            batch_events: vec![held(5), held(6)],
+            ..OutboxWrite::default()
+        };
+        store.write_batch(&whole, 60_000).await.unwrap();
+        let (row, _) = sealed_batch(&store, "msg_ev5_log").await;
+        assert_eq!(
+            (row.status.as_str(), row.next_attempt_at, row.block_number),
+            ("pending", HELD_UNTIL_RELEASED, 6)
+        );
+        // Sealed later by the sealer: held the same way.
+        store
+            .write_batch(
+                &OutboxWrite {
+                    batch_events: vec![held(7)],
+                    ..OutboxWrite::default()
+                },
+                60_000,
+            )
+            .await
+            .unwrap();
+        store.seal_expired_batches(now_ms() + 60_001).await.unwrap();
+        let (row, body) = sealed_batch(&store, "msg_ev7_log").await;
+        assert_eq!(
+            (row.next_attempt_at, row.block_number),
+            (HELD_UNTIL_RELEASED, 7)
+        );
+        assert_eq!(body["events"][0]["log"]["n"], 7);
+        let release: (Option<i64>,) =
+            sqlx::query_as("SELECT release_block FROM deliveries WHERE id = $1")
+                .bind(&row.id)
+                .fetch_one(store.test_pool())
+                .await
+                .unwrap();
+        assert_eq!(release.0, Some(9));
+    })
+    .await;
+}
