@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use pipeline_host::config::PluginLimits;
 use pipeline_host::event::ChainLog;
-use pipeline_host::plugin::{PluginInstance, PluginRuntime, abi};
+use pipeline_host::plugin::{Output, PluginInstance, PluginRuntime, abi};
 
 const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 const ERC20_CONFIG: &str = r#"{"min_value":"1000000"}"#;
@@ -86,7 +86,9 @@ impl Subject {
         }
         let runtime = match mode {
             "wasm_metered" => PluginRuntime::new(PluginLimits::default()),
-            "wasm_unmetered" => PluginRuntime::new_unmetered_for_benchmarks(PluginLimits::default()),
+            "wasm_unmetered" => {
+                PluginRuntime::new_unmetered_for_benchmarks(PluginLimits::default())
+            }
             other => panic!("unknown mode {other}"),
         }
         .unwrap();
@@ -106,8 +108,13 @@ impl Subject {
                 out,
                 erc20: Some(config),
             } => {
-                pipeline_sdk::process_batch(config, black_box(input), erc20_transfers::process, out)
-                    .unwrap();
+                pipeline_sdk::process_batch(
+                    config,
+                    black_box(input),
+                    erc20_transfers::process,
+                    out,
+                )
+                .unwrap();
                 out.len()
             }
             Subject::Native {
@@ -120,11 +127,19 @@ impl Subject {
                     .unwrap();
                 out.len()
             }
-            Subject::Wasm(instance) => {
-                let report = instance.process(black_box(logs)).unwrap();
-                report.output.decisions.len()
-            }
+            Subject::Wasm(instance) => match instance.process(black_box(logs)).unwrap().output {
+                Output::Decisions(decisions) => decisions.len(),
+                Output::Failed { .. } => panic!("the plugin failed the batch"),
+            },
         }
+    }
+}
+
+/// Fuel one call uses (0 natively or unmetered).
+fn fuel_per_call(subject: &mut Subject, logs: &[&ChainLog]) -> u64 {
+    match subject {
+        Subject::Wasm(instance) => instance.process(logs).unwrap().fuel_used,
+        Subject::Native { .. } => 0,
     }
 }
 
@@ -168,7 +183,8 @@ fn main() {
         black_box(measured_calls(&mut subject, &refs, 5));
         if let Some(calls) = calls {
             let decisions = black_box(measured_calls(&mut subject, &refs, calls));
-            println!("{variant}: {calls} calls, {decisions} decisions");
+            let fuel = fuel_per_call(&mut subject, &refs);
+            println!("{variant}: {calls} calls, {decisions} decisions, {fuel} fuel per call");
         } else {
             let ns = median_ns_per_event(&mut subject, &refs, 200);
             println!("{variant:<28} {ns:>8.1} ns/event (median of 200 blocks of 20 batch calls)");
