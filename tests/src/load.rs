@@ -8,9 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+
+use crate::anvil::Anvil;
+use crate::{lower, parse_quantity, wait_until};
 
 /// What the load sent.
 #[derive(Debug, Default)]
@@ -116,6 +121,66 @@ async fn rpc(
         Some(result) if !result.is_null() => Ok(result.clone()),
         _ => Err(format!("{method}: {body}")),
     }
+}
+
+/// The Transfer logs mined from the load, once anvil's pool is empty. They, not the list of
+/// sends, are the truth: anvil can drop a transaction it acknowledged (a send racing the mining of
+/// a block), and a send that got no answer may have been mined.
+pub async fn mined_transfers(
+    anvil: &Anvil,
+    tokens: &[String],
+    start_block: u64,
+    report: &LoadReport,
+) -> Vec<Value> {
+    wait_until(
+        "anvil to mine every pending transaction",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async {
+            let status = anvil.try_rpc("txpool_status", json!([])).await?;
+            match status["pending"].as_str() {
+                Some("0x0") => Ok(()),
+                _ => Err(format!("txpool {status}")),
+            }
+        },
+    )
+    .await;
+    let mut logs = Vec::new();
+    for token in tokens {
+        let token_logs = anvil.logs(token).await;
+        logs.extend(
+            token_logs.into_iter().filter(|l| {
+                parse_quantity(l["blockNumber"].as_str().unwrap_or("0x0")) >= start_block
+            }),
+        );
+    }
+    let mined: BTreeSet<String> = logs
+        .iter()
+        .map(|l| lower(l["transactionHash"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(mined.len(), logs.len(), "one Transfer log per transaction");
+    let sent: BTreeSet<String> = report.sent.iter().map(|h| lower(h)).collect();
+    if report.failed == 0 {
+        assert!(
+            mined.is_subset(&sent),
+            "a mined transfer the load did not send"
+        );
+    }
+    // An acknowledged transfer without a log must be one anvil dropped, not one mined whose log
+    // eth_getLogs left out (the expectation would miss it).
+    for hash in sent.difference(&mined).take(20) {
+        let receipt = anvil
+            .try_rpc("eth_getTransactionReceipt", json!([hash]))
+            .await;
+        assert_eq!(receipt, Ok(Value::Null), "transfer {hash} has no log");
+    }
+    assert!(
+        !logs.is_empty(),
+        "nothing was mined: {} sends failed, e.g. {:?}",
+        report.failed,
+        report.errors
+    );
+    logs
 }
 
 /// `transfer(to, value)` ABI-encoded: selector 0xa9059cbb, the address and the value as words.

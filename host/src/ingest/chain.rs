@@ -122,7 +122,10 @@ impl Window {
 
     /// The blocks above `number`, newest first (what `rollback_above` would remove).
     pub fn above(&self, number: u64) -> impl Iterator<Item = &WindowBlock> {
-        self.blocks.iter().rev().take_while(move |b| b.number > number)
+        self.blocks
+            .iter()
+            .rev()
+            .take_while(move |b| b.number > number)
     }
 
     /// Removes every block above `number` and returns them newest first.
@@ -204,10 +207,7 @@ mod tests {
         w.push(WindowBlock::new(6, B256::repeat_byte(6), vec![log(436)]));
         assert_eq!(w.bytes, 1_000);
         assert!((1..=6).all(|n| !w.get(n).unwrap().logs_dropped()));
-        assert_eq!(
-            w.above(4).map(|b| b.number).collect::<Vec<_>>(),
-            vec![6, 5]
-        );
+        assert_eq!(w.above(4).map(|b| b.number).collect::<Vec<_>>(), vec![6, 5]);
     }
 
     #[test]

@@ -69,13 +69,12 @@ impl Store {
         chain_id: u64,
         hash: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT logs FROM chain_blocks WHERE chain_id = $1 AND block_hash = $2",
-        )
-        .bind(chain_id as i64)
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT logs FROM chain_blocks WHERE chain_id = $1 AND block_hash = $2")
+                .bind(chain_id as i64)
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(logs,)| logs))
     }
 
