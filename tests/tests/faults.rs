@@ -32,7 +32,7 @@ const NODE_CUT: Duration = Duration::from_secs(4);
 const POSTGRES_DOWN: Duration = Duration::from_secs(3);
 /// After the load stops: time for the host to deliver everything (an open breaker rests the
 /// endpoint 30 s; a killed host's leased rows wait for their lease).
-const CATCH_UP: Duration = Duration::from_secs(150);
+const CATCH_UP: Duration = Duration::from_secs(240);
 /// Retries spaced so that a receiver outage and the breaker's rest do not exhaust them.
 const RETRY_SCHEDULE: &str = "500ms,1s,2s,3s,5s,5s,5s,5s,5s,5s,5s,5s";
 /// Short leases, so that the deliveries a killed host held are sent again within seconds.
