@@ -9,7 +9,8 @@
 #      tests/contracts/TestToken.sol into .tools/contracts/TestToken.bin
 #   3. .tools/venv with standardwebhooks (the independent signature verifier); for the console's
 #      browser tests Debian's chromium (/usr/bin/chromium) and npm playwright-core into .tools/npm
-#   4. PostgreSQL on 127.0.0.1:5432 (used if it answers, else installed and started) with database `test`
+#   4. PostgreSQL on 127.0.0.1:5432 (used if it answers, else installed and started) with database `test`;
+#      the server binaries (initdb, pg_ctl) for the fault harness' private server in any case
 #   5. the plugins (wasm, release) and the host binary `pipeline` (debug)
 #   6. promtool check/test rules on deploy/prometheus/alerts.yml, cargo test --workspace, then
 #      clippy (-D warnings) and rustfmt --check
@@ -180,6 +181,19 @@ else
     fi
     export PIPELINE_TEST_POSTGRES_URL="$PG_URL_DEFAULT"
 fi
+
+# The fault harness (tests/tests/faults.rs) restarts a PostgreSQL server under load: a private one it
+# initdb's itself, never the shared server above. It needs the server binaries even when the server
+# above is elsewhere (a CI service container).
+if [[ -z "${PIPELINE_TEST_PG_BIN:-}" ]]; then
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        run $SUDO apt-get update
+        run $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+    fi
+    PIPELINE_TEST_PG_BIN="/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -V | tail -n1)/bin"
+    export PIPELINE_TEST_PG_BIN
+fi
+echo "PostgreSQL server binaries for the fault harness: $PIPELINE_TEST_PG_BIN"
 
 if [[ "${PIPELINE_SETUP_ONLY:-}" == "1" ]]; then
     echo "PIPELINE_SETUP_ONLY=1: tools and PostgreSQL are ready; stopping before the build"

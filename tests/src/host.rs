@@ -36,6 +36,9 @@ pub struct HostOptions {
     /// Program (and leading arguments) to run instead of the `pipeline` binary; `serve --config FILE`
     /// is appended. For the support self-tests.
     pub command: Option<Vec<OsString>>,
+    /// TOML appended to the config after the chain entry, for settings without a variable
+    /// (e.g. `"[delivery]\nlease_ms = 5000\n"`).
+    pub config_extra: String,
 }
 
 impl HostOptions {
@@ -46,6 +49,7 @@ impl HostOptions {
             start_block: None,
             env: Vec::new(),
             command: None,
+            config_extra: String::new(),
         }
     }
 }
@@ -109,6 +113,10 @@ impl Host {
         );
         if let Some(block) = opts.start_block {
             config.push_str(&format!("start_block = {block}\n"));
+        }
+        if !opts.config_extra.is_empty() {
+            config.push('\n');
+            config.push_str(&opts.config_extra);
         }
         let config_path = dir.path().join("pipeline.toml");
         std::fs::write(&config_path, config).expect("write pipeline.toml");

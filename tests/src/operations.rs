@@ -97,3 +97,14 @@ pub fn assert_promql_parses(exprs: &[String]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The value of the first sample in `exposition` whose line starts with `series` (a name with its
+/// labels, e.g. `pipeline_events_received_total{chain="anvil"}`); 0 when there is none.
+pub fn sample_value(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
