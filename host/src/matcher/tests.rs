@@ -45,6 +45,7 @@ fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
         status: SubscriptionStatus::Active,
         confirmations: 0,
         load_error: None,
+        canary: None,
         mode: Default::default(),
     })
 }
