@@ -70,7 +70,10 @@ fn received(fx: &Fixture) -> Vec<(String, u128)> {
         .iter()
         .map(|r| {
             let body = r.json();
-            let hash = body["log"]["transactionHash"].as_str().unwrap().to_lowercase();
+            let hash = body["log"]["transactionHash"]
+                .as_str()
+                .unwrap()
+                .to_lowercase();
             let value = body["data"]["value"].as_str().unwrap().parse().unwrap();
             (hash, value)
         })
@@ -117,7 +120,13 @@ async fn canary(db: DbKind) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["transaction_hash"].as_str().unwrap().to_string(), e["live"].clone(), e["canary"].clone()))
+        .map(|e| {
+            (
+                e["transaction_hash"].as_str().unwrap().to_string(),
+                e["live"].clone(),
+                e["canary"].clone(),
+            )
+        })
         .collect();
     let expected: Vec<(String, Value, Value)> = [60u128, 99]
         .iter()
@@ -143,7 +152,10 @@ async fn canary(db: DbKind) {
     let after_restart = fx.admin().get(&uri).await;
     assert_eq!(after_restart.expect_status(&[200]), &shown);
 
-    let promoted = fx.admin().post_json(&format!("{uri}/promote"), json!(null)).await;
+    let promoted = fx
+        .admin()
+        .post_json(&format!("{uri}/promote"), json!(null))
+        .await;
     let promoted = promoted.expect_status(&[200]);
     assert_eq!(promoted["plugin_config"], json!({"min_value": "50"}));
     assert_eq!(fx.admin().get(&uri).await.expect_error(404), "not_found");

@@ -37,7 +37,9 @@ pub fn routes() -> Router<AdminState> {
         .route("/subscriptions/{id}/reprocess", post(reprocess::reprocess))
         .route(
             "/subscriptions/{id}/canary",
-            post(canary::start).get(canary::show).delete(canary::discard),
+            post(canary::start)
+                .get(canary::show)
+                .delete(canary::discard),
         )
         .route("/subscriptions/{id}/canary/promote", post(canary::promote))
 }

@@ -9,7 +9,10 @@ fn failures_are_classified_into_the_reported_kinds() {
         (PluginError::Panic("boom".into()), FailureKind::Trap),
         (PluginError::StackOverflow, FailureKind::Trap),
         (PluginError::OutOfFuel, FailureKind::OutOfFuel),
-        (PluginError::BadOutput("short".into()), FailureKind::BadOutput),
+        (
+            PluginError::BadOutput("short".into()),
+            FailureKind::BadOutput,
+        ),
         (PluginError::ErrorCode(3), FailureKind::BadOutput),
         (PluginError::Timeout, FailureKind::Other),
         (PluginError::MemoryLimit(1), FailureKind::Other),

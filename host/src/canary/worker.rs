@@ -217,23 +217,22 @@ impl CanaryWorker {
     }
 
     /// Adds a tally to the store; false when it was not written.
-    async fn write(&self, canary_id: &str, tally: &CanaryTally, examples: &[CanaryExample]) -> bool {
+    async fn write(
+        &self,
+        canary_id: &str,
+        tally: &CanaryTally,
+        examples: &[CanaryExample],
+    ) -> bool {
         let write = self.store.record_canary(canary_id, tally, examples);
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(written)) => written,
             Ok(Err(error)) => {
-                self.metrics
-                    .db_errors
-                    .with_label_values(&["canary"])
-                    .inc();
+                self.metrics.db_errors.with_label_values(&["canary"]).inc();
                 tracing::warn!(canary = %canary_id, %error, "canary results not stored");
                 false
             }
             Err(_) => {
-                self.metrics
-                    .db_errors
-                    .with_label_values(&["canary"])
-                    .inc();
+                self.metrics.db_errors.with_label_values(&["canary"]).inc();
                 tracing::warn!(canary = %canary_id, "canary results not stored: the store timed out");
                 false
             }

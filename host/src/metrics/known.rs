@@ -70,7 +70,10 @@ const KNOWN_LABELS: &[(&str, &[&str])] = &[
             "skipped",
         ],
     ),
-    ("kind:canary", &["trap", "out_of_fuel", "bad_output", "other"]),
+    (
+        "kind:canary",
+        &["trap", "out_of_fuel", "bad_output", "other"],
+    ),
 ];
 
 fn known(kind: &str) -> &'static [&'static str] {

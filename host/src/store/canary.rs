@@ -255,10 +255,11 @@ pub(super) async fn delete_canary_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     subscription_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let id: Option<(String,)> = sqlx::query_as("SELECT id FROM canaries WHERE subscription_id = $1")
-        .bind(subscription_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let id: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM canaries WHERE subscription_id = $1")
+            .bind(subscription_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     let Some((id,)) = id else { return Ok(None) };
     sqlx::query("DELETE FROM canary_examples WHERE canary_id = $1")
         .bind(&id)

@@ -178,7 +178,10 @@ pub(super) async fn start(
 }
 
 /// `GET /v1/subscriptions/{id}/canary`
-pub(super) async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<CanaryView>> {
+pub(super) async fn show(
+    State(state): State<AdminState>,
+    Id(id): Id,
+) -> ApiResult<Json<CanaryView>> {
     load(&state, &id).await?;
     let row = running(&state, &id).await?;
     let examples = state.store.list_canary_examples(&row.id).await?;

@@ -31,25 +31,32 @@ async fn canaries_are_started_shown_promoted_and_discarded() {
         let uri = format!("/v1/subscriptions/{id}/canary");
 
         let (status, body) = h.get(&uri).await;
-        assert_eq!(error_code(status, &body, StatusCode::NOT_FOUND), "not_found");
+        assert_eq!(
+            error_code(status, &body, StatusCode::NOT_FOUND),
+            "not_found"
+        );
         let start = json!({"plugin_id": candidate, "plugin_config": {"min_value": "50"}});
         let missing = "/v1/subscriptions/sub_missing/canary";
         assert_eq!(
-            h.refused(Method::POST, missing, start.clone(), StatusCode::NOT_FOUND).await,
+            h.refused(Method::POST, missing, start.clone(), StatusCode::NOT_FOUND)
+                .await,
             "not_found"
         );
         let unknown = json!({"plugin_id": "0".repeat(64)});
         assert_eq!(
-            h.refused(Method::POST, &uri, unknown, StatusCode::BAD_REQUEST).await,
+            h.refused(Method::POST, &uri, unknown, StatusCode::BAD_REQUEST)
+                .await,
             "unknown_plugin"
         );
         let rejected = json!({"plugin_id": picky["id"], "plugin_config": {"a": 1}});
         assert_eq!(
-            h.refused(Method::POST, &uri, rejected, StatusCode::BAD_REQUEST).await,
+            h.refused(Method::POST, &uri, rejected, StatusCode::BAD_REQUEST)
+                .await,
             "invalid_plugin_config"
         );
         assert_eq!(
-            h.refused(Method::POST, &uri, json!({}), StatusCode::BAD_REQUEST).await,
+            h.refused(Method::POST, &uri, json!({}), StatusCode::BAD_REQUEST)
+                .await,
             "invalid_json"
         );
 
@@ -61,7 +68,8 @@ async fn canaries_are_started_shown_promoted_and_discarded() {
         assert_eq!(started["examples"], json!([]));
         let canary_id = started["id"].as_str().unwrap().to_string();
         assert_eq!(
-            h.refused(Method::POST, &uri, start.clone(), StatusCode::CONFLICT).await,
+            h.refused(Method::POST, &uri, start.clone(), StatusCode::CONFLICT)
+                .await,
             "canary_exists"
         );
         let (status, shown) = h.get(&uri).await;
@@ -78,10 +86,17 @@ async fn canaries_are_started_shown_promoted_and_discarded() {
         assert_eq!(promoted["plugin_id"], candidate);
         assert_eq!(promoted["plugin_config"], json!({"min_value": "50"}));
         let (status, body) = h.get(&uri).await;
-        assert_eq!(error_code(status, &body, StatusCode::NOT_FOUND), "not_found");
-        assert_eq!(snapshot(&h, &id), (candidate.as_str().map(String::from), None));
         assert_eq!(
-            h.refused(Method::POST, &promote, Value::Null, StatusCode::NOT_FOUND).await,
+            error_code(status, &body, StatusCode::NOT_FOUND),
+            "not_found"
+        );
+        assert_eq!(
+            snapshot(&h, &id),
+            (candidate.as_str().map(String::from), None)
+        );
+        assert_eq!(
+            h.refused(Method::POST, &promote, Value::Null, StatusCode::NOT_FOUND)
+                .await,
             "not_found"
         );
 
@@ -92,8 +107,14 @@ async fn canaries_are_started_shown_promoted_and_discarded() {
         let (status, _) = h.send(Method::DELETE, &uri, Some("t"), Body::empty()).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let (status, body) = h.send(Method::DELETE, &uri, Some("t"), Body::empty()).await;
-        assert_eq!(error_code(status, &body, StatusCode::NOT_FOUND), "not_found");
-        assert_eq!(snapshot(&h, &id), (candidate.as_str().map(String::from), None));
+        assert_eq!(
+            error_code(status, &body, StatusCode::NOT_FOUND),
+            "not_found"
+        );
+        assert_eq!(
+            snapshot(&h, &id),
+            (candidate.as_str().map(String::from), None)
+        );
         let (_, sub) = h.get(&format!("/v1/subscriptions/{id}")).await;
         assert_eq!(sub["plugin_id"], candidate);
     })
@@ -116,7 +137,12 @@ async fn a_subscription_without_a_plugin_can_have_a_canary() {
     assert!(snapshot(&h, id).1.is_some());
     // Deleting the subscription takes the canary with it.
     let (status, _) = h
-        .send(Method::DELETE, &format!("/v1/subscriptions/{id}"), Some("t"), Body::empty())
+        .send(
+            Method::DELETE,
+            &format!("/v1/subscriptions/{id}"),
+            Some("t"),
+            Body::empty(),
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(h.state.store.list_canaries().await.unwrap().is_empty());

@@ -100,7 +100,11 @@ fn examples_stop_at_the_room_left_but_counts_do_not() {
     let (tally, examples) = compare(&events, &live, &canary, 100);
     assert_eq!(tally.only_live_kept, 150);
     assert_eq!(examples.len(), 100);
-    assert_eq!(examples.last().unwrap().log_index, 99, "the first ones are kept");
+    assert_eq!(
+        examples.last().unwrap().log_index,
+        99,
+        "the first ones are kept"
+    );
     let (_, none) = compare(&events, &live, &canary, 0);
     assert!(none.is_empty());
 }

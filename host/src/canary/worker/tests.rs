@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::*;
 use crate::config::PluginLimits;
 use crate::event::EventType;
-use crate::matcher::index::PluginBinding;
 use crate::matcher::SubscriptionStatus;
+use crate::matcher::index::PluginBinding;
 use crate::store::CanaryRow;
 
 /// Drops its one event.
@@ -43,7 +43,12 @@ fn event(n: u64) -> Candidate {
 }
 
 /// A subscription whose canary `canary_id` runs `wat`; the canary row stored.
-async fn with_canary(store: &Store, runtime: &PluginRuntime, canary_id: &str, wat: &str) -> Subscription {
+async fn with_canary(
+    store: &Store,
+    runtime: &PluginRuntime,
+    canary_id: &str,
+    wat: &str,
+) -> Subscription {
     let plugin = runtime.compile(&wat::parse_str(wat).unwrap()).unwrap();
     let row = CanaryRow {
         id: canary_id.into(),
@@ -103,22 +108,39 @@ async fn decisions_are_compared_and_failures_counted_without_touching_the_live_s
     let row = store.get_canary("sub_can_drop").await.unwrap().unwrap();
     let t = &row.tally;
     assert_eq!(
-        (t.events_compared, t.only_live_kept, t.same, t.batches_compared),
+        (
+            t.events_compared,
+            t.only_live_kept,
+            t.same,
+            t.batches_compared
+        ),
         (4, 3, 1, 4)
     );
     let examples = store.list_canary_examples("can_drop").await.unwrap();
     let blocks: Vec<i64> = examples.iter().map(|e| e.block_number).collect();
     assert_eq!(blocks, vec![1, 2, 3]);
     let output = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
-    assert_eq!(output(&examples[0].live), serde_json::json!({"kept": true, "data": null}));
-    assert_eq!(output(&examples[0].canary), serde_json::json!({"kept": false, "data": null}));
+    assert_eq!(
+        output(&examples[0].live),
+        serde_json::json!({"kept": true, "data": null})
+    );
+    assert_eq!(
+        output(&examples[0].canary),
+        serde_json::json!({"kept": false, "data": null})
+    );
 
     let trapped = store.get_canary("sub_can_trap").await.unwrap().unwrap();
     assert_eq!((trapped.tally.traps, trapped.tally.events_compared), (1, 0));
     assert!(trapped.tally.last_failure.unwrap().contains("unreachable"));
     let text = metrics.render();
-    assert!(text.contains("pipeline_canary_failures_total{kind=\"trap\"} 1"), "{text}");
-    assert!(text.contains("pipeline_canary_events_total{outcome=\"only_live_kept\"} 3"), "{text}");
+    assert!(
+        text.contains("pipeline_canary_failures_total{kind=\"trap\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipeline_canary_events_total{outcome=\"only_live_kept\"} 3"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

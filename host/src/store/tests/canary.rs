@@ -90,7 +90,12 @@ async fn one_canary_per_subscription_and_tallies_add_up() {
             batches_compared: 1,
             ..CanaryTally::default()
         };
-        assert!(store.record_canary("can_1", &tally, &[example(2), example(1)]).await.unwrap());
+        assert!(
+            store
+                .record_canary("can_1", &tally, &[example(2), example(1)])
+                .await
+                .unwrap()
+        );
         let failed = CanaryTally {
             traps: 1,
             batches_skipped: 2,
@@ -98,9 +103,19 @@ async fn one_canary_per_subscription_and_tallies_add_up() {
             last_failure: Some("trap: unreachable".into()),
             ..CanaryTally::default()
         };
-        assert!(store.record_canary("can_1", &failed, &[example(2)]).await.unwrap());
+        assert!(
+            store
+                .record_canary("can_1", &failed, &[example(2)])
+                .await
+                .unwrap()
+        );
         // Results of a canary that is gone are not written anywhere.
-        assert!(!store.record_canary("can_2", &tally, &[example(9)]).await.unwrap());
+        assert!(
+            !store
+                .record_canary("can_2", &tally, &[example(9)])
+                .await
+                .unwrap()
+        );
 
         let row = store.get_canary("sub_1").await.unwrap().unwrap();
         assert_eq!(row.id, "can_1");
@@ -118,7 +133,11 @@ async fn one_canary_per_subscription_and_tallies_add_up() {
         };
         assert_eq!(row.tally, expected);
         let examples = store.list_canary_examples("can_1").await.unwrap();
-        assert_eq!(examples, vec![example(1), example(2)], "chain order, a replay not added twice");
+        assert_eq!(
+            examples,
+            vec![example(1), example(2)],
+            "chain order, a replay not added twice"
+        );
         assert_eq!(store.list_canaries().await.unwrap().len(), 1);
     })
     .await;
@@ -136,7 +155,11 @@ async fn examples_stop_at_one_hundred() {
         store.record_canary("can_1", &tally, &second).await.unwrap();
         let examples = store.list_canary_examples("can_1").await.unwrap();
         assert_eq!(examples.len(), MAX_CANARY_EXAMPLES as usize);
-        assert_eq!(examples.last().unwrap().block_number, 99, "the first 100 are kept");
+        assert_eq!(
+            examples.last().unwrap().block_number,
+            99,
+            "the first 100 are kept"
+        );
     })
     .await;
 }
@@ -147,7 +170,10 @@ async fn promote_swaps_the_plugin_and_removes_the_canary_in_one_step() {
         setup(&store).await;
         assert!(store.promote_canary("sub_1").await.unwrap().is_none());
         store.insert_canary(&canary("can_1")).await.unwrap();
-        store.record_canary("can_1", &CanaryTally::default(), &[example(1)]).await.unwrap();
+        store
+            .record_canary("can_1", &CanaryTally::default(), &[example(1)])
+            .await
+            .unwrap();
         let promoted = store.promote_canary("sub_1").await.unwrap().unwrap();
         assert_eq!(promoted.id, "can_1");
         let sub = store.get_subscription("sub_1").await.unwrap().unwrap();
@@ -156,7 +182,13 @@ async fn promote_swaps_the_plugin_and_removes_the_canary_in_one_step() {
         assert_eq!(sub.status, "active", "a new plugin lifts a quarantine");
         assert_eq!(sub.last_error, None);
         assert!(store.get_canary("sub_1").await.unwrap().is_none());
-        assert!(store.list_canary_examples("can_1").await.unwrap().is_empty());
+        assert!(
+            store
+                .list_canary_examples("can_1")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(store.promote_canary("sub_1").await.unwrap().is_none());
     })
     .await;
@@ -168,12 +200,25 @@ async fn delete_and_subscription_delete_remove_the_canary() {
         setup(&store).await;
         assert!(!store.delete_canary("sub_1").await.unwrap());
         store.insert_canary(&canary("can_1")).await.unwrap();
-        store.record_canary("can_1", &CanaryTally::default(), &[example(1)]).await.unwrap();
+        store
+            .record_canary("can_1", &CanaryTally::default(), &[example(1)])
+            .await
+            .unwrap();
         assert!(store.delete_canary("sub_1").await.unwrap());
         assert!(store.get_canary("sub_1").await.unwrap().is_none());
-        assert!(store.list_canary_examples("can_1").await.unwrap().is_empty());
+        assert!(
+            store
+                .list_canary_examples("can_1")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let sub = store.get_subscription("sub_1").await.unwrap().unwrap();
-        assert_eq!(sub.plugin_id.as_deref(), Some("plug_old"), "discarding changes nothing live");
+        assert_eq!(
+            sub.plugin_id.as_deref(),
+            Some("plug_old"),
+            "discarding changes nothing live"
+        );
 
         store.insert_canary(&canary("can_2")).await.unwrap();
         assert!(store.delete_subscription("sub_1").await.unwrap());
