@@ -2,14 +2,15 @@
 //! `min_value` 100 and a canary at 50. The canary's differing events are exactly the transfers
 //! between the two, no webhook of its output reaches the receiver, its state survives a restart,
 //! and after promote every later transfer is decided by the new config, none missed or doubled.
+//! Beside it, a canary that traps on every batch is reported and its live subscription is untouched.
 //! On SQLite and on PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pipeline_tests::plugins::example_plugin;
+use pipeline_tests::plugins::{example_plugin, trap_plugin};
 use pipeline_tests::postgres::server_url_or_skip;
-use pipeline_tests::receiver::describe;
+use pipeline_tests::receiver::{Receiver, describe};
 use pipeline_tests::verifier::assert_verified;
 use pipeline_tests::{DbKind, Fixture, wait_until};
 use serde_json::{Value, json};
@@ -106,8 +107,23 @@ async fn canary(db: DbKind) {
     let again = fx.admin().post_json(&uri, start).await;
     assert_eq!(again.expect_error(409), "canary_exists");
 
+    // A second subscription (every transfer, its own receiver) with a candidate that always traps.
+    let receiver_b = Receiver::start().await;
+    let (endpoint_b, _) = fx.endpoint_for(&receiver_b).await;
+    let sub_b = fx
+        .subscribe_transfers(&endpoint_b, &plugin, json!({"min_value": "0"}))
+        .await;
+    let trap = fx.admin().upload_plugin(&trap_plugin(), "trap").await;
+    let uri_b = format!("/v1/subscriptions/{sub_b}/canary");
+    let started = fx
+        .admin()
+        .post_json(&uri_b, json!({"plugin_id": trap}))
+        .await;
+    started.expect_status(&[201]);
+
     let to = fx.anvil.account(5);
     let before = send_transfers(&fx, &to).await;
+    trapping_canary_leaves_its_subscription_alone(&fx, &receiver_b, &sub_b, &uri_b).await;
     let shown = canary_after(&fx, &uri, 5).await;
     assert_eq!(
         shown["events"],
@@ -172,4 +188,48 @@ async fn canary(db: DbKind) {
         .await;
     assert_eq!(received(&fx), expected, "{}", describe(&got));
     assert_verified(&secret, &got);
+}
+
+/// The trapping canary's failures are in its state; its subscription got every webhook, is active
+/// and parked nothing.
+async fn trapping_canary_leaves_its_subscription_alone(
+    fx: &Fixture,
+    receiver: &Receiver,
+    sub: &str,
+    uri: &str,
+) {
+    receiver.wait_for(VALUES.len(), TIMEOUT).await;
+    let got = receiver
+        .expect_exactly(VALUES.len(), Duration::from_secs(1))
+        .await;
+    assert_eq!(got.len(), VALUES.len(), "{}", describe(&got));
+    let admin = fx.admin().clone();
+    let shown = wait_until(
+        "the trapping canary reports its failures",
+        TIMEOUT,
+        Duration::from_millis(100),
+        || async {
+            let body = admin.get(uri).await.expect_status(&[200]).clone();
+            if body["failures"]["traps"].as_u64().unwrap_or(0) >= 1 {
+                Ok(body)
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(shown["events"]["compared"], 0, "{shown}");
+    assert!(
+        shown["failures"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{shown}"
+    );
+    let live = admin.get(&format!("/v1/subscriptions/{sub}")).await;
+    let live = live.expect_status(&[200]);
+    assert_eq!(
+        (&live["status"], &live["parked_events"], &live["last_error"]),
+        (&json!("active"), &json!(0), &Value::Null),
+        "{live}"
+    );
 }

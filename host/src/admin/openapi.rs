@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 
+mod canary;
+
 pub fn routes() -> Router<AdminState> {
     Router::new().route("/openapi.json", get(|| async { Json(document()) }))
 }
@@ -24,11 +26,11 @@ pub fn document() -> Value {
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "paths": with_canary_paths(paths()),
+        "paths": canary::with_paths(paths()),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             "responses": {"Error": reply("Bad input, missing token, unknown id, conflict or store unavailable", schema("Error"))},
-            "schemas": with_canary_schemas(schemas()),
+            "schemas": canary::with_schemas(schemas()),
         },
     })
 }
@@ -215,98 +217,6 @@ fn schemas() -> Value {
         "Attempt": obj(&[("attempt", integer()), ("status_code", json!({"type": ["integer", "null"]})), ("latency_ms", integer()),
             ("error", nullable_string.clone()), ("response_body", nullable_string), ("created_at", time)]),
     })
-}
-
-/// `/v1/subscriptions/{id}/canary` and its promote (issue 12).
-fn with_canary_paths(mut paths: Value) -> Value {
-    set(
-        &mut paths,
-        "/v1/subscriptions/{id}/canary",
-        json!({
-            "post": op("subscriptions", "Start a canary: the candidate plugin runs in shadow on the live batches, its output never delivered \
-                (400 unknown_plugin / invalid_plugin_config, 409 canary_exists while one runs)", Some(schema("CanaryCreate")), "201", schema("Canary")),
-            "get": op("subscriptions", "How the canary's decisions compare with the live plugin's, and its first 100 differing events", None, "200", schema("Canary")),
-            "delete": op("subscriptions", "Discard the canary", None, "204", Value::Null),
-            "parameters": [id_param()],
-        }),
-    );
-    set(
-        &mut paths,
-        "/v1/subscriptions/{id}/canary/promote",
-        json!({
-            "post": op("subscriptions", "Make the candidate the subscription's plugin, from the next batch on, and remove the canary", None, "200", schema("Subscription")),
-            "parameters": [id_param()],
-        }),
-    );
-    paths
-}
-
-fn with_canary_schemas(mut schemas: Value) -> Value {
-    let count = integer();
-    let output = obj(&[("kept", json!({"type": "boolean"})), ("data", json!({}))]);
-    set(
-        &mut schemas,
-        "CanaryCreate",
-        json!({"type": "object", "required": ["plugin_id"], "additionalProperties": false,
-        "properties": {"plugin_id": string(), "plugin_config": {}}}),
-    );
-    set(
-        &mut schemas,
-        "Canary",
-        obj(&[
-            ("id", string()),
-            ("subscription_id", string()),
-            ("plugin_id", string()),
-            ("plugin_config", json!({})),
-            (
-                "events",
-                obj(&[
-                    ("compared", count.clone()),
-                    ("same", count.clone()),
-                    ("only_live_kept", count.clone()),
-                    ("only_canary_kept", count.clone()),
-                    ("data_differs", count.clone()),
-                ]),
-            ),
-            (
-                "failures",
-                obj(&[
-                    ("traps", count.clone()),
-                    ("out_of_fuel", count.clone()),
-                    ("bad_output", count.clone()),
-                    ("other", count.clone()),
-                    ("last_error", json!({"type": ["string", "null"]})),
-                ]),
-            ),
-            ("batches_compared", count.clone()),
-            (
-                "batches_skipped",
-                json!({"type": "integer", "description": "Batches not compared: the canary's queue was full (the live path never waits)"}),
-            ),
-            ("events_skipped", count.clone()),
-            (
-                "examples",
-                array(obj(&[
-                    ("block_number", count.clone()),
-                    ("block_hash", string()),
-                    ("transaction_hash", string()),
-                    ("log_index", count),
-                    ("type", json!({"enum": ["log", "log.removed"]})),
-                    ("live", output.clone()),
-                    ("canary", output),
-                ])),
-            ),
-            (
-                "created_at",
-                json!({"type": "string", "format": "date-time"}),
-            ),
-            (
-                "updated_at",
-                json!({"type": "string", "format": "date-time"}),
-            ),
-        ]),
-    );
-    schemas
 }
 
 fn delivery_schema() -> Value {
