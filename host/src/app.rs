@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod chain_filters;
 mod secrets;
 
 use crate::admin::{self, AdminState};
@@ -134,35 +135,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 }
 
 /// Runs every stage until `shutdown` is cancelled, then drains them within the grace period.
-/// A log is relevant to the reorg window when the current subscriptions' native index matches it.
-fn relevance(
-    chain_id: u64,
-    subscriptions: tokio::sync::watch::Receiver<Arc<crate::matcher::SubscriptionSet>>,
-) -> ingest::Relevance {
-    Arc::new(move |log| subscriptions.borrow().matches_any(chain_id, log))
-}
-
-/// What a catch-up's `eth_getLogs` ranges ask for: the union of the chain's active subscriptions'
-/// addresses and topic0s (a superset of what any of them matches), read afresh for each range.
-fn filter_union(
-    chain_id: u64,
-    subscriptions: tokio::sync::watch::Receiver<Arc<crate::matcher::SubscriptionSet>>,
-) -> ingest::FilterSource {
-    use crate::matcher::SubscriptionStatus;
-    Arc::new(move || {
-        let set = subscriptions.borrow();
-        ingest::LogFilter::union(
-            set.subscriptions
-                .iter()
-                .filter(|s| s.chain_id == chain_id && s.status != SubscriptionStatus::Paused)
-                .map(|s| {
-                    let topic0 = s.topics.first().and_then(|t| t.as_deref());
-                    (s.addresses.as_deref(), topic0)
-                }),
-        )
-    })
-}
-
 pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
     let App {
         config,
@@ -194,8 +166,8 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
             chain: chain.clone(),
             limits: config.ingest.limits(),
             health,
-            relevant: relevance(chain.chain_id, registry.subscriptions()),
-            filter: filter_union(chain.chain_id, registry.subscriptions()),
+            relevant: chain_filters::relevance(chain.chain_id, registry.subscriptions()),
+            filter: chain_filters::filter_union(chain.chain_id, registry.subscriptions()),
         };
         tracker.spawn(ingest::run(
             task,
@@ -230,7 +202,8 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         confirmations.clone(),
         log_book.clone(),
         metrics.clone(),
-    );
+    )
+    .with_budget(crate::event::Budget::mib(config.batch.max_in_flight_mib));
     let (canary_feed, canary_worker) = crate::canary::worker::channel(
         store.clone(),
         runtime.clone(),

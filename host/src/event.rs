@@ -164,6 +164,45 @@ impl InFlight {
     }
 }
 
+/// A memory budget in KiB permits: what a stage may hold before it waits for the next stage to
+/// finish with earlier work. Ingest's blocks use one (`ingest::Downstream`), matched batches on
+/// their way through the outbox another.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    permits: Arc<tokio::sync::Semaphore>,
+    kib: u32,
+}
+
+impl Budget {
+    pub fn mib(mib: usize) -> Budget {
+        Budget::kib(u32::try_from(mib.saturating_mul(1024)).unwrap_or(u32::MAX))
+    }
+
+    pub fn kib(kib: u32) -> Budget {
+        Budget {
+            permits: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
+            kib,
+        }
+    }
+
+    /// Waits for room for `bytes`, held until the returned value is dropped. More than the whole
+    /// budget waits for all of it, so it still passes, alone.
+    pub async fn charge(&self, bytes: usize) -> InFlight {
+        let wanted = u32::try_from(bytes / 1024 + 1)
+            .unwrap_or(u32::MAX)
+            .min(self.kib);
+        match self.permits.clone().acquire_many_owned(wanted).await {
+            Ok(permit) => InFlight(Some(permit)),
+            Err(_) => InFlight(None), // never closed
+        }
+    }
+
+    /// KiB not held right now.
+    pub fn available_kib(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
 impl BlockLogs {
     pub fn event_type(&self) -> EventType {
         match self.kind {

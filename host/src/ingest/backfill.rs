@@ -11,104 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::B256;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::IngestError;
 use super::chain::WindowBlock;
+use super::filter::LogFilter;
 use super::follow::ChainIngest;
 use super::rpc::{Connection, RpcError};
 use crate::event::{BlockKind, BlockLogs, ChainLog};
-
-/// What a range request asks for: the union of the subscriptions' filters (a superset of what any
-/// of them matches). `None` = any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogFilter {
-    pub addresses: Option<Vec<Address>>,
-    pub topic0: Option<Vec<B256>>,
-    /// No subscription on the chain: nothing to fetch.
-    pub nothing: bool,
-}
-
-/// Most addresses (or topic0s) a request names; beyond, it asks for any.
-const MAX_FILTER_VALUES: usize = 1_000;
-
-/// The chain's current filter union (subscriptions change while ingest runs).
-pub type FilterSource = Arc<dyn Fn() -> LogFilter + Send + Sync>;
-
-impl LogFilter {
-    /// Every log.
-    pub fn any() -> LogFilter {
-        LogFilter::default()
-    }
-
-    /// The union of filters given as (addresses, topic0 options) per subscription, `None` = any.
-    /// A union of more than `MAX_FILTER_VALUES` addresses (or topic0s) asks for any instead: a
-    /// request naming 10,000 contracts costs the node more than it saves, and providers refuse
-    /// long lists.
-    pub fn union<'a>(
-        filters: impl IntoIterator<Item = (Option<&'a [Address]>, Option<&'a [B256]>)>,
-    ) -> LogFilter {
-        let mut union = LogFilter {
-            addresses: Some(Vec::new()),
-            topic0: Some(Vec::new()),
-            nothing: true,
-        };
-        for (addresses, topic0) in filters {
-            union.nothing = false;
-            merge(&mut union.addresses, addresses);
-            merge(&mut union.topic0, topic0);
-        }
-        if union
-            .addresses
-            .as_ref()
-            .is_some_and(|l| l.len() > MAX_FILTER_VALUES)
-        {
-            union.addresses = None;
-        }
-        if union
-            .topic0
-            .as_ref()
-            .is_some_and(|l| l.len() > MAX_FILTER_VALUES)
-        {
-            union.topic0 = None;
-        }
-        union
-    }
-
-    fn request(&self, from: u64, to: u64) -> Value {
-        self.with(json!({"fromBlock": format!("{from:#x}"), "toBlock": format!("{to:#x}")}))
-    }
-
-    /// The `eth_getLogs` parameters (the one-element array) for one block by hash, filtered the same way.
-    pub(super) fn block_request(&self, hash: B256) -> Value {
-        self.with(json!({"blockHash": hash}))
-    }
-
-    fn with(&self, mut filter: Value) -> Value {
-        if let Some(addresses) = &self.addresses {
-            filter["address"] = json!(addresses);
-        }
-        if let Some(topic0) = &self.topic0 {
-            filter["topics"] = json!([topic0]);
-        }
-        json!([filter])
-    }
-}
-
-fn merge<T: Copy + PartialEq>(into: &mut Option<Vec<T>>, more: Option<&[T]>) {
-    match (into.as_mut(), more) {
-        (Some(all), Some(more)) => {
-            for item in more {
-                if !all.contains(item) {
-                    all.push(*item);
-                }
-            }
-        }
-        _ => *into = None,
-    }
-}
 
 /// The adaptive range size, in blocks.
 #[derive(Debug)]
@@ -333,25 +245,6 @@ pub(super) fn request(filter: &LogFilter, from: u64, to: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_union_is_a_superset_and_a_wildcard_widens_it() {
-        let a = Address::repeat_byte(1);
-        let b = Address::repeat_byte(2);
-        let t = B256::repeat_byte(9);
-        let union = LogFilter::union([(Some(&[a][..]), Some(&[t][..])), (Some(&[b, a][..]), None)]);
-        assert_eq!(union.addresses, Some(vec![a, b]));
-        assert_eq!(
-            union.topic0, None,
-            "the second subscription takes any topic0"
-        );
-        assert!(!union.nothing);
-        assert!(LogFilter::union([]).nothing);
-        let request = request(&union, 16, 31);
-        assert_eq!(request[0]["fromBlock"], json!("0x10"));
-        assert_eq!(request[0]["toBlock"], json!("0x1f"));
-        assert!(request[0].get("topics").is_none());
-    }
 
     #[test]
     fn the_range_halves_when_refused_and_grows_back_below_the_refused_size() {

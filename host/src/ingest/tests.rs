@@ -188,7 +188,7 @@ struct Started {
 
 /// Ingests chain 31337 from `ws_urls` (from block 1) with the default node limits.
 async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
-    start_filtered(ws_urls, budget_kib, Arc::new(LogFilter::any)).await
+    start_filtered(ws_urls, budget_kib, Arc::new(|| Arc::new(LogFilter::any()))).await
 }
 
 /// The same, with the subscriptions' union given by `filter`.
@@ -268,7 +268,12 @@ async fn a_block_asks_the_node_only_for_what_the_subscriptions_can_match() {
     let watched: alloy_primitives::Address = format!("0x{:040x}", 0x12).parse().unwrap();
     let union = LogFilter::union([(Some(&[watched][..]), None)]);
     let (url, _push) = fake_node(chain.clone()).await;
-    let mut started = start_filtered(vec![url], 1 << 14, Arc::new(move || union.clone())).await;
+    let mut started = start_filtered(
+        vec![url],
+        1 << 14,
+        Arc::new(move || Arc::new(union.clone())),
+    )
+    .await;
     let mut got = Vec::new();
     for _ in 1..=3u64 {
         let block = next_block(&mut started.blocks).await;
@@ -290,7 +295,7 @@ async fn a_block_asks_the_node_only_for_what_the_subscriptions_can_match() {
     // No subscription on the chain: blocks pass without asking for logs at all.
     let chain = chain_of_blocks_0_to_3();
     let (url, _push) = fake_node(chain.clone()).await;
-    let nothing = Arc::new(|| LogFilter::union([]));
+    let nothing = Arc::new(|| Arc::new(LogFilter::union([])));
     let mut started = start_filtered(vec![url], 1 << 14, nothing).await;
     for n in 1..=3u64 {
         let block = next_block(&mut started.blocks).await;

@@ -191,5 +191,6 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
     assert_eq!(last.write.cursors[0].block_number, 3);
 }
 
+mod budget;
 mod canary;
 mod modes;

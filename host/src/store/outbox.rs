@@ -161,13 +161,17 @@ impl Store {
                 ("log", "text"),
                 ("error", "text"),
                 ("event_index", "bigint"),
+                ("event_key", "text"),
             ],
         );
+        // `WHERE true` lets SQLite tell the upsert clause from a join constraint.
         let sql = format!(
-            "INSERT INTO parked_events (subscription_id, chain_id, event_type, log, error, event_index, created_at) \
-             SELECT j.subscription_id, j.chain_id, j.event_type, j.log, j.error, j.event_index, $2 FROM {source}"
+            "INSERT INTO parked_events (subscription_id, chain_id, event_type, log, error, event_index, event_key, created_at) \
+             SELECT j.subscription_id, j.chain_id, j.event_type, j.log, j.error, j.event_index, j.event_key, $2 \
+             FROM {source} WHERE true ON CONFLICT DO NOTHING"
         );
-        let json = serde_json::to_string(parked).unwrap_or_default();
+        let rows: Vec<KeyedParked> = parked.iter().map(|event| KeyedParked::new(event)).collect();
+        let json = serde_json::to_string(&rows)?;
         sqlx::query(AssertSqlSafe(sql))
             .bind(json)
             .bind(now)
@@ -358,5 +362,36 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected())
+    }
+}
+
+/// A parked event as written, with the key that makes parking idempotent: a batch replayed after
+/// a crash (its cursor not yet written, a slow plugin call still out) parks the same events again,
+/// and `parked_events (subscription_id, event_key)` is unique. Events without a block hash and log
+/// index (none from a node) get no key and are never merged.
+#[derive(serde::Serialize)]
+struct KeyedParked<'a> {
+    #[serde(flatten)]
+    event: &'a ParkedEvent,
+    event_key: Option<String>,
+}
+
+impl<'a> KeyedParked<'a> {
+    fn new(event: &'a ParkedEvent) -> KeyedParked<'a> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Position {
+            block_hash: Option<String>,
+            log_index: Option<String>,
+        }
+        let event_key = serde_json::from_str::<Position>(&event.log)
+            .ok()
+            .and_then(|p| {
+                Some(format!(
+                    "{}:{}:{}",
+                    event.event_type, p.block_hash?, p.log_index?
+                ))
+            });
+        KeyedParked { event, event_key }
     }
 }

@@ -57,7 +57,7 @@ fn spawn_ingest(store: Store, config: ChainConfig) -> Running {
         chain: config,
         limits: crate::config::IngestConfig::default().limits(),
         relevant: Arc::new(|_: &ChainLog| true),
-        filter: Arc::new(LogFilter::any),
+        filter: Arc::new(|| Arc::new(LogFilter::any())),
     };
     let metrics = Metrics::new().unwrap();
     let downstream = Downstream::with_budget_kib(tx, 1 << 20);

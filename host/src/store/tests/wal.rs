@@ -1,0 +1,70 @@
+//! SQLite's write-ahead log stays bounded while readers never stop (`store/wal.rs`).
+
+use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Two readers that keep overlapping read transactions open on the pool, so that at every moment
+/// some reader uses the log, as the admin API, the poller and the claims do under load.
+fn overlapping_readers(store: &Store, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..2u64)
+        .map(|offset| {
+            let (pool, stop) = (store.pool.clone(), stop.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10 * offset)).await;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut tx = pool.begin().await.unwrap();
+                    let _: (i64,) = sqlx::query_as("SELECT count(*) FROM wal_probe")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_write_ahead_log_stays_bounded_while_readers_never_stop() {
+    let dir = std::env::temp_dir().join(format!("pipeline-wal-{}", rand::random::<u32>()));
+    let db = dir.join("p.db");
+    let store = Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    store
+        .writer
+        .execute("CREATE TABLE wal_probe (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = overlapping_readers(&store, &stop);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // 400 × 64 KiB = 25 MiB written, a checkpoint every 10 rows, restarting above ~1 MiB of log.
+    for row in 0..400 {
+        sqlx::query("INSERT INTO wal_probe (body) VALUES (randomblob(65536))")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        if row % 10 == 9 {
+            store.checkpoint_above(256).await.unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    let wal_bytes = std::fs::metadata(dir.join("p.db-wal")).unwrap().len();
+    // Without restarts the log holds every row written: over 25 MiB.
+    assert!(
+        wal_bytes < 8 * 1024 * 1024,
+        "the write-ahead log grew to {wal_bytes} bytes"
+    );
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM wal_probe")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 400);
+}
