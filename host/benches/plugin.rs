@@ -144,6 +144,7 @@ fn fanout(c: &mut Criterion) {
                 status: SubscriptionStatus::Active,
                 confirmations: 0,
                 load_error: None,
+                canary: None,
                 mode: Default::default(),
             })
         })

@@ -204,6 +204,14 @@ pub async fn run(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
         metrics.clone(),
     )
     .with_budget(crate::event::Budget::mib(config.batch.max_in_flight_mib));
+    let (canary_feed, canary_worker) = crate::canary::worker::channel(
+        store.clone(),
+        runtime.clone(),
+        metrics.clone(),
+        registry.subscriptions(),
+    );
+    tracker.spawn(canary_worker.run());
+    let matcher = matcher.with_canary(canary_feed);
     tracker.spawn(matcher.run(batches_rx, matched_tx));
     let poller_wake = deliver::poller::Wake::default();
     tracker.spawn(outbox::run(

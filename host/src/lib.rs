@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod backlog;
 pub mod batch;
+pub mod canary;
 pub mod config;
 pub mod console;
 pub mod deliver;

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub ordered_keys_blocked: IntGauge,
     pub deliveries_oldest_due_age: Gauge,
     pub db_errors: IntCounterVec,
+    pub canary_events: IntCounterVec,
+    pub canary_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -237,6 +239,18 @@ impl Metrics {
                 "pipeline_db_errors_total",
                 "Failed database operations by purpose",
                 &["purpose"],
+            )?,
+            canary_events: counter_vec(
+                &r,
+                "pipeline_canary_events_total",
+                "Events a plugin canary saw, by how its decision compared with the live plugin's (skipped: its queue was full)",
+                &["outcome"],
+            )?,
+            canary_failures: counter_vec(
+                &r,
+                "pipeline_canary_failures_total",
+                "Canary batches the candidate plugin failed (the live plugin is unaffected), by kind",
+                &["kind"],
             )?,
             registry: Arc::new(r),
         })

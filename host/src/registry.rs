@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use alloy_primitives::{Address, B256};
 use tokio::sync::{Mutex, watch};
 
+use crate::canary::CanaryBinding;
 use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet, SubscriptionStatus};
 use crate::modes::DeliveryMode;
 use crate::plugin::{CompiledPlugin, PluginRuntime};
-use crate::store::{EndpointRow, Store, StoreError, SubscriptionRow};
+use crate::store::{CanaryRow, EndpointRow, Store, StoreError, SubscriptionRow};
 
 pub type Endpoints = Arc<HashMap<String, EndpointRow>>;
 
@@ -90,11 +91,22 @@ impl Registry {
             .map(|e| (e.id.clone(), e))
             .collect();
         let rows = self.store.list_subscriptions().await?;
+        let mut canaries: HashMap<String, CanaryRow> = self
+            .store
+            .list_canaries()
+            .await?
+            .into_iter()
+            .map(|c| (c.subscription_id.clone(), c))
+            .collect();
         let previous = self.subscriptions.borrow().clone();
         let mut subscriptions = Vec::with_capacity(rows.len());
         for row in rows {
+            let canary = canaries.remove(&row.id);
             match self.compile_subscription(&row).await {
-                Ok(sub) => subscriptions.push(Arc::new(sub)),
+                Ok(sub) => {
+                    let canary = self.compile_canary(canary).await;
+                    subscriptions.push(Arc::new(Subscription { canary, ..sub }))
+                }
                 Err(error) => {
                     // Never drop a subscription from the live set: keep its last working form,
                     // or, for a new one, keep it so its events are parked with the error.
@@ -192,6 +204,25 @@ impl Registry {
         })
     }
 
+    /// A subscription's canary, ready to run. One whose plugin cannot be loaded is left out
+    /// (logged): it only ever observes, so nothing is lost but its comparisons.
+    async fn compile_canary(&self, row: Option<CanaryRow>) -> Option<CanaryBinding> {
+        let row = row?;
+        match self.plugin(&row.plugin_id).await {
+            Ok(plugin) => Some(CanaryBinding {
+                id: row.id,
+                binding: PluginBinding {
+                    plugin,
+                    config_json: row.plugin_config.unwrap_or_else(|| "null".to_string()),
+                },
+            }),
+            Err(error) => {
+                tracing::error!(subscription = %row.subscription_id, canary = %row.id, %error, "canary cannot load its plugin; not run");
+                None
+            }
+        }
+    }
+
     /// The subscription's filter and identity, without its plugin.
     fn filter_only(&self, row: &SubscriptionRow) -> Result<Subscription, StoreError> {
         let invalid = |e: String| StoreError::Conflict(format!("subscription {}: {e}", row.id));
@@ -205,6 +236,7 @@ impl Registry {
             status: SubscriptionStatus::parse(&row.status).unwrap_or(SubscriptionStatus::Active),
             confirmations: row.confirmations.max(0) as u64,
             load_error: None,
+            canary: None,
             mode: DeliveryMode::from_columns(&row.mode).map_err(invalid)?,
         })
     }

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 
+mod canary;
+
 pub fn routes() -> Router<AdminState> {
     Router::new().route("/openapi.json", get(|| async { Json(document()) }))
 }
@@ -24,11 +26,11 @@ pub fn document() -> Value {
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "paths": paths(),
+        "paths": canary::with_paths(paths()),
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             "responses": {"Error": reply("Bad input, missing token, unknown id, conflict or store unavailable", schema("Error"))},
-            "schemas": schemas(),
+            "schemas": canary::with_schemas(schemas()),
         },
     })
 }

@@ -1,6 +1,8 @@
 //! `/v1/subscriptions`: what to watch (chain, addresses, positional topics), which plugin filters
-//! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing.
+//! it, where it goes; plus the plugin's recent logs, parked events and their reprocessing, and a
+//! candidate plugin's canary (`canary.rs`).
 
+pub(crate) mod canary;
 mod chain_view;
 pub(crate) mod modes;
 pub(crate) mod reprocess;
@@ -33,6 +35,13 @@ pub fn routes() -> Router<AdminState> {
         .route("/subscriptions/{id}/logs", get(logs))
         .route("/subscriptions/{id}/parked", get(parked))
         .route("/subscriptions/{id}/reprocess", post(reprocess::reprocess))
+        .route(
+            "/subscriptions/{id}/canary",
+            post(canary::start)
+                .get(canary::show)
+                .delete(canary::discard),
+        )
+        .route("/subscriptions/{id}/canary/promote", post(canary::promote))
 }
 
 /// A subscription as the API shows it: filters and config as JSON values, not strings.

@@ -209,6 +209,7 @@ fn error_code(status: StatusCode, body: &Value, expected: StatusCode) -> String 
     body["error"]["code"].as_str().unwrap().to_string()
 }
 
+mod canary;
 mod console;
 mod delivery_state;
 mod modes;
@@ -811,6 +812,8 @@ async fn openapi_lists_every_route() {
         "/v1/subscriptions/{id}/logs",
         "/v1/subscriptions/{id}/parked",
         "/v1/subscriptions/{id}/reprocess",
+        "/v1/subscriptions/{id}/canary",
+        "/v1/subscriptions/{id}/canary/promote",
         "/v1/deliveries",
         "/v1/deliveries/{id}",
         "/v1/deliveries/{id}/retry",

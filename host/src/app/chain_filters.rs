@@ -70,6 +70,7 @@ mod tests {
             status: SubscriptionStatus::Active,
             confirmations: 0,
             load_error: None,
+            canary: None,
             mode: Default::default(),
         })
     }

@@ -60,6 +60,8 @@ pub struct Subscription {
     pub load_error: Option<String>,
     /// Batching and ordering of its deliveries.
     pub mode: DeliveryMode,
+    /// A candidate plugin running in shadow on its batches (`crate::canary`); never delivered.
+    pub canary: Option<crate::canary::CanaryBinding>,
 }
 
 impl Subscription {
@@ -204,6 +206,7 @@ mod tests {
             status: SubscriptionStatus::Active,
             confirmations: 0,
             load_error: None,
+            canary: None,
             mode: Default::default(),
         })
     }

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::canary::CanaryFeed;
 use crate::event::{Batch, Budget, ChainLog, EventType, InFlight};
 use crate::metrics::Metrics;
 use crate::modes::BatchPolicy;
@@ -80,6 +81,8 @@ pub struct Matcher {
     confirmations: HashMap<u64, u64>,
     metrics: Metrics,
     calls: Calls,
+    /// Where decided batches of subscriptions with a canary go (never waited for).
+    canary: CanaryFeed,
     /// Bytes of matched batches not yet through the outbox (`with_budget`); none: unbounded.
     budget: Option<Budget>,
 }
@@ -99,7 +102,16 @@ impl Matcher {
             last_set: None,
             confirmations,
             metrics,
+            canary: CanaryFeed::off(),
             budget: None,
+        }
+    }
+
+    /// Offers every decided batch of a subscription with a canary to `feed`.
+    pub fn with_canary(self, feed: CanaryFeed) -> Matcher {
+        Matcher {
+            canary: feed,
+            ..self
         }
     }
 
@@ -201,6 +213,11 @@ impl Matcher {
                     None => {
                         for event in &events {
                             self.push_delivery(&mut matched, &sub, event, None);
+                        }
+                        if sub.canary.is_some() {
+                            // No plugin: every event is kept unchanged.
+                            let live = vec![Decision::Keep; events.len()];
+                            self.canary.offer(&sub, &events, &live);
                         }
                     }
                 },
@@ -335,6 +352,8 @@ impl Matcher {
         }
         match outcome.decisions {
             Ok(decisions) => {
+                // The canary gets a copy; nothing it does comes back here.
+                self.canary.offer(&sub, &outcome.events, &decisions);
                 for (event, decision) in outcome.events.iter().zip(decisions) {
                     match decision {
                         Decision::Drop => self

@@ -45,6 +45,7 @@ fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
         status: SubscriptionStatus::Active,
         confirmations: 0,
         load_error: None,
+        canary: None,
         mode: Default::default(),
     })
 }
@@ -191,4 +192,5 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
 }
 
 mod budget;
+mod canary;
 mod modes;

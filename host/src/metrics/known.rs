@@ -56,9 +56,24 @@ const KNOWN_LABELS: &[(&str, &[&str])] = &[
             "claim",
             "delivery_results",
             "seal_batches",
+            "canary",
         ],
     ),
     ("table", &["deliveries", "parked_events"]),
+    (
+        "outcome:canary",
+        &[
+            "same",
+            "only_live_kept",
+            "only_canary_kept",
+            "data_differs",
+            "skipped",
+        ],
+    ),
+    (
+        "kind:canary",
+        &["trap", "out_of_fuel", "bad_output", "other"],
+    ),
 ];
 
 fn known(kind: &str) -> &'static [&'static str] {
@@ -80,6 +95,8 @@ impl Metrics {
             (&self.db_statements, "purpose:statements"),
             (&self.db_errors, "purpose:errors"),
             (&self.pruned_rows, "table"),
+            (&self.canary_events, "outcome:canary"),
+            (&self.canary_failures, "kind:canary"),
         ];
         for (counter, kind) in counters {
             for value in known(kind) {
@@ -125,6 +142,8 @@ mod tests {
             "pipeline_chain_head_lag_seconds_count{chain=\"anvil\"} 0",
             "pipeline_queue_depth{queue=\"batch_input\"} 0",
             "pipeline_deliveries_oldest_due_age_seconds 0",
+            "pipeline_canary_events_total{outcome=\"only_canary_kept\"} 0",
+            "pipeline_canary_failures_total{kind=\"trap\"} 0",
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

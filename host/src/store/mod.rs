@@ -6,6 +6,7 @@
 
 mod backlog;
 mod batches;
+mod canary;
 mod deliveries;
 mod fence;
 mod held;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 pub use backlog::Backlog;
+pub use canary::{CanaryExample, CanaryRow, CanaryTally, MAX_CANARY_EXAMPLES};
 pub use held::HeldChanges;
 pub use lock::ChainLock;
 pub use models::*;

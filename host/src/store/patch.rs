@@ -62,7 +62,7 @@ impl Store {
 
     /// Deletes a subscription and, in the same transaction, cancels its held deliveries: they
     /// were never sent, and no subscription is left to say when they would be. Deliveries already
-    /// due stay and are sent. False when it did not exist.
+    /// due stay and are sent. Its canary goes too. False when it did not exist.
     pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
@@ -76,6 +76,7 @@ impl Store {
         .bind(HELD_UNTIL_RELEASED)
         .execute(&mut *tx)
         .await?;
+        super::canary::delete_canary_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(result.rows_affected() > 0)
     }

@@ -196,6 +196,7 @@ fn body_subscription(row: &SubscriptionRow) -> Subscription {
         status: SubscriptionStatus::Active,
         confirmations: row.confirmations.max(0) as u64,
         load_error: None,
+        canary: None,
         mode: crate::modes::DeliveryMode::from_columns(&row.mode).unwrap_or_default(),
     }
 }
