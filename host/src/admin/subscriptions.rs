@@ -6,56 +6,70 @@ pub(crate) mod modes;
 pub(crate) mod reprocess;
 pub(crate) mod update;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::plugins::{check_config, load_plugin};
-use super::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
+use super::schema::{self, EventTypeName, OnDead, Ordering, OrderingKey, SubscriptionStatus};
+use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, new_id, parse_json, rfc3339};
 use crate::registry::{parse_addresses, parse_topics};
 use crate::store::{ParkedRow, SubscriptionRow, now_ms};
 
 /// Parked events listed per request.
 const PARKED_PAGE: i64 = 100;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/subscriptions", post(create).get(list))
-        .route(
-            "/subscriptions/{id}",
-            get(show).patch(update::update).delete(remove),
-        )
-        .route("/subscriptions/{id}/logs", get(logs))
-        .route("/subscriptions/{id}/parked", get(parked))
-        .route("/subscriptions/{id}/reprocess", post(reprocess::reprocess))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update::update, remove))
+        .routes(routes!(logs))
+        .routes(routes!(parked))
+        .routes(routes!(reprocess::reprocess))
 }
 
 /// A subscription as the API shows it: filters and config as JSON values, not strings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Subscription)]
 pub struct SubscriptionView {
     pub id: String,
     pub endpoint_id: String,
     pub chain_id: i64,
+    #[schema(schema_with = schema::addresses)]
     pub addresses: Value,
+    #[schema(schema_with = schema::topics)]
     pub topics: Value,
     pub plugin_id: Option<String>,
+    /// The config passed to the plugin's `pipeline_init`, any JSON.
+    #[schema(value_type = Value)]
     pub plugin_config: Value,
     pub confirmations: i64,
+    #[schema(schema_with = schema::batch)]
     pub batch: Value,
+    #[schema(value_type = Ordering)]
     pub ordering: String,
+    #[schema(value_type = OrderingKey)]
     pub ordering_key: String,
+    #[schema(value_type = OnDead)]
     pub on_dead: String,
     /// Ordering keys held back by a failing first delivery (empty when unordered).
     pub ordering_blocked: Vec<modes::BlockedView>,
+    #[schema(value_type = SubscriptionStatus)]
     pub status: String,
+    /// Why the subscription is quarantined, or the last plugin load error.
     pub last_error: Option<String>,
+    /// Events held back by a failing plugin, waiting for `reprocess`.
     pub parked_events: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -88,22 +102,38 @@ impl SubscriptionView {
     }
 }
 
-#[derive(Serialize)]
-struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
 /// A parked event, with the log as the JSON object the node sent.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ParkedEvent)]
 struct ParkedView {
     seq: i64,
     chain_id: i64,
+    #[schema(value_type = EventTypeName)]
     event_type: String,
+    /// The log as the node sent it.
+    #[schema(value_type = Object)]
     log: Value,
+    /// Why it was parked.
     error: String,
     event_index: Option<i64>,
+    #[schema(format = DateTime)]
     created_at: String,
+}
+
+/// One line a plugin logged.
+#[derive(Serialize, ToSchema)]
+struct PluginLogLine {
+    #[schema(format = DateTime)]
+    at: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    level: String,
+    message: String,
+}
+
+/// The recent log lines of a subscription's plugin (not paged: the last 200 at most).
+#[derive(Serialize, ToSchema)]
+struct PluginLogLines {
+    items: Vec<PluginLogLine>,
 }
 
 impl From<ParkedRow> for ParkedView {
@@ -120,31 +150,49 @@ impl From<ParkedRow> for ParkedView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SubscriptionCreate)]
 struct CreateSubscription {
     endpoint_id: String,
+    /// A chain this host ingests.
+    #[schema(minimum = 1)]
     chain_id: i64,
     #[serde(default)]
+    #[schema(schema_with = schema::addresses)]
     addresses: Option<Value>,
     #[serde(default)]
+    #[schema(schema_with = schema::topics)]
     topics: Option<Value>,
     #[serde(default)]
     plugin_id: Option<String>,
+    /// Any JSON, passed to the plugin's `pipeline_init`; needs `plugin_id`.
     #[serde(default)]
+    #[schema(value_type = Value)]
     plugin_config: Option<Value>,
+    /// Blocks to wait past the event's block before delivering it.
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     confirmations: Option<u32>,
     #[serde(default, deserialize_with = "update::present")]
+    #[schema(schema_with = schema::batch)]
     batch: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Ordering>)]
     ordering: Option<String>,
+    /// `address`: one order per contract (not with `batch`).
     #[serde(default)]
+    #[schema(value_type = Option<OrderingKey>)]
     ordering_key: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<OnDead>)]
     on_dead: Option<String>,
 }
 
+/// Create a subscription.
+#[utoipa::path(post, path = "/subscriptions", tag = "subscriptions",
+    request_body = CreateSubscription,
+    responses((status = 201, description = "Created", body = SubscriptionView)))]
 async fn create(
     State(state): State<AdminState>,
     body: Result<Bytes, BytesRejection>,
@@ -188,7 +236,7 @@ async fn create(
             .plugin_config
             .filter(|c| !c.is_null())
             .map(|c| c.to_string()),
-        confirmations: i64::from(request.confirmations.unwrap_or(0)),
+        confirmations: checked_confirmations(request.confirmations)?.unwrap_or(0),
         status: "active".to_string(),
         last_error: None,
         created_at: now,
@@ -211,25 +259,33 @@ async fn create(
     ))
 }
 
+/// List subscriptions.
+#[utoipa::path(get, path = "/subscriptions", tag = "subscriptions",
+    responses((status = 200, description = "Every subscription", body = Page<SubscriptionView>)))]
 async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<SubscriptionView>>> {
     let rows = state.store.list_subscriptions().await?;
+    let parked_counts = state.store.count_parked_by_subscription().await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        let parked = state.store.count_parked(&row.id).await?;
+        let parked = parked_counts.get(&row.id).copied().unwrap_or(0);
+        // Only an ordered subscription asks the store (unordered ones have no blocked keys).
         let blocked = modes::blocked(&state, &row).await?;
         items.push(SubscriptionView::new(row, parked, blocked));
     }
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
+/// Show a subscription with its status, last plugin error and parked events.
+#[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "The subscription", body = SubscriptionView)))]
 async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<SubscriptionView>> {
     let row = load(&state, &id).await?;
     view(&state, row).await
 }
 
+/// Delete a subscription and its parked events.
+#[utoipa::path(delete, path = "/subscriptions/{id}", tag = "subscriptions", params(IdParam),
+    responses((status = 204, description = "Deleted")))]
 async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_subscription(&id).await? {
         return Err(ApiError::not_found("subscription", &id));
@@ -240,17 +296,27 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn logs(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Value>> {
+/// Recent plugin log lines.
+#[utoipa::path(get, path = "/subscriptions/{id}/logs", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "Oldest first", body = PluginLogLines)))]
+async fn logs(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<PluginLogLines>> {
     load(&state, &id).await?;
-    let items: Vec<Value> = state
+    let items = state
         .log_book
         .recent(&id)
         .into_iter()
-        .map(|line| serde_json::json!({"at": rfc3339(line.at), "level": line.level, "message": line.message}))
+        .map(|line| PluginLogLine {
+            at: rfc3339(line.at),
+            level: line.level.to_string(),
+            message: line.message,
+        })
         .collect();
-    Ok(Json(serde_json::json!({"items": items})))
+    Ok(Json(PluginLogLines { items }))
 }
 
+/// Events held back by a failing plugin (first 100).
+#[utoipa::path(get, path = "/subscriptions/{id}/parked", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "Oldest first", body = Page<ParkedView>)))]
 async fn parked(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Page<ParkedView>>> {
     load(&state, &id).await?;
     let items = state
@@ -260,10 +326,7 @@ async fn parked(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<P
         .into_iter()
         .map(ParkedView::from)
         .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
 pub(crate) async fn load(state: &AdminState, id: &str) -> ApiResult<SubscriptionRow> {
@@ -303,6 +366,21 @@ async fn check_plugin(state: &AdminState, row: &SubscriptionRow) -> ApiResult<()
         .clone()
         .unwrap_or_else(|| "null".to_string());
     check_config(state, plugin, config_json).await
+}
+
+/// A subscription's confirmations, at most what a chain may be configured with (a larger one
+/// would hold its deliveries for ever; schemathesis found 2^31 accepted).
+fn checked_confirmations(confirmations: Option<u32>) -> ApiResult<Option<i64>> {
+    match confirmations {
+        Some(n) if u64::from(n) > crate::config::MAX_CONFIRMATIONS => Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "confirmations must be at most {}, got {n}",
+                crate::config::MAX_CONFIRMATIONS
+            ),
+        )),
+        other => Ok(other.map(i64::from)),
+    }
 }
 
 /// Addresses as stored: a JSON array of lowercase hex, or `None` for any emitter.
