@@ -64,6 +64,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
         .env("PIPELINE_ST_SUBSCRIPTION", &subscription)
         .env("PIPELINE_ST_PLUGIN", &plugin)
         .env("PIPELINE_ST_DELIVERY", &delivery)
+        // Its cache and reports stay in the host's temporary directory, not in the work tree.
+        .current_dir(fx.host.dir())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(MAX_SECONDS), command.output())
