@@ -131,7 +131,7 @@ struct ListQuery {
     #[param(minimum = 1)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
