@@ -636,6 +636,24 @@ async fn parked_events_are_reprocessed_into_deliveries() {
     assert_eq!(shown["parked_events"], 1);
     let (_, list) = h.get(&format!("{uri}/parked")).await;
     assert_eq!(list["items"][0]["log"]["logIndex"], "0x0", "{list}");
+    // The list counts every subscription's parked events in one query: each row its own.
+    let (_, other) = h.subscription(json!({})).await;
+    let (_, third) = h.subscription(json!({})).await;
+    h.park(other["id"].as_str().unwrap()).await;
+    h.park(other["id"].as_str().unwrap()).await;
+    let (_, all) = h.get("/v1/subscriptions").await;
+    let counts: std::collections::BTreeMap<&str, &Value> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), &s["parked_events"]))
+        .collect();
+    let expected = std::collections::BTreeMap::from([
+        (sub_id.as_str(), &json!(1)),
+        (other["id"].as_str().unwrap(), &json!(2)),
+        (third["id"].as_str().unwrap(), &json!(0)),
+    ]);
+    assert_eq!(counts, expected);
 
     let (status, body) = h
         .send(
