@@ -7,7 +7,8 @@
 #   1. the wasm32-unknown-unknown Rust target
 #   2. anvil (npm @foundry-rs/anvil-linux-amd64) and solc (npm solc), which compiles
 #      tests/contracts/TestToken.sol into .tools/contracts/TestToken.bin
-#   3. .tools/venv with standardwebhooks (the independent signature verifier); for the console's
+#   3. .tools/venv with standardwebhooks (the independent signature verifier) and schemathesis (the
+#      API fuzzer run against a live host by tests/tests/schemathesis.rs); for the console's
 #      browser tests Debian's chromium (/usr/bin/chromium) and npm playwright-core into .tools/npm
 #   4. PostgreSQL on 127.0.0.1:5432 (used if it answers, else installed and started) with database `test`;
 #      the server binaries (initdb, pg_ctl) for the fault harness' private server in any case
@@ -21,6 +22,7 @@ ANVIL_PKG="@foundry-rs/anvil-linux-amd64"
 ANVIL_VERSION="1.7.1"
 SOLC_VERSION="0.8.30"
 STANDARDWEBHOOKS_VERSION="1.1.0"
+SCHEMATHESIS_VERSION="4.32.5"
 PLAYWRIGHT_VERSION="1.65.1"
 PLUGINS=(erc20-transfers passthrough address-watch uniswap-v3-swaps)
 
@@ -93,19 +95,21 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------
-step "3/6 outside verifiers: Python venv with standardwebhooks $STANDARDWEBHOOKS_VERSION (.tools/venv)"
+step "3/6 outside verifiers: Python venv with standardwebhooks $STANDARDWEBHOOKS_VERSION and schemathesis $SCHEMATHESIS_VERSION (.tools/venv)"
 VENV="$TOOLS/venv"
 PY="$VENV/bin/python"
-has_standardwebhooks() {
-    [[ -x "$PY" ]] && "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('standardwebhooks') != '$STANDARDWEBHOOKS_VERSION')" 2>/dev/null
+has_python_package() { # $1 name, $2 version
+    [[ -x "$PY" ]] && "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null
 }
-if has_standardwebhooks; then
-    echo "already installed"
-else
-    [[ -x "$PY" ]] || run python3 -m venv "$VENV"
-    run "$PY" -m pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
-    has_standardwebhooks || die "standardwebhooks $STANDARDWEBHOOKS_VERSION is not importable from $PY"
-fi
+for pkg in "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"; do
+    if has_python_package "${pkg%%==*}" "${pkg##*==}"; then
+        echo "$pkg already installed"
+    else
+        [[ -x "$PY" ]] || run python3 -m venv "$VENV"
+        run "$PY" -m pip install --quiet --disable-pip-version-check "$pkg"
+        has_python_package "${pkg%%==*}" "${pkg##*==}" || die "$pkg is not importable from $PY"
+    fi
+done
 
 # promtool (Debian package prometheus) checks the /metrics exposition. Only the binary is extracted
 # into .tools/, so no Prometheus server gets installed or started.

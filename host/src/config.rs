@@ -18,7 +18,7 @@ mod retention;
 mod secret_keys;
 mod validate;
 pub use check::{InvalidConfig, OutputFormat};
-pub use ingest::IngestConfig;
+pub use ingest::{IngestConfig, MAX_CONFIRMATIONS};
 pub use retention::RetentionConfig;
 mod server;
 

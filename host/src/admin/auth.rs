@@ -23,7 +23,9 @@ const TOKEN_SETTING: &str = "admin_token_sha256";
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
 /// What a token may do; each scope includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// `GET` anything except `/v1/tokens`.

@@ -1,14 +1,17 @@
 //! `/v1/deliveries`: delivery status with filters and cursor pagination (newest first), one
 //! delivery with its body and attempts, and manual retry.
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{AdminState, ApiError, ApiResult, Id, parse_query, rfc3339};
+use super::schema::{DeliveryStatus, EventTypeName};
+use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, parse_query, rfc3339};
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -16,28 +19,34 @@ const MAX_LIMIT: i64 = 500;
 /// `filling`: a batch still taking events (`batch: {max_events, max_wait_ms}`), not yet due.
 const STATUSES: [&str; 5] = ["pending", "delivered", "retrying", "dead", "filling"];
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/deliveries", get(list))
-        .route("/deliveries/{id}", get(show))
-        .route("/deliveries/{id}/retry", post(retry))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(retry))
 }
 
 /// A delivery as the API shows it, times as RFC 3339.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Delivery)]
 pub struct DeliveryView {
     pub id: String,
     pub subscription_id: String,
     pub endpoint_id: String,
     pub chain_id: i64,
+    #[schema(value_type = EventTypeName)]
     pub event_type: String,
     pub block_number: i64,
+    #[schema(value_type = DeliveryStatus)]
     pub status: String,
     pub attempt_count: i64,
+    #[schema(format = DateTime)]
     pub next_attempt_at: String,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -61,13 +70,17 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Attempt)]
 pub struct AttemptView {
     pub attempt: i64,
+    /// The receiver's status; null when no answer came.
     pub status_code: Option<i64>,
     pub latency_ms: i64,
     pub error: Option<String>,
+    /// The first 4 KiB of the receiver's answer, control characters escaped.
     pub response_body: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -85,41 +98,50 @@ impl From<AttemptRow> for AttemptView {
 }
 
 /// One delivery in full: every attempt, and the webhook body as sent.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeliveryDetail {
     #[serde(flatten)]
     delivery: DeliveryView,
+    /// The webhook body as sent.
+    #[schema(value_type = Value)]
     body: Value,
     /// Every attempt, oldest first.
     attempts: Vec<AttemptView>,
 }
 
-#[derive(Serialize)]
-struct DeliveryPage {
-    items: Vec<DeliveryView>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct RetryAnswer {
     id: String,
+    /// Always `retrying`.
+    #[schema(value_type = DeliveryStatus)]
     status: &'static str,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this subscription's.
     subscription_id: Option<String>,
+    /// Only this endpoint's.
     endpoint_id: Option<String>,
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
+    /// Page size, 50 by default; more than 500 is taken as 500.
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
+/// List deliveries, newest first.
+#[utoipa::path(get, path = "/deliveries", tag = "deliveries", params(ListQuery),
+    responses((status = 200, description = "A page of deliveries", body = Page<DeliveryView>)))]
 async fn list(
     State(state): State<AdminState>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<DeliveryPage>> {
+) -> ApiResult<Json<Page<DeliveryView>>> {
     let query: ListQuery = parse_query(query.as_deref())?;
     let filter = filter(query)?;
     let rows = state.store.list_deliveries(&filter).await?;
@@ -128,7 +150,7 @@ async fn list(
         _ => None,
     };
     let items = rows.into_iter().map(DeliveryView::from).collect();
-    Ok(Json(DeliveryPage { items, next_cursor }))
+    Ok(Json(Page { items, next_cursor }))
 }
 
 fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
@@ -165,6 +187,9 @@ fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
     })
 }
 
+/// Show a delivery with its body and attempts.
+#[utoipa::path(get, path = "/deliveries/{id}", tag = "deliveries", params(IdParam),
+    responses((status = 200, description = "The delivery", body = DeliveryDetail)))]
 async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<DeliveryDetail>> {
     let (row, body) = state
         .store
@@ -182,6 +207,9 @@ async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Del
     }))
 }
 
+/// Send the delivery again now.
+#[utoipa::path(post, path = "/deliveries/{id}/retry", tag = "deliveries", params(IdParam),
+    responses((status = 202, description = "Queued", body = RetryAnswer)))]
 pub(crate) async fn retry(
     State(state): State<AdminState>,
     Id(id): Id,

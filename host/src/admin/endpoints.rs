@@ -2,15 +2,18 @@
 //! rotation with a 24 h overlap (a second rotation within it keeps the secret still signing), and
 //! recovery of dead deliveries. Secrets are encrypted at rest by the store (`store/secrets.rs`).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
+use super::schema::{self, EndpointStatus};
+use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, new_id, parse_json, rfc3339};
 use crate::deliver::sign::{self, SECRET_PREFIX};
 use crate::store::{EndpointRow, now_ms};
 
@@ -20,25 +23,30 @@ const MAX_DESCRIPTION_LEN: usize = 1000;
 const MIN_SECRET_BYTES: usize = 24;
 const MAX_SECRET_BYTES: usize = 64;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/endpoints", post(create).get(list))
-        .route("/endpoints/{id}", get(show).patch(update).delete(remove))
-        .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
-        .route("/endpoints/{id}/recover", post(recover))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(recover))
 }
 
 /// An endpoint as the API shows it; `secret` only in the answer to its creation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Endpoint)]
 pub struct EndpointView {
     pub id: String,
     pub url: String,
     pub description: String,
+    #[schema(value_type = EndpointStatus)]
     pub status: String,
     pub disabled_reason: Option<String>,
+    /// Only in the answer to the creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -57,36 +65,42 @@ impl From<EndpointRow> for EndpointView {
     }
 }
 
-#[derive(Serialize)]
-struct EndpointList {
-    items: Vec<EndpointView>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EndpointCreate)]
 struct CreateEndpoint {
+    /// Where webhooks are POSTed; private and loopback addresses are refused unless allow-listed.
+    #[schema(format = "uri")]
     url: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: Option<String>,
+    /// `whsec_` and base64 of 24 to 64 bytes; generated when absent.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$")]
     secret: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EndpointUpdate)]
 struct UpdateEndpoint {
     #[serde(default)]
+    #[schema(format = "uri")]
     url: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<EndpointStatus>)]
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoverRequest {
+    /// Dead deliveries created at or after this time are re-driven.
+    #[schema(schema_with = schema::since)]
     since: Since,
 }
 
@@ -98,16 +112,20 @@ enum Since {
     Rfc3339(String),
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct SecretAnswer {
     pub(crate) secret: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct RecoverAnswer {
     pub(crate) recovered: u64,
 }
 
+/// Create an endpoint; the answer shows its secret, once.
+#[utoipa::path(post, path = "/endpoints", tag = "endpoints",
+    request_body = CreateEndpoint,
+    responses((status = 201, description = "Created", body = EndpointView)))]
 async fn create(
     State(state): State<AdminState>,
     body: Result<Bytes, BytesRejection>,
@@ -140,7 +158,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn list(State(state): State<AdminState>) -> ApiResult<Json<EndpointList>> {
+/// List endpoints.
+#[utoipa::path(get, path = "/endpoints", tag = "endpoints",
+    responses((status = 200, description = "Every endpoint", body = Page<EndpointView>)))]
+async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<EndpointView>>> {
     let items = state
         .store
         .list_endpoints()
@@ -148,16 +169,20 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<EndpointList>> 
         .into_iter()
         .map(EndpointView::from)
         .collect();
-    Ok(Json(EndpointList {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
+/// Show an endpoint.
+#[utoipa::path(get, path = "/endpoints/{id}", tag = "endpoints", params(IdParam),
+    responses((status = 200, description = "The endpoint", body = EndpointView)))]
 async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<EndpointView>> {
     Ok(Json(load(&state, &id).await?.into()))
 }
 
+/// Change url, description or status.
+#[utoipa::path(patch, path = "/endpoints/{id}", tag = "endpoints", params(IdParam),
+    request_body = UpdateEndpoint,
+    responses((status = 200, description = "The endpoint as changed", body = EndpointView)))]
 pub(crate) async fn update(
     State(state): State<AdminState>,
     Id(id): Id,
@@ -200,6 +225,9 @@ pub(crate) async fn update(
     Ok(Json(load(&state, &id).await?.into()))
 }
 
+/// Delete an endpoint (409 while subscriptions use it).
+#[utoipa::path(delete, path = "/endpoints/{id}", tag = "endpoints", params(IdParam),
+    responses((status = 204, description = "Deleted")))]
 async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_endpoint(&id).await? {
         return Err(ApiError::not_found("endpoint", &id));
@@ -209,6 +237,9 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// New secret; the previous one keeps signing for 24 h.
+#[utoipa::path(post, path = "/endpoints/{id}/rotate-secret", tag = "endpoints", params(IdParam),
+    responses((status = 200, description = "The new secret, shown once", body = SecretAnswer)))]
 pub(crate) async fn rotate_secret(
     State(state): State<AdminState>,
     Id(id): Id,
@@ -225,6 +256,10 @@ pub(crate) async fn rotate_secret(
     Ok(Json(SecretAnswer { secret }))
 }
 
+/// Re-drive the endpoint's dead deliveries created since a time.
+#[utoipa::path(post, path = "/endpoints/{id}/recover", tag = "endpoints", params(IdParam),
+    request_body = RecoverRequest,
+    responses((status = 200, description = "How many were re-driven", body = RecoverAnswer)))]
 pub(crate) async fn recover(
     State(state): State<AdminState>,
     Id(id): Id,

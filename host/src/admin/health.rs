@@ -1,15 +1,17 @@
 //! `/healthz` (the process answers) and `/readyz` (the store answers, every chain is connected,
 //! the async runtime is not stalled). Both open: load balancers carry no token.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AdminState;
 use crate::ingest::ChainHealth;
@@ -18,14 +20,35 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Timer lateness above this means the runtime is too busy to serve the pipeline.
 const MAX_SCHEDULER_LAG_MS: u64 = 1000;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The process answers.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+/// Readiness: every check, by name (`store`, `chain:<name>`, `runtime`).
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    status: ReadyStatus,
+    checks: BTreeMap<String, Check>,
 }
 
 /// One readiness check: whether it passed, and why not.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Check {
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,35 +71,35 @@ impl Check {
     }
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "The process answers", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, Json<Value>) {
-    let mut checks = vec![("store".to_string(), store_check(&state).await)];
+/// Readiness: store reachable, chains connected, runtime responsive.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the failing checks say why", body = Readiness),
+    ))]
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, Json<Readiness>) {
+    let mut checks = BTreeMap::from([("store".to_string(), store_check(&state).await)]);
     checks.extend(
         state
             .chains
             .iter()
             .map(|chain| (format!("chain:{}", chain.name), chain_check(chain))),
     );
-    checks.push(("runtime".to_string(), runtime_check(&state)));
-    let ready = checks.iter().all(|(_, check)| check.ok);
-    let checks: Map<String, Value> = checks
-        .into_iter()
-        .map(|(name, check)| (name, json!(check)))
-        .collect();
-    if ready {
-        (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "checks": checks})),
-        )
+    checks.insert("runtime".to_string(), runtime_check(&state));
+    let ready = checks.values().all(|check| check.ok);
+    let (status, code) = if ready {
+        (ReadyStatus::Ready, StatusCode::OK)
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "checks": checks})),
-        )
-    }
+        (ReadyStatus::NotReady, StatusCode::SERVICE_UNAVAILABLE)
+    };
+    (code, Json(Readiness { status, checks }))
 }
 
 async fn store_check(state: &AdminState) -> Check {
@@ -126,7 +149,7 @@ mod tests {
                 at_ms: crate::store::now_ms(),
             });
         }
-        let check = json!(chain_check(&chain));
+        let check = serde_json::json!(chain_check(&chain));
         assert_eq!(check["ok"], false);
         let detail = check["detail"].as_str().unwrap_or_default();
         assert!(

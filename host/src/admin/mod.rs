@@ -1,6 +1,7 @@
 //! The admin API (axum): one file per resource, one `ApiError`, scoped bearer-token auth on `/v1`.
 //! Every mutation writes the store first, then reloads the registry so the pipeline picks the
-//! change up without a restart.
+//! change up without a restart. Every route is registered from its handler's `#[utoipa::path]`
+//! with `.routes(routes!(handler))`, so the OpenAPI document (`openapi.rs`) is the route table.
 
 pub mod auth;
 pub(crate) mod deliveries;
@@ -8,8 +9,10 @@ pub(crate) mod endpoints;
 pub mod error;
 mod health;
 mod input;
-mod openapi;
+pub(crate) mod openapi;
+mod page;
 pub(crate) mod plugins;
+pub(crate) mod schema;
 pub(crate) mod subscriptions;
 mod tokens;
 
@@ -20,6 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::ServerLimits;
 use crate::deliver::client::WebhookClient;
@@ -30,7 +34,8 @@ use crate::plugin::PluginRuntime;
 use crate::registry::Registry;
 use crate::store::Store;
 pub use error::{ApiError, ApiResult};
-pub use input::{Id, parse_json, parse_query};
+pub use input::{Id, IdParam, parse_json, parse_query};
+pub use page::Page;
 
 /// Everything a handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -56,24 +61,12 @@ pub struct AdminState {
     pub console: crate::console::ConsoleShared,
 }
 
-/// The full router: `/healthz` and `/readyz` open, everything under `/v1` behind the token.
+/// The full router: the API (`/healthz`, `/readyz`, `/v1` behind the token) and the console.
 pub fn router(state: AdminState) -> Router {
-    let max_upload = state.runtime.limits().max_module_bytes + (1 << 20);
-    let v1 = Router::new()
-        .merge(plugins::routes().layer(DefaultBodyLimit::max(max_upload)))
-        .merge(endpoints::routes())
-        .merge(subscriptions::routes())
-        .merge(deliveries::routes())
-        .merge(tokens::routes())
-        .merge(openapi::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+    let (api, _) = api(Some(&state)).split_for_parts();
     Router::new()
-        .merge(health::routes())
+        .merge(api)
         .merge(crate::console::router(state.clone()))
-        .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -83,6 +76,29 @@ pub fn router(state: AdminState) -> Router {
             )
         })
         .with_state(state)
+}
+
+/// Every API route with its OpenAPI description (`openapi.rs`). With a state, `/v1` gets the
+/// token check and the plugin upload its body limit; without one (the document alone) neither
+/// changes what is documented.
+fn api(state: Option<&AdminState>) -> OpenApiRouter<AdminState> {
+    let max_upload = state.map_or(0, |s| s.runtime.limits().max_module_bytes + (1 << 20));
+    let mut v1 = OpenApiRouter::new()
+        .merge(plugins::routes().layer(DefaultBodyLimit::max(max_upload)))
+        .merge(endpoints::routes())
+        .merge(subscriptions::routes())
+        .merge(deliveries::routes())
+        .merge(tokens::routes())
+        .merge(openapi::routes());
+    if let Some(state) = state {
+        v1 = v1.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    }
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(health::routes())
+        .nest("/v1", v1)
 }
 
 /// Serves the admin API within `state.limits` until `shutdown` is cancelled.

@@ -3,16 +3,19 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{AdminState, ApiError, ApiResult, Id, parse_json, parse_query, rfc3339};
+use super::error::ErrorBody;
+use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, parse_json, parse_query, rfc3339};
 use crate::event::ChainLog;
 use crate::plugin::dry_run::{DryRunReport, dry_run};
 use crate::plugin::{CompiledPlugin, PluginError};
@@ -24,19 +27,23 @@ const DRY_RUN_BATCH: usize = 100;
 const MAX_DRY_RUN_EVENTS: usize = 10_000;
 const MAX_NAME_LEN: usize = 200;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/plugins", post(upload).get(list))
-        .route("/plugins/{id}", get(show).delete(remove))
-        .route("/plugins/{id}/test", post(test))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, list))
+        .routes(routes!(show, remove))
+        .routes(routes!(test))
 }
 
 /// A plugin as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Plugin)]
 pub struct PluginView {
+    /// The sha256 of the module's bytes.
     pub id: String,
     pub name: String,
+    /// Bytes.
     pub size: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -51,25 +58,31 @@ impl From<PluginRow> for PluginView {
     }
 }
 
-#[derive(Serialize)]
-struct PluginList {
-    items: Vec<PluginView>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
+    /// Display name of the plugin (at most 200 bytes); `plugin-<id prefix>` when absent.
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DryRunRequest)]
 pub(crate) struct TestRequest {
+    /// Any JSON, passed to `pipeline_init`.
     #[serde(default)]
+    #[schema(value_type = Value)]
     config: Option<serde_json::Value>,
+    /// JSON-RPC log objects as a node returns them (at most 10,000).
+    #[schema(value_type = Vec<Object>)]
     events: Vec<Box<RawValue>>,
 }
+
+/// The module's bytes, as the OpenAPI document shows them.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+struct WasmModule(#[allow(dead_code)] Vec<u8>);
 
 /// Oversized or unreadable bodies answer in the API's error shape, not axum's plain text.
 impl From<BytesRejection> for ApiError {
@@ -83,6 +96,15 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
+/// Upload a plugin; the id is the sha256 of the bytes (200 when already stored).
+#[utoipa::path(post, path = "/plugins", tag = "plugins", params(UploadQuery),
+    request_body(description = "A WebAssembly module built with the guest SDK (the body is read as the module whatever its Content-Type)",
+        content((WasmModule = "application/octet-stream"), (WasmModule = "application/wasm"))),
+    responses(
+        (status = 201, description = "Stored", body = PluginView),
+        (status = 200, description = "The same bytes were already stored", body = PluginView),
+        (status = 413, description = "Larger than the module limit", body = ErrorBody),
+    ))]
 pub(crate) async fn upload(
     State(state): State<AdminState>,
     RawQuery(query): RawQuery,
@@ -120,7 +142,10 @@ fn plugin_name(name: Option<String>, id: &str) -> ApiResult<String> {
     }
 }
 
-async fn list(State(state): State<AdminState>) -> ApiResult<Json<PluginList>> {
+/// List plugins.
+#[utoipa::path(get, path = "/plugins", tag = "plugins",
+    responses((status = 200, description = "Every plugin", body = Page<PluginView>)))]
+async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<PluginView>>> {
     let items = state
         .store
         .list_plugins()
@@ -128,12 +153,12 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<PluginList>> {
         .into_iter()
         .map(PluginView::from)
         .collect();
-    Ok(Json(PluginList {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
+/// Show a plugin.
+#[utoipa::path(get, path = "/plugins/{id}", tag = "plugins", params(IdParam),
+    responses((status = 200, description = "The plugin", body = PluginView)))]
 async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<PluginView>> {
     let row = state
         .store
@@ -143,6 +168,9 @@ async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Plu
     Ok(Json(row.into()))
 }
 
+/// Delete a plugin (409 while a subscription uses it).
+#[utoipa::path(delete, path = "/plugins/{id}", tag = "plugins", params(IdParam),
+    responses((status = 204, description = "Deleted")))]
 async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_plugin(&id).await? {
         return Err(ApiError::not_found("plugin", &id));
@@ -152,6 +180,10 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Dry-run the plugin on sample events with production limits.
+#[utoipa::path(post, path = "/plugins/{id}/test", tag = "plugins", params(IdParam),
+    request_body = TestRequest,
+    responses((status = 200, description = "What the plugin did with each event", body = DryRunReport)))]
 pub(crate) async fn test(
     State(state): State<AdminState>,
     Id(id): Id,

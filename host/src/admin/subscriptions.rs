@@ -7,153 +7,84 @@ mod chain_view;
 pub(crate) mod modes;
 pub(crate) mod reprocess;
 pub(crate) mod update;
+mod views;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::plugins::{check_config, load_plugin};
-use super::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
+use super::schema::{self, OnDead, Ordering, OrderingKey};
+use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, new_id, parse_json, rfc3339};
 use crate::registry::{parse_addresses, parse_topics};
-use crate::store::{ParkedRow, SubscriptionRow, now_ms};
+use crate::store::{SubscriptionRow, now_ms};
+pub use views::SubscriptionView;
+use views::{ParkedView, PluginLogLine, PluginLogLines};
 
 /// Parked events listed per request.
 const PARKED_PAGE: i64 = 100;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/subscriptions", post(create).get(list))
-        .route(
-            "/subscriptions/{id}",
-            get(show).patch(update::update).delete(remove),
-        )
-        .route("/subscriptions/{id}/logs", get(logs))
-        .route("/subscriptions/{id}/parked", get(parked))
-        .route("/subscriptions/{id}/reprocess", post(reprocess::reprocess))
-        .route(
-            "/subscriptions/{id}/canary",
-            post(canary::start)
-                .get(canary::show)
-                .delete(canary::discard),
-        )
-        .route("/subscriptions/{id}/canary/promote", post(canary::promote))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, update::update, remove))
+        .routes(routes!(logs))
+        .routes(routes!(parked))
+        .routes(routes!(reprocess::reprocess))
+        .routes(routes!(canary::start, canary::show, canary::discard))
+        .routes(routes!(canary::promote))
 }
 
-/// A subscription as the API shows it: filters and config as JSON values, not strings.
-#[derive(Debug, Serialize)]
-pub struct SubscriptionView {
-    pub id: String,
-    pub endpoint_id: String,
-    pub chain_id: i64,
-    pub addresses: Value,
-    pub topics: Value,
-    pub plugin_id: Option<String>,
-    pub plugin_config: Value,
-    pub confirmations: i64,
-    pub batch: Value,
-    pub ordering: String,
-    pub ordering_key: String,
-    pub on_dead: String,
-    /// Ordering keys held back by a failing first delivery (empty when unordered).
-    pub ordering_blocked: Vec<modes::BlockedView>,
-    pub status: String,
-    pub last_error: Option<String>,
-    pub parked_events: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl SubscriptionView {
-    pub(crate) fn new(
-        row: SubscriptionRow,
-        parked_events: i64,
-        ordering_blocked: Vec<modes::BlockedView>,
-    ) -> SubscriptionView {
-        SubscriptionView {
-            batch: modes::batch_value(&row.mode),
-            ordering: row.mode.ordering,
-            ordering_key: row.mode.ordering_key,
-            on_dead: row.mode.on_dead,
-            ordering_blocked,
-            addresses: json_value(row.addresses.as_deref()),
-            topics: json_value(row.topics.as_deref()),
-            plugin_config: json_value(row.plugin_config.as_deref()),
-            id: row.id,
-            endpoint_id: row.endpoint_id,
-            chain_id: row.chain_id,
-            plugin_id: row.plugin_id,
-            confirmations: row.confirmations,
-            status: row.status,
-            last_error: row.last_error,
-            parked_events,
-            created_at: rfc3339(row.created_at),
-            updated_at: rfc3339(row.updated_at),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-/// A parked event, with the log as the JSON object the node sent.
-#[derive(Serialize)]
-struct ParkedView {
-    seq: i64,
-    chain_id: i64,
-    event_type: String,
-    log: Value,
-    error: String,
-    event_index: Option<i64>,
-    created_at: String,
-}
-
-impl From<ParkedRow> for ParkedView {
-    fn from(row: ParkedRow) -> ParkedView {
-        ParkedView {
-            seq: row.seq,
-            chain_id: row.event.chain_id,
-            event_type: row.event.event_type,
-            log: json_value(Some(&row.event.log)),
-            error: row.event.error,
-            event_index: row.event.event_index,
-            created_at: rfc3339(row.created_at),
-        }
-    }
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SubscriptionCreate)]
 struct CreateSubscription {
     endpoint_id: String,
+    /// A chain this host ingests.
+    #[schema(minimum = 1)]
     chain_id: i64,
     #[serde(default)]
+    #[schema(schema_with = schema::addresses)]
     addresses: Option<Value>,
     #[serde(default)]
+    #[schema(schema_with = schema::topics)]
     topics: Option<Value>,
     #[serde(default)]
     plugin_id: Option<String>,
+    /// Any JSON, passed to the plugin's `pipeline_init`; needs `plugin_id`.
     #[serde(default)]
+    #[schema(value_type = Value)]
     plugin_config: Option<Value>,
+    /// Blocks to wait past the event's block before delivering it.
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     confirmations: Option<u32>,
     #[serde(default, deserialize_with = "update::present")]
+    #[schema(schema_with = schema::batch)]
     batch: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Ordering>)]
     ordering: Option<String>,
+    /// `address`: one order per contract (not with `batch`).
     #[serde(default)]
+    #[schema(value_type = Option<OrderingKey>)]
     ordering_key: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<OnDead>)]
     on_dead: Option<String>,
 }
 
+/// Create a subscription.
+#[utoipa::path(post, path = "/subscriptions", tag = "subscriptions",
+    request_body = CreateSubscription,
+    responses((status = 201, description = "Created", body = SubscriptionView)))]
 async fn create(
     State(state): State<AdminState>,
     body: Result<Bytes, BytesRejection>,
@@ -197,7 +128,7 @@ async fn create(
             .plugin_config
             .filter(|c| !c.is_null())
             .map(|c| c.to_string()),
-        confirmations: i64::from(request.confirmations.unwrap_or(0)),
+        confirmations: checked_confirmations(request.confirmations)?.unwrap_or(0),
         status: "active".to_string(),
         last_error: None,
         created_at: now,
@@ -220,25 +151,33 @@ async fn create(
     ))
 }
 
+/// List subscriptions.
+#[utoipa::path(get, path = "/subscriptions", tag = "subscriptions",
+    responses((status = 200, description = "Every subscription", body = Page<SubscriptionView>)))]
 async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<SubscriptionView>>> {
     let rows = state.store.list_subscriptions().await?;
+    let parked_counts = state.store.count_parked_by_subscription().await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        let parked = state.store.count_parked(&row.id).await?;
+        let parked = parked_counts.get(&row.id).copied().unwrap_or(0);
+        // Only an ordered subscription asks the store (unordered ones have no blocked keys).
         let blocked = modes::blocked(&state, &row).await?;
         items.push(SubscriptionView::new(row, parked, blocked));
     }
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
+/// Show a subscription with its status, last plugin error and parked events.
+#[utoipa::path(get, path = "/subscriptions/{id}", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "The subscription", body = SubscriptionView)))]
 async fn show(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<SubscriptionView>> {
     let row = load(&state, &id).await?;
     view(&state, row).await
 }
 
+/// Delete a subscription and its parked events.
+#[utoipa::path(delete, path = "/subscriptions/{id}", tag = "subscriptions", params(IdParam),
+    responses((status = 204, description = "Deleted")))]
 async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.delete_subscription(&id).await? {
         return Err(ApiError::not_found("subscription", &id));
@@ -249,17 +188,27 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn logs(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Value>> {
+/// Recent plugin log lines.
+#[utoipa::path(get, path = "/subscriptions/{id}/logs", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "Oldest first", body = PluginLogLines)))]
+async fn logs(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<PluginLogLines>> {
     load(&state, &id).await?;
-    let items: Vec<Value> = state
+    let items = state
         .log_book
         .recent(&id)
         .into_iter()
-        .map(|line| serde_json::json!({"at": rfc3339(line.at), "level": line.level, "message": line.message}))
+        .map(|line| PluginLogLine {
+            at: rfc3339(line.at),
+            level: line.level.to_string(),
+            message: line.message,
+        })
         .collect();
-    Ok(Json(serde_json::json!({"items": items})))
+    Ok(Json(PluginLogLines { items }))
 }
 
+/// Events held back by a failing plugin (first 100).
+#[utoipa::path(get, path = "/subscriptions/{id}/parked", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "Oldest first", body = Page<ParkedView>)))]
 async fn parked(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<Page<ParkedView>>> {
     load(&state, &id).await?;
     let items = state
@@ -269,10 +218,7 @@ async fn parked(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Json<P
         .into_iter()
         .map(ParkedView::from)
         .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
 pub(crate) async fn load(state: &AdminState, id: &str) -> ApiResult<SubscriptionRow> {
@@ -312,6 +258,21 @@ async fn check_plugin(state: &AdminState, row: &SubscriptionRow) -> ApiResult<()
         .clone()
         .unwrap_or_else(|| "null".to_string());
     check_config(state, plugin, config_json).await
+}
+
+/// A subscription's confirmations, at most what a chain may be configured with (a larger one
+/// would hold its deliveries for ever; schemathesis found 2^31 accepted).
+fn checked_confirmations(confirmations: Option<u32>) -> ApiResult<Option<i64>> {
+    match confirmations {
+        Some(n) if u64::from(n) > crate::config::MAX_CONFIRMATIONS => Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "confirmations must be at most {}, got {n}",
+                crate::config::MAX_CONFIRMATIONS
+            ),
+        )),
+        other => Ok(other.map(i64::from)),
+    }
 }
 
 /// Addresses as stored: a JSON array of lowercase hex, or `None` for any emitter.

@@ -1,35 +1,43 @@
 //! `/v1/tokens` (admin scope): API tokens with a name and a scope, created (the token shown once),
 //! listed (never the token) and revoked (401 from then on; the row stays, showing when).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Scope, hash_token, new_token};
-use super::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
+use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, new_id, parse_json, rfc3339};
 use crate::store::{TokenRow, now_ms};
 
 const MAX_NAME_LEN: usize = 200;
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route("/tokens", post(create).get(list))
-        .route("/tokens/{id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(revoke))
 }
 
 /// A token as the API shows it; `token` only in the answer to its creation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Token)]
 struct TokenView {
     id: String,
     name: String,
+    #[schema(value_type = Scope)]
     scope: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_used_at: Option<String>,
+    #[schema(format = DateTime)]
     revoked_at: Option<String>,
+    /// Only in the answer to the creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<String>,
 }
@@ -48,19 +56,19 @@ impl From<TokenRow> for TokenView {
     }
 }
 
-#[derive(Serialize)]
-struct TokenList {
-    items: Vec<TokenView>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TokenCreate)]
 struct CreateToken {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     scope: Scope,
 }
 
+/// Create an API token (admin scope); the answer shows the token, once.
+#[utoipa::path(post, path = "/tokens", tag = "tokens",
+    request_body = CreateToken,
+    responses((status = 201, description = "Created", body = TokenView)))]
 async fn create(
     State(state): State<AdminState>,
     body: Result<Bytes, BytesRejection>,
@@ -92,7 +100,10 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn list(State(state): State<AdminState>) -> ApiResult<Json<TokenList>> {
+/// List API tokens (admin scope), revoked ones included; never the token.
+#[utoipa::path(get, path = "/tokens", tag = "tokens",
+    responses((status = 200, description = "Every token", body = Page<TokenView>)))]
+async fn list(State(state): State<AdminState>) -> ApiResult<Json<Page<TokenView>>> {
     let items = state
         .store
         .list_tokens()
@@ -100,12 +111,12 @@ async fn list(State(state): State<AdminState>) -> ApiResult<Json<TokenList>> {
         .into_iter()
         .map(TokenView::from)
         .collect();
-    Ok(Json(TokenList {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::all(items)))
 }
 
+/// Revoke an API token (admin scope); it is refused with 401 from then on.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", params(IdParam),
+    responses((status = 204, description = "Revoked")))]
 async fn revoke(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     if !state.store.revoke_token(&id, now_ms()).await? {
         return Err(ApiError::not_found("token", &id));

@@ -123,7 +123,7 @@ pub(super) fn validate_chain_stale(chain: &ChainConfig) -> anyhow::Result<()> {
 }
 
 /// Far more than any chain needs; bounded so block numbers plus confirmations cannot overflow.
-pub(super) const MAX_CONFIRMATIONS: u64 = 1_000_000;
+pub const MAX_CONFIRMATIONS: u64 = 1_000_000;
 
 pub(super) fn validate_ingest(ingest: &IngestConfig) -> anyhow::Result<()> {
     if !(1..=1024).contains(&ingest.max_message_mib) {

@@ -9,16 +9,18 @@ use serde_json::value::RawValue;
 use super::{CompiledPlugin, Decision, Output, PluginLog, PluginRuntime};
 use crate::event::ChainLog;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventResult {
     pub index: usize,
     /// `drop`, `keep` or `error` (the event the plugin reported failing).
+    #[schema(value_type = crate::admin::schema::DecisionName)]
     pub decision: &'static str,
     /// The webhook `data` the plugin produced, or null.
+    #[schema(value_type = Value)]
     pub data: Option<Box<RawValue>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DryRunReport {
     pub events: usize,
     pub kept: usize,

@@ -27,7 +27,7 @@ use host_state::HostState;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// One line a plugin logged through `pipeline.log`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginLog {
     /// 0 error, 1 warn, 2 info, 3 debug, 4 trace.
     pub level: u8,

@@ -355,6 +355,19 @@ impl Store {
         Ok(row.0)
     }
 
+    /// The number of parked events of every subscription that has any, in one statement (the
+    /// subscription list shows it per row).
+    pub async fn count_parked_by_subscription(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT subscription_id, COUNT(*) FROM parked_events GROUP BY subscription_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Removes every parked event of a subscription (the subscription is being deleted).
     pub async fn delete_all_parked(&self, subscription_id: &str) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM parked_events WHERE subscription_id = $1")

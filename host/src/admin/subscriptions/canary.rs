@@ -10,26 +10,32 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::{SubscriptionView, json_value, load, view};
 use crate::admin::plugins::{check_config, load_plugin};
-use crate::admin::{AdminState, ApiError, ApiResult, Id, new_id, parse_json, rfc3339};
+use crate::admin::{AdminState, ApiError, ApiResult, Id, IdParam, new_id, parse_json, rfc3339};
 use crate::store::{CanaryExample, CanaryRow, CanaryTally, now_ms};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CanaryStart)]
 pub(super) struct StartCanary {
     plugin_id: String,
+    /// The config passed to the candidate's `pipeline_init`, any JSON.
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     plugin_config: Option<Value>,
 }
 
 /// A canary as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Canary)]
 pub struct CanaryView {
     pub id: String,
     pub subscription_id: String,
     pub plugin_id: String,
+    #[schema(value_type = Value)]
     pub plugin_config: Value,
     /// Per event, the candidate's decision against the live plugin's.
     pub events: EventCounts,
@@ -45,7 +51,8 @@ pub struct CanaryView {
     pub updated_at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CanaryEventCounts)]
 pub struct EventCounts {
     pub compared: i64,
     pub same: i64,
@@ -54,7 +61,8 @@ pub struct EventCounts {
     pub data_differs: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CanaryFailureCounts)]
 pub struct FailureCounts {
     pub traps: i64,
     pub out_of_fuel: i64,
@@ -63,7 +71,8 @@ pub struct FailureCounts {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CanaryExample)]
 pub struct ExampleView {
     pub block_number: i64,
     pub block_hash: String,
@@ -72,7 +81,9 @@ pub struct ExampleView {
     #[serde(rename = "type")]
     pub event_type: String,
     /// `{"kept": bool, "data": …}`
+    #[schema(value_type = Value)]
     pub live: Value,
+    #[schema(value_type = Value)]
     pub canary: Value,
 }
 
@@ -137,6 +148,9 @@ impl From<CanaryExample> for ExampleView {
 }
 
 /// `POST /v1/subscriptions/{id}/canary`
+#[utoipa::path(post, path = "/subscriptions/{id}/canary", tag = "subscriptions", params(IdParam),
+    request_body = StartCanary,
+    responses((status = 201, description = "The canary, started", body = CanaryView)))]
 pub(super) async fn start(
     State(state): State<AdminState>,
     Id(id): Id,
@@ -178,6 +192,8 @@ pub(super) async fn start(
 }
 
 /// `GET /v1/subscriptions/{id}/canary`
+#[utoipa::path(get, path = "/subscriptions/{id}/canary", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "How the candidate's decisions compare", body = CanaryView)))]
 pub(super) async fn show(
     State(state): State<AdminState>,
     Id(id): Id,
@@ -189,6 +205,8 @@ pub(super) async fn show(
 }
 
 /// `POST /v1/subscriptions/{id}/canary/promote`: the subscription as it is now.
+#[utoipa::path(post, path = "/subscriptions/{id}/canary/promote", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "The subscription, now with the candidate's plugin", body = SubscriptionView)))]
 pub(super) async fn promote(
     State(state): State<AdminState>,
     Id(id): Id,
@@ -205,6 +223,8 @@ pub(super) async fn promote(
 }
 
 /// `DELETE /v1/subscriptions/{id}/canary`
+#[utoipa::path(delete, path = "/subscriptions/{id}/canary", tag = "subscriptions", params(IdParam),
+    responses((status = 204, description = "Discarded")))]
 pub(super) async fn discard(State(state): State<AdminState>, Id(id): Id) -> ApiResult<StatusCode> {
     load(&state, &id).await?;
     if !state.store.delete_canary(&id).await? {

@@ -50,13 +50,16 @@ impl ModeFields {
 }
 
 /// An ordering key held back by its first undelivered delivery.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BlockedKey)]
 pub struct BlockedView {
     pub key: String,
     pub delivery_id: String,
+    #[schema(value_type = crate::admin::schema::BlockedStatus)]
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
+    #[schema(format = DateTime)]
     pub since: Option<String>,
 }
 

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::chain_view::{ChainView, Verdict};
 use super::load;
 use crate::admin::plugins::{load_plugin, run_blocking};
-use crate::admin::{AdminState, ApiError, ApiResult, Id};
+use crate::admin::{AdminState, ApiError, ApiResult, Id, IdParam};
 use crate::event::{ChainLog, EventType};
 use crate::matcher::{Candidate, Subscription, SubscriptionStatus};
 use crate::plugin::dry_run::dry_run;
@@ -28,7 +28,7 @@ const PLUGIN_BATCH: usize = 100;
 /// Lease for the written deliveries: already expired, so the retry poller sends them.
 const DUE_NOW: i64 = -1;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct ReprocessAnswer {
     pub reprocessed: usize,
     pub delivered: usize,
@@ -42,6 +42,9 @@ pub struct ReprocessAnswer {
 /// Per event: `None` = dropped, `Some(data)` = kept with the plugin's payload (if any).
 type Decisions = Vec<Option<Option<Box<RawValue>>>>;
 
+/// Run up to 1000 parked events through the current plugin (409 `plugin_failed` if it fails again).
+#[utoipa::path(post, path = "/subscriptions/{id}/reprocess", tag = "subscriptions", params(IdParam),
+    responses((status = 200, description = "What became of the events", body = ReprocessAnswer)))]
 pub async fn reprocess(
     State(state): State<AdminState>,
     Id(id): Id,

@@ -9,33 +9,50 @@ use axum::extract::rejection::BytesRejection;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::{SubscriptionView, addresses_text, check_plugin, load, topics_text, view};
-use crate::admin::{AdminState, ApiError, ApiResult, Id, parse_json};
+use super::{
+    SubscriptionView, addresses_text, check_plugin, checked_confirmations, load, topics_text, view,
+};
+use crate::admin::schema::{self, OnDead, Ordering, OrderingKey, SubscriptionStatusInput};
+use crate::admin::{AdminState, ApiError, ApiResult, Id, IdParam, parse_json};
 use crate::store::{SubscriptionPatch, SubscriptionRow, now_ms};
 
 /// Absent fields stay as they are; `null` clears (`addresses`, `topics`: any; `plugin_id`: detach).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SubscriptionUpdate)]
 pub(super) struct UpdateSubscription {
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = schema::addresses)]
     addresses: Option<Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = schema::topics)]
     topics: Option<Value>,
+    /// null detaches the plugin.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     plugin_id: Option<Option<String>>,
+    /// Any JSON, passed to the plugin's `pipeline_init`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Value)]
     plugin_config: Option<Value>,
     #[serde(default)]
+    #[schema(maximum = 1_000_000)]
     confirmations: Option<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<SubscriptionStatusInput>)]
     status: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = schema::batch)]
     batch: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Ordering>)]
     ordering: Option<String>,
+    /// `address`: one order per contract (not with `batch`).
     #[serde(default)]
+    #[schema(value_type = Option<OrderingKey>)]
     ordering_key: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<OnDead>)]
     on_dead: Option<String>,
 }
 
@@ -46,6 +63,11 @@ pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(deserializer).map(Some)
 }
 
+/// Change filters, plugin, config, confirmations, delivery mode or status; a new plugin or
+/// config releases a quarantine.
+#[utoipa::path(patch, path = "/subscriptions/{id}", tag = "subscriptions", params(IdParam),
+    request_body = UpdateSubscription,
+    responses((status = 200, description = "The subscription as changed", body = SubscriptionView)))]
 pub(crate) async fn update(
     State(state): State<AdminState>,
     Id(id): Id,
@@ -65,7 +87,7 @@ pub(crate) async fn update(
             .as_ref()
             .map(|t| topics_text(Some(t)))
             .transpose()?,
-        confirmations: request.confirmations.map(i64::from),
+        confirmations: checked_confirmations(request.confirmations)?,
         updated_at: now_ms(),
         ..SubscriptionPatch::default()
     };
