@@ -167,11 +167,16 @@ impl Harness {
 
     /// Parks `LOG` for the subscription, as the matcher does when its plugin fails.
     async fn park(&self, subscription_id: &str) {
+        self.park_log(subscription_id, LOG).await
+    }
+
+    /// Parks `log` for the subscription (parking the same log twice keeps one row).
+    async fn park_log(&self, subscription_id: &str, log: &str) {
         let parked = ParkedEvent {
             subscription_id: subscription_id.to_string(),
             chain_id: 1,
             event_type: "log".into(),
-            log: LOG.into(),
+            log: log.into(),
             error: "trap: unreachable".into(),
             event_index: None,
         };
@@ -640,7 +645,9 @@ async fn parked_events_are_reprocessed_into_deliveries() {
     let (_, other) = h.subscription(json!({})).await;
     let (_, third) = h.subscription(json!({})).await;
     h.park(other["id"].as_str().unwrap()).await;
-    h.park(other["id"].as_str().unwrap()).await;
+    h.park(other["id"].as_str().unwrap()).await; // the same event again: still one row
+    let second = LOG.replace("\"logIndex\":\"0x0\"", "\"logIndex\":\"0x1\"");
+    h.park_log(other["id"].as_str().unwrap(), &second).await;
     let (_, all) = h.get("/v1/subscriptions").await;
     let counts: std::collections::BTreeMap<&str, i64> = all["items"]
         .as_array()
