@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -53,6 +54,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 #[derive(Clone, Default)]
 struct Sink(Arc<Mutex<Vec<(Instant, u64, String)>>>);
+
+/// Largest webhook body the sink takes.
+const SINK_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> &'static str {
     let at = Instant::now();
@@ -206,6 +210,7 @@ fn sink_only(port: u16) {
         let app = Router::new()
             .route("/hook", post(receive))
             .route("/hook/{n}", post(receive))
+            .layer(DefaultBodyLimit::max(SINK_BODY_LIMIT))
             .with_state(Sink::default());
         let _ = tokio::time::timeout(Duration::from_secs(60), axum::serve(listener, app)).await;
     });
@@ -234,6 +239,8 @@ async fn run(s: Scenario) -> Value {
     let app = Router::new()
         .route("/hook", post(receive))
         .route("/hook/{n}", post(receive))
+        // A per-block batch of a 10,000-log block is ~10 MB: above axum's 2 MB default.
+        .layer(DefaultBodyLimit::max(SINK_BODY_LIMIT))
         .with_state(sink.clone());
     tokio::spawn(async move { axum::serve(sink_listener, app).await.unwrap() });
 
