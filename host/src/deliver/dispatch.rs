@@ -20,6 +20,9 @@ use crate::store::{AttemptResult, EndpointRow, Store, now_ms};
 /// Jobs held in memory at most, in all and per endpoint; beyond that they wait in the store.
 const MAX_PENDING_JOBS: usize = 10_000;
 const MAX_QUEUED_PER_ENDPOINT: usize = 5_000;
+/// Webhook bodies held in memory per endpoint at most (KiB): a per-block batch can be megabytes,
+/// and 5,000 of them refused by an endpoint once held 1.4 GB (BENCHMARKS.md, delivery modes).
+const MAX_QUEUED_BODY_KIB_PER_ENDPOINT: u32 = 64 * 1024;
 /// How long a job that found no room waits in the store before the poller offers it again.
 const DEFER_MS: i64 = 1_000;
 /// A full endpoint queue is waited on this long before its job is deferred: a fast endpoint frees
@@ -40,6 +43,9 @@ struct Lane {
     queue: Mutex<LaneQueue>,
     /// Jobs queued or being sent for the endpoint (its share of the in-memory room).
     room: Arc<Semaphore>,
+    /// Their bodies, in KiB (`MAX_QUEUED_BODY_KIB_PER_ENDPOINT`).
+    body_room: Arc<Semaphore>,
+    body_kib: u32,
     /// Set when the lane stayed full for `ROOM_WAIT`.
     slow_until: Mutex<Option<Instant>>,
 }
@@ -53,29 +59,59 @@ struct LaneQueue {
 /// A job with the room it holds, returned when its attempt is over.
 struct Queued {
     job: DeliveryJob,
-    _room: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    _room: (OwnedSemaphorePermit, LaneRoom),
+}
+
+/// A job's slot and its body's KiB in its endpoint's share.
+struct LaneRoom {
+    _slot: OwnedSemaphorePermit,
+    _body: OwnedSemaphorePermit,
 }
 
 impl Lane {
     fn new() -> Lane {
+        Lane::with_limits(MAX_QUEUED_PER_ENDPOINT, MAX_QUEUED_BODY_KIB_PER_ENDPOINT)
+    }
+
+    fn with_limits(jobs: usize, body_kib: u32) -> Lane {
         Lane {
             queue: Mutex::default(),
-            room: Arc::new(Semaphore::new(MAX_QUEUED_PER_ENDPOINT)),
+            room: Arc::new(Semaphore::new(jobs)),
+            body_room: Arc::new(Semaphore::new(body_kib as usize)),
+            body_kib,
             slow_until: Mutex::default(),
         }
     }
 
-    /// A slot in the endpoint's share: at once, after a short wait, or none (defer the job).
-    async fn room(&self) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.room.clone().try_acquire_owned() {
-            return Some(permit);
+    /// A slot, and room for a body of `body_len` bytes, in the endpoint's share: at once, after a
+    /// short wait, or none (defer the job). A body larger than the whole share waits for all of it.
+    async fn room(&self, body_len: usize) -> Option<LaneRoom> {
+        let kib = u32::try_from(body_len / 1024 + 1)
+            .unwrap_or(u32::MAX)
+            .min(self.body_kib);
+        if let (Ok(slot), Ok(body)) = (
+            self.room.clone().try_acquire_owned(),
+            self.body_room.clone().try_acquire_many_owned(kib),
+        ) {
+            return Some(LaneRoom {
+                _slot: slot,
+                _body: body,
+            });
         }
         if lock(&self.slow_until).is_some_and(|until| Instant::now() < until) {
             return None;
         }
-        match tokio::time::timeout(ROOM_WAIT, self.room.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Some(permit),
-            Ok(Err(_)) | Err(_) => {
+        let both = async {
+            let slot = self.room.clone().acquire_owned().await.ok()?;
+            let body = self.body_room.clone().acquire_many_owned(kib).await.ok()?;
+            Some(LaneRoom {
+                _slot: slot,
+                _body: body,
+            })
+        };
+        match tokio::time::timeout(ROOM_WAIT, both).await {
+            Ok(Some(room)) => Some(room),
+            Ok(None) | Err(_) => {
                 *lock(&self.slow_until) = Some(Instant::now() + SLOW_FOR);
                 None
             }
@@ -191,7 +227,7 @@ impl Dispatcher {
             // A fast endpoint frees room at once, so its overflow waits briefly instead (see
             // `ROOM_WAIT`). When the whole queue is full, wait: that is backpressure, all the way
             // to ingest.
-            let Some(lane_permit) = lane.room().await else {
+            let Some(lane_room) = lane.room(job.body.len()).await else {
                 shared
                     .metrics
                     .deliveries_attempted
@@ -210,7 +246,7 @@ impl Dispatcher {
             }
             let queued = Queued {
                 job,
-                _room: (pending_permit, lane_permit),
+                _room: (pending_permit, lane_room),
             };
             if lane.push(queued, self.per_endpoint) {
                 let (shared, in_flight, endpoints) =

@@ -170,3 +170,27 @@ async fn a_job_whose_lease_ran_out_in_memory_is_not_sent() {
     assert!(results.is_empty(), "no outcome either: {results:?}");
     assert_eq!(received.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn an_endpoints_queued_bodies_are_bounded_in_bytes_as_well_as_in_jobs() {
+    // Room for 100 jobs but 1 MiB of bodies: two 600 KiB bodies do not fit at once.
+    let lane = Lane::with_limits(100, 1024);
+    let big = 600 * 1024;
+    let first = lane.room(big).await.expect("room for the first body");
+    assert!(
+        lane.room(big).await.is_none(),
+        "a second 600 KiB body waited for room and was deferred"
+    );
+    assert!(
+        lane.room(1024).await.is_some(),
+        "a small body still fits beside it"
+    );
+    drop(first);
+    *lock(&lane.slow_until) = None;
+    assert!(
+        lane.room(big).await.is_some(),
+        "room again once the first is sent"
+    );
+    // A body larger than the whole share still passes, alone.
+    assert!(lane.room(4 * 1024 * 1024).await.is_some());
+}
