@@ -12,13 +12,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
-/// An endpoint's status.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointStatus {
-    Enabled,
-    Disabled,
-}
+pub use crate::store::{DeliveryStatus, EndpointStatus};
 
 /// A subscription's status; `quarantined` is set by the pipeline (a failing plugin), never by a client.
 #[derive(Serialize, ToSchema)]
@@ -35,18 +29,6 @@ pub enum SubscriptionStatus {
 pub enum SubscriptionStatusInput {
     Active,
     Paused,
-}
-
-/// A delivery's status. `filling`: a batch still taking events (`batch: {max_events,
-/// max_wait_ms}`), not yet due.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Retrying,
-    Dead,
-    Filling,
 }
 
 /// The status of the delivery holding an ordering key back.

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::states::DeliveryStatus;
+
 pub use crate::modes::ModeColumns;
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,8 +206,8 @@ pub struct DueDelivery {
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptResult {
     pub id: String,
-    /// delivered | retrying | dead
-    pub status: String,
+    /// Delivered, retrying or dead (pending or retrying when postponed without an attempt).
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub status_code: Option<i64>,
@@ -235,7 +237,7 @@ pub struct DeliveryRow {
     pub chain_id: i64,
     pub event_type: String,
     pub block_number: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_status_code: Option<i64>,
@@ -259,7 +261,7 @@ pub struct AttemptRow {
 pub struct DeliveryFilter {
     pub subscription_id: Option<String>,
     pub endpoint_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only rows with `seq` below this (pagination, newest first).
     pub before_seq: Option<i64>,
     /// Only rows created at or after this (Unix ms).

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::deliver::client::ClientSettings;
-use crate::store::EndpointRow;
+use crate::store::{DeliveryStatus, EndpointRow};
 
 /// A receiver on loopback answering 200 and counting what it got.
 async fn receiver() -> (String, Arc<AtomicUsize>) {
@@ -120,7 +120,12 @@ async fn a_stale_snapshot_never_makes_a_delivery_dead() {
     for snapshot in [vec![], vec![endpoint(&url, "disabled")]] {
         let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
         assert_eq!(results.len(), 1);
-        assert_eq!(results[0].status, "delivered", "{:?}", results[0].error);
+        assert_eq!(
+            results[0].status,
+            DeliveryStatus::Delivered,
+            "{:?}",
+            results[0].error
+        );
     }
     assert_eq!(received.load(Ordering::SeqCst), 2);
 }
@@ -130,7 +135,7 @@ async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
     let (url, received) = receiver().await;
     let store = store().await;
     let results = dispatch(&store, vec![], vec![job(now_ms() + 60_000)]).await;
-    assert_eq!(results[0].status, "dead");
+    assert_eq!(results[0].status, DeliveryStatus::Dead);
     assert_eq!(
         results[0].error.as_deref(),
         Some("endpoint ep_1 does not exist")
@@ -147,7 +152,7 @@ async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
     );
     // Enabled in the snapshot: sent without asking the store (the common, hot case).
     let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
-    assert_eq!(results[0].status, "delivered");
+    assert_eq!(results[0].status, DeliveryStatus::Delivered);
     assert_eq!(received.load(Ordering::SeqCst), 1);
 }
 

@@ -226,7 +226,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
         assert_ne!(first[0].lease_until, second[0].lease_until);
         let outcome = |status: &str, lease: i64, attempted: bool| AttemptResult {
             id: "msg_s".into(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             attempts: if attempted { 1 } else { 0 },
             next_attempt_at: now_ms(),
             status_code: attempted.then_some(400),
@@ -255,7 +255,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
         let replay = outcome("retrying", second[0].lease_until, false);
         store.record_results(&[replay]).await.unwrap();
         let (row, _) = store.get_delivery("msg_s").await.unwrap().unwrap();
-        assert_eq!(row.status, "dead");
+        assert_eq!(row.status, DeliveryStatus::Dead);
     })
     .await;
 }
