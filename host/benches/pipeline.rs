@@ -27,7 +27,7 @@ use pipeline_host::app;
 use pipeline_host::config::Config;
 use pipeline_host::event::{BlockKind, BlockLogs, ChainLog};
 use pipeline_host::plugin::plugin_id;
-use pipeline_host::store::{EndpointRow, PluginRow, SubscriptionRow, now_ms};
+use pipeline_host::store::{EndpointRow, EndpointStatus, PluginRow, SubscriptionRow, now_ms};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -161,7 +161,7 @@ async fn phase(
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: "enabled".into(),
+        status: EndpointStatus::Enabled,
         disabled_reason: None,
         created_at: now_ms(),
         updated_at: now_ms(),

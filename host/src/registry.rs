@@ -344,7 +344,7 @@ mod tests {
             secret: "whsec_first".into(),
             previous_secret: None,
             previous_secret_expires_at: None,
-            status: "enabled".into(),
+            status: crate::store::EndpointStatus::Enabled,
             disabled_reason: None,
             created_at: 1,
             updated_at: 1,

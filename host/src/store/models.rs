@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::states::DeliveryStatus;
+use super::states::{DeliveryStatus, EndpointStatus};
 
 pub use crate::modes::ModeColumns;
 
@@ -25,7 +25,7 @@ pub struct EndpointRow {
     pub previous_secret: Option<String>,
     #[serde(skip)]
     pub previous_secret_expires_at: Option<i64>,
-    pub status: String,
+    pub status: EndpointStatus,
     pub disabled_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,

@@ -5,7 +5,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{AttemptRow, EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
+use super::{
+    AttemptRow, EndpointRow, EndpointStatus, PluginRow, Store, StoreError, SubscriptionRow,
+};
 
 /// One page of subscriptions: the filters that are set, ids after `after_id`, at most `limit`.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +53,7 @@ impl Store {
 
     pub async fn endpoints_page(
         &self,
-        status: Option<&str>,
+        status: Option<EndpointStatus>,
         after_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EndpointRow>, StoreError> {
@@ -61,7 +63,7 @@ impl Store {
             super::resources::ENDPOINT_COLUMNS
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(status)
+            .bind(status.map(EndpointStatus::as_str))
             .bind(after_id.unwrap_or_default())
             .bind(limit)
             .fetch_all(&self.pool)

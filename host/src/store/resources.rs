@@ -169,7 +169,7 @@ fn bind_endpoint<'q>(q: AnyQuery<'q>, e: &'q EndpointRow) -> AnyQuery<'q> {
         .bind(&e.secret)
         .bind(&e.previous_secret)
         .bind(e.previous_secret_expires_at)
-        .bind(&e.status)
+        .bind(e.status.as_str())
         .bind(&e.disabled_reason)
         .bind(e.created_at)
         .bind(e.updated_at)
@@ -215,7 +215,7 @@ impl Store {
             url: r.try_get(1)?,
             description: r.try_get(2)?,
             previous_secret_expires_at: r.try_get(5)?,
-            status: r.try_get(6)?,
+            status: r.try_get::<String, _>(6)?.parse()?,
             disabled_reason: r.try_get(7)?,
             created_at: r.try_get(8)?,
             updated_at: r.try_get(9)?,

@@ -13,7 +13,7 @@ async fn setup(store: &Store) {
             secret: "whsec_x".into(),
             previous_secret: None,
             previous_secret_expires_at: None,
-            status: "enabled".into(),
+            status: EndpointStatus::Enabled,
             disabled_reason: None,
             created_at: 1,
             updated_at: 1,

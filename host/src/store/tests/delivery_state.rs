@@ -14,7 +14,7 @@ fn endpoint(id: &str) -> EndpointRow {
         secret: "whsec_first".into(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: "enabled".into(),
+        status: EndpointStatus::Enabled,
         disabled_reason: None,
         created_at: 1,
         updated_at: 1,
@@ -292,8 +292,8 @@ async fn endpoint_writers_change_only_their_own_columns() {
         assert_eq!(row.previous_secret.as_deref(), Some("whsec_first"));
         assert_eq!(row.previous_secret_expires_at, Some(5_000));
         assert_eq!(
-            (row.status.as_str(), row.disabled_reason.as_deref()),
-            ("disabled", Some("receiver answered 410 Gone"))
+            (row.status, row.disabled_reason.as_deref()),
+            (EndpointStatus::Disabled, Some("receiver answered 410 Gone"))
         );
         assert_eq!(
             (row.description.as_str(), row.url.as_str()),

@@ -31,3 +31,37 @@ async fn an_unknown_delivery_status_in_the_database_is_an_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unknown_endpoint_status_in_the_database_is_an_error() {
+    each_store(async |store: Store| {
+        let endpoint = EndpointRow {
+            id: "ep_odd".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            description: "d".into(),
+            secret: "whsec_first".into(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            status: EndpointStatus::Disabled,
+            disabled_reason: Some("test".into()),
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.insert_endpoint(&endpoint).await.unwrap();
+        let row = store.get_endpoint("ep_odd").await.unwrap().unwrap();
+        assert_eq!(row.status, EndpointStatus::Disabled);
+        let page = store.endpoints_page(Some(EndpointStatus::Enabled), None, 10);
+        assert!(page.await.unwrap().is_empty(), "the filter binds the text");
+        sqlx::query("UPDATE endpoints SET status = 'Enabled' WHERE id = $1")
+            .bind("ep_odd")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = store.get_endpoint("ep_odd").await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::UnknownState(s) if s.value == "Enabled"),
+            "{err}"
+        );
+    })
+    .await;
+}
