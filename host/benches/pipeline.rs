@@ -27,7 +27,9 @@ use pipeline_host::app;
 use pipeline_host::config::Config;
 use pipeline_host::event::{BlockKind, BlockLogs, ChainLog};
 use pipeline_host::plugin::plugin_id;
-use pipeline_host::store::{EndpointRow, EndpointStatus, PluginRow, SubscriptionRow, now_ms};
+use pipeline_host::store::{
+    EndpointRow, EndpointStatus, PluginRow, SubscriptionRow, SubscriptionStatus, now_ms,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -176,7 +178,7 @@ async fn phase(
         plugin_id: plugin,
         plugin_config: Some(json!({"min_value": "0"}).to_string()),
         confirmations: 0,
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         last_error: None,
         created_at: now_ms(),
         updated_at: now_ms(),

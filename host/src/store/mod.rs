@@ -41,7 +41,7 @@ pub use outbox::WriteStats;
 pub use pages::{EndpointAttempt, SubscriptionFilter};
 pub use retention::{Cutoffs, Pruned};
 pub use secrets::{SecretError, SecretKeys};
-pub use states::{DeliveryStatus, EndpointStatus, UnknownState};
+pub use states::{DeliveryStatus, EndpointStatus, SubscriptionStatus, UnknownState};
 pub use tokens::{LiveToken, TokenRow};
 pub use window::StoredBlock;
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::states::{DeliveryStatus, EndpointStatus};
+use super::states::{DeliveryStatus, EndpointStatus, SubscriptionStatus};
 
 pub use crate::modes::ModeColumns;
 
@@ -58,7 +58,7 @@ pub struct SubscriptionRow {
     /// JSON config passed to `pipeline_init`.
     pub plugin_config: Option<String>,
     pub confirmations: i64,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -75,7 +75,7 @@ pub struct SubscriptionPatch {
     /// `plugin_id` and `plugin_config`, always written together.
     pub plugin: Option<(Option<String>, Option<String>)>,
     pub confirmations: Option<i64>,
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     pub last_error: Option<Option<String>>,
     /// Batching and ordering, written together.
     pub mode: Option<ModeColumns>,
@@ -146,7 +146,7 @@ pub struct Cursor {
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub subscription_id: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub last_error: Option<String>,
 }
 

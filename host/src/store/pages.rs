@@ -7,12 +7,13 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{
     AttemptRow, EndpointRow, EndpointStatus, PluginRow, Store, StoreError, SubscriptionRow,
+    SubscriptionStatus,
 };
 
 /// One page of subscriptions: the filters that are set, ids after `after_id`, at most `limit`.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionFilter {
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     pub endpoint_id: Option<String>,
     pub plugin_id: Option<String>,
     pub after_id: Option<String>,
@@ -39,7 +40,7 @@ impl Store {
             super::resources::SUBSCRIPTION_COLUMNS
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(&filter.status)
+            .bind(filter.status.map(SubscriptionStatus::as_str))
             .bind(&filter.endpoint_id)
             .bind(&filter.plugin_id)
             .bind(filter.after_id.clone().unwrap_or_default())

@@ -6,7 +6,9 @@
 //! back, after which every signature failed. Each statement here names its own columns only and
 //! computes what depends on the current row (the previous secret) inside the UPDATE.
 
-use super::{EndpointStatus, HELD_UNTIL_RELEASED, Store, StoreError, SubscriptionPatch};
+use super::{
+    EndpointStatus, HELD_UNTIL_RELEASED, Store, StoreError, SubscriptionPatch, SubscriptionStatus,
+};
 
 impl Store {
     /// Writes the columns `patch` sets; the others keep what the store holds now. False when the
@@ -46,7 +48,7 @@ impl Store {
             .bind(patch.confirmations.is_some())
             .bind(patch.confirmations.unwrap_or(0))
             .bind(patch.status.is_some())
-            .bind(patch.status.clone())
+            .bind(patch.status.map(SubscriptionStatus::as_str))
             .bind(patch.last_error.is_some())
             .bind(patch.last_error.clone().flatten())
             .bind(patch.updated_at)

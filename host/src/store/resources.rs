@@ -184,7 +184,7 @@ fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q
         .bind(&s.plugin_id)
         .bind(&s.plugin_config)
         .bind(s.confirmations)
-        .bind(&s.status)
+        .bind(s.status.as_str())
         .bind(&s.last_error)
         .bind(s.created_at)
         .bind(s.updated_at)
@@ -234,7 +234,7 @@ pub(super) fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError
         plugin_id: r.try_get(5)?,
         plugin_config: r.try_get(6)?,
         confirmations: r.try_get(7)?,
-        status: r.try_get(8)?,
+        status: r.try_get::<String, _>(8)?.parse()?,
         last_error: r.try_get(9)?,
         created_at: r.try_get(10)?,
         updated_at: r.try_get(11)?,

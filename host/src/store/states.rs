@@ -84,6 +84,15 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// A subscription's status; `quarantined` is set by the pipeline (a failing plugin), never by a client.
+    SubscriptionStatus, "subscription status" {
+        Active => "active",
+        Paused => "paused",
+        Quarantined => "quarantined",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +105,9 @@ mod tests {
                 serde_json::to_value(status).unwrap(),
                 serde_json::json!(status.as_str())
             );
+        }
+        for status in SubscriptionStatus::ALL {
+            assert_eq!(status.as_str().parse::<SubscriptionStatus>(), Ok(*status));
         }
         for status in EndpointStatus::ALL {
             assert_eq!(status.as_str().parse::<EndpointStatus>(), Ok(*status));

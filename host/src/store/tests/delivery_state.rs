@@ -31,7 +31,7 @@ fn subscription(id: &str, confirmations: i64) -> SubscriptionRow {
         plugin_id: None,
         plugin_config: None,
         confirmations,
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         last_error: None,
         created_at: 1,
         updated_at: 1,
@@ -320,7 +320,7 @@ async fn a_subscription_patch_keeps_the_matchers_status() {
         let quarantine = OutboxWrite {
             status_changes: vec![StatusChange {
                 subscription_id: "sub_1".into(),
-                status: "quarantined".into(),
+                status: SubscriptionStatus::Quarantined,
                 last_error: Some("trap".into()),
             }],
             ..OutboxWrite::default()
@@ -340,7 +340,7 @@ async fn a_subscription_patch_keeps_the_matchers_status() {
         );
         assert_eq!((row.confirmations, row.updated_at), (4, 9));
         let release = SubscriptionPatch {
-            status: Some("active".into()),
+            status: Some(SubscriptionStatus::Active),
             last_error: Some(None),
             updated_at: 10,
             ..SubscriptionPatch::default()

@@ -33,7 +33,7 @@ async fn setup(store: &Store, mode: DeliveryMode) {
             plugin_id: None,
             plugin_config: None,
             confirmations: 0,
-            status: "active".into(),
+            status: SubscriptionStatus::Active,
             last_error: None,
             created_at: 1,
             updated_at: 1,

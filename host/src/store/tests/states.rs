@@ -65,3 +65,45 @@ async fn an_unknown_endpoint_status_in_the_database_is_an_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unknown_subscription_status_in_the_database_is_an_error() {
+    each_store(async |store: Store| {
+        sqlx::query(
+            "INSERT INTO endpoints (id, url, description, secret, status, created_at, updated_at) \
+             VALUES ('ep_1', 'http://127.0.0.1:9/hook', 'd', 'whsec_first', 'enabled', 1, 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let subscription = SubscriptionRow {
+            id: "sub_odd".into(),
+            endpoint_id: "ep_1".into(),
+            chain_id: 1,
+            addresses: None,
+            topics: None,
+            plugin_id: None,
+            plugin_config: None,
+            confirmations: 0,
+            status: SubscriptionStatus::Paused,
+            last_error: None,
+            created_at: 1,
+            updated_at: 1,
+            mode: Default::default(),
+        };
+        store.insert_subscription(&subscription).await.unwrap();
+        let row = store.get_subscription("sub_odd").await.unwrap().unwrap();
+        assert_eq!(row.status, SubscriptionStatus::Paused);
+        sqlx::query("UPDATE subscriptions SET status = 'frozen' WHERE id = $1")
+            .bind("sub_odd")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = store.get_subscription("sub_odd").await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::UnknownState(s) if s.value == "frozen"),
+            "{err}"
+        );
+    })
+    .await;
+}
