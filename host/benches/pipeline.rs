@@ -27,7 +27,9 @@ use pipeline_host::app;
 use pipeline_host::config::Config;
 use pipeline_host::event::{BlockKind, BlockLogs, ChainLog};
 use pipeline_host::plugin::plugin_id;
-use pipeline_host::store::{EndpointRow, PluginRow, SubscriptionRow, now_ms};
+use pipeline_host::store::{
+    EndpointRow, EndpointStatus, PluginRow, SubscriptionRow, SubscriptionStatus, now_ms,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -161,7 +163,7 @@ async fn phase(
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: "enabled".into(),
+        status: EndpointStatus::Enabled,
         disabled_reason: None,
         created_at: now_ms(),
         updated_at: now_ms(),
@@ -176,7 +178,7 @@ async fn phase(
         plugin_id: plugin,
         plugin_config: Some(json!({"min_value": "0"}).to_string()),
         confirmations: 0,
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         last_error: None,
         created_at: now_ms(),
         updated_at: now_ms(),

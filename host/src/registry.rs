@@ -10,7 +10,7 @@ use alloy_primitives::{Address, B256};
 use tokio::sync::{Mutex, watch};
 
 use crate::canary::CanaryBinding;
-use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet, SubscriptionStatus};
+use crate::matcher::index::{PluginBinding, Subscription, SubscriptionSet};
 use crate::modes::DeliveryMode;
 use crate::plugin::{CompiledPlugin, PluginRuntime};
 use crate::store::{CanaryRow, EndpointRow, Store, StoreError, SubscriptionRow};
@@ -233,7 +233,7 @@ impl Registry {
             addresses: parse_addresses(row.addresses.as_deref()).map_err(invalid)?,
             topics: parse_topics(row.topics.as_deref()).map_err(invalid)?,
             plugin: None,
-            status: SubscriptionStatus::parse(&row.status).unwrap_or(SubscriptionStatus::Active),
+            status: row.status,
             confirmations: row.confirmations.max(0) as u64,
             load_error: None,
             canary: None,
@@ -322,7 +322,7 @@ mod tests {
             plugin_id: None,
             plugin_config: None,
             confirmations: 0,
-            status: "active".into(),
+            status: crate::store::SubscriptionStatus::Active,
             last_error: None,
             created_at: 0,
             updated_at: 0,
@@ -344,7 +344,7 @@ mod tests {
             secret: "whsec_first".into(),
             previous_secret: None,
             previous_secret_expires_at: None,
-            status: "enabled".into(),
+            status: crate::store::EndpointStatus::Enabled,
             disabled_reason: None,
             created_at: 1,
             updated_at: 1,

@@ -16,8 +16,6 @@ use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
-/// `filling`: a batch still taking events (`batch: {max_events, max_wait_ms}`), not yet due.
-const STATUSES: [&str; 5] = ["pending", "delivered", "retrying", "dead", "filling"];
 
 pub fn routes() -> OpenApiRouter<AdminState> {
     OpenApiRouter::new()
@@ -37,8 +35,7 @@ pub struct DeliveryView {
     #[schema(value_type = EventTypeName)]
     pub event_type: String,
     pub block_number: i64,
-    #[schema(value_type = DeliveryStatus)]
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempt_count: i64,
     #[schema(format = DateTime)]
     pub next_attempt_at: String,
@@ -113,8 +110,7 @@ struct DeliveryDetail {
 pub(crate) struct RetryAnswer {
     id: String,
     /// Always `retrying`.
-    #[schema(value_type = DeliveryStatus)]
-    status: &'static str,
+    status: DeliveryStatus,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -154,10 +150,17 @@ async fn list(
 }
 
 fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
-    if let Some(status) = query.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        let message = format!("status {status:?} is not one of {}", STATUSES.join(", "));
-        return Err(ApiError::bad_request("invalid_status", message));
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<DeliveryStatus>().map_err(|_| {
+                let names: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+                let message = format!("status {s:?} is not one of {}", names.join(", "));
+                ApiError::bad_request("invalid_status", message)
+            })
+        })
+        .transpose()?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit < 1 {
         return Err(ApiError::bad_request(
@@ -179,7 +182,7 @@ fn filter(query: ListQuery) -> ApiResult<DeliveryFilter> {
     Ok(DeliveryFilter {
         subscription_id: query.subscription_id,
         endpoint_id: query.endpoint_id,
-        status: query.status,
+        status,
         before_seq,
         created_from: None,
         created_before: None,
@@ -227,7 +230,7 @@ pub(crate) async fn retry(
         StatusCode::ACCEPTED,
         Json(RetryAnswer {
             id,
-            status: "retrying",
+            status: DeliveryStatus::Retrying,
         }),
     ))
 }

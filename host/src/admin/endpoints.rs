@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::schema::{self, EndpointStatus};
 use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, new_id, parse_json, rfc3339};
 use crate::deliver::sign::{self, SECRET_PREFIX};
-use crate::store::{EndpointRow, now_ms};
+use crate::store::{EndpointRow, UnknownState, now_ms};
 
 /// How long the previous secret keeps signing after a rotation.
 const ROTATION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
@@ -38,8 +38,7 @@ pub struct EndpointView {
     pub id: String,
     pub url: String,
     pub description: String,
-    #[schema(value_type = EndpointStatus)]
-    pub status: String,
+    pub status: EndpointStatus,
     pub disabled_reason: Option<String>,
     /// Only in the answer to the creation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,7 +144,7 @@ async fn create(
         secret: secret.clone(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: "enabled".to_string(),
+        status: EndpointStatus::Enabled,
         disabled_reason: None,
         created_at: now,
         updated_at: now,
@@ -195,18 +194,19 @@ pub(crate) async fn update(
         None => None,
     };
     let description = request.description.map(checked_description).transpose()?;
-    let status = match request.status.as_deref() {
+    let status = match request.status.as_deref().map(str::parse) {
         None => None,
-        Some("enabled") => Some(("enabled", None)),
+        Some(Ok(EndpointStatus::Enabled)) => Some((EndpointStatus::Enabled, None)),
         // Disabling again keeps the first reason (a 410's, say).
-        Some("disabled") if current.status != "disabled" => {
-            Some(("disabled", Some("disabled through the admin API")))
-        }
-        Some("disabled") => None,
-        Some(other) => {
+        Some(Ok(EndpointStatus::Disabled)) if current.status != EndpointStatus::Disabled => Some((
+            EndpointStatus::Disabled,
+            Some("disabled through the admin API"),
+        )),
+        Some(Ok(EndpointStatus::Disabled)) => None,
+        Some(Err(UnknownState { value, .. })) => {
             return Err(ApiError::bad_request(
                 "invalid_status",
-                format!("status {other:?} is not one of enabled, disabled"),
+                format!("status {value:?} is not one of enabled, disabled"),
             ));
         }
     };

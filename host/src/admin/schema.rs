@@ -1,9 +1,10 @@
-//! The parts of the OpenAPI document that Rust types alone cannot say: the values a status
-//! string takes (the store keeps them as text; these enums name every value it writes, and
-//! schemathesis checks the API against them), and the JSON-valued fields (filters, `batch`,
-//! `since`) whose shape the handlers check by hand.
+//! The parts of the OpenAPI document that Rust types alone cannot say: the values of the fields
+//! still carried as strings (event types, modes, the statuses a client may set), and the
+//! JSON-valued fields (filters, `batch`, `since`) whose shape the handlers check by hand. The
+//! status enums the store reads and writes (`store/states.rs`) are re-exported here and are the
+//! types of the views' fields themselves.
 
-// The enums are named in the document (`value_type = …`), never constructed: the values are text.
+// The enums defined here are named in the document (`value_type = …`), never constructed.
 #![allow(dead_code)]
 
 use serde::Serialize;
@@ -12,22 +13,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
-/// An endpoint's status.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointStatus {
-    Enabled,
-    Disabled,
-}
-
-/// A subscription's status; `quarantined` is set by the pipeline (a failing plugin), never by a client.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SubscriptionStatus {
-    Active,
-    Paused,
-    Quarantined,
-}
+pub use crate::store::{DeliveryStatus, EndpointStatus, SubscriptionStatus};
 
 /// The statuses a client may set on a subscription.
 #[derive(Serialize, ToSchema)]
@@ -35,18 +21,6 @@ pub enum SubscriptionStatus {
 pub enum SubscriptionStatusInput {
     Active,
     Paused,
-}
-
-/// A delivery's status. `filling`: a batch still taking events (`batch: {max_events,
-/// max_wait_ms}`), not yet due.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Retrying,
-    Dead,
-    Filling,
 }
 
 /// The status of the delivery holding an ordering key back.

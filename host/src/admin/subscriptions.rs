@@ -24,7 +24,7 @@ use super::plugins::{check_config, load_plugin};
 use super::schema::{self, OnDead, Ordering, OrderingKey};
 use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, new_id, parse_json, rfc3339};
 use crate::registry::{parse_addresses, parse_topics};
-use crate::store::{SubscriptionRow, now_ms};
+use crate::store::{SubscriptionRow, SubscriptionStatus, now_ms};
 pub use views::SubscriptionView;
 use views::{ParkedView, PluginLogLine, PluginLogLines};
 
@@ -129,7 +129,7 @@ async fn create(
             .filter(|c| !c.is_null())
             .map(|c| c.to_string()),
         confirmations: checked_confirmations(request.confirmations)?.unwrap_or(0),
-        status: "active".to_string(),
+        status: SubscriptionStatus::Active,
         last_error: None,
         created_at: now,
         updated_at: now,

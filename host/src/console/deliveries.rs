@@ -17,9 +17,15 @@ use super::layout::{
 use super::{ConsoleState, PAGE_SIZE, non_empty, query};
 use crate::admin::deliveries::retry;
 use crate::admin::{Id, parse_query};
-use crate::store::{DeliveryFilter, DeliveryRow, HELD_UNTIL_RELEASED};
+use crate::store::{DeliveryFilter, DeliveryRow, DeliveryStatus, HELD_UNTIL_RELEASED};
 
-const STATUSES: [&str; 5] = ["", "pending", "retrying", "delivered", "dead"];
+/// The statuses the filter offers (a filling batch is not a delivery yet, so not among them).
+const STATUSES: [DeliveryStatus; 4] = [
+    DeliveryStatus::Pending,
+    DeliveryStatus::Retrying,
+    DeliveryStatus::Delivered,
+    DeliveryStatus::Dead,
+];
 
 pub fn routes() -> Router<ConsoleState> {
     Router::new()
@@ -44,7 +50,9 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let q: ListQuery = parse_query(raw.as_deref())?;
-    let status = non_empty(q.status).filter(|s| STATUSES.contains(&s.as_str()));
+    let status = non_empty(q.status)
+        .and_then(|s| s.parse::<DeliveryStatus>().ok())
+        .filter(|s| STATUSES.contains(s));
     let from = non_empty(q.from);
     let until = non_empty(q.until);
     let filter = DeliveryFilter {
@@ -60,7 +68,7 @@ async fn list(
     let last_seq = rows.last().map(|r| r.seq.to_string());
     let next = (rows.len() as i64 == PAGE_SIZE).then(|| {
         query(&[
-            ("status", filter.status.as_deref()),
+            ("status", filter.status.map(DeliveryStatus::as_str)),
             ("endpoint_id", filter.endpoint_id.as_deref()),
             ("subscription_id", filter.subscription_id.as_deref()),
             ("from", from.as_deref()),
@@ -95,13 +103,14 @@ fn parse_time(text: &str) -> Result<i64, PageError> {
 }
 
 fn filter_form(filter: &DeliveryFilter, from: Option<&str>, until: Option<&str>) -> Markup {
-    let status = filter.status.as_deref().unwrap_or("");
+    let status = filter.status;
     html! {
         form.filters method="get" action="/console/deliveries" {
             label for="f-status" { "Status" }
             select id="f-status" name="status" {
+                option value="" selected[status.is_none()] { "any" }
                 @for option in STATUSES {
-                    option value=(option) selected[option == status] { @if option.is_empty() { "any" } @else { (option) } }
+                    option value=(option.as_str()) selected[Some(option) == status] { (option.as_str()) }
                 }
             }
             label for="f-endpoint" { "Endpoint id" }
@@ -145,7 +154,7 @@ fn display_status(d: &DeliveryRow) -> String {
     if d.next_attempt_at == HELD_UNTIL_RELEASED {
         "held".to_string()
     } else {
-        d.status.clone()
+        d.status.as_str().to_string()
     }
 }
 
@@ -178,7 +187,7 @@ async fn show(
             ("Subscription", html! { a href=(format!("/console/subscriptions/{}", d.subscription_id)) { (d.subscription_id) } }),
             ("Endpoint", html! { a href=(format!("/console/endpoints/{}", d.endpoint_id)) { (d.endpoint_id) } }),
             ("Attempts", html! { (d.attempts) }),
-            ("Next attempt", html! { @if d.status == "delivered" || d.status == "dead" { "—" } @else { (time(d.next_attempt_at)) } }),
+            ("Next attempt", html! { @if d.status.is_final() { "—" } @else { (time(d.next_attempt_at)) } }),
             ("Last error", html! { (d.last_error.as_deref().unwrap_or("—")) }),
             ("Created / updated", html! { (time(d.created_at)) " / " (time(d.updated_at)) }),
         ]))

@@ -22,7 +22,7 @@ use super::subscriptions::form;
 use super::{ConsoleState, PAGE_SIZE, non_empty, query};
 use crate::admin::endpoints::{recover, rotate_secret, update};
 use crate::admin::{Id, parse_query, rfc3339};
-use crate::store::{EndpointAttempt, EndpointRow, now_ms};
+use crate::store::{EndpointAttempt, EndpointRow, EndpointStatus, now_ms};
 
 /// The endpoint's page judges it on the attempts of its last this many deliveries …
 const RECENT_DELIVERIES: i64 = 100;
@@ -51,26 +51,26 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let q: ListQuery = parse_query(raw.as_deref())?;
-    let status = non_empty(q.status);
+    let status = non_empty(q.status).and_then(|s| s.parse::<EndpointStatus>().ok());
     let after = non_empty(q.after);
     let rows = state
         .admin
         .store
-        .endpoints_page(status.as_deref(), after.as_deref(), PAGE_SIZE)
+        .endpoints_page(status, after.as_deref(), PAGE_SIZE)
         .await?;
     let next = (rows.len() as i64 == PAGE_SIZE).then(|| {
         query(&[
-            ("status", status.as_deref()),
+            ("status", status.map(EndpointStatus::as_str)),
             ("after", rows.last().map(|r| r.id.as_str())),
         ])
     });
-    let selected = status.as_deref().unwrap_or("");
     let body = html! {
         form.filters method="get" action="/console/endpoints" {
             label for="f-status" { "Status" }
             select id="f-status" name="status" {
-                @for option in ["", "enabled", "disabled"] {
-                    option value=(option) selected[option == selected] { @if option.is_empty() { "any" } @else { (option) } }
+                option value="" selected[status.is_none()] { "any" }
+                @for option in EndpointStatus::ALL {
+                    option value=(option.as_str()) selected[Some(*option) == status] { (option.as_str()) }
                 }
             }
             button type="submit" { "Filter" }
@@ -82,7 +82,7 @@ async fn list(
                 tbody { @for e in &rows {
                     tr {
                         th scope="row" { a href=(format!("/console/endpoints/{}", e.id)) { (e.id) } }
-                        td.clip { (e.url) } td.clip { (e.description) } td { (badge(&e.status)) }
+                        td.clip { (e.url) } td.clip { (e.description) } td { (badge(e.status.as_str())) }
                         td { (badge(breaker_state(&state, &e.id))) }
                     }
                 } }
@@ -159,7 +159,7 @@ fn details(state: &ConsoleState, e: &EndpointRow) -> Markup {
         ("Description", html! { (e.description) }),
         (
             "Status",
-            html! { (badge(&e.status)) " " (e.disabled_reason.as_deref().unwrap_or("")) },
+            html! { (badge(e.status.as_str())) " " (e.disabled_reason.as_deref().unwrap_or("")) },
         ),
         (
             "Circuit breaker (this replica)",
@@ -242,17 +242,16 @@ fn health(attempts: &[EndpointAttempt]) -> Markup {
 
 fn actions(viewer: &Viewer, e: &EndpointRow) -> Markup {
     let base = format!("/console/endpoints/{}", e.id);
-    let (next, label) = if e.status == "disabled" {
-        ("enabled", "Enable")
-    } else {
-        ("disabled", "Disable")
+    let (next, label) = match e.status {
+        EndpointStatus::Disabled => (EndpointStatus::Enabled, "Enable"),
+        EndpointStatus::Enabled => (EndpointStatus::Disabled, "Disable"),
     };
     let day_ago = rfc3339(now_ms() - 24 * 60 * 60 * 1000);
     html! {
         section aria-labelledby="actions" {
             h2 id="actions" { "Actions" }
             div.actions {
-                (action(viewer, &format!("{base}/status"), label, html! { input type="hidden" name="status" value=(next); }))
+                (action(viewer, &format!("{base}/status"), label, html! { input type="hidden" name="status" value=(next.as_str()); }))
                 (action(viewer, &format!("{base}/rotate-secret"), "Rotate secret", html! {}))
             }
             (action(viewer, &format!("{base}/recover"), "Recover dead deliveries", html! {
@@ -277,10 +276,10 @@ async fn set_status(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) 
         Ok(patch.to_string().into()),
     )
     .await?;
-    let code = if form.status == "disabled" {
-        "disabled"
-    } else {
-        "enabled"
+    // The update accepted the status, so it parses; the notice codes are the status names.
+    let code = match form.status.parse() {
+        Ok(EndpointStatus::Disabled) => "disabled",
+        _ => "enabled",
     };
     Ok(see_other(&format!("/console/endpoints/{id}?notice={code}")))
 }

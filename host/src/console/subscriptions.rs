@@ -20,7 +20,7 @@ use super::layout::{
 use super::{ConsoleState, PAGE_SIZE, non_empty, query};
 use crate::admin::subscriptions::{SubscriptionView, load, reprocess, update};
 use crate::admin::{Id, parse_query, rfc3339};
-use crate::store::SubscriptionFilter;
+use crate::store::{SubscriptionFilter, SubscriptionStatus};
 
 /// Parked events and log lines shown on a subscription's page.
 const PARKED_SHOWN: i64 = 20;
@@ -52,7 +52,7 @@ async fn list(
 ) -> PageResult {
     let q: ListQuery = parse_query(raw.as_deref())?;
     let filter = SubscriptionFilter {
-        status: non_empty(q.status),
+        status: non_empty(q.status).and_then(|s| s.parse().ok()),
         endpoint_id: non_empty(q.endpoint_id),
         plugin_id: non_empty(q.plugin_id),
         after_id: non_empty(q.after),
@@ -61,7 +61,7 @@ async fn list(
     let rows = state.admin.store.subscriptions_page(&filter).await?;
     let next = (rows.len() as i64 == PAGE_SIZE).then(|| {
         query(&[
-            ("status", filter.status.as_deref()),
+            ("status", filter.status.map(SubscriptionStatus::as_str)),
             ("endpoint_id", filter.endpoint_id.as_deref()),
             ("plugin_id", filter.plugin_id.as_deref()),
             ("after", rows.last().map(|r| r.id.as_str())),
@@ -88,13 +88,14 @@ async fn list(
 }
 
 fn filter_form(filter: &SubscriptionFilter) -> Markup {
-    let status = filter.status.as_deref().unwrap_or("");
+    let status = filter.status;
     html! {
         form.filters method="get" action="/console/subscriptions" {
             label for="f-status" { "Status" }
             select id="f-status" name="status" {
-                @for option in ["", "active", "paused", "quarantined"] {
-                    option value=(option) selected[option == status] { @if option.is_empty() { "any" } @else { (option) } }
+                option value="" selected[status.is_none()] { "any" }
+                @for option in SubscriptionStatus::ALL {
+                    option value=(option.as_str()) selected[Some(*option) == status] { (option.as_str()) }
                 }
             }
             label for="f-endpoint" { "Endpoint id" }
@@ -119,7 +120,7 @@ fn table(views: &[SubscriptionView]) -> Markup {
                     @for s in views {
                         tr {
                             th scope="row" { a href=(format!("/console/subscriptions/{}", s.id)) { (s.id) } }
-                            td { (badge(&s.status)) }
+                            td { (badge(s.status.as_str())) }
                             td { (s.chain_id) }
                             td { a href=(format!("/console/endpoints/{}", s.endpoint_id)) { (s.endpoint_id) } }
                             td { @if let Some(p) = &s.plugin_id { a href=(format!("/console/plugins/{p}")) { (short(p)) } } @else { "—" } }
@@ -200,7 +201,7 @@ async fn show(
 fn details(s: &SubscriptionView) -> Markup {
     let config = pretty_json(&s.plugin_config.to_string());
     facts(&[
-        ("Status", html! { (badge(&s.status)) }),
+        ("Status", html! { (badge(s.status.as_str())) }),
         (
             "Quarantine reason / last error",
             html! { (s.last_error.as_deref().unwrap_or("—")) },
@@ -231,10 +232,11 @@ fn details(s: &SubscriptionView) -> Markup {
 
 fn actions(viewer: &Viewer, s: &SubscriptionView) -> Markup {
     let base = format!("/console/subscriptions/{}", s.id);
-    let (next_status, label) = if s.status == "paused" {
-        ("active", "Resume")
-    } else {
-        ("paused", "Pause")
+    let (next_status, label) = match s.status {
+        SubscriptionStatus::Paused => (SubscriptionStatus::Active, "Resume"),
+        SubscriptionStatus::Active | SubscriptionStatus::Quarantined => {
+            (SubscriptionStatus::Paused, "Pause")
+        }
     };
     let config = if s.plugin_config.is_null() {
         String::new()
@@ -245,7 +247,7 @@ fn actions(viewer: &Viewer, s: &SubscriptionView) -> Markup {
         section aria-labelledby="actions" {
             h2 id="actions" { "Actions" }
             div.actions {
-                (action(viewer, &format!("{base}/status"), label, html! { input type="hidden" name="status" value=(next_status); }))
+                (action(viewer, &format!("{base}/status"), label, html! { input type="hidden" name="status" value=(next_status.as_str()); }))
                 (action(viewer, &format!("{base}/reprocess"), "Reprocess parked events", html! {}))
             }
             (action(viewer, &format!("{base}/plugin"), "Attach plugin and config", html! {
@@ -272,10 +274,10 @@ async fn set_status(State(state): State<ConsoleState>, Id(id): Id, body: Bytes) 
         Ok(patch.to_string().into()),
     )
     .await?;
-    let code = if form.status == "paused" {
-        "paused"
-    } else {
-        "resumed"
+    // The update accepted the status, so it parses: paused, or active (resumed).
+    let code = match form.status.parse() {
+        Ok(SubscriptionStatus::Paused) => "paused",
+        _ => "resumed",
     };
     Ok(see_other(&format!(
         "/console/subscriptions/{id}?notice={code}"

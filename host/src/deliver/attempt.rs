@@ -8,7 +8,7 @@ use super::client::{DeliveryError, WebhookClient, WebhookResponse};
 use super::schedule::{RetrySchedule, status_is_retryable};
 use super::sign;
 use crate::outbox::DeliveryJob;
-use crate::store::{AttemptResult, EndpointRow, now_ms};
+use crate::store::{AttemptResult, DeliveryStatus, EndpointRow, now_ms};
 
 /// How an attempt ended, for metrics, the breaker and the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,16 +119,20 @@ pub fn judge(
     };
     let answered = status_code.is_some();
     let (status, verdict, next_attempt_at) = match verdict {
-        Verdict::Delivered => ("delivered", verdict, now),
+        Verdict::Delivered => (DeliveryStatus::Delivered, verdict, now),
         Verdict::Retry => match schedule.next_delay(attempts as u32, retry_after, jitter) {
-            Some(delay) => ("retrying", verdict, now + delay.as_millis() as i64),
-            None => ("dead", Verdict::Dead, now),
+            Some(delay) => (
+                DeliveryStatus::Retrying,
+                verdict,
+                now + delay.as_millis() as i64,
+            ),
+            None => (DeliveryStatus::Dead, Verdict::Dead, now),
         },
-        Verdict::Dead | Verdict::Gone => ("dead", verdict, now),
+        Verdict::Dead | Verdict::Gone => (DeliveryStatus::Dead, verdict, now),
     };
     let result = AttemptResult {
         id: job.id.clone(),
-        status: status.to_string(),
+        status,
         attempts,
         next_attempt_at,
         status_code: status_code.map(i64::from),
@@ -163,7 +167,7 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
     Attempted {
         result: AttemptResult {
             id: job.id.clone(),
-            status: "dead".into(),
+            status: DeliveryStatus::Dead,
             attempts: job.attempts,
             next_attempt_at: now,
             status_code: None,
@@ -185,11 +189,10 @@ pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResul
     AttemptResult {
         id: job.id.clone(),
         status: if job.attempts == 0 {
-            "pending"
+            DeliveryStatus::Pending
         } else {
-            "retrying"
-        }
-        .into(),
+            DeliveryStatus::Retrying
+        },
         attempts: job.attempts,
         next_attempt_at: until_ms,
         status_code: None,

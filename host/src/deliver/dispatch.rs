@@ -15,7 +15,7 @@ use super::schedule::RetrySchedule;
 use crate::metrics::Metrics;
 use crate::outbox::DeliveryJob;
 use crate::registry::Endpoints;
-use crate::store::{AttemptResult, EndpointRow, Store, now_ms};
+use crate::store::{AttemptResult, EndpointRow, EndpointStatus, Store, now_ms};
 
 /// Jobs held in memory at most, in all and per endpoint; beyond that they wait in the store.
 const MAX_PENDING_JOBS: usize = 10_000;
@@ -307,13 +307,13 @@ impl Shared {
     /// disabled in it; only the store may make a delivery dead.
     async fn target(&self, endpoint_id: &str, endpoints: &watch::Receiver<Endpoints>) -> Target {
         let snapshot = endpoints.borrow().get(endpoint_id).cloned();
-        if let Some(endpoint) = snapshot.filter(|e| e.status == "enabled") {
+        if let Some(endpoint) = snapshot.filter(|e| e.status == EndpointStatus::Enabled) {
             return Target::Endpoint(endpoint);
         }
         let read =
             tokio::time::timeout(ENDPOINT_READ_TIMEOUT, self.store.get_endpoint(endpoint_id));
         match read.await {
-            Ok(Ok(Some(e))) if e.status == "enabled" => Target::Endpoint(e),
+            Ok(Ok(Some(e))) if e.status == EndpointStatus::Enabled => Target::Endpoint(e),
             Ok(Ok(Some(e))) => Target::Refused(format!("endpoint {} is disabled", e.id)),
             Ok(Ok(None)) => Target::Refused(format!("endpoint {endpoint_id} does not exist")),
             Ok(Err(error)) => {

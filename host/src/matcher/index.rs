@@ -10,31 +10,7 @@ use crate::event::ChainLog;
 use crate::modes::DeliveryMode;
 use crate::plugin::CompiledPlugin;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriptionStatus {
-    Active,
-    Paused,
-    Quarantined,
-}
-
-impl SubscriptionStatus {
-    pub fn parse(s: &str) -> Option<SubscriptionStatus> {
-        match s {
-            "active" => Some(SubscriptionStatus::Active),
-            "paused" => Some(SubscriptionStatus::Paused),
-            "quarantined" => Some(SubscriptionStatus::Quarantined),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionStatus::Active => "active",
-            SubscriptionStatus::Paused => "paused",
-            SubscriptionStatus::Quarantined => "quarantined",
-        }
-    }
-}
+pub use crate::store::SubscriptionStatus;
 
 /// A plugin attached to a subscription, with the config its instance is initialised with.
 #[derive(Debug, Clone)]

@@ -208,7 +208,7 @@ impl PluginStates {
 fn change(id: &str, status: SubscriptionStatus, last_error: Option<String>) -> StatusChange {
     StatusChange {
         subscription_id: id.to_string(),
-        status: status.as_str().to_string(),
+        status,
         last_error,
     }
 }

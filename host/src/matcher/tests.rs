@@ -118,7 +118,7 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
         );
         statuses.extend(out.write.status_changes.into_iter().map(|c| c.status));
     }
-    assert_eq!(statuses.last().map(String::as_str), Some("quarantined"));
+    assert_eq!(statuses.last(), Some(&SubscriptionStatus::Quarantined));
     // While quarantined the plugin is not called, and events are still parked, not lost.
     let out = m.process(batch()).await;
     assert_eq!(out.write.parked.len(), 1);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{BatchEvent, Dialect, HELD_UNTIL_RELEASED, Store, StoreError};
+use super::{BatchEvent, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, Store, StoreError};
 use crate::modes::batching::{self, Fill, Incoming, OpenBatch};
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
@@ -346,7 +346,7 @@ fn rows_of_fill(
             "block_number": first.block_number,
             "body": prefix,
             "release_block": first.extra_confirmations,
-            "status": "filling",
+            "status": DeliveryStatus::Filling.as_str(),
             "due": batching::seal_deadline(fill.opened_at, first.max_wait_ms),
             "at": now,
             "ordering_key": first.ordering_key,
@@ -367,7 +367,7 @@ fn rows_of_fill(
             row["body"] = batching::body(&prefix, &elements).into();
             row["block_number"] = last_block.into();
             row["release_block"] = release.into();
-            row["status"] = "pending".into();
+            row["status"] = DeliveryStatus::Pending.as_str().into();
             row["due"] = due.into();
         }
         new_rows.push(row);

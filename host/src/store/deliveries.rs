@@ -5,8 +5,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, Dialect, DueDelivery, Store,
-    StoreError, now_ms,
+    AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStatus, Dialect, DueDelivery,
+    Store, StoreError, now_ms,
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id, event_type, block_number, status, \
@@ -163,7 +163,7 @@ impl Store {
         let rows = sqlx::query(AssertSqlSafe(self.cast_text_params(&sql)))
             .bind(&filter.subscription_id)
             .bind(&filter.endpoint_id)
-            .bind(&filter.status)
+            .bind(filter.status.map(DeliveryStatus::as_str))
             .bind(filter.before_seq.unwrap_or(i64::MAX))
             .bind(filter.limit)
             .bind(filter.created_from.unwrap_or(i64::MIN))
@@ -267,7 +267,7 @@ fn delivery_row(r: &AnyRow) -> Result<DeliveryRow, StoreError> {
         chain_id: r.try_get(4)?,
         event_type: r.try_get(5)?,
         block_number: r.try_get(6)?,
-        status: r.try_get(7)?,
+        status: r.try_get::<String, _>(7)?.parse()?,
         attempts: r.try_get(8)?,
         next_attempt_at: r.try_get(9)?,
         last_status_code: r.try_get(10)?,

@@ -20,6 +20,7 @@ mod resources;
 mod retention;
 mod rows;
 mod secrets;
+mod states;
 mod tokens;
 mod wal;
 mod window;
@@ -40,6 +41,7 @@ pub use outbox::WriteStats;
 pub use pages::{EndpointAttempt, SubscriptionFilter};
 pub use retention::{Cutoffs, Pruned};
 pub use secrets::{SecretError, SecretKeys};
+pub use states::{DeliveryStatus, EndpointStatus, SubscriptionStatus, UnknownState};
 pub use tokens::{LiveToken, TokenRow};
 pub use window::StoredBlock;
 
@@ -57,6 +59,8 @@ pub enum StoreError {
     Secret(#[from] SecretError),
     #[error("cannot encode rows for the database: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    UnknownState(#[from] UnknownState),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

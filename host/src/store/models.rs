@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::states::{DeliveryStatus, EndpointStatus, SubscriptionStatus};
+
 pub use crate::modes::ModeColumns;
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,7 +25,7 @@ pub struct EndpointRow {
     pub previous_secret: Option<String>,
     #[serde(skip)]
     pub previous_secret_expires_at: Option<i64>,
-    pub status: String,
+    pub status: EndpointStatus,
     pub disabled_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -56,7 +58,7 @@ pub struct SubscriptionRow {
     /// JSON config passed to `pipeline_init`.
     pub plugin_config: Option<String>,
     pub confirmations: i64,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -73,7 +75,7 @@ pub struct SubscriptionPatch {
     /// `plugin_id` and `plugin_config`, always written together.
     pub plugin: Option<(Option<String>, Option<String>)>,
     pub confirmations: Option<i64>,
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     pub last_error: Option<Option<String>>,
     /// Batching and ordering, written together.
     pub mode: Option<ModeColumns>,
@@ -144,7 +146,7 @@ pub struct Cursor {
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub subscription_id: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub last_error: Option<String>,
 }
 
@@ -204,8 +206,8 @@ pub struct DueDelivery {
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptResult {
     pub id: String,
-    /// delivered | retrying | dead
-    pub status: String,
+    /// Delivered, retrying or dead (pending or retrying when postponed without an attempt).
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub status_code: Option<i64>,
@@ -235,7 +237,7 @@ pub struct DeliveryRow {
     pub chain_id: i64,
     pub event_type: String,
     pub block_number: i64,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_status_code: Option<i64>,
@@ -259,7 +261,7 @@ pub struct AttemptRow {
 pub struct DeliveryFilter {
     pub subscription_id: Option<String>,
     pub endpoint_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only rows with `seq` below this (pagination, newest first).
     pub before_seq: Option<i64>,
     /// Only rows created at or after this (Unix ms).

@@ -83,7 +83,7 @@ impl Store {
         for change in &write.status_changes {
             sqlx::query("UPDATE subscriptions SET status = $2, last_error = $3, updated_at = $4 WHERE id = $1")
                 .bind(&change.subscription_id)
-                .bind(&change.status)
+                .bind(change.status.as_str())
                 .bind(&change.last_error)
                 .bind(now)
                 .execute(&mut *tx)

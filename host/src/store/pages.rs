@@ -5,12 +5,15 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{AttemptRow, EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
+use super::{
+    AttemptRow, EndpointRow, EndpointStatus, PluginRow, Store, StoreError, SubscriptionRow,
+    SubscriptionStatus,
+};
 
 /// One page of subscriptions: the filters that are set, ids after `after_id`, at most `limit`.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionFilter {
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     pub endpoint_id: Option<String>,
     pub plugin_id: Option<String>,
     pub after_id: Option<String>,
@@ -37,7 +40,7 @@ impl Store {
             super::resources::SUBSCRIPTION_COLUMNS
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(&filter.status)
+            .bind(filter.status.map(SubscriptionStatus::as_str))
             .bind(&filter.endpoint_id)
             .bind(&filter.plugin_id)
             .bind(filter.after_id.clone().unwrap_or_default())
@@ -51,7 +54,7 @@ impl Store {
 
     pub async fn endpoints_page(
         &self,
-        status: Option<&str>,
+        status: Option<EndpointStatus>,
         after_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<EndpointRow>, StoreError> {
@@ -61,7 +64,7 @@ impl Store {
             super::resources::ENDPOINT_COLUMNS
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(status)
+            .bind(status.map(EndpointStatus::as_str))
             .bind(after_id.unwrap_or_default())
             .bind(limit)
             .fetch_all(&self.pool)

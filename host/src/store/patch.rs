@@ -6,7 +6,9 @@
 //! back, after which every signature failed. Each statement here names its own columns only and
 //! computes what depends on the current row (the previous secret) inside the UPDATE.
 
-use super::{HELD_UNTIL_RELEASED, Store, StoreError, SubscriptionPatch};
+use super::{
+    EndpointStatus, HELD_UNTIL_RELEASED, Store, StoreError, SubscriptionPatch, SubscriptionStatus,
+};
 
 impl Store {
     /// Writes the columns `patch` sets; the others keep what the store holds now. False when the
@@ -46,7 +48,7 @@ impl Store {
             .bind(patch.confirmations.is_some())
             .bind(patch.confirmations.unwrap_or(0))
             .bind(patch.status.is_some())
-            .bind(patch.status.clone())
+            .bind(patch.status.map(SubscriptionStatus::as_str))
             .bind(patch.last_error.is_some())
             .bind(patch.last_error.clone().flatten())
             .bind(patch.updated_at)
@@ -88,7 +90,7 @@ impl Store {
         id: &str,
         url: Option<&str>,
         description: Option<&str>,
-        status: Option<(&str, Option<&str>)>,
+        status: Option<(EndpointStatus, Option<&str>)>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE endpoints SET url = COALESCE($2, url), description = COALESCE($3, description), \
@@ -100,7 +102,7 @@ impl Store {
             .bind(url)
             .bind(description)
             .bind(status.is_some())
-            .bind(status.map(|(status, _)| status))
+            .bind(status.map(|(status, _)| status.as_str()))
             .bind(status.and_then(|(_, reason)| reason))
             .bind(now)
             .execute(&self.pool)

@@ -169,7 +169,7 @@ fn bind_endpoint<'q>(q: AnyQuery<'q>, e: &'q EndpointRow) -> AnyQuery<'q> {
         .bind(&e.secret)
         .bind(&e.previous_secret)
         .bind(e.previous_secret_expires_at)
-        .bind(&e.status)
+        .bind(e.status.as_str())
         .bind(&e.disabled_reason)
         .bind(e.created_at)
         .bind(e.updated_at)
@@ -184,7 +184,7 @@ fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q
         .bind(&s.plugin_id)
         .bind(&s.plugin_config)
         .bind(s.confirmations)
-        .bind(&s.status)
+        .bind(s.status.as_str())
         .bind(&s.last_error)
         .bind(s.created_at)
         .bind(s.updated_at)
@@ -215,7 +215,7 @@ impl Store {
             url: r.try_get(1)?,
             description: r.try_get(2)?,
             previous_secret_expires_at: r.try_get(5)?,
-            status: r.try_get(6)?,
+            status: r.try_get::<String, _>(6)?.parse()?,
             disabled_reason: r.try_get(7)?,
             created_at: r.try_get(8)?,
             updated_at: r.try_get(9)?,
@@ -234,7 +234,7 @@ pub(super) fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError
         plugin_id: r.try_get(5)?,
         plugin_config: r.try_get(6)?,
         confirmations: r.try_get(7)?,
-        status: r.try_get(8)?,
+        status: r.try_get::<String, _>(8)?.parse()?,
         last_error: r.try_get(9)?,
         created_at: r.try_get(10)?,
         updated_at: r.try_get(11)?,

@@ -2,7 +2,7 @@
 //! once older than their period, oldest first, in small chunks — each chunk its own short
 //! transaction, so pruning never holds locks the hot path waits on for long.
 
-use super::{Store, StoreError};
+use super::{DeliveryStatus, Store, StoreError};
 
 /// Rows looked at per chunk.
 pub const PRUNE_CHUNK: i64 = 500;
@@ -45,9 +45,10 @@ impl Store {
         let next = rows.last().map(|r| r.0).filter(|_| !reached_recent);
         let expired: Vec<&str> = rows
             .iter()
-            .filter(|(_, _, status, created)| match status.as_str() {
-                "delivered" => *created < cutoffs.delivered_before,
-                "dead" => *created < cutoffs.dead_before,
+            .filter(|(_, _, status, created)| match status.parse() {
+                Ok(DeliveryStatus::Delivered) => *created < cutoffs.delivered_before,
+                Ok(DeliveryStatus::Dead) => *created < cutoffs.dead_before,
+                // Unfinished rows, and any state this build does not know, are kept.
                 _ => false,
             })
             .map(|(_, id, _, _)| id.as_str())

@@ -120,7 +120,7 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
         assert_eq!(parked.len(), 1, "a replay parks nothing twice");
         assert_eq!(parked[0].event.event_index, Some(3));
         let (row, body) = store.get_delivery("msg_a").await.unwrap().unwrap();
-        assert_eq!(row.status, "pending");
+        assert_eq!(row.status, DeliveryStatus::Pending);
         assert_eq!(body, delivery("msg_a").body);
     })
     .await;
@@ -159,7 +159,7 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
         let results: Vec<AttemptResult> = (0..1_100)
             .map(|i| AttemptResult {
                 id: format!("msg_{i:05}"),
-                status: "delivered".into(),
+                status: DeliveryStatus::Delivered,
                 attempts: 1,
                 next_attempt_at: 0,
                 status_code: Some(200),
@@ -180,7 +180,7 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
         );
         let delivered = store
             .list_deliveries(&DeliveryFilter {
-                status: Some("delivered".into()),
+                status: Some(DeliveryStatus::Delivered),
                 limit: 2_000,
                 ..DeliveryFilter::default()
             })
@@ -226,7 +226,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
         );
         let result = AttemptResult {
             id: "msg_f".into(),
-            status: "retrying".into(),
+            status: DeliveryStatus::Retrying,
             attempts: 1,
             next_attempt_at: now_ms() - 1,
             status_code: Some(503),
@@ -253,7 +253,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
             "due again once the lease is cleared"
         );
         let filter = DeliveryFilter {
-            status: Some("retrying".into()),
+            status: Some(DeliveryStatus::Retrying),
             limit: 10,
             ..DeliveryFilter::default()
         };
@@ -503,6 +503,7 @@ mod delivery_state;
 mod fencing;
 mod modes;
 mod secrets;
+mod states;
 mod wal;
 
 impl Store {

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::admin::schema::{self, OnDead, Ordering, OrderingKey, SubscriptionStatusInput};
 use crate::admin::{AdminState, ApiError, ApiResult, Id, IdParam, parse_json};
-use crate::store::{SubscriptionPatch, SubscriptionRow, now_ms};
+use crate::store::{SubscriptionPatch, SubscriptionRow, SubscriptionStatus, now_ms};
 
 /// Absent fields stay as they are; `null` clears (`addresses`, `topics`: any; `plugin_id`: detach).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -94,7 +94,7 @@ pub(crate) async fn update(
     if request.plugin_id.is_some() || request.plugin_config.is_some() {
         apply_plugin_change(&state, &mut row, request.plugin_id, request.plugin_config).await?;
         patch.plugin = Some((row.plugin_id.clone(), row.plugin_config.clone()));
-        patch.status = Some("active".to_string());
+        patch.status = Some(SubscriptionStatus::Active);
         patch.last_error = Some(None);
     }
     let mode = super::modes::ModeFields {
@@ -106,12 +106,16 @@ pub(crate) async fn update(
     if !mode.is_empty() {
         patch.mode = Some(mode.apply(&row.mode)?);
     }
-    match request.status.as_deref() {
-        None => {}
-        Some(status @ ("active" | "paused")) => patch.status = Some(status.to_string()),
-        Some(other) => {
-            let message = format!("status {other:?} is not one of active, paused");
-            return Err(ApiError::bad_request("invalid_status", message));
+    if let Some(text) = request.status.as_deref() {
+        match text.parse() {
+            // A client pauses and resumes; only the pipeline quarantines.
+            Ok(status @ (SubscriptionStatus::Active | SubscriptionStatus::Paused)) => {
+                patch.status = Some(status)
+            }
+            _ => {
+                let message = format!("status {text:?} is not one of active, paused");
+                return Err(ApiError::bad_request("invalid_status", message));
+            }
         }
     }
     if !state.store.patch_subscription(&id, &patch).await? {

@@ -37,8 +37,7 @@ pub struct SubscriptionView {
     pub on_dead: String,
     /// Ordering keys held back by a failing first delivery (empty when unordered).
     pub ordering_blocked: Vec<modes::BlockedView>,
-    #[schema(value_type = SubscriptionStatus)]
-    pub status: String,
+    pub status: SubscriptionStatus,
     /// Why the subscription is quarantined, or the last plugin load error.
     pub last_error: Option<String>,
     /// Events held back by a failing plugin, waiting for `reprocess`.

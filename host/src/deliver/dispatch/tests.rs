@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::deliver::client::ClientSettings;
-use crate::store::EndpointRow;
+use crate::store::{DeliveryStatus, EndpointRow, EndpointStatus};
 
 /// A receiver on loopback answering 200 and counting what it got.
 async fn receiver() -> (String, Arc<AtomicUsize>) {
@@ -39,7 +39,7 @@ async fn store() -> Store {
     store
 }
 
-fn endpoint(url: &str, status: &str) -> EndpointRow {
+fn endpoint(url: &str, status: EndpointStatus) -> EndpointRow {
     EndpointRow {
         id: "ep_1".into(),
         url: url.into(),
@@ -47,7 +47,7 @@ fn endpoint(url: &str, status: &str) -> EndpointRow {
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: status.into(),
+        status,
         disabled_reason: None,
         created_at: 1,
         updated_at: 1,
@@ -114,13 +114,18 @@ async fn a_stale_snapshot_never_makes_a_delivery_dead() {
     let store = store().await;
     // Created (or re-enabled) through another replica: missing or disabled in this snapshot.
     store
-        .insert_endpoint(&endpoint(&url, "enabled"))
+        .insert_endpoint(&endpoint(&url, EndpointStatus::Enabled))
         .await
         .unwrap();
-    for snapshot in [vec![], vec![endpoint(&url, "disabled")]] {
+    for snapshot in [vec![], vec![endpoint(&url, EndpointStatus::Disabled)]] {
         let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
         assert_eq!(results.len(), 1);
-        assert_eq!(results[0].status, "delivered", "{:?}", results[0].error);
+        assert_eq!(
+            results[0].status,
+            DeliveryStatus::Delivered,
+            "{:?}",
+            results[0].error
+        );
     }
     assert_eq!(received.load(Ordering::SeqCst), 2);
 }
@@ -130,16 +135,16 @@ async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
     let (url, received) = receiver().await;
     let store = store().await;
     let results = dispatch(&store, vec![], vec![job(now_ms() + 60_000)]).await;
-    assert_eq!(results[0].status, "dead");
+    assert_eq!(results[0].status, DeliveryStatus::Dead);
     assert_eq!(
         results[0].error.as_deref(),
         Some("endpoint ep_1 does not exist")
     );
     store
-        .insert_endpoint(&endpoint(&url, "disabled"))
+        .insert_endpoint(&endpoint(&url, EndpointStatus::Disabled))
         .await
         .unwrap();
-    let snapshot = vec![endpoint(&url, "enabled")];
+    let snapshot = vec![endpoint(&url, EndpointStatus::Enabled)];
     let results = dispatch(&store, vec![], vec![job(now_ms() + 60_000)]).await;
     assert_eq!(
         results[0].error.as_deref(),
@@ -147,7 +152,7 @@ async fn only_the_store_makes_a_delivery_dead_for_its_endpoint() {
     );
     // Enabled in the snapshot: sent without asking the store (the common, hot case).
     let results = dispatch(&store, snapshot, vec![job(now_ms() + 60_000)]).await;
-    assert_eq!(results[0].status, "delivered");
+    assert_eq!(results[0].status, DeliveryStatus::Delivered);
     assert_eq!(received.load(Ordering::SeqCst), 1);
 }
 
@@ -156,10 +161,10 @@ async fn a_job_whose_lease_ran_out_in_memory_is_not_sent() {
     let (url, received) = receiver().await;
     let store = store().await;
     store
-        .insert_endpoint(&endpoint(&url, "enabled"))
+        .insert_endpoint(&endpoint(&url, EndpointStatus::Enabled))
         .await
         .unwrap();
-    let snapshot = vec![endpoint(&url, "enabled")];
+    let snapshot = vec![endpoint(&url, EndpointStatus::Enabled)];
     // Expired, and expiring within the request timeout (an attempt would outlive it).
     let soon = DeliveryJob {
         id: "msg_2".into(),

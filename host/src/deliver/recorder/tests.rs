@@ -2,7 +2,7 @@
 //! A batch of outcomes with rows the database refuses (NUL in a response body, on PostgreSQL).
 
 use super::*;
-use crate::store::{NewDelivery, OutboxWrite, now_ms};
+use crate::store::{DeliveryStatus, NewDelivery, OutboxWrite, now_ms};
 
 fn delivery(id: &str) -> NewDelivery {
     NewDelivery {
@@ -22,7 +22,7 @@ fn delivery(id: &str) -> NewDelivery {
 fn result(id: &str, body: &str, lease: i64) -> AttemptResult {
     AttemptResult {
         id: id.into(),
-        status: "delivered".into(),
+        status: DeliveryStatus::Delivered,
         attempts: 1,
         next_attempt_at: now_ms(),
         status_code: Some(200),
@@ -73,7 +73,7 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
     assert!(refusals >= 2, "{refusals}");
     for id in &ids {
         let (row, _) = store.get_delivery(id).await.unwrap().unwrap();
-        assert_eq!(row.status, "delivered", "{id}");
+        assert_eq!(row.status, DeliveryStatus::Delivered, "{id}");
         let attempts = store.delivery_attempts(id).await.unwrap();
         assert_eq!(attempts.len(), 1, "{id}: recorded once");
         if bad.contains(&id.as_str()) {

@@ -13,7 +13,7 @@ async fn setup(store: &Store) {
             secret: "whsec_x".into(),
             previous_secret: None,
             previous_secret_expires_at: None,
-            status: "enabled".into(),
+            status: EndpointStatus::Enabled,
             disabled_reason: None,
             created_at: 1,
             updated_at: 1,
@@ -39,7 +39,7 @@ async fn setup(store: &Store) {
             plugin_id: Some("plug_old".into()),
             plugin_config: Some(r#"{"min_value":"100"}"#.into()),
             confirmations: 0,
-            status: "quarantined".into(),
+            status: SubscriptionStatus::Quarantined,
             last_error: Some("trap".into()),
             created_at: 1,
             updated_at: 1,
@@ -179,7 +179,11 @@ async fn promote_swaps_the_plugin_and_removes_the_canary_in_one_step() {
         let sub = store.get_subscription("sub_1").await.unwrap().unwrap();
         assert_eq!(sub.plugin_id.as_deref(), Some("plug_new"));
         assert_eq!(sub.plugin_config.as_deref(), Some(r#"{"min_value":"50"}"#));
-        assert_eq!(sub.status, "active", "a new plugin lifts a quarantine");
+        assert_eq!(
+            sub.status,
+            SubscriptionStatus::Active,
+            "a new plugin lifts a quarantine"
+        );
         assert_eq!(sub.last_error, None);
         assert!(store.get_canary("sub_1").await.unwrap().is_none());
         assert!(

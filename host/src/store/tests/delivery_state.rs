@@ -14,7 +14,7 @@ fn endpoint(id: &str) -> EndpointRow {
         secret: "whsec_first".into(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: "enabled".into(),
+        status: EndpointStatus::Enabled,
         disabled_reason: None,
         created_at: 1,
         updated_at: 1,
@@ -31,7 +31,7 @@ fn subscription(id: &str, confirmations: i64) -> SubscriptionRow {
         plugin_id: None,
         plugin_config: None,
         confirmations,
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         last_error: None,
         created_at: 1,
         updated_at: 1,
@@ -226,7 +226,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
         assert_ne!(first[0].lease_until, second[0].lease_until);
         let outcome = |status: &str, lease: i64, attempted: bool| AttemptResult {
             id: "msg_s".into(),
-            status: status.into(),
+            status: status.parse().unwrap(),
             attempts: if attempted { 1 } else { 0 },
             next_attempt_at: now_ms(),
             status_code: attempted.then_some(400),
@@ -255,7 +255,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
         let replay = outcome("retrying", second[0].lease_until, false);
         store.record_results(&[replay]).await.unwrap();
         let (row, _) = store.get_delivery("msg_s").await.unwrap().unwrap();
-        assert_eq!(row.status, "dead");
+        assert_eq!(row.status, DeliveryStatus::Dead);
     })
     .await;
 }
@@ -292,8 +292,8 @@ async fn endpoint_writers_change_only_their_own_columns() {
         assert_eq!(row.previous_secret.as_deref(), Some("whsec_first"));
         assert_eq!(row.previous_secret_expires_at, Some(5_000));
         assert_eq!(
-            (row.status.as_str(), row.disabled_reason.as_deref()),
-            ("disabled", Some("receiver answered 410 Gone"))
+            (row.status, row.disabled_reason.as_deref()),
+            (EndpointStatus::Disabled, Some("receiver answered 410 Gone"))
         );
         assert_eq!(
             (row.description.as_str(), row.url.as_str()),
@@ -320,7 +320,7 @@ async fn a_subscription_patch_keeps_the_matchers_status() {
         let quarantine = OutboxWrite {
             status_changes: vec![StatusChange {
                 subscription_id: "sub_1".into(),
-                status: "quarantined".into(),
+                status: SubscriptionStatus::Quarantined,
                 last_error: Some("trap".into()),
             }],
             ..OutboxWrite::default()
@@ -340,7 +340,7 @@ async fn a_subscription_patch_keeps_the_matchers_status() {
         );
         assert_eq!((row.confirmations, row.updated_at), (4, 9));
         let release = SubscriptionPatch {
-            status: Some("active".into()),
+            status: Some(SubscriptionStatus::Active),
             last_error: Some(None),
             updated_at: 10,
             ..SubscriptionPatch::default()

@@ -16,7 +16,7 @@ async fn setup(store: &Store, mode: DeliveryMode) {
             secret: "whsec_x".into(),
             previous_secret: None,
             previous_secret_expires_at: None,
-            status: "enabled".into(),
+            status: EndpointStatus::Enabled,
             disabled_reason: None,
             created_at: 1,
             updated_at: 1,
@@ -33,7 +33,7 @@ async fn setup(store: &Store, mode: DeliveryMode) {
             plugin_id: None,
             plugin_config: None,
             confirmations: 0,
-            status: "active".into(),
+            status: SubscriptionStatus::Active,
             last_error: None,
             created_at: 1,
             updated_at: 1,
@@ -123,7 +123,7 @@ async fn count_batches_fill_in_order_seal_when_full_or_late_and_ignore_replays()
             1
         );
         let (row, body) = sealed_batch(&store, "msg_ev7_log").await;
-        assert_eq!(row.status, "pending");
+        assert_eq!(row.status, DeliveryStatus::Pending);
         assert_eq!(body["events"][0]["log"]["n"], 7);
     })
     .await;
@@ -179,7 +179,7 @@ async fn record(store: &Store, id: &str, status: &str) {
         .unwrap();
     let result = AttemptResult {
         id: id.into(),
-        status: status.into(),
+        status: status.parse().unwrap(),
         attempts: row.attempts + 1,
         next_attempt_at: now_ms() - 1,
         status_code: Some(if status == "delivered" { 200 } else { 500 }),

@@ -20,7 +20,7 @@ fn endpoint(id: &str, secret: &str) -> EndpointRow {
         secret: secret.into(),
         previous_secret: None,
         previous_secret_expires_at: None,
-        status: "enabled".into(),
+        status: EndpointStatus::Enabled,
         disabled_reason: None,
         created_at: 1,
         updated_at: 1,
