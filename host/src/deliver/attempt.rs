@@ -63,6 +63,7 @@ pub async fn attempt(
         outcome,
         started.elapsed(),
         rand::random::<f64>(),
+        now_ms(),
     )
 }
 
@@ -73,9 +74,9 @@ pub fn judge(
     outcome: Result<WebhookResponse, DeliveryError>,
     elapsed: Duration,
     jitter: f64,
+    now: i64,
 ) -> Attempted {
     let attempts = job.attempts + 1;
-    let now = now_ms();
     let (verdict, status_code, error, response_body, retry_after, latency) = match outcome {
         Ok(r) if (200..300).contains(&r.status) => (
             Verdict::Delivered,
@@ -239,7 +240,7 @@ mod tests {
         verdict: Verdict,
     ) {
         let schedule = RetrySchedule::new(vec![Duration::from_secs(1), Duration::from_secs(2)]);
-        let a = judge(&schedule, &job(attempts), outcome, Duration::ZERO, 0.0);
+        let a = judge(&schedule, &job(attempts), outcome, Duration::ZERO, 0.0, NOW);
         assert_eq!((a.result.status.as_str(), a.verdict), (status, verdict));
         assert_eq!(a.result.attempts, attempts + 1);
     }
@@ -254,7 +255,7 @@ mod tests {
         check(0, response(400), "dead", Verdict::Dead);
         check(0, response(302), "dead", Verdict::Dead);
         let schedule = RetrySchedule::new(vec![Duration::from_secs(1)]);
-        let redirect = judge(&schedule, &job(0), response(307), Duration::ZERO, 0.0);
+        let redirect = judge(&schedule, &job(0), response(307), Duration::ZERO, 0.0, NOW);
         assert_eq!(redirect.result.status_code, Some(307));
         assert!(
             redirect
@@ -276,10 +277,20 @@ mod tests {
         check(2, response(503), "dead", Verdict::Dead);
     }
 
+    /// The judging clock: `judge` reads no clock of its own.
+    const NOW: i64 = 1_700_000_000_000;
+
     #[test]
-    fn retries_are_scheduled_in_the_future() {
+    fn retries_are_scheduled_from_the_given_now() {
         let schedule = RetrySchedule::new(vec![Duration::from_secs(5)]);
-        let a = judge(&schedule, &job(0), response(503), Duration::ZERO, 0.0);
-        assert!(a.result.next_attempt_at >= now_ms() + 4_900);
+        let a = judge(&schedule, &job(0), response(503), Duration::ZERO, 0.0, NOW);
+        assert_eq!(
+            a.result.next_attempt_at,
+            NOW + 5_000,
+            "no jitter: exactly the delay"
+        );
+        assert_eq!(a.result.at, NOW);
+        let delivered = judge(&schedule, &job(0), response(200), Duration::ZERO, 0.0, NOW);
+        assert_eq!(delivered.result.at, NOW);
     }
 }

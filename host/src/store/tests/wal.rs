@@ -26,7 +26,8 @@ fn overlapping_readers(store: &Store, stop: &Arc<AtomicBool>) -> Vec<tokio::task
         .collect()
 }
 
-#[tokio::test]
+// Two worker threads: the readers keep running while the writer or the checkpoint waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_ahead_log_stays_bounded_while_readers_never_stop() {
     let dir = std::env::temp_dir().join(format!("pipeline-wal-{}", rand::random::<u32>()));
     let db = dir.join("p.db");
@@ -42,8 +43,8 @@ async fn the_write_ahead_log_stays_bounded_while_readers_never_stop() {
     let readers = overlapping_readers(&store, &stop);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
-    // 400 × 64 KiB = 25 MiB written, a checkpoint every 10 rows, restarting above ~1 MiB of log.
-    for row in 0..400 {
+    // 800 × 64 KiB = 50 MiB written, a checkpoint every 10 rows, restarting above ~1 MiB of log.
+    for row in 0..800 {
         sqlx::query("INSERT INTO wal_probe (body) VALUES (randomblob(65536))")
             .execute(&store.writer)
             .await
@@ -57,14 +58,15 @@ async fn the_write_ahead_log_stays_bounded_while_readers_never_stop() {
         reader.await.unwrap();
     }
     let wal_bytes = std::fs::metadata(dir.join("p.db-wal")).unwrap().len();
-    // Without restarts the log holds every row written: over 25 MiB.
+    // Without restarts the log holds every row written: over 50 MiB. With them it stays near
+    // 1-2 MiB; a restart that finds a reader in the way (a loaded machine) tries again 10 rows later.
     assert!(
-        wal_bytes < 8 * 1024 * 1024,
+        wal_bytes < 16 * 1024 * 1024,
         "the write-ahead log grew to {wal_bytes} bytes"
     );
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM wal_probe")
         .fetch_one(&store.pool)
         .await
         .unwrap();
-    assert_eq!(rows, 400);
+    assert_eq!(rows, 800);
 }
