@@ -156,14 +156,6 @@ impl Clone for InFlight {
     }
 }
 
-impl InFlight {
-    /// The KiB a block's logs are charged (their [`ChainLog::memory_bytes`], rounded up, at least 1).
-    pub fn kib_for(logs: &[Arc<ChainLog>]) -> u32 {
-        let bytes: usize = logs.iter().map(|l| l.memory_bytes()).sum();
-        u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
-    }
-}
-
 /// A memory budget in KiB permits: what a stage may hold before it waits for the next stage to
 /// finish with earlier work. Ingest's blocks use one (`ingest::Downstream`), matched batches on
 /// their way through the outbox another.
@@ -188,13 +180,16 @@ impl Budget {
     /// Waits for room for `bytes`, held until the returned value is dropped. More than the whole
     /// budget waits for all of it, so it still passes, alone.
     pub async fn charge(&self, bytes: usize) -> InFlight {
-        let wanted = u32::try_from(bytes / 1024 + 1)
-            .unwrap_or(u32::MAX)
-            .min(self.kib);
+        let wanted = Budget::kib_for(bytes).min(self.kib);
         match self.permits.clone().acquire_many_owned(wanted).await {
             Ok(permit) => InFlight(Some(permit)),
             Err(_) => InFlight(None), // never closed
         }
+    }
+
+    /// The KiB `bytes` are charged: rounded up, at least 1.
+    pub fn kib_for(bytes: usize) -> u32 {
+        u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
     }
 
     /// KiB not held right now.
@@ -243,12 +238,26 @@ mod tests {
 
     #[test]
     fn a_block_is_charged_about_twice_its_json_in_kib() {
-        assert_eq!(InFlight::kib_for(&[]), 1);
-        let log = Arc::new(ChainLog::from_json(TRANSFER).unwrap());
+        assert_eq!(Budget::kib_for(0), 1);
+        let log = ChainLog::from_json(TRANSFER).unwrap();
         assert_eq!(log.memory_bytes(), 2 * TRANSFER.len() + 128);
-        let block = vec![log; 1000];
         let expected = 1000 * (2 * TRANSFER.len() + 128) / 1024 + 1;
-        assert_eq!(InFlight::kib_for(&block) as usize, expected);
+        assert_eq!(
+            Budget::kib_for(1000 * log.memory_bytes()) as usize,
+            expected
+        );
+    }
+
+    #[tokio::test]
+    async fn a_charge_holds_its_kib_until_dropped_and_never_more_than_the_budget() {
+        let budget = Budget::kib(100);
+        let charge = budget.charge(10 * 1024).await;
+        assert_eq!(budget.available_kib(), 89);
+        drop(charge);
+        assert_eq!(budget.available_kib(), 100);
+        let all = budget.charge(1 << 30).await; // larger than the budget: takes all of it
+        assert_eq!(budget.available_kib(), 0);
+        drop(all);
     }
 
     #[test]

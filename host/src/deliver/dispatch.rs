@@ -86,9 +86,7 @@ impl Lane {
     /// A slot, and room for a body of `body_len` bytes, in the endpoint's share: at once, after a
     /// short wait, or none (defer the job). A body larger than the whole share waits for all of it.
     async fn room(&self, body_len: usize) -> Option<LaneRoom> {
-        let kib = u32::try_from(body_len / 1024 + 1)
-            .unwrap_or(u32::MAX)
-            .min(self.body_kib);
+        let kib = crate::event::Budget::kib_for(body_len).min(self.body_kib);
         if let (Ok(slot), Ok(body)) = (
             self.room.clone().try_acquire_owned(),
             self.body_room.clone().try_acquire_many_owned(kib),

@@ -95,7 +95,7 @@ impl ChainIngest {
             .events_received
             .with_label_values(&[&self.chain.name])
             .inc_by(logs.len() as u64);
-        self.output.reserve(logs).await.ok_or(IngestError::Stopped)
+        Ok(self.output.reserve(logs).await)
     }
 
     pub(super) async fn check_ownership(&mut self) -> Result<(), IngestError> {

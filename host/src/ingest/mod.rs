@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ChainConfig;
-use crate::event::{BlockLogs, ChainLog, InFlight};
+use crate::event::{BlockLogs, Budget, ChainLog, InFlight};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use chain::Window;
@@ -107,31 +107,30 @@ pub struct ChainTask {
 #[derive(Clone)]
 pub struct Downstream {
     blocks: mpsc::Sender<BlockLogs>,
-    budget: Arc<tokio::sync::Semaphore>,
-    budget_kib: u32,
+    budget: Budget,
 }
 
 impl Downstream {
     /// A downstream with a budget of `mib` MiB.
     pub fn with_budget(blocks: mpsc::Sender<BlockLogs>, mib: usize) -> Downstream {
-        let kib = u32::try_from(mib.saturating_mul(1024)).unwrap_or(u32::MAX);
-        Downstream::with_budget_kib(blocks, kib)
+        Downstream {
+            blocks,
+            budget: Budget::mib(mib),
+        }
     }
 
     pub fn with_budget_kib(blocks: mpsc::Sender<BlockLogs>, kib: u32) -> Downstream {
         Downstream {
             blocks,
-            budget: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
-            budget_kib: kib,
+            budget: Budget::kib(kib),
         }
     }
 
-    /// Waits for room in the budget for `logs`. A block larger than the whole budget waits for
-    /// all of it, so it still passes, alone. `None`: the budget is closed (never, in practice).
-    async fn reserve(&self, logs: &[Arc<ChainLog>]) -> Option<InFlight> {
-        let wanted = InFlight::kib_for(logs).min(self.budget_kib);
-        let permit = self.budget.clone().acquire_many_owned(wanted).await.ok()?;
-        Some(InFlight(Some(permit)))
+    /// Waits for room in the budget for `logs` (their [`ChainLog::memory_bytes`]). A block larger
+    /// than the whole budget waits for all of it, so it still passes, alone.
+    async fn reserve(&self, logs: &[Arc<ChainLog>]) -> InFlight {
+        let bytes = logs.iter().map(|log| log.memory_bytes()).sum();
+        self.budget.charge(bytes).await
     }
 }
 

@@ -12,7 +12,7 @@ async fn the_matcher_waits_for_the_outbox_once_its_matched_bytes_are_spent() {
     let one = matcher(vec![sub("sub_a", None)], &runtime)
         .process(batch_at(0))
         .await;
-    let charge = (one.memory_bytes() / 1024 + 1) as u32;
+    let charge = Budget::kib_for(one.memory_bytes());
     let budget = Budget::kib(2 * charge);
     let m = matcher(vec![sub("sub_a", None)], &runtime).with_budget(budget.clone());
     let (batches_tx, batches_rx) = mpsc::channel(8);
