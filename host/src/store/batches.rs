@@ -47,6 +47,7 @@ impl Store {
         let subs: Vec<&str> = per_sub.iter().map(|(s, _)| *s).collect();
         let mut open = self.open_batches(tx, &subs).await?;
         let mut new_rows = Vec::new();
+        let mut body_rows = Vec::new();
         let mut event_rows = Vec::new();
         let mut sealed = Vec::new();
         let mut whole = 0;
@@ -67,7 +68,12 @@ impl Store {
                 now,
             );
             for fill in fills {
-                rows_of_fill(&fill, list, now, &mut new_rows, &mut event_rows);
+                let rows = FillRows {
+                    batches: &mut new_rows,
+                    bodies: &mut body_rows,
+                    events: &mut event_rows,
+                };
+                rows_of_fill(&fill, list, now, rows);
                 match (fill.sealed, fill.is_new) {
                     (true, true) => whole += 1,
                     (true, false) => sealed.push(fill.id),
@@ -76,6 +82,8 @@ impl Store {
             }
         }
         self.insert_json(tx, FILLING_INSERT, FILLING_COLUMNS, &new_rows)
+            .await?;
+        self.insert_json(tx, BODIES_INSERT, BODY_COLUMNS, &body_rows)
             .await?;
         self.insert_json(tx, EVENTS_INSERT, EVENT_COLUMNS, &event_rows)
             .await?;
@@ -119,19 +127,37 @@ impl Store {
         Ok(ids.len())
     }
 
-    /// Ids of `events` already in a batch.
+    /// Ids of `events` already in a batch. One range probe per subscription over the blocks its
+    /// events come from (usually empty: new blocks are past the end of its range), rather than a
+    /// lookup per event; rows of an orphaned block with the same number come back too and simply
+    /// match no incoming id.
     async fn stored_event_ids(
         &self,
         tx: &mut Tx<'_>,
         events: &[&BatchEvent],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let source = self.json_rows(1, &[("id", "text")]);
+        let mut ranges: Vec<(&str, i64, i64)> = Vec::new();
+        for event in events {
+            let block = event.block_number;
+            match ranges.iter_mut().find(|(s, _, _)| *s == event.subscription_id) {
+                Some((_, low, high)) => {
+                    *low = (*low).min(block);
+                    *high = (*high).max(block);
+                }
+                None => ranges.push((event.subscription_id.as_str(), block, block)),
+            }
+        }
+        let probes: Vec<serde_json::Value> = ranges
+            .iter()
+            .map(|(sub, low, high)| serde_json::json!({"sub": sub, "low": low, "high": high}))
+            .collect();
+        let source = self.json_rows(1, &[("sub", "text"), ("low", "bigint"), ("high", "bigint")]);
         let sql = format!(
-            "SELECT event_id FROM batch_events WHERE event_id IN (SELECT j.id FROM {source})"
+            "SELECT e.event_id FROM {source} JOIN batch_events e \
+             ON e.subscription_id = j.sub AND e.block_number BETWEEN j.low AND j.high"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(id_list(&ids))
+            .bind(serde_json::Value::from(probes).to_string())
             .fetch_all(&mut **tx)
             .await?;
         rows.iter()
@@ -208,8 +234,8 @@ impl Store {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let source = self.json_rows(1, &[("id", "text")]);
         let sql = format!(
-            "SELECT d.id, d.body, d.release_block, e.block_number, e.element FROM deliveries d \
-             JOIN batch_events e ON e.delivery_id = d.id \
+            "SELECT d.id, b.body, d.release_block, e.block_number, e.element, d.seq FROM deliveries d \
+             JOIN batch_events e ON e.delivery_id = d.id JOIN delivery_bodies b ON b.seq = d.seq \
              WHERE d.status = 'filling' AND d.id IN (SELECT j.id FROM {source}) \
              ORDER BY d.id, e.position"
         );
@@ -223,6 +249,7 @@ impl Store {
             if batches.last().is_none_or(|b| b.id != id) {
                 batches.push(Sealing {
                     id,
+                    seq: r.try_get(5)?,
                     prefix: r.try_get(1)?,
                     extra: r.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
                     last_block: 0,
@@ -237,13 +264,17 @@ impl Store {
         for batch in &batches {
             let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
             let (due, release) = sealed_due(batch.extra, batch.last_block, now);
+            sqlx::query("UPDATE delivery_bodies SET body = $2 WHERE seq = $1")
+                .bind(batch.seq)
+                .bind(batching::body(&batch.prefix, &elements))
+                .execute(&mut **tx)
+                .await?;
             sqlx::query(
-                "UPDATE deliveries SET status = 'pending', body = $2, next_attempt_at = $3, \
-                 release_block = $4, lease_until = 0, updated_at = $5, block_number = $6 \
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
+                 release_block = $3, lease_until = 0, updated_at = $4, block_number = $5 \
                  WHERE id = $1 AND status = 'filling'",
             )
             .bind(&batch.id)
-            .bind(batching::body(&batch.prefix, &elements))
             .bind(due)
             .bind(release)
             .bind(now)
@@ -279,6 +310,7 @@ impl Store {
 /// A batch being sealed: its stored prefix and its events in order.
 struct Sealing {
     id: String,
+    seq: i64,
     prefix: String,
     extra: i64,
     last_block: i64,
@@ -292,7 +324,6 @@ const FILLING_COLUMNS: &[(&str, &str)] = &[
     ("chain_id", "bigint"),
     ("event_type", "text"),
     ("block_number", "bigint"),
-    ("body", "text"),
     ("release_block", "bigint"),
     ("status", "text"),
     ("due", "bigint"),
@@ -301,13 +332,21 @@ const FILLING_COLUMNS: &[(&str, &str)] = &[
 ];
 
 const FILLING_INSERT: &str = "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, \
-     event_type, block_number, body, release_block, status, attempts, next_attempt_at, lease_until, \
+     event_type, block_number, release_block, status, attempts, next_attempt_at, lease_until, \
      created_at, updated_at, ordering_key) \
-     SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
+     SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
      j.release_block, j.status, 0, j.due, 0, j.at, j.at, j.ordering_key FROM {source} \
      WHERE true ON CONFLICT (id) DO NOTHING";
 
+const BODY_COLUMNS: &[(&str, &str)] = &[("id", "text"), ("body", "text")];
+
+/// A new batch's body (its prefix while it fills), keyed by the row just inserted.
+const BODIES_INSERT: &str = "INSERT INTO delivery_bodies (seq, body) \
+     SELECT d.seq, j.body FROM {source} JOIN deliveries d ON d.id = j.id \
+     WHERE true ON CONFLICT (seq) DO NOTHING";
+
 const EVENT_COLUMNS: &[(&str, &str)] = &[
+    ("subscription_id", "text"),
     ("event_id", "text"),
     ("delivery_id", "text"),
     ("position", "bigint"),
@@ -315,20 +354,22 @@ const EVENT_COLUMNS: &[(&str, &str)] = &[
     ("element", "text"),
 ];
 
-const EVENTS_INSERT: &str = "INSERT INTO batch_events (event_id, delivery_id, position, block_number, element) \
-     SELECT j.event_id, j.delivery_id, j.position, j.block_number, j.element FROM {source} \
-     WHERE true ON CONFLICT (event_id) DO NOTHING";
+const EVENTS_INSERT: &str = "INSERT INTO batch_events (subscription_id, block_number, event_id, \
+     delivery_id, position, element) \
+     SELECT j.subscription_id, j.block_number, j.event_id, j.delivery_id, j.position, j.element \
+     FROM {source} WHERE true ON CONFLICT (subscription_id, block_number, event_id) DO NOTHING";
+
+/// Where [`rows_of_fill`] puts the rows a write inserts: new batch rows, their bodies, events.
+struct FillRows<'a> {
+    batches: &'a mut Vec<serde_json::Value>,
+    bodies: &'a mut Vec<serde_json::Value>,
+    events: &'a mut Vec<serde_json::Value>,
+}
 
 /// The rows one fill adds: the batch's own row when it is new, and one row per event. A batch
 /// opened and sealed in this write is inserted whole (`pending`, its body built here), and its
 /// event rows keep only their keys: nothing reads their elements back.
-fn rows_of_fill(
-    fill: &Fill,
-    events: &[&BatchEvent],
-    now: i64,
-    new_rows: &mut Vec<serde_json::Value>,
-    event_rows: &mut Vec<serde_json::Value>,
-) {
+fn rows_of_fill(fill: &Fill, events: &[&BatchEvent], now: i64, rows: FillRows<'_>) {
     let Some(first) = fill.events.first().map(|&i| events[i]) else {
         return;
     };
@@ -344,13 +385,13 @@ fn rows_of_fill(
             "chain_id": first.chain_id,
             "event_type": first.event_type,
             "block_number": first.block_number,
-            "body": prefix,
             "release_block": first.extra_confirmations,
             "status": DeliveryStatus::Filling.as_str(),
             "due": batching::seal_deadline(fill.opened_at, first.max_wait_ms),
             "at": now,
             "ordering_key": first.ordering_key,
         });
+        let mut body = prefix;
         if whole {
             let elements: Vec<&str> = fill
                 .events
@@ -364,17 +405,20 @@ fn rows_of_fill(
                 .max()
                 .unwrap_or(0);
             let (due, release) = sealed_due(first.extra_confirmations, last_block, now);
-            row["body"] = batching::body(&prefix, &elements).into();
+            body = batching::body(&body, &elements);
             row["block_number"] = last_block.into();
             row["release_block"] = release.into();
             row["status"] = DeliveryStatus::Pending.as_str().into();
             row["due"] = due.into();
         }
-        new_rows.push(row);
+        rows.batches.push(row);
+        rows.bodies
+            .push(serde_json::json!({"id": fill.id, "body": body}));
     }
     for (offset, &index) in fill.events.iter().enumerate() {
         let event = events[index];
-        event_rows.push(serde_json::json!({
+        rows.events.push(serde_json::json!({
+            "subscription_id": event.subscription_id,
             "event_id": event.event_id,
             "delivery_id": fill.id,
             "position": i64::from(fill.first_position) + offset as i64,

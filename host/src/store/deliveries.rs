@@ -1,5 +1,7 @@
 //! Delivery state: leasing due rows, writing attempt outcomes in batches, listing for the API.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -88,7 +90,7 @@ impl Store {
              WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 AND lease_until <= $2 \
              AND (d.ordering_key IS NULL OR NOT EXISTS ({EARLIER_IN_KEY})) \
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, body, attempts, created_at, lease_until, ordering_key"
+             RETURNING id, endpoint_id, seq, attempts, created_at, lease_until, ordering_key"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now + lease_ms)
@@ -96,18 +98,45 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.writer)
             .await?;
+        let seqs = rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>(2))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut bodies = self.bodies(&seqs).await?;
         rows.iter()
             .map(|r| {
+                let seq: i64 = r.try_get(2)?;
                 Ok(DueDelivery {
                     id: r.try_get(0)?,
                     endpoint_id: r.try_get(1)?,
-                    body: r.try_get(2)?,
+                    body: bodies.remove(&seq).ok_or(StoreError::MissingBody(seq))?,
                     attempts: r.try_get(3)?,
                     created_at: r.try_get(4)?,
                     lease_until: r.try_get(5)?,
                     ordered: r.try_get::<Option<String>, _>(6)?.is_some(),
                 })
             })
+            .collect()
+    }
+
+    /// The bodies of the deliveries `seqs` (a body is written once, with its row, and never
+    /// changes while the row is claimable, so reading it after the claim is safe).
+    async fn bodies(&self, seqs: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
+        if seqs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list: Vec<serde_json::Value> =
+            seqs.iter().map(|seq| serde_json::json!({"seq": seq})).collect();
+        let source = self.json_rows(1, &[("seq", "bigint")]);
+        let sql = format!(
+            "SELECT b.seq, b.body FROM delivery_bodies b WHERE b.seq IN (SELECT j.seq FROM {source})"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(serde_json::Value::from(list).to_string())
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 
@@ -177,7 +206,11 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<(DeliveryRow, String)>, StoreError> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS}, body FROM deliveries WHERE id = $1");
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS}, \
+             (SELECT b.body FROM delivery_bodies b WHERE b.seq = deliveries.seq) \
+             FROM deliveries WHERE id = $1"
+        );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)

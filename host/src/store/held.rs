@@ -39,14 +39,27 @@ impl Store {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let cancelled = cancel_orphans(&mut tx, chain).await?;
+        // The bodies first: which rows are re-timed is decided by their old release block.
+        let rewrite = format!(
+            "UPDATE delivery_bodies SET body = {body} \
+             FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE delivery_bodies.seq = d.seq AND d.chain_id = $1 \
+             AND d.status = 'pending' AND d.next_attempt_at = $3 AND d.release_block IS NOT NULL \
+             AND d.release_block <> d.block_number + {EXTRA}",
+            body = self.body_with_confirmations("delivery_bodies.body", &format!("($2 + {EXTRA})"))
+        );
+        sqlx::query(sqlx::AssertSqlSafe(rewrite))
+            .bind(chain)
+            .bind(confirmations)
+            .bind(HELD_UNTIL_RELEASED)
+            .execute(&mut *tx)
+            .await?;
         let reschedule = format!(
-            "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, \
-             body = {body}, updated_at = $4 \
+            "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, updated_at = $4 \
              FROM subscriptions s WHERE s.id = deliveries.subscription_id AND deliveries.chain_id = $1 \
              AND deliveries.status = 'pending' AND deliveries.next_attempt_at = $3 \
              AND deliveries.release_block IS NOT NULL \
-             AND deliveries.release_block <> deliveries.block_number + {EXTRA}",
-            body = self.body_with_confirmations(&format!("($2 + {EXTRA})"))
+             AND deliveries.release_block <> deliveries.block_number + {EXTRA}"
         );
         let rescheduled = sqlx::query(sqlx::AssertSqlSafe(reschedule))
             .bind(chain)
@@ -65,13 +78,13 @@ impl Store {
         })
     }
 
-    /// SQL for `deliveries.body` with its `confirmations` field set to `count` (an SQL
+    /// SQL for the body in column `column` with its `confirmations` field set to `count` (an SQL
     /// expression), so a re-timed webhook says what it waited for. The body is
     /// `{"id":…,"type":…,"subscription_id":…,"chain_id":N,"confirmations":N,"log":…}`
     /// (`matcher::webhook_body`): the first `,"confirmations":` and the first `,"log":` are that
     /// field's bounds, since nothing before them can contain either. A body not of that shape is
     /// kept as it is.
-    fn body_with_confirmations(&self, count: &str) -> String {
+    fn body_with_confirmations(&self, column: &str, count: &str) -> String {
         const FIELD: &str = ",\"confirmations\":";
         const NEXT: &str = ",\"log\":";
         const EVENTS: &str = ",\"events\":[";
@@ -79,18 +92,18 @@ impl Store {
             Dialect::Sqlite => "instr",
             Dialect::Postgres => "strpos",
         };
-        let at = format!("{find}(deliveries.body, '{FIELD}')");
+        let at = format!("{find}({column}, '{FIELD}')");
         // A batch body (`modes::batching::body_prefix`) has `,"events":[` where a single
         // event's has `,"log":` (which its events then contain): the first of the two ends it.
-        let log = format!("{find}(deliveries.body, '{NEXT}')");
-        let events = format!("{find}(deliveries.body, '{EVENTS}')");
+        let log = format!("{find}({column}, '{NEXT}')");
+        let events = format!("{find}({column}, '{EVENTS}')");
         let next = format!(
             "(CASE WHEN {events} > 0 AND ({log} = 0 OR {events} < {log}) THEN {events} ELSE {log} END)"
         );
         format!(
             "(CASE WHEN {at} > 0 AND {next} > {at} \
-             THEN substr(deliveries.body, 1, {at} + {len} - 1) || CAST({count} AS TEXT) || substr(deliveries.body, {next}) \
-             ELSE deliveries.body END)",
+             THEN substr({column}, 1, {at} + {len} - 1) || CAST({count} AS TEXT) || substr({column}, {next}) \
+             ELSE {column} END)",
             len = FIELD.len()
         )
     }

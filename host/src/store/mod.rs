@@ -61,6 +61,8 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
     #[error(transparent)]
     UnknownState(#[from] UnknownState),
+    #[error("delivery {0} has no body row")]
+    MissingBody(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

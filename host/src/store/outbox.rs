@@ -1,6 +1,8 @@
 //! The batch write: deliveries, parked events, subscription status and chain cursors in one
 //! transaction. Chain cursors and parked events are read back here too.
 
+use std::collections::HashMap;
+
 use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
@@ -60,11 +62,12 @@ impl Store {
             .collect();
         let mut inserted = Vec::new();
         for chunk in deliveries.chunks(rows::MAX_ROWS) {
-            inserted.extend(
-                self.insert_deliveries(&mut tx, chunk, now, lease_ms)
-                    .await?,
-            );
-            stats.statements += 1;
+            let new = self
+                .insert_deliveries(&mut tx, chunk, now, lease_ms)
+                .await?;
+            // The rows, and their bodies when any was new.
+            stats.statements += if new.is_empty() { 1 } else { 2 };
+            inserted.extend(new);
         }
         if !write.batch_events.is_empty() {
             let events: Vec<&BatchEvent> = write
@@ -73,7 +76,7 @@ impl Store {
                 .filter(|e| ours(e.chain_id))
                 .collect();
             stats.sealed = self.append_batch_events(&mut tx, &events, now).await?;
-            stats.statements += 4;
+            stats.statements += 5;
         }
         let parked: Vec<&ParkedEvent> = write.parked.iter().filter(|p| ours(p.chain_id)).collect();
         self.insert_parked(&mut tx, &parked, now, &mut stats)
@@ -212,14 +215,13 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
-        const COLUMNS: [(&str, Col); 12] = [
+        const COLUMNS: [(&str, Col); 11] = [
             ("id", Col::Text),
             ("subscription_id", Col::Text),
             ("endpoint_id", Col::Text),
             ("chain_id", Col::BigInt),
             ("event_type", Col::Text),
             ("block_number", Col::BigInt),
-            ("body", Col::Text),
             ("release_block", Col::BigInt),
             ("next_attempt_at", Col::BigInt),
             ("lease_until", Col::BigInt),
@@ -228,11 +230,11 @@ impl Store {
         ];
         let mut query = Rows::new(self.dialect, &COLUMNS, chunk.len(), |j| {
             format!(
-                "{j} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, body, \
+                "{j} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
                  release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
-                 SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, j.body, \
+                 SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
                  j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
-                 FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id"
+                 FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq"
             )
         });
         for d in chunk {
@@ -253,7 +255,6 @@ impl Store {
                 .bind(d.chain_id)
                 .bind(d.event_type.as_str())
                 .bind(d.block_number)
-                .bind(d.body.as_str())
                 .bind(d.release_block)
                 .bind(due)
                 .bind(lease)
@@ -261,12 +262,44 @@ impl Store {
                 .bind(d.ordering_key.as_deref());
         }
         let returned = query.finish().fetch_all(&mut **tx).await?;
-        returned
+        let new: Vec<(String, i64)> = returned
             .iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-            .collect()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        let bodies: HashMap<&str, &str> = chunk
+            .iter()
+            .map(|d| (d.id.as_str(), d.body.as_str()))
+            .collect();
+        let rows: Vec<(i64, &str)> = new
+            .iter()
+            .filter_map(|(id, seq)| bodies.get(id.as_str()).map(|body| (*seq, *body)))
+            .collect();
+        self.insert_bodies(tx, &rows).await?;
+        Ok(new.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Inserts the bodies of new deliveries (`(seq, body)`), one statement.
+    pub(super) async fn insert_bodies(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        rows: &[(i64, &str)],
+    ) -> Result<(), StoreError> {
+        const COLUMNS: [(&str, Col); 2] = [("seq", Col::BigInt), ("body", Col::Text)];
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut query = Rows::new(self.dialect, &COLUMNS, rows.len(), |j| {
+            format!(
+                "{j} INSERT INTO delivery_bodies (seq, body) SELECT j.seq, j.body FROM j \
+                 WHERE j.seq IS NOT NULL ON CONFLICT (seq) DO NOTHING"
+            )
+        });
+        for (seq, body) in rows {
+            query = query.bind(*seq).bind(*body);
+        }
+        query.finish().execute(&mut **tx).await?;
+        Ok(())
+    }
     /// Deletes held deliveries that a `log.removed` supersedes (the log was reorged out before it
     /// was confirmed enough to send); returns their ids.
     async fn cancel_held(
