@@ -9,8 +9,16 @@ use std::collections::HashMap;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{BatchEvent, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, Store, StoreError};
-use crate::modes::batching::{self, Fill, Incoming, OpenBatch};
+use super::batch_rows::{FillRows, sealed_due};
+use super::{BatchEvent, Dialect, Store, StoreError};
+use crate::modes::batching::{self, Incoming, OpenBatch};
+
+/// What [`Store::append_batch_events`] did.
+pub(super) struct Appended {
+    /// Batches sealed (filled up, or opened and sealed whole).
+    pub sealed: usize,
+    pub statements: u64,
+}
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -26,7 +34,7 @@ impl Store {
         tx: &mut Tx<'_>,
         events: &[&BatchEvent],
         now: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Appended, StoreError> {
         let stored = self.stored_event_ids(tx, events).await?;
         let mut per_sub: Vec<(&str, Vec<&BatchEvent>)> = Vec::new();
         for event in events.iter().copied() {
@@ -42,13 +50,14 @@ impl Store {
             }
         }
         if per_sub.is_empty() {
-            return Ok(0);
+            return Ok(Appended {
+                sealed: 0,
+                statements: 1,
+            });
         }
         let subs: Vec<&str> = per_sub.iter().map(|(s, _)| *s).collect();
         let mut open = self.open_batches(tx, &subs).await?;
-        let mut new_rows = Vec::new();
-        let mut body_rows = Vec::new();
-        let mut event_rows = Vec::new();
+        let mut rows = FillRows::default();
         let mut sealed = Vec::new();
         let mut whole = 0;
         for (sub, list) in &per_sub {
@@ -68,12 +77,7 @@ impl Store {
                 now,
             );
             for fill in fills {
-                let rows = FillRows {
-                    batches: &mut new_rows,
-                    bodies: &mut body_rows,
-                    events: &mut event_rows,
-                };
-                rows_of_fill(&fill, list, now, rows);
+                rows.add(&fill, list, now);
                 match (fill.sealed, fill.is_new) {
                     (true, true) => whole += 1,
                     (true, false) => sealed.push(fill.id),
@@ -81,14 +85,14 @@ impl Store {
                 }
             }
         }
-        self.insert_json(tx, FILLING_INSERT, FILLING_COLUMNS, &new_rows)
-            .await?;
-        self.insert_json(tx, BODIES_INSERT, BODY_COLUMNS, &body_rows)
-            .await?;
-        self.insert_json(tx, EVENTS_INSERT, EVENT_COLUMNS, &event_rows)
-            .await?;
-        self.seal_batches(tx, &sealed, now).await?;
-        Ok(sealed.len() + whole)
+        let mut statements = 3; // the three reads above
+        statements += self.insert_new_batches(tx, &rows.batches, now).await?;
+        statements += self.insert_batch_events(tx, &rows.events).await?;
+        statements += self.seal_batches(tx, &sealed, now).await?;
+        Ok(Appended {
+            sealed: sealed.len() + whole,
+            statements,
+        })
     }
 
     /// Seals the batches whose `max_wait_ms` is over at `now` (the sealer, every 100 ms).
@@ -227,9 +231,9 @@ impl Store {
         tx: &mut Tx<'_>,
         ids: &[String],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let source = self.json_rows(1, &[("id", "text")]);
@@ -282,28 +286,7 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        Ok(())
-    }
-
-    /// Inserts `rows` (JSON objects with `columns`) with one statement. (The statements end in
-    /// `WHERE true` before `ON CONFLICT`: SQLite would read the `ON` as a join constraint.)
-    async fn insert_json(
-        &self,
-        tx: &mut Tx<'_>,
-        statement: &str,
-        columns: &[(&str, &str)],
-        rows: &[serde_json::Value],
-    ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let source = self.json_rows(1, columns);
-        let sql = statement.replace("{source}", &source);
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(serde_json::Value::from(rows.to_vec()).to_string())
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        Ok(1 + 2 * batches.len() as u64)
     }
 }
 
@@ -315,126 +298,6 @@ struct Sealing {
     extra: i64,
     last_block: i64,
     elements: Vec<String>,
-}
-
-const FILLING_COLUMNS: &[(&str, &str)] = &[
-    ("id", "text"),
-    ("subscription_id", "text"),
-    ("endpoint_id", "text"),
-    ("chain_id", "bigint"),
-    ("event_type", "text"),
-    ("block_number", "bigint"),
-    ("release_block", "bigint"),
-    ("status", "text"),
-    ("due", "bigint"),
-    ("at", "bigint"),
-    ("ordering_key", "text"),
-];
-
-const FILLING_INSERT: &str = "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, \
-     event_type, block_number, release_block, status, attempts, next_attempt_at, lease_until, \
-     created_at, updated_at, ordering_key) \
-     SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
-     j.release_block, j.status, 0, j.due, 0, j.at, j.at, j.ordering_key FROM {source} \
-     WHERE true ON CONFLICT (id) DO NOTHING";
-
-const BODY_COLUMNS: &[(&str, &str)] = &[("id", "text"), ("body", "text")];
-
-/// A new batch's body (its prefix while it fills), keyed by the row just inserted.
-const BODIES_INSERT: &str = "INSERT INTO delivery_bodies (seq, body) \
-     SELECT d.seq, j.body FROM {source} JOIN deliveries d ON d.id = j.id \
-     WHERE true ON CONFLICT (seq) DO NOTHING";
-
-const EVENT_COLUMNS: &[(&str, &str)] = &[
-    ("subscription_id", "text"),
-    ("event_id", "text"),
-    ("delivery_id", "text"),
-    ("position", "bigint"),
-    ("block_number", "bigint"),
-    ("element", "text"),
-];
-
-const EVENTS_INSERT: &str = "INSERT INTO batch_events (subscription_id, block_number, event_id, \
-     delivery_id, position, element) \
-     SELECT j.subscription_id, j.block_number, j.event_id, j.delivery_id, j.position, j.element \
-     FROM {source} WHERE true ON CONFLICT (subscription_id, block_number, event_id) DO NOTHING";
-
-/// Where [`rows_of_fill`] puts the rows a write inserts: new batch rows, their bodies, events.
-struct FillRows<'a> {
-    batches: &'a mut Vec<serde_json::Value>,
-    bodies: &'a mut Vec<serde_json::Value>,
-    events: &'a mut Vec<serde_json::Value>,
-}
-
-/// The rows one fill adds: the batch's own row when it is new, and one row per event. A batch
-/// opened and sealed in this write is inserted whole (`pending`, its body built here), and its
-/// event rows keep only their keys: nothing reads their elements back.
-fn rows_of_fill(fill: &Fill, events: &[&BatchEvent], now: i64, rows: FillRows<'_>) {
-    let Some(first) = fill.events.first().map(|&i| events[i]) else {
-        return;
-    };
-    let whole = fill.is_new && fill.sealed;
-    if fill.is_new {
-        let chain = u64::try_from(first.chain_id).unwrap_or(0);
-        let prefix =
-            batching::body_prefix(&fill.id, &first.subscription_id, chain, first.confirmations);
-        let mut row = serde_json::json!({
-            "id": fill.id,
-            "subscription_id": first.subscription_id,
-            "endpoint_id": first.endpoint_id,
-            "chain_id": first.chain_id,
-            "event_type": first.event_type,
-            "block_number": first.block_number,
-            "release_block": first.extra_confirmations,
-            "status": DeliveryStatus::Filling.as_str(),
-            "due": batching::seal_deadline(fill.opened_at, first.max_wait_ms),
-            "at": now,
-            "ordering_key": first.ordering_key,
-        });
-        let mut body = prefix;
-        if whole {
-            let elements: Vec<&str> = fill
-                .events
-                .iter()
-                .map(|&i| events[i].element.as_str())
-                .collect();
-            let last_block = fill
-                .events
-                .iter()
-                .map(|&i| events[i].block_number)
-                .max()
-                .unwrap_or(0);
-            let (due, release) = sealed_due(first.extra_confirmations, last_block, now);
-            body = batching::body(&body, &elements);
-            row["block_number"] = last_block.into();
-            row["release_block"] = release.into();
-            row["status"] = DeliveryStatus::Pending.as_str().into();
-            row["due"] = due.into();
-        }
-        rows.batches.push(row);
-        rows.bodies
-            .push(serde_json::json!({"id": fill.id, "body": body}));
-    }
-    for (offset, &index) in fill.events.iter().enumerate() {
-        let event = events[index];
-        rows.events.push(serde_json::json!({
-            "subscription_id": event.subscription_id,
-            "event_id": event.event_id,
-            "delivery_id": fill.id,
-            "position": i64::from(fill.first_position) + offset as i64,
-            "block_number": event.block_number,
-            "element": if whole { "" } else { event.element.as_str() },
-        }));
-    }
-}
-
-/// When a sealed batch is due, and its release block: at once, or held until its last block has
-/// the `extra` confirmations the subscription wants beyond the chain's.
-fn sealed_due(extra: i64, last_block: i64, now: i64) -> (i64, Option<i64>) {
-    match extra {
-        0 => (now, None),
-        extra => (HELD_UNTIL_RELEASED, Some(last_block.saturating_add(extra))),
-    }
 }
 
 /// `[{"id": …}, …]` for a `json_rows` source with one `id` column.

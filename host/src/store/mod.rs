@@ -5,6 +5,7 @@
 //! statement per table (per 512 rows).
 
 mod backlog;
+mod batch_rows;
 mod batches;
 mod canary;
 mod deliveries;

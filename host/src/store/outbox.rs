@@ -75,8 +75,9 @@ impl Store {
                 .iter()
                 .filter(|e| ours(e.chain_id))
                 .collect();
-            stats.sealed = self.append_batch_events(&mut tx, &events, now).await?;
-            stats.statements += 5;
+            let appended = self.append_batch_events(&mut tx, &events, now).await?;
+            stats.sealed = appended.sealed;
+            stats.statements += appended.statements;
         }
         let parked: Vec<&ParkedEvent> = write.parked.iter().filter(|p| ours(p.chain_id)).collect();
         self.insert_parked(&mut tx, &parked, now, &mut stats)
