@@ -8,24 +8,26 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{chain_filters, maintenance};
 use crate::admin::{self, AdminState};
+use crate::batch;
 use crate::config::Config;
 use crate::console::ConsoleShared;
 use crate::deliver::client::WebhookClient;
+use crate::deliver::poller::Wake;
 use crate::deliver::{self, Dispatcher};
 use crate::event::{BlockLogs, Budget};
 use crate::ingest::{self, ChainHealth};
 use crate::matcher::{MatchedBatch, Matcher, PluginLogBook};
 use crate::metrics::{self, Metrics};
+use crate::outbox::{self, DeliveryJob};
 use crate::plugin::PluginRuntime;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::{batch, outbox};
 
 /// What every spawn needs, borrowed from `run`.
 pub(super) struct Wiring<'a> {
@@ -134,23 +136,42 @@ impl Wiring<'_> {
         client: &WebhookClient,
         matched: mpsc::Receiver<MatchedBatch>,
     ) -> ConsoleShared {
+        let (jobs_tx, jobs_rx) = mpsc::channel(4096);
+        let wake = Wake::default();
+        let capacity = deliver::job_capacity();
+        self.spawn_sources(matched, jobs_tx, &capacity, &wake);
+        self.spawn_dispatch(client, jobs_rx, capacity, wake)
+    }
+
+    /// What feeds the dispatcher: the outbox (new deliveries from memory), the sealer of
+    /// count batches and the poller (due retries, expired leases, what the others woke it for).
+    fn spawn_sources(
+        &self,
+        matched: mpsc::Receiver<MatchedBatch>,
+        jobs: mpsc::Sender<DeliveryJob>,
+        capacity: &Arc<Semaphore>,
+        wake: &Wake,
+    ) {
         let delivery = &self.config.delivery;
         let (store, metrics, shutdown) = (self.store, self.metrics, self.shutdown);
         let lease_ms = delivery.lease_ms as i64;
-        let (jobs_tx, jobs_rx) = mpsc::channel(4096);
-        let (results_tx, results_rx) = mpsc::channel(4096);
-        let (gone_tx, gone_rx) = mpsc::channel(64);
-        let wake = deliver::poller::Wake::default();
-        let (w, m) = (wake.clone(), metrics.clone());
-        let outbox = outbox::run(store.clone(), matched, jobs_tx.clone(), m, lease_ms, w);
-        self.tracker.spawn(outbox);
-        let (w, m, s) = (wake.clone(), metrics.clone(), shutdown.clone());
-        self.tracker
-            .spawn(outbox::sealer::run(store.clone(), w, m, s));
-        let capacity = deliver::job_capacity();
+        self.tracker.spawn(outbox::run(
+            store.clone(),
+            matched,
+            jobs.clone(),
+            metrics.clone(),
+            lease_ms,
+            wake.clone(),
+        ));
+        self.tracker.spawn(outbox::sealer::run(
+            store.clone(),
+            wake.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         self.tracker.spawn(deliver::poller::run(
             store.clone(),
-            jobs_tx,
+            jobs,
             capacity.clone(),
             Duration::from_millis(delivery.poll_interval_ms),
             lease_ms,
@@ -158,6 +179,21 @@ impl Wiring<'_> {
             wake.clone(),
             shutdown.clone(),
         ));
+    }
+
+    /// The dispatcher (with the configured retry schedule), the recorder of its outcomes and the
+    /// handler of 410 answers.
+    fn spawn_dispatch(
+        &self,
+        client: &WebhookClient,
+        jobs: mpsc::Receiver<DeliveryJob>,
+        capacity: Arc<Semaphore>,
+        wake: Wake,
+    ) -> ConsoleShared {
+        let delivery = &self.config.delivery;
+        let (store, metrics) = (self.store, self.metrics);
+        let (results_tx, results_rx) = mpsc::channel(4096);
+        let (gone_tx, gone_rx) = mpsc::channel(64);
         let console = ConsoleShared::default();
         let dispatcher = Dispatcher {
             client: client.clone(),
@@ -172,11 +208,11 @@ impl Wiring<'_> {
             lease_margin: Duration::from_millis(delivery.request_timeout_ms),
             breakers: console.breakers.clone(),
         };
-        self.tracker.spawn(dispatcher.run(jobs_rx, results_tx));
+        self.tracker.spawn(dispatcher.run(jobs, results_tx));
         let recorder = deliver::recorder::run(store.clone(), results_rx, metrics.clone(), wake);
         self.tracker.spawn(recorder);
-        let gone =
-            maintenance::disable_gone_endpoints(store.clone(), self.registry.clone(), gone_rx);
+        let registry = self.registry.clone();
+        let gone = maintenance::disable_gone_endpoints(store.clone(), registry, gone_rx);
         self.tracker.spawn(gone);
         console
     }
