@@ -136,7 +136,7 @@ async fn phase(
         admin_token: Some("bench".into()),
         ..Config::default()
     };
-    config.delivery.allowed_cidrs = "127.0.0.0/8".into();
+    config.delivery.allowed_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
     let config_url = config.database_url.clone();
     let app = app::build(config).await.unwrap();
     let (url, received) = start_receiver().await;

@@ -141,6 +141,66 @@ fn plugin_check_names_the_fault() {
     assert_eq!(lines[0]["id"].as_str().unwrap().len(), 64);
 }
 
+/// `plugin check` and `plugin test` judge a module under the `[plugin]` limits of the host's
+/// configuration (`--config`, before or after the subcommand, or `PIPELINE_CONFIG`), not the
+/// defaults: a module over the file's size limit is refused, a call over its fuel fails.
+#[test]
+fn plugin_check_and_test_honour_the_configured_plugin_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.toml");
+    std::fs::write(&small, "[plugin]\nmax_module_bytes = 1000\n").unwrap();
+    let small = small.to_str().unwrap();
+    let wasm = wasm_path("erc20-transfers");
+    let wasm = wasm.to_str().unwrap();
+    for args in [
+        vec!["--config", small, "plugin", "check", wasm],
+        vec!["plugin", "check", wasm, "--config", small],
+    ] {
+        let (code, lines, _) = pipeline_with_env(&args, &[]);
+        let report: Value = serde_json::from_str(lines.trim()).unwrap();
+        assert_eq!(code, 1, "{args:?}: {report}");
+        assert_eq!(report["code"], "too_large", "{report}");
+    }
+    let (code, lines, _) =
+        pipeline_with_env(&["plugin", "check", wasm], &[("PIPELINE_CONFIG", small)]);
+    assert_eq!(code, 1, "{lines}");
+    let (code, _, _) = pipeline_with_env(&["plugin", "check", wasm], &[]);
+    assert_eq!(code, 0, "the default limits admit the module");
+
+    let starved = dir.path().join("starved.toml");
+    std::fs::write(&starved, "[plugin]\nfuel_base = 1\nfuel_per_event = 1\n").unwrap();
+    let events = mainnet_logs();
+    let (code, stdout, stderr) = pipeline_with_env(
+        &[
+            "--config",
+            starved.to_str().unwrap(),
+            "plugin",
+            "test",
+            wasm,
+            "--events",
+            events.to_str().unwrap(),
+            "--config",
+            r#"{"min_value":"0"}"#,
+            "--limit",
+            "10",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let error = summary["summary"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("fuel"), "{summary}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[plugin]\nfuel_base = \"lots\"\n").unwrap();
+    let (code, _, stderr) = pipeline_with_env(
+        &["plugin", "check", wasm, "--config", bad.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 2, "an invalid configuration: {stderr}");
+    assert!(stderr.contains("plugin.fuel_base"), "{stderr}");
+}
+
 /// Runs `pipeline ARGS` with `env` and none of the host's variables inherited from the test
 /// environment; returns (exit code, stdout, stderr).
 fn pipeline_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {

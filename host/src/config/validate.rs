@@ -1,11 +1,13 @@
 //! `Config::validate`: everything that can be checked before start-up. Each message names the
 //! setting as it is written in the TOML file and, where there is one, its environment variable,
-//! so an operator finds it whichever way it was set.
+//! so an operator finds it whichever way it was set. Values that are parsed (durations, the retry
+//! schedule, CIDRs) were checked when they were read (`text.rs`); these are the checks across
+//! values and of ranges.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
+use super::Config;
 use super::ingest::{MAX_CONFIRMATIONS, validate_chain_stale, validate_ingest};
-use super::{Config, parse_cidrs, parse_retry_schedule};
 
 impl Config {
     /// Checks everything that can be checked before start-up, with messages that name the setting.
@@ -21,7 +23,9 @@ impl Config {
         self.secret_keys()?;
         self.validate_batch()?;
         self.validate_delivery()?;
-        self.retention.periods()?;
+        if self.retention.interval.is_zero() {
+            bail!("retention.interval (PIPELINE_RETENTION_INTERVAL) must be positive");
+        }
         self.server.validate(self.plugin.compile_timeout_ms)?;
         validate_ingest(&self.ingest)?;
         self.validate_chains()
@@ -83,10 +87,6 @@ impl Config {
                 d.request_timeout_ms
             );
         }
-        parse_retry_schedule(&d.retry_schedule)
-            .context("delivery.retry_schedule (PIPELINE_DELIVERY_RETRY_SCHEDULE)")?;
-        parse_cidrs(&d.allowed_cidrs)
-            .context("delivery.allowed_cidrs (PIPELINE_DELIVERY_ALLOWED_CIDRS)")?;
         Ok(())
     }
 

@@ -139,7 +139,7 @@ fn dev_config(
         }],
         ..Config::default()
     };
-    config.delivery.allowed_cidrs = "127.0.0.0/8".into();
+    config.delivery.allowed_cidrs = vec!["127.0.0.0/8".parse()?];
     config.validate()?;
     Ok(config)
 }

@@ -161,7 +161,7 @@ impl ChainIngest {
         }
         let mut tip_logs = Vec::new();
         for (number, hash, logs) in blocks {
-            let in_flight = self.receive(&logs).await?;
+            let in_flight = self.receive(&logs).await;
             // A long range waiting for room downstream must stop too once the chain is lost.
             self.check_ownership().await?;
             if number == to {

@@ -84,20 +84,21 @@ pub(super) struct ChainIngest {
 }
 
 impl ChainIngest {
-    /// Stops following when the database session holding the chain lock is gone: another replica
-    /// may own the chain by now.
     /// Counts a block's logs as received and waits for room for them in the in-flight budget.
+    /// Nothing here fails: the budget only makes ingest wait.
     pub(super) async fn receive(
         &self,
         logs: &[std::sync::Arc<crate::event::ChainLog>],
-    ) -> Result<crate::event::InFlight, IngestError> {
+    ) -> crate::event::InFlight {
         self.metrics
             .events_received
             .with_label_values(&[&self.chain.name])
             .inc_by(logs.len() as u64);
-        Ok(self.output.reserve(logs).await)
+        self.output.reserve(logs).await
     }
 
+    /// Stops following when the database session holding the chain lock is gone: another replica
+    /// may own the chain by now.
     pub(super) async fn check_ownership(&mut self) -> Result<(), IngestError> {
         if self.lock_checked_at.elapsed() < super::ownership::OWNERSHIP_CHECK {
             return Ok(());
@@ -333,7 +334,7 @@ impl ChainIngest {
     async fn apply(&mut self, conn: &mut Connection, header: Header) -> Result<(), IngestError> {
         let received_at = Instant::now();
         let logs = self.block_logs(conn, &header).await?;
-        let in_flight = self.receive(&logs).await?;
+        let in_flight = self.receive(&logs).await;
         let block = BlockLogs {
             chain_id: self.chain.chain_id,
             number: header.number,

@@ -9,6 +9,7 @@ mod delivery;
 pub mod index;
 mod logbook;
 mod plugins;
+mod quarantine;
 mod select;
 
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
-//! Per-subscription plugin state: the reused instance, the failure count, quarantine, and the
-//! recent plugin logs. Applies the failure policy of DESIGN §4.
+//! Per-subscription plugin state: the reused instance, the quarantine state (`quarantine.rs`
+//! decides it; this applies it: status writes, metrics, logs), and the recent plugin logs. The
+//! failure policy of DESIGN §4.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -9,34 +10,51 @@ use std::time::{Duration, Instant};
 use super::Candidate;
 use super::index::{PluginBinding, Subscription, SubscriptionStatus};
 use super::logbook::PluginLogBook;
+use super::quarantine::{Event, Health};
 use crate::event::ChainLog;
 use crate::metrics::Metrics;
 use crate::plugin::{Decision, Output, PluginError, PluginInstance, PluginLog, PluginRuntime};
 use crate::store::{ParkedEvent, StatusChange};
-
-/// Consecutive failed batches before a subscription is quarantined.
-pub const QUARANTINE_AFTER: u32 = 5;
-const QUARANTINE_BACKOFF_MIN: Duration = Duration::from_secs(30);
-const QUARANTINE_BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 #[derive(Default)]
 struct SubState {
     instance: Option<PluginInstance>,
     plugin_id: String,
     config_json: String,
-    failures: u32,
-    quarantined: bool,
-    quarantined_until: Option<Instant>,
-    quarantine_round: u32,
+    health: Health,
     last_error: Option<String>,
     /// The last call ran past the batch's patience or hit the wall clock.
     slow: bool,
 }
 
+/// How a job's call ended.
+enum Outcome {
+    Decided(Vec<Decision>, u64),
+    Failed(Failure),
+    /// Not called: the subscription is quarantined and its backoff is not over.
+    Quarantined,
+}
+
 enum Failure {
     Plugin(PluginError),
     ErrorRecord { event_index: usize, message: String },
-    Quarantined,
+}
+
+impl Failure {
+    /// The message its events are parked with, the event it names, and its metric label.
+    fn describe(&self) -> (String, Option<i64>, &'static str) {
+        match self {
+            Failure::Plugin(e) => (e.to_string(), None, e.cause()),
+            Failure::ErrorRecord {
+                event_index,
+                message,
+            } => (
+                format!("plugin error: {message}"),
+                Some(*event_index as i64),
+                "error_record",
+            ),
+        }
+    }
 }
 
 /// One subscription's share of a batch, carried to the blocking thread and back.
@@ -45,7 +63,9 @@ pub struct PluginJob {
     binding: PluginBinding,
     state: SubState,
     events: Vec<Candidate>,
-    result: Result<(Vec<Decision>, u64), Failure>,
+    /// Whether the quarantine policy lets this call run (decided when the job is made).
+    admitted: bool,
+    outcome: Outcome,
     logs: Vec<PluginLog>,
     /// Lines the instance dropped because one call logged too much.
     logs_dropped: u32,
@@ -80,29 +100,29 @@ impl PluginStates {
         events: Vec<Candidate>,
         metrics: &Metrics,
     ) -> PluginJob {
+        // tokio's clock, so a test can move past a backoff with `tokio::time::advance`.
+        let now = tokio::time::Instant::now();
         let mut state = self.states.remove(&sub.id).unwrap_or_default();
         if state.plugin_id != binding.plugin.id || state.config_json != binding.config_json {
-            if state.quarantined {
-                metrics.subscriptions_quarantined.dec();
-            }
+            let attached = Event::Attached {
+                stored_quarantined: sub.status == SubscriptionStatus::Quarantined,
+            };
+            let health = state.health.step(attached, now);
+            count_quarantine(metrics, state.health, health);
             state = SubState {
                 plugin_id: binding.plugin.id.clone(),
                 config_json: binding.config_json.clone(),
+                health,
                 ..SubState::default()
             };
-            if sub.status == SubscriptionStatus::Quarantined {
-                // Quarantined before a restart: probe at once with the first batch.
-                state.quarantined = true;
-                state.failures = QUARANTINE_AFTER;
-                metrics.subscriptions_quarantined.inc();
-            }
         }
         PluginJob {
             subscription: sub.clone(),
             binding: binding.clone(),
+            admitted: state.health.admits(now),
             state,
             events,
-            result: Err(Failure::Quarantined),
+            outcome: Outcome::Quarantined,
             logs: Vec::new(),
             logs_dropped: 0,
             duration: Duration::ZERO,
@@ -115,93 +135,66 @@ impl PluginStates {
             .log_book
             .record(&job.subscription.id, &job.logs, job.logs_dropped);
         metrics.plugin_log_lines_dropped.inc_by(dropped);
-        let state = &mut job.state;
-        state.slow = job.duration >= super::calls::PATIENCE
-            || matches!(job.result, Err(Failure::Plugin(PluginError::Timeout)));
-        let mut status_change = None;
-        let decisions = match job.result {
-            Ok((decisions, fuel)) => {
+        job.state.slow = job.duration >= super::calls::PATIENCE
+            || matches!(
+                job.outcome,
+                Outcome::Failed(Failure::Plugin(PluginError::Timeout))
+            );
+        let now = tokio::time::Instant::now();
+        let outcome = std::mem::replace(&mut job.outcome, Outcome::Quarantined);
+        let (decisions, status_change) = match outcome {
+            Outcome::Decided(decisions, fuel) => {
                 metrics.plugin_calls.with_label_values(&["ok"]).inc();
                 metrics
                     .plugin_call_latency
                     .observe(job.duration.as_secs_f64());
                 metrics.plugin_fuel.inc_by(fuel);
-                if state.quarantined {
-                    tracing::info!(subscription = %job.subscription.id, "plugin recovered; quarantine lifted");
-                    status_change = Some(change(
-                        &job.subscription.id,
-                        SubscriptionStatus::Active,
-                        None,
-                    ));
-                    metrics.subscriptions_quarantined.dec();
-                }
-                state.failures = 0;
-                state.quarantined = false;
-                state.quarantined_until = None;
-                state.quarantine_round = 0;
-                Ok(decisions)
+                (
+                    Ok(decisions),
+                    job.step(Event::Succeeded, None, now, metrics),
+                )
             }
-            Err(failure) => {
-                let (message, event_index) = match &failure {
-                    Failure::Plugin(e) => (e.to_string(), None),
-                    Failure::ErrorRecord {
-                        event_index,
-                        message,
-                    } => (
-                        format!("plugin error: {message}"),
-                        Some(*event_index as i64),
-                    ),
-                    Failure::Quarantined => (
-                        format!(
-                            "subscription quarantined: {}",
-                            state.last_error.as_deref().unwrap_or("plugin failures")
-                        ),
-                        None,
-                    ),
-                };
-                if !matches!(failure, Failure::Quarantined) {
-                    let cause = match &failure {
-                        Failure::Plugin(e) => e.cause(),
-                        _ => "error_record",
-                    };
-                    metrics.plugin_calls.with_label_values(&["failed"]).inc();
-                    metrics.plugin_failures.with_label_values(&[cause]).inc();
-                    tracing::warn!(subscription = %job.subscription.id, error = %message, events = job.events.len(), "plugin batch failed; events parked");
-                    state.failures += 1;
-                    state.last_error = Some(message.clone());
-                    if state.failures >= QUARANTINE_AFTER {
-                        let backoff = QUARANTINE_BACKOFF_MIN
-                            .saturating_mul(1 << state.quarantine_round.min(5))
-                            .min(QUARANTINE_BACKOFF_MAX);
-                        state.quarantined_until = Some(Instant::now() + backoff);
-                        state.quarantine_round += 1;
-                        if !state.quarantined {
-                            tracing::error!(subscription = %job.subscription.id, error = %message, "subscription quarantined");
-                            metrics.subscriptions_quarantined.inc();
-                            status_change = Some(change(
-                                &job.subscription.id,
-                                SubscriptionStatus::Quarantined,
-                                Some(message.clone()),
-                            ));
-                        }
-                        state.quarantined = true;
-                    } else {
-                        status_change = Some(change(
-                            &job.subscription.id,
-                            SubscriptionStatus::Active,
-                            Some(message.clone()),
-                        ));
-                    }
-                }
-                Err(park(&job.subscription, &job.events, &message, event_index))
+            Outcome::Quarantined => {
+                let message = format!(
+                    "subscription quarantined: {}",
+                    job.state.last_error.as_deref().unwrap_or("plugin failures")
+                );
+                (Err(job.park(&message, None)), None)
+            }
+            Outcome::Failed(failure) => {
+                let (message, event_index, cause) = failure.describe();
+                metrics.plugin_calls.with_label_values(&["failed"]).inc();
+                metrics.plugin_failures.with_label_values(&[cause]).inc();
+                tracing::warn!(subscription = %job.subscription.id, error = %message, events = job.events.len(), "plugin batch failed; events parked");
+                job.state.last_error = Some(message.clone());
+                let change = job.step(Event::Failed, Some(&message), now, metrics);
+                (Err(job.park(&message, event_index)), change)
             }
         };
+        self.put_back(job, decisions, status_change)
+    }
+
+    fn put_back(
+        &mut self,
+        job: PluginJob,
+        decisions: Result<Vec<Decision>, Vec<ParkedEvent>>,
+        status_change: Option<StatusChange>,
+    ) -> Settled {
         self.states.insert(job.subscription.id.clone(), job.state);
         Settled {
             events: job.events,
             decisions,
             status_change,
         }
+    }
+}
+
+/// Keeps the quarantined-subscriptions gauge in step with a transition.
+fn count_quarantine(metrics: &Metrics, before: Health, after: Health) {
+    match (before.is_quarantined(), after.is_quarantined()) {
+        (false, true) => metrics.subscriptions_quarantined.inc(),
+        (true, false) => metrics.subscriptions_quarantined.dec(),
+        _ => {}
     }
 }
 
@@ -237,7 +230,7 @@ impl PluginStates {
     pub fn retain_live(&mut self, live: &std::collections::HashSet<&str>, metrics: &Metrics) {
         self.states.retain(|id, state| {
             let keep = live.contains(id.as_str());
-            if !keep && state.quarantined {
+            if !keep && state.health.is_quarantined() {
                 metrics.subscriptions_quarantined.dec();
             }
             keep
@@ -246,6 +239,40 @@ impl PluginStates {
 }
 
 impl PluginJob {
+    /// Moves the subscription's quarantine state on by `event`; the status write it calls for:
+    /// quarantined on entering, active (with the error) on a failure short of it, active without
+    /// an error when a quarantine is lifted.
+    fn step(
+        &mut self,
+        event: Event,
+        error: Option<&str>,
+        now: tokio::time::Instant,
+        metrics: &Metrics,
+    ) -> Option<StatusChange> {
+        let before = self.state.health;
+        let after = before.step(event, now);
+        self.state.health = after;
+        count_quarantine(metrics, before, after);
+        let id = &self.subscription.id;
+        match (before.is_quarantined(), after.is_quarantined()) {
+            (true, false) => {
+                tracing::info!(subscription = %id, "plugin recovered; quarantine lifted");
+                Some(change(id, SubscriptionStatus::Active, None))
+            }
+            (false, true) => {
+                tracing::error!(subscription = %id, error = error.unwrap_or_default(), "subscription quarantined");
+                let error = error.map(str::to_string);
+                Some(change(id, SubscriptionStatus::Quarantined, error))
+            }
+            (false, false) => error.map(|e| change(id, SubscriptionStatus::Active, Some(e.into()))),
+            (true, true) => None,
+        }
+    }
+
+    fn park(&self, error: &str, event_index: Option<i64>) -> Vec<ParkedEvent> {
+        park(&self.subscription, &self.events, error, event_index)
+    }
+
     pub fn events(&self) -> &[Candidate] {
         &self.events
     }
@@ -268,7 +295,7 @@ impl PluginJob {
         // other subscriptions' results down with it.
         if std::panic::catch_unwind(AssertUnwindSafe(|| self.call(runtime))).is_err() {
             self.state.instance = None;
-            self.result = Err(Failure::Plugin(PluginError::Trap(
+            self.outcome = Outcome::Failed(Failure::Plugin(PluginError::Trap(
                 "host error while running the plugin".into(),
             )));
         }
@@ -288,7 +315,8 @@ impl PluginJob {
             binding,
             state: SubState::default(),
             events,
-            result: Err(Failure::Plugin(PluginError::Trap(format!(
+            admitted: true,
+            outcome: Outcome::Failed(Failure::Plugin(PluginError::Trap(format!(
                 "plugin task failed: {error}"
             )))),
             logs: Vec::new(),
@@ -298,10 +326,8 @@ impl PluginJob {
     }
 
     fn call(&mut self, runtime: &PluginRuntime) {
-        if let Some(until) = self.state.quarantined_until
-            && Instant::now() < until
-        {
-            self.result = Err(Failure::Quarantined);
+        if !self.admitted {
+            self.outcome = Outcome::Quarantined;
             return;
         }
         let logs: Vec<&ChainLog> = self.events.iter().map(|e| &*e.log).collect();
@@ -328,12 +354,14 @@ impl PluginJob {
                     self.logs.extend(report.logs);
                     self.logs_dropped += report.logs_dropped;
                     self.state.instance = Some(instance);
-                    self.result = match report.output {
-                        Output::Decisions(decisions) => Ok((decisions, report.fuel_used)),
+                    self.outcome = match report.output {
+                        Output::Decisions(decisions) => {
+                            Outcome::Decided(decisions, report.fuel_used)
+                        }
                         Output::Failed {
                             event_index,
                             message,
-                        } => Err(Failure::ErrorRecord {
+                        } => Outcome::Failed(Failure::ErrorRecord {
                             event_index,
                             message,
                         }),
@@ -358,6 +386,6 @@ impl PluginJob {
                 }
             }
         }
-        self.result = Err(Failure::Plugin(last_error));
+        self.outcome = Outcome::Failed(Failure::Plugin(last_error));
     }
 }

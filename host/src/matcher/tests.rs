@@ -102,7 +102,7 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
         &runtime,
     );
     let mut statuses = Vec::new();
-    for _ in 0..plugins::QUARANTINE_AFTER {
+    for _ in 0..quarantine::QUARANTINE_AFTER {
         let out = m.process(batch()).await;
         assert_eq!(
             out.write.deliveries.len(),
@@ -122,6 +122,22 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
     // While quarantined the plugin is not called, and events are still parked, not lost.
     let out = m.process(batch()).await;
     assert_eq!(out.write.parked.len(), 1);
+    assert!(out.write.parked[0].error.contains("quarantined"));
+    // Once the backoff (30 s) is over the next batch probes the plugin again: it traps, so the
+    // events are parked with the trap and the backoff starts over. Time is moved, not waited for,
+    // and runs on again before the batch so the matcher's own short waits behave as in production.
+    tokio::time::pause();
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    tokio::time::resume();
+    let out = m.process(batch()).await;
+    assert_eq!(out.write.parked.len(), 1);
+    assert!(
+        out.write.parked[0].error.contains("trap"),
+        "{}",
+        out.write.parked[0].error
+    );
+    assert!(out.write.status_changes.is_empty(), "still quarantined");
+    let out = m.process(batch()).await;
     assert!(out.write.parked[0].error.contains("quarantined"));
 }
 

@@ -56,7 +56,7 @@ async fn a_trapping_canary_never_changes_the_live_write() {
     )
     .with_canary(feed);
     // More failed batches than would quarantine a live plugin.
-    for _ in 0..plugins::QUARANTINE_AFTER + 2 {
+    for _ in 0..quarantine::QUARANTINE_AFTER + 2 {
         let out = m.process(batch()).await;
         assert_eq!(out.write.deliveries.len(), 1, "no plugin: kept unchanged");
         assert!(out.write.parked.is_empty());
@@ -67,7 +67,7 @@ async fn a_trapping_canary_never_changes_the_live_write() {
         .await
         .unwrap();
     let row = store.get_canary("sub_a").await.unwrap().unwrap();
-    assert_eq!(row.tally.traps, i64::from(plugins::QUARANTINE_AFTER + 2));
+    assert_eq!(row.tally.traps, i64::from(quarantine::QUARANTINE_AFTER + 2));
 }
 
 #[tokio::test]
