@@ -200,12 +200,12 @@ impl Store {
             SubscriptionStatus::Active.sql()
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(subscription_id)
-        .bind(&canary.plugin_id)
-        .bind(&canary.plugin_config)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+            .bind(subscription_id)
+            .bind(&canary.plugin_id)
+            .bind(&canary.plugin_config)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         delete_canary_in(&mut tx, subscription_id).await?;
         tx.commit().await?;
         Ok(Some(canary))

@@ -104,9 +104,9 @@ impl Store {
             *UNFINISHED
         );
         let due: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(sql))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         if due.is_none() {
             return Ok(Vec::new());
         }
@@ -234,11 +234,11 @@ impl Store {
             filling = DeliveryStatus::Filling.sql(),
         );
         let result = sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .bind(now)
-        .bind(super::HELD_UNTIL_RELEASED)
-        .execute(&self.pool)
-        .await?;
+            .bind(id)
+            .bind(now)
+            .bind(super::HELD_UNTIL_RELEASED)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -256,11 +256,11 @@ impl Store {
             dead = DeliveryStatus::Dead.sql(),
         );
         let result = sqlx::query(AssertSqlSafe(sql))
-        .bind(endpoint_id)
-        .bind(since_ms)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+            .bind(endpoint_id)
+            .bind(since_ms)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 

@@ -109,10 +109,10 @@ async fn cancel_orphans(tx: &mut Tx<'_>, chain: i64) -> Result<u64, StoreError> 
         DeliveryStatus::Pending.sql()
     );
     let result = sqlx::query(AssertSqlSafe(sql))
-    .bind(chain)
-    .bind(HELD_UNTIL_RELEASED)
-    .execute(&mut **tx)
-    .await?;
+        .bind(chain)
+        .bind(HELD_UNTIL_RELEASED)
+        .execute(&mut **tx)
+        .await?;
     Ok(result.rows_affected())
 }
 
@@ -126,10 +126,10 @@ async fn release_reached(tx: &mut Tx<'_>, chain: i64, now: i64) -> Result<u64, S
         DeliveryStatus::Pending.sql()
     );
     let result = sqlx::query(AssertSqlSafe(sql))
-    .bind(chain)
-    .bind(HELD_UNTIL_RELEASED)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+        .bind(chain)
+        .bind(HELD_UNTIL_RELEASED)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(result.rows_affected())
 }

@@ -62,6 +62,10 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
     #[error(transparent)]
     UnknownState(#[from] UnknownState),
+    /// A stored value this build cannot read (a column the writers validate, changed behind
+    /// their back): an error, never a default in its place.
+    #[error("stored {what} cannot be read: {reason}")]
+    Unreadable { what: &'static str, reason: String },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -69,10 +73,14 @@ impl From<sqlx::Error> for StoreError {
     /// [`UnknownState`] as the source), whichever row reader met it.
     fn from(error: sqlx::Error) -> StoreError {
         match error {
-            sqlx::Error::ColumnDecode { index, source } => match source.downcast::<UnknownState>() {
-                Ok(unknown) => StoreError::UnknownState(*unknown),
-                Err(source) => StoreError::Database(sqlx::Error::ColumnDecode { index, source }),
-            },
+            sqlx::Error::ColumnDecode { index, source } => {
+                match source.downcast::<UnknownState>() {
+                    Ok(unknown) => StoreError::UnknownState(*unknown),
+                    Err(source) => {
+                        StoreError::Database(sqlx::Error::ColumnDecode { index, source })
+                    }
+                }
+            }
             other => StoreError::Database(other),
         }
     }

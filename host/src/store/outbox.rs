@@ -6,8 +6,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, Cursor, DeliveryStatus, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite,
-    ParkedEvent, StatusChange, Store, StoreError, now_ms,
+    BatchEvent, Cursor, DeliveryStatus, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent,
+    StatusChange, Store, StoreError, now_ms,
 };
 
 pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;

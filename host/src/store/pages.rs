@@ -105,8 +105,10 @@ impl Store {
     }
 
     /// How many subscriptions are in each status (the overview's counts).
-    pub async fn subscription_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+    pub async fn subscription_status_counts(
+        &self,
+    ) -> Result<Vec<(SubscriptionStatus, i64)>, StoreError> {
+        let rows: Vec<(SubscriptionStatus, i64)> = sqlx::query_as(
             "SELECT status, COUNT(*) FROM subscriptions GROUP BY status ORDER BY status",
         )
         .fetch_all(&self.pool)

@@ -118,4 +118,3 @@ impl Store {
         Ok(result.rows_affected())
     }
 }
-

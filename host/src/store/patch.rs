@@ -79,10 +79,10 @@ impl Store {
             DeliveryStatus::Pending.sql()
         );
         sqlx::query(AssertSqlSafe(held))
-        .bind(id)
-        .bind(HELD_UNTIL_RELEASED)
-        .execute(&mut *tx)
-        .await?;
+            .bind(id)
+            .bind(HELD_UNTIL_RELEASED)
+            .execute(&mut *tx)
+            .await?;
         super::canary::delete_canary_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(result.rows_affected() > 0)
@@ -157,11 +157,11 @@ impl Store {
             EndpointStatus::Enabled.sql()
         );
         let result = sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .bind(reason)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+            .bind(id)
+            .bind(reason)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 }

@@ -29,9 +29,11 @@ impl Store {
 
     pub async fn list_plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?,
+            sqlx::query_as(
+                "SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
         )
     }
 

@@ -180,7 +180,11 @@ impl Store {
         )
         .bind(&row.id)
         .bind(self.secrets.seal(&row.id, current)?)
-        .bind(previous.map(|p| self.secrets.seal(&row.id, p)).transpose()?)
+        .bind(
+            previous
+                .map(|p| self.secrets.seal(&row.id, p))
+                .transpose()?,
+        )
         .bind(&row.secret)
         .bind(row.previous_secret.clone().unwrap_or_default())
         .bind(row.previous_secret.is_none())
