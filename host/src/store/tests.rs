@@ -504,6 +504,7 @@ mod canary;
 mod delivery_state;
 mod fencing;
 mod modes;
+mod parked;
 mod secrets;
 mod states;
 mod wal;
