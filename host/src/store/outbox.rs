@@ -30,9 +30,10 @@ impl Store {
     ///
     /// One transaction, one step per table: deliveries (with the held ones a `log.removed`
     /// cancels), count-batch events, parked events, subscription status, chain cursors (with the
-    /// release of held deliveries). Each step issues one statement for all its rows (deliveries:
-    /// per [`rows::MAX_ROWS`]), except status changes and cursors, one per row (rare, and one per
-    /// chain of the batch); [`WriteStats::statements`] counts them.
+    /// release of held deliveries). Deliveries take one statement per [`rows::MAX_ROWS`] rows
+    /// (and one for the cancelled held ones), parked and resolved events one each, count-batch
+    /// events the four of `batches.rs`; status changes and cursors one per row (rare, and one per
+    /// chain of the batch). [`WriteStats::statements`] counts them all.
     ///
     /// A chain whose cursor is fenced (another replica took the chain over since this process
     /// did) has nothing of this write stored: not its cursor, nor its deliveries and parked
