@@ -179,6 +179,9 @@ impl Harness {
             log: log.into(),
             error: "trap: unreachable".into(),
             event_index: None,
+            event_key: crate::event::ChainLog::from_json(log)
+                .ok()
+                .map(|l| ParkedEvent::key("log", l.block_hash, l.log_index)),
         };
         self.state
             .store

@@ -39,7 +39,7 @@ pub async fn show(
             @if counts.is_empty() { p { "None yet." } }
             ul.counts {
                 @for (status, count) in &counts {
-                    li { a href=(format!("/console/subscriptions?status={status}")) { (badge(status)) " " (count) } }
+                    li { a href=(format!("/console/subscriptions?status={status}")) { (badge(status.as_str())) " " (count) } }
                 }
             }
         }

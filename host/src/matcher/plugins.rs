@@ -221,6 +221,11 @@ pub(super) fn park(
             log: e.log.raw.to_string(),
             error: error.to_string(),
             event_index,
+            event_key: Some(ParkedEvent::key(
+                e.event_type.as_str(),
+                e.log.block_hash,
+                e.log.log_index,
+            )),
         })
         .collect()
 }

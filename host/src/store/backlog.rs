@@ -1,7 +1,8 @@
 //! The delivery backlog as the operator's dashboard shows it (sampled by `crate::backlog`).
 
-use sqlx::Row;
+use sqlx::AssertSqlSafe;
 
+use super::deliveries::UNFINISHED;
 use super::{HELD_UNTIL_RELEASED, Store, StoreError, now_ms};
 
 /// Deliveries not finished yet, at one instant.
@@ -22,25 +23,29 @@ impl Store {
     /// path: sampled every few seconds.
     pub async fn backlog(&self) -> Result<Backlog, StoreError> {
         let now = now_ms();
-        let due = sqlx::query(
+        let sql = format!(
             "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries \
-             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 AND lease_until <= $1",
-        )
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        let outstanding = sqlx::query(
-            "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at < $1",
-        )
-        .bind(HELD_UNTIL_RELEASED)
-        .fetch_one(&self.pool)
-        .await?;
+             WHERE {} AND next_attempt_at <= $1 AND lease_until <= $1",
+            *UNFINISHED
+        );
+        let (due, oldest_due_at): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM deliveries WHERE {} AND next_attempt_at < $1",
+            *UNFINISHED
+        );
+        let (outstanding,): (i64,) = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(HELD_UNTIL_RELEASED)
+            .fetch_one(&self.pool)
+            .await?;
         let blocked = self.blocked_keys(None).await?;
         Ok(Backlog {
             ordered_keys_blocked: blocked.len() as i64,
-            outstanding: outstanding.try_get(0)?,
-            due: due.try_get(0)?,
-            oldest_due_at: due.try_get(1)?,
+            outstanding,
+            due,
+            oldest_due_at,
         })
     }
 }

@@ -68,7 +68,8 @@ fn new_batch<'a>(
     now: i64,
 ) -> NewBatch<'a> {
     let chain = u64::try_from(first.chain_id).unwrap_or(0);
-    let prefix = batching::body_prefix(&fill.id, &first.subscription_id, chain, first.confirmations);
+    let prefix =
+        batching::body_prefix(&fill.id, &first.subscription_id, chain, first.confirmations);
     if !fill.sealed {
         return NewBatch {
             id: fill.id.clone(),
@@ -208,7 +209,11 @@ impl Store {
                 )
             });
             for e in chunk {
-                let element = if e.whole { "" } else { e.event.element.as_str() };
+                let element = if e.whole {
+                    ""
+                } else {
+                    e.event.element.as_str()
+                };
                 query = query
                     .bind(e.event.subscription_id.as_str())
                     .bind(e.event.block_number)

@@ -143,7 +143,10 @@ impl Store {
         let mut ranges: Vec<(&str, i64, i64)> = Vec::new();
         for event in events {
             let block = event.block_number;
-            match ranges.iter_mut().find(|(s, _, _)| *s == event.subscription_id) {
+            match ranges
+                .iter_mut()
+                .find(|(s, _, _)| *s == event.subscription_id)
+            {
                 Some((_, low, high)) => {
                     *low = (*low).min(block);
                     *high = (*high).max(block);

@@ -2,28 +2,27 @@
 //! differing events. Written by the canary writer task off the hot path, read by any replica.
 
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, SubscriptionStatus, now_ms};
 
 /// Differing events kept per canary.
 pub const MAX_CANARY_EXAMPLES: i64 = 100;
 
 /// A canary as stored: its candidate and the totals so far.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CanaryRow {
     pub id: String,
     pub subscription_id: String,
     pub plugin_id: String,
     pub plugin_config: Option<String>,
+    #[sqlx(flatten)]
     pub tally: CanaryTally,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 /// What one write adds to a canary's totals (and, in a [`CanaryRow`], the totals themselves).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CanaryTally {
     pub events_compared: i64,
     pub same: i64,
@@ -42,7 +41,7 @@ pub struct CanaryTally {
 }
 
 /// One differing event: the log's identity and both outputs (`{"kept", "data"}` JSON).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CanaryExample {
     pub block_number: i64,
     pub block_hash: String,
@@ -56,32 +55,6 @@ pub struct CanaryExample {
 const CANARY_COLUMNS: &str = "id, subscription_id, plugin_id, plugin_config, events_compared, same, \
     only_live_kept, only_canary_kept, data_differs, batches_compared, batches_skipped, \
     events_skipped, traps, out_of_fuel, bad_output, other_failures, last_failure, created_at, updated_at";
-
-fn canary_row(r: &AnyRow) -> Result<CanaryRow, StoreError> {
-    Ok(CanaryRow {
-        id: r.try_get(0)?,
-        subscription_id: r.try_get(1)?,
-        plugin_id: r.try_get(2)?,
-        plugin_config: r.try_get(3)?,
-        tally: CanaryTally {
-            events_compared: r.try_get(4)?,
-            same: r.try_get(5)?,
-            only_live_kept: r.try_get(6)?,
-            only_canary_kept: r.try_get(7)?,
-            data_differs: r.try_get(8)?,
-            batches_compared: r.try_get(9)?,
-            batches_skipped: r.try_get(10)?,
-            events_skipped: r.try_get(11)?,
-            traps: r.try_get(12)?,
-            out_of_fuel: r.try_get(13)?,
-            bad_output: r.try_get(14)?,
-            other_failures: r.try_get(15)?,
-            last_failure: r.try_get(16)?,
-        },
-        created_at: r.try_get(17)?,
-        updated_at: r.try_get(18)?,
-    })
-}
 
 impl Store {
     /// Starts a canary. False (nothing written) when the subscription already has one.
@@ -102,20 +75,18 @@ impl Store {
 
     pub async fn get_canary(&self, subscription_id: &str) -> Result<Option<CanaryRow>, StoreError> {
         let sql = format!("SELECT {CANARY_COLUMNS} FROM canaries WHERE subscription_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(subscription_id)
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(canary_row).transpose()
+            .await?)
     }
 
     /// Every canary (the registry binds each to its subscription).
     pub async fn list_canaries(&self) -> Result<Vec<CanaryRow>, StoreError> {
         let sql = format!("SELECT {CANARY_COLUMNS} FROM canaries ORDER BY subscription_id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(canary_row).collect()
+            .await?)
     }
 
     /// The first differing events of a canary, in chain order.
@@ -123,7 +94,7 @@ impl Store {
         &self,
         canary_id: &str,
     ) -> Result<Vec<CanaryExample>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<CanaryExample> = sqlx::query_as(
             "SELECT block_number, block_hash, tx_hash, log_index, event_type, live, canary \
              FROM canary_examples WHERE canary_id = $1 ORDER BY block_number, log_index, event_type LIMIT $2",
         )
@@ -131,19 +102,7 @@ impl Store {
         .bind(MAX_CANARY_EXAMPLES)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(CanaryExample {
-                    block_number: r.try_get(0)?,
-                    block_hash: r.try_get(1)?,
-                    tx_hash: r.try_get(2)?,
-                    log_index: r.try_get(3)?,
-                    event_type: r.try_get(4)?,
-                    live: r.try_get(5)?,
-                    canary: r.try_get(6)?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     /// Adds one write's tally and examples to canary `canary_id`, in one transaction. Nothing is
@@ -227,23 +186,26 @@ impl Store {
     ) -> Result<Option<CanaryRow>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!("SELECT {CANARY_COLUMNS} FROM canaries WHERE subscription_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row: Option<CanaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(subscription_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(canary) = row.as_ref().map(canary_row).transpose()? else {
+        let Some(canary) = row else {
             return Ok(None);
         };
-        sqlx::query(
-            "UPDATE subscriptions SET plugin_id = $2, plugin_config = $3, status = CASE WHEN status = 'quarantined' \
-             THEN 'active' ELSE status END, last_error = NULL, updated_at = $4 WHERE id = $1",
-        )
-        .bind(subscription_id)
-        .bind(&canary.plugin_id)
-        .bind(&canary.plugin_config)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        let sql = format!(
+            "UPDATE subscriptions SET plugin_id = $2, plugin_config = $3, status = CASE WHEN status = {} \
+             THEN {} ELSE status END, last_error = NULL, updated_at = $4 WHERE id = $1",
+            SubscriptionStatus::Quarantined.sql(),
+            SubscriptionStatus::Active.sql()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(subscription_id)
+            .bind(&canary.plugin_id)
+            .bind(&canary.plugin_config)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         delete_canary_in(&mut tx, subscription_id).await?;
         tx.commit().await?;
         Ok(Some(canary))

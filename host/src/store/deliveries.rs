@@ -1,26 +1,55 @@
 //! Delivery state: leasing due rows, writing attempt outcomes in batches, listing for the API.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
 use super::rows::{self, Col, Rows};
 use super::{
     AttemptResult, AttemptRow, DeliveryFilter, DeliveryRow, DeliveryStatus, Dialect, DueDelivery,
     Store, StoreError, now_ms,
 };
+use crate::modes::OnDead;
 
 const DELIVERY_COLUMNS: &str = "seq, id, subscription_id, endpoint_id, chain_id, event_type, block_number, status, \
                                 attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at";
 
+/// `status IN ('pending', 'retrying')`: what the claim and the backlog count as not finished
+/// (held and leased rows are told apart by `next_attempt_at` and `lease_until`).
+pub(super) static UNFINISHED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "status IN {}",
+        DeliveryStatus::sql_in(&[DeliveryStatus::Pending, DeliveryStatus::Retrying])
+    )
+});
+
+/// `e` is dead while its subscription halts on dead (`on_dead`, read as it is now, so changing
+/// it to `skip` releases a halted key).
+pub(super) fn dead_and_halting(e: &str) -> String {
+    format!(
+        "({e}.status = {} AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = {e}.subscription_id \
+         AND s.on_dead = '{}'))",
+        DeliveryStatus::Dead.sql(),
+        OnDead::Halt.as_str()
+    )
+}
+
 /// The claim rule of ordered deliveries: an earlier delivery (by `seq`) of the same ordering key
 /// `d.ordering_key` that still holds the key — undelivered (pending, in flight, retrying, filling),
-/// or dead while its subscription halts on dead (`on_dead`, read as it is now, so changing it to
-/// `skip` releases a halted key). A row with such a predecessor is not claimed.
-pub(super) const EARLIER_IN_KEY: &str = "SELECT 1 FROM deliveries e WHERE e.ordering_key = d.ordering_key \
-     AND e.seq < d.seq AND (e.status IN ('pending', 'retrying', 'filling') OR (e.status = 'dead' AND EXISTS \
-     (SELECT 1 FROM subscriptions s WHERE s.id = e.subscription_id AND s.on_dead = 'halt')))";
+/// or dead while its subscription halts on dead. A row with such a predecessor is not claimed.
+pub(super) static EARLIER_IN_KEY: LazyLock<String> = LazyLock::new(|| {
+    let holding = DeliveryStatus::sql_in(&[
+        DeliveryStatus::Pending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::Filling,
+    ]);
+    format!(
+        "SELECT 1 FROM deliveries e WHERE e.ordering_key = d.ordering_key \
+         AND e.seq < d.seq AND (e.status IN {holding} OR {})",
+        dead_and_halting("e")
+    )
+});
 
 /// The columns of an attempt outcome, as [`bind_results`] binds them.
 const RESULT_COLUMNS: [(&str, Col); 11] = [
@@ -71,13 +100,14 @@ impl Store {
         let now = now_ms();
         // A read first: usually nothing is due, and on SQLite the UPDATE would queue for the write
         // lock behind the hot path's transactions just to find that out.
-        let due: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM deliveries WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
-             AND lease_until <= $1 LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT 1 FROM deliveries WHERE {} AND next_attempt_at <= $1 AND lease_until <= $1 LIMIT 1",
+            *UNFINISHED
+        );
+        let due: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         if due.is_none() {
             return Ok(Vec::new());
         }
@@ -87,33 +117,34 @@ impl Store {
         };
         let sql = format!(
             "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries d \
-             WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $2 AND lease_until <= $2 \
-             AND (d.ordering_key IS NULL OR NOT EXISTS ({EARLIER_IN_KEY})) \
+             WHERE {unfinished} AND next_attempt_at <= $2 AND lease_until <= $2 \
+             AND (d.ordering_key IS NULL OR NOT EXISTS ({earlier})) \
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, seq, attempts, created_at, lease_until, ordering_key"
+             RETURNING id, endpoint_id, seq, attempts, created_at, lease_until, ordering_key",
+            unfinished = *UNFINISHED,
+            earlier = *EARLIER_IN_KEY,
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let claimed: Vec<Claimed> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.writer)
             .await?;
-        let seqs = rows
-            .iter()
-            .map(|r| r.try_get::<i64, _>(2))
-            .collect::<Result<Vec<_>, _>>()?;
+        let seqs: Vec<i64> = claimed.iter().map(|c| c.seq).collect();
         let mut bodies = self.bodies(&seqs).await?;
-        rows.iter()
-            .map(|r| {
-                let seq: i64 = r.try_get(2)?;
+        claimed
+            .into_iter()
+            .map(|c| {
                 Ok(DueDelivery {
-                    id: r.try_get(0)?,
-                    endpoint_id: r.try_get(1)?,
-                    body: bodies.remove(&seq).ok_or(StoreError::MissingBody(seq))?,
-                    attempts: r.try_get(3)?,
-                    created_at: r.try_get(4)?,
-                    lease_until: r.try_get(5)?,
-                    ordered: r.try_get::<Option<String>, _>(6)?.is_some(),
+                    body: bodies
+                        .remove(&c.seq)
+                        .ok_or(StoreError::MissingBody(c.seq))?,
+                    id: c.id,
+                    endpoint_id: c.endpoint_id,
+                    attempts: c.attempts,
+                    created_at: c.created_at,
+                    lease_until: c.lease_until,
+                    ordered: c.ordering_key.is_some(),
                 })
             })
             .collect()
@@ -125,19 +156,19 @@ impl Store {
         if seqs.is_empty() {
             return Ok(HashMap::new());
         }
-        let list: Vec<serde_json::Value> =
-            seqs.iter().map(|seq| serde_json::json!({"seq": seq})).collect();
+        let list: Vec<serde_json::Value> = seqs
+            .iter()
+            .map(|seq| serde_json::json!({"seq": seq}))
+            .collect();
         let source = self.json_rows(1, &[("seq", "bigint")]);
         let sql = format!(
             "SELECT b.seq, b.body FROM delivery_bodies b WHERE b.seq IN (SELECT j.seq FROM {source})"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(serde_json::Value::from(list).to_string())
             .fetch_all(&self.writer)
             .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        Ok(rows.into_iter().collect())
     }
 
     /// Writes a batch of attempt outcomes in one transaction: one UPDATE and one INSERT per
@@ -161,7 +192,8 @@ impl Store {
                     "{j} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
                      lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
                      FROM j WHERE deliveries.id = j.id AND deliveries.lease_until = j.lease \
-                     AND deliveries.status <> 'delivered'"
+                     AND deliveries.status <> {}",
+                    DeliveryStatus::Delivered.sql()
                 )
             });
             bind_results(update, chunk).execute(&mut *tx).await?;
@@ -189,7 +221,7 @@ impl Store {
              AND ($2 IS NULL OR endpoint_id = $2) AND ($3 IS NULL OR status = $3) AND seq < $4 \
              AND created_at >= $6 AND created_at < $7 ORDER BY seq DESC LIMIT $5"
         );
-        let rows = sqlx::query(AssertSqlSafe(self.cast_text_params(&sql)))
+        Ok(sqlx::query_as(AssertSqlSafe(self.cast_text_params(&sql)))
             .bind(&filter.subscription_id)
             .bind(&filter.endpoint_id)
             .bind(filter.status.map(DeliveryStatus::as_str))
@@ -198,8 +230,7 @@ impl Store {
             .bind(filter.created_from.unwrap_or(i64::MIN))
             .bind(filter.created_before.unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(delivery_row).collect()
+            .await?)
     }
 
     pub async fn get_delivery(
@@ -208,39 +239,31 @@ impl Store {
     ) -> Result<Option<(DeliveryRow, String)>, StoreError> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS}, \
-             (SELECT b.body FROM delivery_bodies b WHERE b.seq = deliveries.seq) \
+             (SELECT b.body FROM delivery_bodies b WHERE b.seq = deliveries.seq) AS body \
              FROM deliveries WHERE id = $1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
+        #[derive(sqlx::FromRow)]
+        struct WithBody {
+            #[sqlx(flatten)]
+            row: DeliveryRow,
+            body: String,
+        }
+        let row: Option<WithBody> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            Some(r) => Ok(Some((delivery_row(&r)?, r.try_get(14)?))),
-            None => Ok(None),
-        }
+        Ok(row.map(|r| (r.row, r.body)))
     }
 
     pub async fn delivery_attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<AttemptRow> = sqlx::query_as(
             "SELECT attempt, status_code, latency_ms, error, response_body, created_at FROM delivery_attempts \
              WHERE delivery_id = $1 ORDER BY attempt",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AttemptRow {
-                    attempt: r.try_get(0)?,
-                    status_code: r.try_get(1)?,
-                    latency_ms: r.try_get(2)?,
-                    error: r.try_get(3)?,
-                    response_body: r.try_get(4)?,
-                    created_at: r.try_get(5)?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     /// Makes a delivery due now (manual retry); a delivered one is sent again on request. Not a
@@ -248,15 +271,18 @@ impl Store {
     /// right now (false).
     pub async fn retry_delivery(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        let result = sqlx::query(
-            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, lease_until = 0, updated_at = $2 \
-             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2 AND status <> 'filling'",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(super::HELD_UNTIL_RELEASED)
-        .execute(&self.pool)
-        .await?;
+        let sql = format!(
+            "UPDATE deliveries SET status = {retrying}, next_attempt_at = $2, lease_until = 0, updated_at = $2 \
+             WHERE id = $1 AND next_attempt_at <> $3 AND lease_until <= $2 AND status <> {filling}",
+            retrying = DeliveryStatus::Retrying.sql(),
+            filling = DeliveryStatus::Filling.sql(),
+        );
+        let result = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(now)
+            .bind(super::HELD_UNTIL_RELEASED)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -267,15 +293,18 @@ impl Store {
         since_ms: i64,
     ) -> Result<u64, StoreError> {
         let now = now_ms();
-        let result = sqlx::query(
-            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $3, lease_until = 0, updated_at = $3 \
-             WHERE endpoint_id = $1 AND status = 'dead' AND created_at >= $2",
-        )
-        .bind(endpoint_id)
-        .bind(since_ms)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let sql = format!(
+            "UPDATE deliveries SET status = {retrying}, next_attempt_at = $3, lease_until = 0, updated_at = $3 \
+             WHERE endpoint_id = $1 AND status = {dead} AND created_at >= $2",
+            retrying = DeliveryStatus::Retrying.sql(),
+            dead = DeliveryStatus::Dead.sql(),
+        );
+        let result = sqlx::query(AssertSqlSafe(sql))
+            .bind(endpoint_id)
+            .bind(since_ms)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -291,21 +320,14 @@ impl Store {
     }
 }
 
-fn delivery_row(r: &AnyRow) -> Result<DeliveryRow, StoreError> {
-    Ok(DeliveryRow {
-        seq: r.try_get(0)?,
-        id: r.try_get(1)?,
-        subscription_id: r.try_get(2)?,
-        endpoint_id: r.try_get(3)?,
-        chain_id: r.try_get(4)?,
-        event_type: r.try_get(5)?,
-        block_number: r.try_get(6)?,
-        status: r.try_get::<String, _>(7)?.parse()?,
-        attempts: r.try_get(8)?,
-        next_attempt_at: r.try_get(9)?,
-        last_status_code: r.try_get(10)?,
-        last_error: r.try_get(11)?,
-        created_at: r.try_get(12)?,
-        updated_at: r.try_get(13)?,
-    })
+/// A row the claim leased: its body is read next, by `seq`.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    id: String,
+    endpoint_id: String,
+    seq: i64,
+    attempts: i64,
+    created_at: i64,
+    lease_until: i64,
+    ordering_key: Option<String>,
 }

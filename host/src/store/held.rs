@@ -3,10 +3,12 @@
 //! stranded: a held row's `release_block` was computed when its event was matched, from the
 //! subscription's and the chain's confirmations of that moment.
 //!
-//! Held rows are exactly `status = 'pending' AND next_attempt_at = HELD_UNTIL_RELEASED`, one range
+//! Held rows are exactly `status = pending AND next_attempt_at = HELD_UNTIL_RELEASED`, one range
 //! of the `(status, next_attempt_at)` index, so a pass reads only rows still held.
 
-use super::{Dialect, HELD_UNTIL_RELEASED, Store, StoreError, now_ms};
+use sqlx::AssertSqlSafe;
+
+use super::{DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, Store, StoreError, now_ms};
 
 /// What one reconciliation of a chain's held deliveries changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +46,10 @@ impl Store {
             "UPDATE delivery_bodies SET body = {body} \
              FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
              WHERE delivery_bodies.seq = d.seq AND d.chain_id = $1 \
-             AND d.status = 'pending' AND d.next_attempt_at = $3 AND d.release_block IS NOT NULL \
+             AND d.status = {pending} AND d.next_attempt_at = $3 AND d.release_block IS NOT NULL \
              AND d.release_block <> d.block_number + {EXTRA}",
-            body = self.body_with_confirmations("delivery_bodies.body", &format!("($2 + {EXTRA})"))
+            body = self.body_with_confirmations("delivery_bodies.body", &format!("($2 + {EXTRA})")),
+            pending = DeliveryStatus::Pending.sql(),
         );
         sqlx::query(sqlx::AssertSqlSafe(rewrite))
             .bind(chain)
@@ -57,9 +60,10 @@ impl Store {
         let reschedule = format!(
             "UPDATE deliveries SET release_block = deliveries.block_number + {EXTRA}, updated_at = $4 \
              FROM subscriptions s WHERE s.id = deliveries.subscription_id AND deliveries.chain_id = $1 \
-             AND deliveries.status = 'pending' AND deliveries.next_attempt_at = $3 \
+             AND deliveries.status = {pending} AND deliveries.next_attempt_at = $3 \
              AND deliveries.release_block IS NOT NULL \
-             AND deliveries.release_block <> deliveries.block_number + {EXTRA}"
+             AND deliveries.release_block <> deliveries.block_number + {EXTRA}",
+            pending = DeliveryStatus::Pending.sql(),
         );
         let rescheduled = sqlx::query(sqlx::AssertSqlSafe(reschedule))
             .bind(chain)
@@ -113,29 +117,33 @@ type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// Deletes the chain's held rows whose subscription no longer exists; returns how many.
 async fn cancel_orphans(tx: &mut Tx<'_>, chain: i64) -> Result<u64, StoreError> {
-    let result = sqlx::query(
-        "DELETE FROM deliveries WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
+    let sql = format!(
+        "DELETE FROM deliveries WHERE chain_id = $1 AND status = {} AND next_attempt_at = $2 \
          AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)",
-    )
-    .bind(chain)
-    .bind(HELD_UNTIL_RELEASED)
-    .execute(&mut **tx)
-    .await?;
+        DeliveryStatus::Pending.sql()
+    );
+    let result = sqlx::query(AssertSqlSafe(sql))
+        .bind(chain)
+        .bind(HELD_UNTIL_RELEASED)
+        .execute(&mut **tx)
+        .await?;
     Ok(result.rows_affected())
 }
 
 /// Makes due the chain's held rows whose release block its cursor has reached.
 async fn release_reached(tx: &mut Tx<'_>, chain: i64, now: i64) -> Result<u64, StoreError> {
-    let result = sqlx::query(
+    let sql = format!(
         "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
-         WHERE chain_id = $1 AND status = 'pending' AND next_attempt_at = $2 \
+         WHERE chain_id = $1 AND status = {} AND next_attempt_at = $2 \
          AND release_block IS NOT NULL \
          AND release_block <= (SELECT c.block_number FROM chain_cursors c WHERE c.chain_id = $1)",
-    )
-    .bind(chain)
-    .bind(HELD_UNTIL_RELEASED)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+        DeliveryStatus::Pending.sql()
+    );
+    let result = sqlx::query(AssertSqlSafe(sql))
+        .bind(chain)
+        .bind(HELD_UNTIL_RELEASED)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(result.rows_affected())
 }

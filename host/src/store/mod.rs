@@ -16,6 +16,7 @@ pub mod models;
 mod ordering;
 mod outbox;
 mod pages;
+mod parked;
 mod patch;
 mod resources;
 mod retention;
@@ -49,7 +50,7 @@ pub use window::StoredBlock;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database directory: {0}")]
@@ -64,6 +65,28 @@ pub enum StoreError {
     UnknownState(#[from] UnknownState),
     #[error("delivery {0} has no body row")]
     MissingBody(i64),
+    /// A stored value this build cannot read (a column the writers validate, changed behind
+    /// their back): an error, never a default in its place.
+    #[error("stored {what} cannot be read: {reason}")]
+    Unreadable { what: &'static str, reason: String },
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A status column's unknown value is its own error (the state enums' `Decode` fails with
+    /// [`UnknownState`] as the source), whichever row reader met it.
+    fn from(error: sqlx::Error) -> StoreError {
+        match error {
+            sqlx::Error::ColumnDecode { index, source } => {
+                match source.downcast::<UnknownState>() {
+                    Ok(unknown) => StoreError::UnknownState(*unknown),
+                    Err(source) => {
+                        StoreError::Database(sqlx::Error::ColumnDecode { index, source })
+                    }
+                }
+            }
+            other => StoreError::Database(other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,15 @@
-//! Rows as the rest of the host sees them. Times are Unix milliseconds.
+//! Rows as the rest of the host sees them. Times are Unix milliseconds. Rows read from the
+//! database are read by column name (`sqlx::FromRow`), so a statement's column order is free.
 
 use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::states::{DeliveryStatus, EndpointStatus, SubscriptionStatus};
 
 pub use crate::modes::ModeColumns;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct PluginRow {
     pub id: String,
     pub name: String,
@@ -14,7 +17,9 @@ pub struct PluginRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Read as stored, secrets sealed: the store opens them (`Store::opened`) before any caller sees
+/// the row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EndpointRow {
     pub id: String,
     pub url: String,
@@ -66,6 +71,32 @@ pub struct SubscriptionRow {
     pub mode: ModeColumns,
 }
 
+/// By column name; the mode columns are `modes`' own type, which knows nothing of rows.
+impl sqlx::FromRow<'_, AnyRow> for SubscriptionRow {
+    fn from_row(r: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
+        Ok(SubscriptionRow {
+            id: r.try_get("id")?,
+            endpoint_id: r.try_get("endpoint_id")?,
+            chain_id: r.try_get("chain_id")?,
+            addresses: r.try_get("addresses")?,
+            topics: r.try_get("topics")?,
+            plugin_id: r.try_get("plugin_id")?,
+            plugin_config: r.try_get("plugin_config")?,
+            confirmations: r.try_get("confirmations")?,
+            status: r.try_get("status")?,
+            last_error: r.try_get("last_error")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            mode: ModeColumns {
+                batch: r.try_get("batch")?,
+                ordering: r.try_get("ordering")?,
+                ordering_key: r.try_get("ordering_key")?,
+                on_dead: r.try_get("on_dead")?,
+            },
+        })
+    }
+}
+
 /// The columns an admin PATCH of a subscription changes; `None` leaves a column as the store
 /// holds it (the matcher may have changed `status` and `last_error` since the PATCH read the row).
 #[derive(Debug, Clone, Default)]
@@ -115,7 +146,7 @@ impl NewDelivery {
 pub const HELD_UNTIL_RELEASED: i64 = 253_402_300_799_000;
 
 /// An event a failing plugin held back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ParkedEvent {
     pub subscription_id: String,
     pub chain_id: i64,
@@ -124,12 +155,26 @@ pub struct ParkedEvent {
     pub log: String,
     pub error: String,
     pub event_index: Option<i64>,
+    /// What makes parking idempotent ([`ParkedEvent::key`]): a batch replayed after a crash (its
+    /// cursor not yet written, a slow plugin call still out) parks the same events again, and
+    /// `parked_events (subscription_id, event_key)` is unique. `None` (no position known) is
+    /// never merged.
+    pub event_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl ParkedEvent {
+    /// The key of a parked event: its type and the log's position (block hash, log index as
+    /// the node writes it, `0x`-hex).
+    pub fn key(event_type: &str, block_hash: impl std::fmt::Display, log_index: u64) -> String {
+        format!("{event_type}:{block_hash}:{log_index:#x}")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ParkedRow {
     pub seq: i64,
     #[serde(flatten)]
+    #[sqlx(flatten)]
     pub event: ParkedEvent,
     pub created_at: i64,
 }
@@ -227,7 +272,7 @@ pub struct AttemptResult {
     pub ordered: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: String,
     #[serde(skip)]
@@ -246,7 +291,7 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttemptRow {
     pub attempt: i64,
     pub status_code: Option<i64>,

@@ -3,22 +3,23 @@
 //! their key. The claim rule itself is `deliveries::EARLIER_IN_KEY`.
 
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
-use super::deliveries::EARLIER_IN_KEY;
-use super::{Dialect, Store, StoreError};
+use super::deliveries::{EARLIER_IN_KEY, dead_and_halting};
+use super::{DeliveryStatus, Dialect, Store, StoreError};
 
 /// Keys listed per subscription, and counted for the metric, at most.
 pub const MAX_BLOCKED_KEYS: i64 = 1000;
 
 /// An ordering key held back by its first undelivered delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct BlockedKey {
+    #[sqlx(rename = "ordering_key")]
     pub key: String,
     pub subscription_id: String,
     pub delivery_id: String,
-    /// `retrying` or `dead`.
-    pub status: String,
+    /// `Retrying` or `Dead`.
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     /// When its first attempt was made (Unix ms).
@@ -36,30 +37,19 @@ impl Store {
             Dialect::Sqlite => "($1 IS NULL OR d.subscription_id = $1)",
         };
         let sql = format!(
-            "SELECT d.ordering_key, d.subscription_id, d.id, d.status, d.attempts, d.last_error, \
-             (SELECT MIN(a.created_at) FROM delivery_attempts a WHERE a.delivery_id = d.id) \
+            "SELECT d.ordering_key, d.subscription_id, d.id AS delivery_id, d.status, d.attempts, d.last_error, \
+             (SELECT MIN(a.created_at) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS since \
              FROM deliveries d WHERE d.ordering_key IS NOT NULL AND {filter} \
-             AND (d.status = 'retrying' OR (d.status = 'dead' AND EXISTS \
-             (SELECT 1 FROM subscriptions s WHERE s.id = d.subscription_id AND s.on_dead = 'halt'))) \
-             AND NOT EXISTS ({EARLIER_IN_KEY}) ORDER BY d.seq LIMIT $2"
+             AND (d.status = {retrying} OR {dead}) \
+             AND NOT EXISTS ({earlier}) ORDER BY d.seq LIMIT $2",
+            retrying = DeliveryStatus::Retrying.sql(),
+            dead = dead_and_halting("d"),
+            earlier = *EARLIER_IN_KEY,
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(subscription_id)
             .bind(MAX_BLOCKED_KEYS)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BlockedKey {
-                    key: r.try_get(0)?,
-                    subscription_id: r.try_get(1)?,
-                    delivery_id: r.try_get(2)?,
-                    status: r.try_get(3)?,
-                    attempts: r.try_get(4)?,
-                    last_error: r.try_get(5)?,
-                    since: r.try_get(6)?,
-                })
-            })
-            .collect()
+            .await?)
     }
 }

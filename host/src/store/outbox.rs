@@ -1,5 +1,6 @@
-//! The batch write: deliveries, parked events, subscription status and chain cursors in one
-//! transaction. Chain cursors and parked events are read back here too.
+//! The batch write: deliveries, count-batch events, parked events (`parked.rs`), subscription
+//! status and chain cursors in one transaction, one step per table. Chain cursors are read back
+//! here too.
 
 use std::collections::HashMap;
 
@@ -7,9 +8,11 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, Cursor, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent, ParkedRow,
-    Store, StoreError, now_ms,
+    BatchEvent, Cursor, DeliveryStatus, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent,
+    StatusChange, Store, StoreError, now_ms,
 };
+
+pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// Statements issued by one write, for the statements-per-event metric, and the chains whose
 /// cursor was refused by fencing.
@@ -26,6 +29,13 @@ pub struct WriteStats {
 impl Store {
     /// Makes one batch durable. Returns the ids of deliveries that are new; ids already present
     /// (a replay after a crash) are skipped, so they are never sent twice from the hot path.
+    ///
+    /// One transaction, one step per table: deliveries (with the held ones a `log.removed`
+    /// cancels), count-batch events, parked events, subscription status, chain cursors (with the
+    /// release of held deliveries). Deliveries take one statement per [`rows::MAX_ROWS`] rows
+    /// (and one for the cancelled held ones), parked and resolved events one each, count-batch
+    /// events the four of `batches.rs`; status changes and cursors one per row (rare, and one per
+    /// chain of the batch). [`WriteStats::statements`] counts them all.
     ///
     /// A chain whose cursor is fenced (another replica took the chain over since this process
     /// did) has nothing of this write stored: not its cursor, nor its deliveries and parked
@@ -46,29 +56,14 @@ impl Store {
         stats.statements += checks;
         stats.fenced = fenced.iter().copied().collect();
         let ours = |chain_id: i64| !fenced.contains(&chain_id);
-        let candidates: Vec<&NewDelivery> = write
+        let deliveries: Vec<&NewDelivery> = write
             .deliveries
             .iter()
             .filter(|d| ours(d.chain_id))
             .collect();
-        let cancelled = self.cancel_held(&mut tx, &candidates, &mut stats).await?;
-        let deliveries: Vec<&NewDelivery> = candidates
-            .into_iter()
-            .filter(|d| {
-                d.supersedes
-                    .as_ref()
-                    .is_none_or(|id| !cancelled.contains(id))
-            })
-            .collect();
-        let mut inserted = Vec::new();
-        for chunk in deliveries.chunks(rows::MAX_ROWS) {
-            let new = self
-                .insert_deliveries(&mut tx, chunk, now, lease_ms)
-                .await?;
-            // The rows, and their bodies when any was new.
-            stats.statements += if new.is_empty() { 1 } else { 2 };
-            inserted.extend(new);
-        }
+        let inserted = self
+            .write_deliveries(&mut tx, &deliveries, now, lease_ms, &mut stats)
+            .await?;
         if !write.batch_events.is_empty() {
             let events: Vec<&BatchEvent> = write
                 .batch_events
@@ -84,31 +79,92 @@ impl Store {
             .await?;
         self.resolve_parked(&mut tx, &write.resolved_parked, &mut stats)
             .await?;
-        for change in &write.status_changes {
-            sqlx::query("UPDATE subscriptions SET status = $2, last_error = $3, updated_at = $4 WHERE id = $1")
-                .bind(&change.subscription_id)
-                .bind(change.status.as_str())
-                .bind(&change.last_error)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            stats.statements += 1;
-        }
-        for cursor in write.cursors.iter().filter(|c| ours(c.chain_id)) {
-            self.write_cursor(&mut tx, cursor, now).await?;
-            stats.statements += 1;
-            if write.release_chains.contains(&(cursor.chain_id as u64)) {
-                self.release_held(&mut tx, cursor, now).await?;
-                stats.statements += 1;
-            }
-        }
+        self.write_status_changes(&mut tx, &write.status_changes, now, &mut stats)
+            .await?;
+        let cursors: Vec<&Cursor> = write.cursors.iter().filter(|c| ours(c.chain_id)).collect();
+        self.write_cursors(&mut tx, &cursors, &write.release_chains, now, &mut stats)
+            .await?;
         tx.commit().await?;
         Ok((inserted, stats))
     }
 
+    /// The deliveries step: cancels the held deliveries that `log.removed`s among `candidates`
+    /// supersede, then inserts the rest (not those superseding a cancelled one); the ids new.
+    async fn write_deliveries(
+        &self,
+        tx: &mut Tx<'_>,
+        candidates: &[&NewDelivery],
+        now: i64,
+        lease_ms: i64,
+        stats: &mut WriteStats,
+    ) -> Result<Vec<String>, StoreError> {
+        let cancelled = self.cancel_held(tx, candidates, stats).await?;
+        let deliveries: Vec<&NewDelivery> = candidates
+            .iter()
+            .copied()
+            .filter(|d| {
+                d.supersedes
+                    .as_ref()
+                    .is_none_or(|id| !cancelled.contains(id))
+            })
+            .collect();
+        let mut inserted = Vec::new();
+        for chunk in deliveries.chunks(rows::MAX_ROWS) {
+            let new = self.insert_deliveries(tx, chunk, now, lease_ms).await?;
+            // The rows, and their bodies when any was new.
+            stats.statements += if new.is_empty() { 1 } else { 2 };
+            inserted.extend(new);
+        }
+        Ok(inserted)
+    }
+
+    /// The subscriptions step: the matcher's quarantines and recoveries, one statement each.
+    async fn write_status_changes(
+        &self,
+        tx: &mut Tx<'_>,
+        changes: &[StatusChange],
+        now: i64,
+        stats: &mut WriteStats,
+    ) -> Result<(), StoreError> {
+        for change in changes {
+            sqlx::query(
+                "UPDATE subscriptions SET status = $2, last_error = $3, updated_at = $4 WHERE id = $1",
+            )
+            .bind(&change.subscription_id)
+            .bind(change.status)
+            .bind(&change.last_error)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            stats.statements += 1;
+        }
+        Ok(())
+    }
+
+    /// The cursors step: each chain's cursor, and for the chains in `release_chains` the release
+    /// of their held deliveries up to it.
+    async fn write_cursors(
+        &self,
+        tx: &mut Tx<'_>,
+        cursors: &[&Cursor],
+        release_chains: &[u64],
+        now: i64,
+        stats: &mut WriteStats,
+    ) -> Result<(), StoreError> {
+        for cursor in cursors {
+            self.write_cursor(tx, cursor, now).await?;
+            stats.statements += 1;
+            if release_chains.contains(&(cursor.chain_id as u64)) {
+                self.release_held(tx, cursor, now).await?;
+                stats.statements += 1;
+            }
+        }
+        Ok(())
+    }
+
     async fn write_cursor(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx<'_>,
         cursor: &Cursor,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -129,7 +185,7 @@ impl Store {
     /// Makes the chain's held deliveries up to the new cursor due.
     async fn release_held(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx<'_>,
         cursor: &Cursor,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -146,72 +202,10 @@ impl Store {
         Ok(())
     }
 
-    async fn insert_parked(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        parked: &[&ParkedEvent],
-        now: i64,
-        stats: &mut WriteStats,
-    ) -> Result<(), StoreError> {
-        if parked.is_empty() {
-            return Ok(());
-        }
-        let source = self.json_rows(
-            1,
-            &[
-                ("subscription_id", "text"),
-                ("chain_id", "bigint"),
-                ("event_type", "text"),
-                ("log", "text"),
-                ("error", "text"),
-                ("event_index", "bigint"),
-                ("event_key", "text"),
-            ],
-        );
-        // `WHERE true` lets SQLite tell the upsert clause from a join constraint.
-        let sql = format!(
-            "INSERT INTO parked_events (subscription_id, chain_id, event_type, log, error, event_index, event_key, created_at) \
-             SELECT j.subscription_id, j.chain_id, j.event_type, j.log, j.error, j.event_index, j.event_key, $2 \
-             FROM {source} WHERE true ON CONFLICT DO NOTHING"
-        );
-        let rows: Vec<KeyedParked> = parked.iter().map(|event| KeyedParked::new(event)).collect();
-        let json = serde_json::to_string(&rows)?;
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(json)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        stats.statements += 1;
-        Ok(())
-    }
-
-    async fn resolve_parked(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        resolved: &[i64],
-        stats: &mut WriteStats,
-    ) -> Result<(), StoreError> {
-        if resolved.is_empty() {
-            return Ok(());
-        }
-        let seqs: Vec<serde_json::Value> = resolved
-            .iter()
-            .map(|seq| serde_json::json!({"seq": seq}))
-            .collect();
-        let source = self.json_rows(1, &[("seq", "bigint")]);
-        let sql = format!("DELETE FROM parked_events WHERE seq IN (SELECT j.seq FROM {source})");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(serde_json::Value::Array(seqs).to_string())
-            .execute(&mut **tx)
-            .await?;
-        stats.statements += 1;
-        Ok(())
-    }
-
     /// Inserts one chunk of new deliveries; returns the ids that were new.
     async fn insert_deliveries(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx<'_>,
         chunk: &[&NewDelivery],
         now: i64,
         lease_ms: i64,
@@ -234,8 +228,9 @@ impl Store {
                 "{j} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
                  release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
                  SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
-                 j.release_block, 'pending', 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
-                 FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq"
+                 j.release_block, {pending}, 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
+                 FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+                pending = DeliveryStatus::Pending.sql()
             )
         });
         for d in chunk {
@@ -265,7 +260,7 @@ impl Store {
         let returned = query.finish().fetch_all(&mut **tx).await?;
         let new: Vec<(String, i64)> = returned
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get("id")?, r.try_get("seq")?)))
             .collect::<Result<_, sqlx::Error>>()?;
         let bodies: HashMap<&str, &str> = chunk
             .iter()
@@ -305,7 +300,7 @@ impl Store {
     /// was confirmed enough to send); returns their ids.
     async fn cancel_held(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx<'_>,
         deliveries: &[&NewDelivery],
         stats: &mut WriteStats,
     ) -> Result<std::collections::HashSet<String>, StoreError> {
@@ -324,15 +319,13 @@ impl Store {
         let sql = format!(
             "DELETE FROM deliveries WHERE next_attempt_at = $2 AND id IN (SELECT j.id FROM {source}) RETURNING id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(serde_json::Value::Array(ids).to_string())
             .bind(HELD_UNTIL_RELEASED)
             .fetch_all(&mut **tx)
             .await?;
         stats.statements += 1;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-            .collect()
+        Ok(rows.into_iter().collect())
     }
 
     pub async fn get_cursor(&self, chain_id: u64) -> Result<Option<Cursor>, StoreError> {
@@ -347,98 +340,5 @@ impl Store {
             block_number,
             block_hash,
         }))
-    }
-
-    pub async fn list_parked(
-        &self,
-        subscription_id: &str,
-        limit: i64,
-    ) -> Result<Vec<ParkedRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, subscription_id, chain_id, event_type, log, error, event_index, created_at \
-             FROM parked_events WHERE subscription_id = $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(subscription_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ParkedRow {
-                    seq: r.try_get(0)?,
-                    event: ParkedEvent {
-                        subscription_id: r.try_get(1)?,
-                        chain_id: r.try_get(2)?,
-                        event_type: r.try_get(3)?,
-                        log: r.try_get(4)?,
-                        error: r.try_get(5)?,
-                        event_index: r.try_get(6)?,
-                    },
-                    created_at: r.try_get(7)?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn count_parked(&self, subscription_id: &str) -> Result<i64, StoreError> {
-        let row: (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM parked_events WHERE subscription_id = $1")
-                .bind(subscription_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.0)
-    }
-
-    /// The number of parked events of every subscription that has any, in one statement (the
-    /// subscription list shows it per row).
-    pub async fn count_parked_by_subscription(
-        &self,
-    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT subscription_id, COUNT(*) FROM parked_events GROUP BY subscription_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
-    }
-
-    /// Removes every parked event of a subscription (the subscription is being deleted).
-    pub async fn delete_all_parked(&self, subscription_id: &str) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM parked_events WHERE subscription_id = $1")
-            .bind(subscription_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected())
-    }
-}
-
-/// A parked event as written, with the key that makes parking idempotent: a batch replayed after
-/// a crash (its cursor not yet written, a slow plugin call still out) parks the same events again,
-/// and `parked_events (subscription_id, event_key)` is unique. Events without a block hash and log
-/// index (none from a node) get no key and are never merged.
-#[derive(serde::Serialize)]
-struct KeyedParked<'a> {
-    #[serde(flatten)]
-    event: &'a ParkedEvent,
-    event_key: Option<String>,
-}
-
-impl<'a> KeyedParked<'a> {
-    fn new(event: &'a ParkedEvent) -> KeyedParked<'a> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Position {
-            block_hash: Option<String>,
-            log_index: Option<String>,
-        }
-        let event_key = serde_json::from_str::<Position>(&event.log)
-            .ok()
-            .and_then(|p| {
-                Some(format!(
-                    "{}:{}:{}",
-                    event.event_type, p.block_hash?, p.log_index?
-                ))
-            });
-        KeyedParked { event, event_key }
     }
 }

@@ -2,8 +2,7 @@
 //! filters that bind as NULL when absent, and the bounded aggregates the console shows. The admin
 //! API's own lists use `resources.rs`; these never read more than one page.
 
-use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
 use super::{
     AttemptRow, EndpointRow, EndpointStatus, PluginRow, Store, StoreError, SubscriptionRow,
@@ -21,9 +20,10 @@ pub struct SubscriptionFilter {
 }
 
 /// One attempt of a delivery to an endpoint, newest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EndpointAttempt {
     pub delivery_id: String,
+    #[sqlx(flatten)]
     pub attempt: AttemptRow,
 }
 
@@ -39,17 +39,14 @@ impl Store {
              AND (CAST($3 AS TEXT) IS NULL OR plugin_id = $3) AND id > $4 ORDER BY id LIMIT $5",
             super::resources::SUBSCRIPTION_COLUMNS
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(filter.status.map(SubscriptionStatus::as_str))
             .bind(&filter.endpoint_id)
             .bind(&filter.plugin_id)
             .bind(filter.after_id.clone().unwrap_or_default())
             .bind(filter.limit)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(super::resources::subscription_row)
-            .collect()
+            .await?)
     }
 
     pub async fn endpoints_page(
@@ -63,13 +60,13 @@ impl Store {
              ORDER BY id LIMIT $3",
             super::resources::ENDPOINT_COLUMNS
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows: Vec<EndpointRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(status.map(EndpointStatus::as_str))
             .bind(after_id.unwrap_or_default())
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| self.endpoint_row(r)).collect()
+        rows.into_iter().map(|r| self.opened(r)).collect()
     }
 
     pub async fn plugins_page(
@@ -77,14 +74,13 @@ impl Store {
         after_id: Option<&str>,
         limit: i64,
     ) -> Result<Vec<PluginRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, size, created_at FROM plugins WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id.unwrap_or_default())
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(super::resources::plugin_row).collect()
+        .await?)
     }
 
     /// The attempts of the endpoint's last `deliveries` deliveries, newest first (at most
@@ -95,7 +91,7 @@ impl Store {
         deliveries: i64,
         limit: i64,
     ) -> Result<Vec<EndpointAttempt>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT a.delivery_id, a.attempt, a.status_code, a.latency_ms, a.error, a.response_body, a.created_at \
              FROM delivery_attempts a JOIN (SELECT id FROM deliveries WHERE endpoint_id = $1 \
              ORDER BY seq DESC LIMIT $2) d ON a.delivery_id = d.id \
@@ -105,31 +101,18 @@ impl Store {
         .bind(deliveries)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(endpoint_attempt).collect()
+        .await?)
     }
 
     /// How many subscriptions are in each status (the overview's counts).
-    pub async fn subscription_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+    pub async fn subscription_status_counts(
+        &self,
+    ) -> Result<Vec<(SubscriptionStatus, i64)>, StoreError> {
+        let rows: Vec<(SubscriptionStatus, i64)> = sqlx::query_as(
             "SELECT status, COUNT(*) FROM subscriptions GROUP BY status ORDER BY status",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
     }
-}
-
-fn endpoint_attempt(r: &AnyRow) -> Result<EndpointAttempt, StoreError> {
-    Ok(EndpointAttempt {
-        delivery_id: r.try_get(0)?,
-        attempt: AttemptRow {
-            attempt: r.try_get(1)?,
-            status_code: r.try_get(2)?,
-            latency_ms: r.try_get(3)?,
-            error: r.try_get(4)?,
-            response_body: r.try_get(5)?,
-            created_at: r.try_get(6)?,
-        },
-    })
 }

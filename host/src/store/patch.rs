@@ -6,8 +6,11 @@
 //! back, after which every signature failed. Each statement here names its own columns only and
 //! computes what depends on the current row (the previous secret) inside the UPDATE.
 
+use sqlx::AssertSqlSafe;
+
 use super::{
-    EndpointStatus, HELD_UNTIL_RELEASED, Store, StoreError, SubscriptionPatch, SubscriptionStatus,
+    DeliveryStatus, EndpointStatus, HELD_UNTIL_RELEASED, Store, StoreError, SubscriptionPatch,
+    SubscriptionStatus,
 };
 
 impl Store {
@@ -71,13 +74,15 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "DELETE FROM deliveries WHERE subscription_id = $1 AND status = 'pending' AND next_attempt_at = $2",
-        )
-        .bind(id)
-        .bind(HELD_UNTIL_RELEASED)
-        .execute(&mut *tx)
-        .await?;
+        let held = format!(
+            "DELETE FROM deliveries WHERE subscription_id = $1 AND status = {} AND next_attempt_at = $2",
+            DeliveryStatus::Pending.sql()
+        );
+        sqlx::query(AssertSqlSafe(held))
+            .bind(id)
+            .bind(HELD_UNTIL_RELEASED)
+            .execute(&mut *tx)
+            .await?;
         super::canary::delete_canary_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(result.rows_affected() > 0)
@@ -130,7 +135,7 @@ impl Store {
              secret = $2, updated_at = $4 WHERE id = $1",
         )
         .bind(id)
-        .bind(self.secrets.seal(id, secret))
+        .bind(self.secrets.seal(id, secret)?)
         .bind(previous_expires_at)
         .bind(now)
         .execute(&self.pool)
@@ -145,15 +150,18 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE endpoints SET status = 'disabled', disabled_reason = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'enabled'",
-        )
-        .bind(id)
-        .bind(reason)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let sql = format!(
+            "UPDATE endpoints SET status = {}, disabled_reason = $2, updated_at = $3 \
+             WHERE id = $1 AND status = {}",
+            EndpointStatus::Disabled.sql(),
+            EndpointStatus::Enabled.sql()
+        );
+        let result = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(reason)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 }

@@ -1,9 +1,8 @@
 //! Plugins, endpoints and subscriptions: the resources the admin API manages.
 
-use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 
-use super::{EndpointRow, ModeColumns, PluginRow, Store, StoreError, SubscriptionRow};
+use super::{EndpointRow, PluginRow, Store, StoreError, SubscriptionRow};
 
 pub(super) const ENDPOINT_COLUMNS: &str = "id, url, description, secret, previous_secret, previous_secret_expires_at, \
                                 status, disabled_reason, created_at, updated_at";
@@ -29,19 +28,22 @@ impl Store {
     }
 
     pub async fn list_plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(plugin_row).collect()
+        Ok(
+            sqlx::query_as(
+                "SELECT id, name, size, created_at FROM plugins ORDER BY created_at, id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )
     }
 
     pub async fn get_plugin(&self, id: &str) -> Result<Option<PluginRow>, StoreError> {
-        let row = sqlx::query("SELECT id, name, size, created_at FROM plugins WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(plugin_row).transpose()
+        Ok(
+            sqlx::query_as("SELECT id, name, size, created_at FROM plugins WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn get_plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -81,11 +83,12 @@ impl Store {
             "INSERT INTO endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         let sealed = EndpointRow {
-            secret: self.secrets.seal(&e.id, &e.secret),
+            secret: self.secrets.seal(&e.id, &e.secret)?,
             previous_secret: e
                 .previous_secret
                 .as_ref()
-                .map(|p| self.secrets.seal(&e.id, p)),
+                .map(|p| self.secrets.seal(&e.id, p))
+                .transpose()?,
             ..e.clone()
         };
         bind_endpoint(sqlx::query(AssertSqlSafe(sql)), &sealed)
@@ -96,19 +99,19 @@ impl Store {
 
     pub async fn list_endpoints(&self) -> Result<Vec<EndpointRow>, StoreError> {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints ORDER BY created_at, id");
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows: Vec<EndpointRow> = sqlx::query_as(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| self.endpoint_row(r)).collect()
+        rows.into_iter().map(|r| self.opened(r)).collect()
     }
 
     pub async fn get_endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let row: Option<EndpointRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(|r| self.endpoint_row(r)).transpose()
+        row.map(|r| self.opened(r)).transpose()
     }
 
     /// Deletes an endpoint unless subscriptions still point at it.
@@ -144,19 +147,17 @@ impl Store {
     pub async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRow>, StoreError> {
         let sql =
             format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY created_at, id");
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(subscription_row).collect()
+            .await?)
     }
 
     pub async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
         let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(subscription_row).transpose()
+            .await?)
     }
 }
 
@@ -194,57 +195,19 @@ fn bind_subscription<'q>(q: AnyQuery<'q>, s: &'q SubscriptionRow) -> AnyQuery<'q
         .bind(&s.mode.on_dead)
 }
 
-pub(super) fn plugin_row(r: &AnyRow) -> Result<PluginRow, StoreError> {
-    Ok(PluginRow {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        size: r.try_get(2)?,
-        created_at: r.try_get(3)?,
-    })
-}
-
 impl Store {
-    /// An endpoint row with its secrets opened (`secrets.rs`).
-    pub(super) fn endpoint_row(&self, r: &AnyRow) -> Result<EndpointRow, StoreError> {
-        let id: String = r.try_get(0)?;
-        let secret: String = r.try_get(3)?;
-        let previous: Option<String> = r.try_get(4)?;
+    /// An endpoint row as read, with its secrets opened (`secrets.rs`).
+    pub(super) fn opened(&self, row: EndpointRow) -> Result<EndpointRow, StoreError> {
         Ok(EndpointRow {
-            secret: self.secrets.open(&id, &secret)?,
-            previous_secret: previous.map(|p| self.secrets.open(&id, &p)).transpose()?,
-            url: r.try_get(1)?,
-            description: r.try_get(2)?,
-            previous_secret_expires_at: r.try_get(5)?,
-            status: r.try_get::<String, _>(6)?.parse()?,
-            disabled_reason: r.try_get(7)?,
-            created_at: r.try_get(8)?,
-            updated_at: r.try_get(9)?,
-            id,
+            secret: self.secrets.open(&row.id, &row.secret)?,
+            previous_secret: row
+                .previous_secret
+                .as_deref()
+                .map(|p| self.secrets.open(&row.id, p))
+                .transpose()?,
+            ..row
         })
     }
-}
-
-pub(super) fn subscription_row(r: &AnyRow) -> Result<SubscriptionRow, StoreError> {
-    Ok(SubscriptionRow {
-        id: r.try_get(0)?,
-        endpoint_id: r.try_get(1)?,
-        chain_id: r.try_get(2)?,
-        addresses: r.try_get(3)?,
-        topics: r.try_get(4)?,
-        plugin_id: r.try_get(5)?,
-        plugin_config: r.try_get(6)?,
-        confirmations: r.try_get(7)?,
-        status: r.try_get::<String, _>(8)?.parse()?,
-        last_error: r.try_get(9)?,
-        created_at: r.try_get(10)?,
-        updated_at: r.try_get(11)?,
-        mode: ModeColumns {
-            batch: r.try_get(12)?,
-            ordering: r.try_get(13)?,
-            ordering_key: r.try_get(14)?,
-            on_dead: r.try_get(15)?,
-        },
-    })
 }
 
 impl Store {

@@ -33,7 +33,15 @@ impl Store {
         after_seq: i64,
     ) -> Result<(u64, Option<i64>), StoreError> {
         let oldest_kept = cutoffs.delivered_before.max(cutoffs.dead_before);
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+        /// The status stays text here: a state this build does not know is kept, not an error.
+        #[derive(sqlx::FromRow)]
+        struct Aged {
+            seq: i64,
+            id: String,
+            status: String,
+            created_at: i64,
+        }
+        let rows: Vec<Aged> = sqlx::query_as(
             "SELECT seq, id, status, created_at FROM deliveries \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
@@ -41,17 +49,17 @@ impl Store {
         .bind(PRUNE_CHUNK)
         .fetch_all(&self.pool)
         .await?;
-        let reached_recent = rows.iter().any(|r| r.3 >= oldest_kept);
-        let next = rows.last().map(|r| r.0).filter(|_| !reached_recent);
+        let reached_recent = rows.iter().any(|r| r.created_at >= oldest_kept);
+        let next = rows.last().map(|r| r.seq).filter(|_| !reached_recent);
         let expired: Vec<&str> = rows
             .iter()
-            .filter(|(_, _, status, created)| match status.parse() {
-                Ok(DeliveryStatus::Delivered) => *created < cutoffs.delivered_before,
-                Ok(DeliveryStatus::Dead) => *created < cutoffs.dead_before,
+            .filter(|r| match r.status.parse() {
+                Ok(DeliveryStatus::Delivered) => r.created_at < cutoffs.delivered_before,
+                Ok(DeliveryStatus::Dead) => r.created_at < cutoffs.dead_before,
                 // Unfinished rows, and any state this build does not know, are kept.
                 _ => false,
             })
-            .map(|(_, id, _, _)| id.as_str())
+            .map(|r| r.id.as_str())
             .collect();
         if expired.is_empty() {
             return Ok((0, next));
@@ -74,8 +82,8 @@ impl Store {
         .await?;
         // A row that turned back to pending meanwhile (a manual retry) stays.
         let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM deliveries WHERE id IN (SELECT value FROM {source}) \
-             AND status IN ('delivered', 'dead')"
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM {source}) AND status IN {}",
+            DeliveryStatus::sql_in(&[DeliveryStatus::Delivered, DeliveryStatus::Dead])
         )))
         .bind(&ids)
         .execute(&mut *tx)

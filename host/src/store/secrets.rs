@@ -26,6 +26,8 @@ pub enum SecretError {
         "the stored secret of endpoint {endpoint} does not decrypt (corrupt, or not this endpoint's)"
     )]
     Corrupt { endpoint: String },
+    #[error("the secret of endpoint {endpoint} cannot be encrypted")]
+    Encrypt { endpoint: String },
 }
 
 /// The configured keys with their ids, the encrypting one first. `Debug` shows only the ids.
@@ -54,22 +56,25 @@ impl SecretKeys {
     }
 
     /// `secret` as it is stored: sealed under the first key, or as given when there is none.
-    pub fn seal(&self, endpoint: &str, secret: &str) -> String {
+    pub fn seal(&self, endpoint: &str, secret: &str) -> Result<String, SecretError> {
         let Some((id, key)) = self.keys.first() else {
-            return secret.to_string();
+            return Ok(secret.to_string());
         };
         let nonce: [u8; NONCE_LEN] = rand::random();
         let payload = Payload {
             msg: secret.as_bytes(),
             aad: endpoint.as_bytes(),
         };
-        // Encryption fails only for messages beyond the cipher's 256 GiB limit.
+        // Encryption fails only for messages beyond the cipher's 256 GiB limit; still, an error,
+        // never an empty ciphertext stored in place of the secret.
         let sealed = XChaCha20Poly1305::new(key.into())
             .encrypt(&XNonce::from(nonce), payload)
-            .unwrap_or_default();
+            .map_err(|_| SecretError::Encrypt {
+                endpoint: endpoint.to_string(),
+            })?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
-        format!("{SEALED_PREFIX}{id}:{}", STANDARD.encode(bytes))
+        Ok(format!("{SEALED_PREFIX}{id}:{}", STANDARD.encode(bytes)))
     }
 
     /// The secret a stored value holds.
@@ -174,8 +179,12 @@ impl Store {
              AND (previous_secret = $5 OR (previous_secret IS NULL AND $6))",
         )
         .bind(&row.id)
-        .bind(self.secrets.seal(&row.id, current))
-        .bind(previous.map(|p| self.secrets.seal(&row.id, p)))
+        .bind(self.secrets.seal(&row.id, current)?)
+        .bind(
+            previous
+                .map(|p| self.secrets.seal(&row.id, p))
+                .transpose()?,
+        )
         .bind(&row.secret)
         .bind(row.previous_secret.clone().unwrap_or_default())
         .bind(row.previous_secret.is_none())

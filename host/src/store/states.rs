@@ -36,6 +36,46 @@ macro_rules! state_enum {
                     $($name::$variant => $text),+
                 }
             }
+
+            /// The state as an SQL string literal (`'pending'`), for statements that name a
+            /// state in their text rather than binding it (an index condition, a fixed rule).
+            pub fn sql(self) -> &'static str {
+                match self {
+                    $($name::$variant => concat!("'", $text, "'")),+
+                }
+            }
+
+            /// `('a', 'b')`: the states as an SQL list for `status IN …`.
+            pub fn sql_in(states: &[$name]) -> String {
+                let literals: Vec<&str> = states.iter().map(|s| s.sql()).collect();
+                format!("({})", literals.join(", "))
+            }
+        }
+
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<sqlx::Any>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+
+        /// Read from a TEXT column; an unknown value fails with [`UnknownState`] as the source,
+        /// which `StoreError::from` turns into `StoreError::UnknownState`.
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(
+                value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<$name, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                Ok(text.parse::<$name>()?)
+            }
         }
 
         impl FromStr for $name {

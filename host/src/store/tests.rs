@@ -94,6 +94,7 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
                 log: r#"{"blockHash":"0xab","logIndex":"0x2"}"#.into(),
                 error: "trap".into(),
                 event_index: Some(3),
+                event_key: Some(ParkedEvent::key("log", "0xab", 2)),
             }],
             cursors: vec![Cursor {
                 chain_id: 31337,
@@ -428,6 +429,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
                     log: (*log).into(),
                     error: "trap".into(),
                     event_index: None,
+                    event_key: None,
                 })
                 .collect(),
             ..OutboxWrite::default()
@@ -504,6 +506,7 @@ mod canary;
 mod delivery_state;
 mod fencing;
 mod modes;
+mod parked;
 mod secrets;
 mod states;
 mod wal;

@@ -6,9 +6,11 @@ use super::{Store, StoreError};
 
 /// One stored block: its header links and the matched logs it carried (a JSON array of the
 /// node's log objects).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredBlock {
+    #[sqlx(rename = "block_number")]
     pub number: i64,
+    #[sqlx(rename = "block_hash")]
     pub hash: String,
     pub parent_hash: String,
     pub logs: String,
@@ -43,7 +45,7 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredBlock>, StoreError> {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT block_number, block_hash, parent_hash, logs FROM chain_blocks \
              WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
         )
@@ -51,16 +53,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(number, hash, parent_hash, logs)| StoredBlock {
-                number,
-                hash,
-                parent_hash,
-                logs,
-            })
-            .collect())
+        .await?)
     }
 
     /// The stored matched logs (a JSON array) of one block of `chain_id`, by hash.

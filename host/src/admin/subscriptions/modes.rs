@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::rfc3339;
 use crate::admin::{AdminState, ApiError, ApiResult};
 use crate::modes::{BatchPolicy, DeliveryMode, ModeColumns};
-use crate::store::{BlockedKey, SubscriptionRow};
+use crate::store::{BlockedKey, DeliveryStatus, SubscriptionRow};
 
 /// The mode fields of a create or PATCH body; absent fields keep what the subscription has
 /// (a create starts from the default). `batch: null` turns batching off.
@@ -56,7 +56,7 @@ pub struct BlockedView {
     pub key: String,
     pub delivery_id: String,
     #[schema(value_type = crate::admin::schema::BlockedStatus)]
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_error: Option<String>,
     #[schema(format = DateTime)]

@@ -19,7 +19,7 @@ use crate::admin::{AdminState, ApiError, ApiResult, Id, IdParam};
 use crate::event::{ChainLog, EventType};
 use crate::matcher::{Candidate, Subscription, SubscriptionStatus};
 use crate::plugin::dry_run::dry_run;
-use crate::store::{NewDelivery, OutboxWrite, ParkedRow, SubscriptionRow};
+use crate::store::{NewDelivery, OutboxWrite, ParkedRow, StoreError, SubscriptionRow};
 
 /// Parked events taken per request; call again for more.
 const MAX_REPROCESS: i64 = 1000;
@@ -56,7 +56,7 @@ pub async fn reprocess(
     }
     let events = candidates(&parked);
     let decisions = decide(&state, &row, &events).await?;
-    let sub = body_subscription(&row);
+    let sub = body_subscription(&row)?;
     let chain = sub.chain_id;
     let chain_confirmations = state.chain_confirmations.get(&chain).copied().unwrap_or(0);
     let view = ChainView::load(&state.store, chain, chain_confirmations).await?;
@@ -187,9 +187,16 @@ async fn decide(
         .collect())
 }
 
-/// Only the id and endpoint matter for a delivery; the rest is what the matcher would hold.
-fn body_subscription(row: &SubscriptionRow) -> Subscription {
-    Subscription {
+/// Only the id and endpoint matter for a delivery; the rest is what the matcher would hold. A
+/// stored mode that cannot be read is an error (the registry refuses it too), not the default.
+fn body_subscription(row: &SubscriptionRow) -> Result<Subscription, StoreError> {
+    let mode = crate::modes::DeliveryMode::from_columns(&row.mode).map_err(|reason| {
+        StoreError::Unreadable {
+            what: "delivery mode",
+            reason,
+        }
+    })?;
+    Ok(Subscription {
         id: row.id.clone(),
         endpoint_id: row.endpoint_id.clone(),
         chain_id: row.chain_id.max(0) as u64,
@@ -200,6 +207,6 @@ fn body_subscription(row: &SubscriptionRow) -> Subscription {
         confirmations: row.confirmations.max(0) as u64,
         load_error: None,
         canary: None,
-        mode: crate::modes::DeliveryMode::from_columns(&row.mode).unwrap_or_default(),
-    }
+        mode,
+    })
 }
