@@ -277,9 +277,15 @@ mod tests {
         ]);
         let unchanged = before.subscriptions[2].clone();
         let changed = HashMap::from([
-            ("b".to_string(), Some(sub("b", 1, Some(vec![TOKEN]), vec![]))),
+            (
+                "b".to_string(),
+                Some(sub("b", 1, Some(vec![TOKEN]), vec![])),
+            ),
             ("a".to_string(), None),
-            ("e".to_string(), Some(sub("e", 1, Some(vec![TOKEN]), vec![]))),
+            (
+                "e".to_string(),
+                Some(sub("e", 1, Some(vec![TOKEN]), vec![])),
+            ),
             ("d".to_string(), Some(sub("d", 2, None, vec![]))),
             ("gone".to_string(), None),
         ]);
@@ -291,7 +297,10 @@ mod tests {
         let log = ChainLog::from_json(TRANSFER).unwrap();
         let mut out = Vec::new();
         after.matching(1, &log, &mut out);
-        let matched: Vec<&str> = out.iter().map(|&i| after.subscriptions[i].id.as_str()).collect();
+        let matched: Vec<&str> = out
+            .iter()
+            .map(|&i| after.subscriptions[i].id.as_str())
+            .collect();
         assert_eq!(matched, ["b", "c", "e"]);
         assert!(after.get("a").is_none() && after.get("d").is_some());
     }

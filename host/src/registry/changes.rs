@@ -22,10 +22,13 @@ pub(super) struct Pending {
     endpoints: BTreeSet<String>,
 }
 
+/// A stored subscription with its canary, if one runs.
+type StoredSubscription = (SubscriptionRow, Option<CanaryRow>);
+
 /// What the store holds now for the pending rows (`None`: deleted).
 struct Read {
     endpoints: Vec<(String, Option<EndpointRow>)>,
-    subscriptions: Vec<(String, Option<(SubscriptionRow, Option<CanaryRow>)>)>,
+    subscriptions: Vec<(String, Option<StoredSubscription>)>,
 }
 
 impl Registry {

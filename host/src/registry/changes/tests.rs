@@ -104,15 +104,27 @@ async fn a_create_update_pause_and_delete_show_without_a_rebuild() {
             .await
             .unwrap();
         registry.reload_subscription("sub_a").await.unwrap();
-        assert!(live(&registry).matches_any(1, &log_from(TOKEN_A)), "created");
+        assert!(
+            live(&registry).matches_any(1, &log_from(TOKEN_A)),
+            "created"
+        );
 
         let addresses = Some(Some(format!("[\"{TOKEN_B}\"]")));
-        let moved = SubscriptionPatch { addresses, ..patch() };
+        let moved = SubscriptionPatch {
+            addresses,
+            ..patch()
+        };
         assert!(store.patch_subscription("sub_a", &moved).await.unwrap());
         registry.reload_subscription("sub_a").await.unwrap();
         let set = live(&registry);
-        assert!(!set.matches_any(1, &log_from(TOKEN_A)), "updated: old address");
-        assert!(set.matches_any(1, &log_from(TOKEN_B)), "updated: new address");
+        assert!(
+            !set.matches_any(1, &log_from(TOKEN_A)),
+            "updated: old address"
+        );
+        assert!(
+            set.matches_any(1, &log_from(TOKEN_B)),
+            "updated: new address"
+        );
         assert_eq!(set.subscriptions.len(), 1, "replaced, not added");
 
         let paused = SubscriptionPatch {
