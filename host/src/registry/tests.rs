@@ -1,3 +1,5 @@
+//! Test module: the full reload and plugin loading (the incremental path is tested in `changes/tests.rs`).
+
 use super::*;
 use crate::config::PluginLimits;
 use crate::event::ChainLog;
