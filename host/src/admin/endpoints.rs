@@ -150,7 +150,7 @@ async fn create(
         updated_at: now,
     };
     state.store.insert_endpoint(&row).await?;
-    state.registry.reload().await?;
+    state.registry.reload_endpoint(&row.id).await?;
     tracing::info!(endpoint = %row.id, url = %row.url, "endpoint created");
     let mut view = EndpointView::from(row);
     view.secret = Some(secret);
@@ -232,7 +232,7 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
     if !state.store.delete_endpoint(&id).await? {
         return Err(ApiError::not_found("endpoint", &id));
     }
-    state.registry.reload().await?;
+    state.registry.reload_endpoint(&id).await?;
     tracing::info!(endpoint = %id, "endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -286,7 +286,7 @@ async fn saved(state: &AdminState, id: &str, written: bool) -> ApiResult<()> {
     if !written {
         return Err(ApiError::not_found("endpoint", id));
     }
-    state.registry.reload().await?;
+    state.registry.reload_endpoint(id).await?;
     Ok(())
 }
 

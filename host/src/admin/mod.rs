@@ -1,6 +1,7 @@
 //! The admin API (axum): one file per resource, one `ApiError`, scoped bearer-token auth on `/v1`.
-//! Every mutation writes the store first, then reloads the registry so the pipeline picks the
-//! change up without a restart. Every route is registered from its handler's `#[utoipa::path]`
+//! Every mutation writes the store first, then tells the registry which subscription or endpoint
+//! it changed (`reload_subscription`/`reload_endpoint`), so the pipeline picks the change up
+//! without a restart and before the response. Every route is registered from its handler's `#[utoipa::path]`
 //! with `.routes(routes!(handler))`, so the OpenAPI document (`openapi.rs`) is the route table.
 
 pub mod auth;

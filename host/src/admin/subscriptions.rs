@@ -143,7 +143,7 @@ async fn create(
     };
     check_plugin(&state, &row).await?;
     state.store.insert_subscription(&row).await?;
-    state.registry.reload().await?;
+    state.registry.reload_subscription(&row.id).await?;
     tracing::info!(subscription = %row.id, endpoint = %row.endpoint_id, chain_id = row.chain_id, "subscription created");
     Ok((
         StatusCode::CREATED,
@@ -183,7 +183,7 @@ async fn remove(State(state): State<AdminState>, Id(id): Id) -> ApiResult<Status
         return Err(ApiError::not_found("subscription", &id));
     }
     state.store.delete_all_parked(&id).await?;
-    state.registry.reload().await?;
+    state.registry.reload_subscription(&id).await?;
     tracing::info!(subscription = %id, "subscription deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -32,7 +32,7 @@ pub(super) async fn disable_gone_endpoints(
         {
             Ok(true) => {
                 tracing::warn!(endpoint = %endpoint_id, "endpoint disabled after 410 Gone");
-                if let Err(error) = registry.reload().await {
+                if let Err(error) = registry.reload_endpoint(&endpoint_id).await {
                     tracing::error!(%error, "registry reload failed");
                 }
             }

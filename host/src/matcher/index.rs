@@ -69,8 +69,8 @@ struct ChainIndex {
     any_address_any_topic0: Vec<usize>,
 }
 
-/// All live subscriptions plus their index. Rebuilt whole on every change and swapped in, so the
-/// matcher never sees a half-updated index.
+/// All live subscriptions plus their index. Built anew on every change (`with_changes` shares the
+/// unchanged subscriptions) and swapped in, so the matcher never sees a half-updated index.
 #[derive(Debug, Default)]
 pub struct SubscriptionSet {
     pub subscriptions: Vec<Arc<Subscription>>,
@@ -107,6 +107,31 @@ impl SubscriptionSet {
             subscriptions,
             chains,
         }
+    }
+
+    /// The subscription with this id (a scan: asked only when a plugin fails to load).
+    pub fn get(&self, id: &str) -> Option<&Arc<Subscription>> {
+        self.subscriptions.iter().find(|s| s.id == id)
+    }
+
+    /// This set with `changed` applied — an entry replaces the subscription of its id, `None`
+    /// removes it, an id not in the set is added at the end (in id order) — and indexed anew.
+    /// Linear in the set and shares every unchanged subscription: what one admin change costs.
+    pub fn with_changes(
+        &self,
+        mut changed: HashMap<String, Option<Arc<Subscription>>>,
+    ) -> SubscriptionSet {
+        let mut subscriptions = Vec::with_capacity(self.subscriptions.len() + changed.len());
+        for sub in &self.subscriptions {
+            match changed.remove(&sub.id) {
+                None => subscriptions.push(sub.clone()),
+                Some(replacement) => subscriptions.extend(replacement),
+            }
+        }
+        let mut added: Vec<Arc<Subscription>> = changed.into_values().flatten().collect();
+        added.sort_by(|a, b| a.id.cmp(&b.id));
+        subscriptions.extend(added);
+        SubscriptionSet::new(subscriptions)
     }
 
     /// Indexes (into `subscriptions`) of the subscriptions `log` matches, appended to `out`.
@@ -240,5 +265,43 @@ mod tests {
         let mut paused = (*sub("paused", 1, None, vec![])).clone();
         paused.status = SubscriptionStatus::Paused;
         check(vec![Arc::new(paused)], &[]);
+    }
+
+    #[test]
+    fn with_changes_replaces_removes_and_appends_in_place() {
+        let other = "0x0000000000000000000000000000000000000001";
+        let before = SubscriptionSet::new(vec![
+            sub("a", 1, Some(vec![TOKEN]), vec![]),
+            sub("b", 1, Some(vec![other]), vec![]),
+            sub("c", 1, None, vec![]),
+        ]);
+        let unchanged = before.subscriptions[2].clone();
+        let changed = HashMap::from([
+            (
+                "b".to_string(),
+                Some(sub("b", 1, Some(vec![TOKEN]), vec![])),
+            ),
+            ("a".to_string(), None),
+            (
+                "e".to_string(),
+                Some(sub("e", 1, Some(vec![TOKEN]), vec![])),
+            ),
+            ("d".to_string(), Some(sub("d", 2, None, vec![]))),
+            ("gone".to_string(), None),
+        ]);
+        let after = before.with_changes(changed);
+        let ids: Vec<&str> = after.subscriptions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c", "d", "e"], "in place, then new ones by id");
+        assert!(Arc::ptr_eq(&after.subscriptions[1], &unchanged), "shared");
+        // The index is the new set's: "b" now matches the token, "a" is gone.
+        let log = ChainLog::from_json(TRANSFER).unwrap();
+        let mut out = Vec::new();
+        after.matching(1, &log, &mut out);
+        let matched: Vec<&str> = out
+            .iter()
+            .map(|&i| after.subscriptions[i].id.as_str())
+            .collect();
+        assert_eq!(matched, ["b", "c", "e"]);
+        assert!(after.get("a").is_none() && after.get("d").is_some());
     }
 }

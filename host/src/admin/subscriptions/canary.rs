@@ -186,7 +186,7 @@ pub(super) async fn start(
             format!("subscription {id} already has a canary; DELETE it first to start another"),
         ));
     }
-    state.registry.reload().await?;
+    state.registry.reload_subscription(&id).await?;
     tracing::info!(subscription = %id, canary = %row.id, plugin = %row.plugin_id, "canary started");
     Ok((StatusCode::CREATED, Json(CanaryView::new(row, Vec::new()))))
 }
@@ -217,7 +217,7 @@ pub(super) async fn promote(
     };
     // The matcher takes one snapshot per batch: every batch is decided wholly by the old plugin
     // or wholly by the new one.
-    state.registry.reload().await?;
+    state.registry.reload_subscription(&id).await?;
     tracing::info!(subscription = %id, canary = %canary.id, plugin = %canary.plugin_id, "canary promoted");
     view(&state, load(&state, &id).await?).await
 }
@@ -230,7 +230,7 @@ pub(super) async fn discard(State(state): State<AdminState>, Id(id): Id) -> ApiR
     if !state.store.delete_canary(&id).await? {
         return Err(no_canary(&id));
     }
-    state.registry.reload().await?;
+    state.registry.reload_subscription(&id).await?;
     tracing::info!(subscription = %id, "canary discarded");
     Ok(StatusCode::NO_CONTENT)
 }

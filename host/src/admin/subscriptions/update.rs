@@ -124,7 +124,7 @@ pub(crate) async fn update(
     if patch.confirmations.is_some() {
         reconcile_held(&state, &row).await?;
     }
-    state.registry.reload().await?;
+    state.registry.reload_subscription(&id).await?;
     view(&state, load(&state, &id).await?).await
 }
 
