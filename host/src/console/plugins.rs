@@ -292,7 +292,7 @@ fn report_markup(report: &DryRunReport) -> Markup {
             table {
                 thead { tr { th scope="col" { "Event" } th scope="col" { "Decision" } th scope="col" { "Data" } } }
                 tbody { @for r in report.results.iter().take(RESULTS_SHOWN) {
-                    tr { td { (r.index) } td { (r.decision) } td { code { (r.data.as_deref().map(RawValue::get).unwrap_or("")) } } }
+                    tr { td { (r.index) } td { (r.decision) } td { code { (r.data.as_ref().map(crate::plugin::Payload::get).unwrap_or("")) } } }
                 } }
             }
             h3 { "Plugin log lines" @if report.logs_dropped > 0 { " (" (report.logs_dropped) " dropped)" } }

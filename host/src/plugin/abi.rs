@@ -1,32 +1,21 @@
 //! The byte layouts of ABI v1 (`guest-sdk/ABI.md`): batch encoding in, decision decoding out. Pure.
 
-use serde_json::value::RawValue;
-
+use super::payload::Payload;
 use crate::event::ChainLog;
 
 /// What a plugin decided for one event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Drop,
     /// Deliver with `data: null`.
     Keep,
     /// Deliver with this JSON value as `data`.
-    KeepWith(Box<RawValue>),
+    KeepWith(Payload),
 }
 
 impl Decision {
     pub fn is_kept(&self) -> bool {
         !matches!(self, Decision::Drop)
-    }
-}
-
-impl PartialEq for Decision {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Decision::Drop, Decision::Drop) | (Decision::Keep, Decision::Keep) => true,
-            (Decision::KeepWith(a), Decision::KeepWith(b)) => a.get() == b.get(),
-            _ => false,
-        }
     }
 }
 
@@ -97,21 +86,9 @@ pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputErro
             1 => Decision::Keep,
             2 => {
                 let len = r.u32()? as usize;
-                let payload = r.take(len)?;
-                let json = std::str::from_utf8(payload)
-                    .map_err(|e| OutputError::BadPayload {
-                        index,
-                        error: e.to_string(),
-                    })
-                    .and_then(|text| {
-                        RawValue::from_string(text.to_string()).map_err(|e| {
-                            OutputError::BadPayload {
-                                index,
-                                error: e.to_string(),
-                            }
-                        })
-                    })?;
-                Decision::KeepWith(json)
+                let payload = Payload::parse(r.take(len)?)
+                    .map_err(|error| OutputError::BadPayload { index, error })?;
+                Decision::KeepWith(payload)
             }
             byte => return Err(OutputError::BadDecision { index, byte }),
         };

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-use super::{CompiledPlugin, Decision, Output, PluginLog, PluginRuntime};
+use super::{CompiledPlugin, Decision, Output, Payload, PluginLog, PluginRuntime};
 use crate::event::ChainLog;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -17,7 +16,7 @@ pub struct EventResult {
     pub decision: &'static str,
     /// The webhook `data` the plugin produced, or null.
     #[schema(value_type = Value)]
-    pub data: Option<Box<RawValue>>,
+    pub data: Option<Payload>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

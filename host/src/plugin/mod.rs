@@ -6,6 +6,7 @@ pub mod abi;
 pub mod dry_run;
 mod host_state;
 mod instance;
+pub mod payload;
 pub mod priority;
 pub mod validate;
 
@@ -18,6 +19,7 @@ use wasmtime::{Engine, InstancePre, Linker, Module};
 
 pub use abi::{Decision, Output};
 pub use instance::{CallReport, PluginInstance};
+pub use payload::Payload;
 pub use validate::ValidationError;
 
 use crate::config::PluginLimits;

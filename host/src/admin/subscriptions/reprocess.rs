@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::plugin::Payload;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::chain_view::{ChainView, Verdict};
 use super::load;
@@ -40,7 +40,7 @@ pub struct ReprocessAnswer {
 }
 
 /// Per event: `None` = dropped, `Some(data)` = kept with the plugin's payload (if any).
-type Decisions = Vec<Option<Option<Box<RawValue>>>>;
+type Decisions = Vec<Option<Option<Payload>>>;
 
 /// Run up to 1000 parked events through the current plugin (409 `plugin_failed` if it fails again).
 #[utoipa::path(post, path = "/subscriptions/{id}/reprocess", tag = "subscriptions", params(IdParam),
@@ -81,7 +81,7 @@ pub async fn reprocess(
                     &sub,
                     event,
                     base,
-                    data.as_deref().map(RawValue::get),
+                    data.as_ref().map(Payload::get),
                 );
                 answer.held += usize::from(held);
                 deliveries.push(delivery);

@@ -2,7 +2,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::value::RawValue;
+use crate::plugin::Payload;
 
 use super::*;
 use crate::event::{ChainLog, EventType};
@@ -21,7 +21,7 @@ fn event(block: u64, index: u64) -> Candidate {
 }
 
 fn with(data: &str) -> Decision {
-    Decision::KeepWith(RawValue::from_string(data.to_string()).unwrap())
+    Decision::KeepWith(Payload::parse(data.as_bytes()).unwrap())
 }
 
 #[test]
