@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::batch_rows::{FillRows, sealed_due};
-use super::{BatchEvent, Dialect, Store, StoreError};
+use super::{BatchEvent, DeliveryStatus, Dialect, Store, StoreError};
 use crate::modes::batching::{self, Incoming, OpenBatch};
 
 /// What [`Store::append_batch_events`] did.
@@ -21,6 +21,9 @@ pub(super) struct Appended {
 }
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// The state of a batch still taking events, as this file's statements name it.
+const FILLING: &str = DeliveryStatus::Filling.sql();
 
 /// Batches sealed by the sealer per transaction at most.
 const SEAL_CHUNK: i64 = 500;
@@ -99,12 +102,13 @@ impl Store {
     /// Returns how many it sealed.
     pub async fn seal_expired_batches(&self, now: i64) -> Result<usize, StoreError> {
         // A read first: usually nothing is due, and the write lock is not taken for nothing.
-        let due: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM deliveries WHERE status = 'filling' AND next_attempt_at <= $1 LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT 1 FROM deliveries WHERE status = {FILLING} AND next_attempt_at <= $1 LIMIT 1"
+        );
+        let due: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         if due.is_none() {
             return Ok(0);
         }
@@ -114,7 +118,7 @@ impl Store {
         };
         let mut tx = self.writer.begin().await?;
         let sql = format!(
-            "SELECT id FROM deliveries WHERE status = 'filling' AND next_attempt_at <= $1 \
+            "SELECT id FROM deliveries WHERE status = {FILLING} AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at LIMIT $2 {lock}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -185,7 +189,7 @@ impl Store {
         let source = self.json_rows(1, &[("id", "text")]);
         let sql = format!(
             "SELECT id, subscription_id, created_at, event_type FROM deliveries \
-             WHERE status = 'filling' AND subscription_id IN (SELECT j.id FROM {source}) {lock}"
+             WHERE status = {FILLING} AND subscription_id IN (SELECT j.id FROM {source}) {lock}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(id_list(subs))
@@ -243,7 +247,7 @@ impl Store {
         let sql = format!(
             "SELECT d.id, b.body, d.release_block, e.block_number, e.element, d.seq FROM deliveries d \
              JOIN batch_events e ON e.delivery_id = d.id JOIN delivery_bodies b ON b.seq = d.seq \
-             WHERE d.status = 'filling' AND d.id IN (SELECT j.id FROM {source}) \
+             WHERE d.status = {FILLING} AND d.id IN (SELECT j.id FROM {source}) \
              ORDER BY d.id, e.position"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -276,18 +280,20 @@ impl Store {
                 .bind(batching::body(&batch.prefix, &elements))
                 .execute(&mut **tx)
                 .await?;
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
+            let seal = format!(
+                "UPDATE deliveries SET status = {pending}, next_attempt_at = $2, \
                  release_block = $3, lease_until = 0, updated_at = $4, block_number = $5 \
-                 WHERE id = $1 AND status = 'filling'",
-            )
-            .bind(&batch.id)
-            .bind(due)
-            .bind(release)
-            .bind(now)
-            .bind(batch.last_block)
-            .execute(&mut **tx)
-            .await?;
+                 WHERE id = $1 AND status = {FILLING}",
+                pending = DeliveryStatus::Pending.sql(),
+            );
+            sqlx::query(AssertSqlSafe(seal))
+                .bind(&batch.id)
+                .bind(due)
+                .bind(release)
+                .bind(now)
+                .bind(batch.last_block)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(1 + 2 * batches.len() as u64)
     }

@@ -39,7 +39,7 @@ macro_rules! state_enum {
 
             /// The state as an SQL string literal (`'pending'`), for statements that name a
             /// state in their text rather than binding it (an index condition, a fixed rule).
-            pub fn sql(self) -> &'static str {
+            pub const fn sql(self) -> &'static str {
                 match self {
                     $($name::$variant => concat!("'", $text, "'")),+
                 }
