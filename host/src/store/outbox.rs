@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, Cursor, DeliveryStatus, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite, ParkedEvent,
-    StatusChange, Store, StoreError, now_ms,
+    BatchEvent, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite,
+    ParkedEvent, StatusChange, Store, StoreError, now_ms,
 };
 
 pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
@@ -110,9 +110,8 @@ impl Store {
             .collect();
         let mut inserted = Vec::new();
         for chunk in deliveries.chunks(rows::MAX_ROWS) {
-            let new = self.insert_deliveries(tx, chunk, now, lease_ms).await?;
-            // The rows, and their bodies when any was new.
-            stats.statements += if new.is_empty() { 1 } else { 2 };
+            let (new, statements) = self.insert_deliveries(tx, chunk, now, lease_ms).await?;
+            stats.statements += statements;
             inserted.extend(new);
         }
         Ok(inserted)
@@ -209,8 +208,8 @@ impl Store {
         chunk: &[&NewDelivery],
         now: i64,
         lease_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        const COLUMNS: [(&str, Col); 11] = [
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        const COLUMNS: [(&str, Col); 12] = [
             ("id", Col::Text),
             ("subscription_id", Col::Text),
             ("endpoint_id", Col::Text),
@@ -222,16 +221,35 @@ impl Store {
             ("lease_until", Col::BigInt),
             ("at", Col::BigInt),
             ("ordering_key", Col::Text),
+            ("body", Col::Text),
         ];
-        let mut query = Rows::new(self.dialect, &COLUMNS, chunk.len(), |j| {
-            format!(
-                "{j} INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
-                 release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
-                 SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
-                 j.release_block, {pending}, 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
-                 FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq",
-                pending = DeliveryStatus::Pending.sql()
-            )
+        let insert = format!(
+            "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
+             release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
+             SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
+             j.release_block, {pending}, 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
+             FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+            pending = DeliveryStatus::Pending.sql()
+        );
+        // PostgreSQL writes the new rows' bodies in the same statement (a data-modifying CTE):
+        // one round trip per chunk, as before bodies had their own table. SQLite has no such
+        // CTE: the bodies follow in a second statement.
+        let with_bodies = self.dialect == Dialect::Postgres;
+        let columns = if with_bodies {
+            &COLUMNS[..]
+        } else {
+            &COLUMNS[..11]
+        };
+        let mut query = Rows::new(self.dialect, columns, chunk.len(), |j| {
+            if with_bodies {
+                format!(
+                    "{j}, inserted AS ({insert}), bodies AS (INSERT INTO delivery_bodies (seq, body) \
+                     SELECT inserted.seq, j.body FROM inserted JOIN j ON j.id = inserted.id) \
+                     SELECT id, seq FROM inserted"
+                )
+            } else {
+                format!("{j} {insert}")
+            }
         });
         for d in chunk {
             // New rows are leased to this process: it sends them from memory right away, and the
@@ -256,12 +274,18 @@ impl Store {
                 .bind(lease)
                 .bind(now)
                 .bind(d.ordering_key.as_deref());
+            if with_bodies {
+                query = query.bind(d.body.as_str());
+            }
         }
         let returned = query.finish().fetch_all(&mut **tx).await?;
         let new: Vec<(String, i64)> = returned
             .iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("seq")?)))
             .collect::<Result<_, sqlx::Error>>()?;
+        if with_bodies || new.is_empty() {
+            return Ok((new.into_iter().map(|(id, _)| id).collect(), 1));
+        }
         let bodies: HashMap<&str, &str> = chunk
             .iter()
             .map(|d| (d.id.as_str(), d.body.as_str()))
@@ -271,7 +295,7 @@ impl Store {
             .filter_map(|(id, seq)| bodies.get(id.as_str()).map(|body| (*seq, *body)))
             .collect();
         self.insert_bodies(tx, &rows).await?;
-        Ok(new.into_iter().map(|(id, _)| id).collect())
+        Ok((new.into_iter().map(|(id, _)| id).collect(), 2))
     }
 
     /// Inserts the bodies of new deliveries (`(seq, body)`), one statement.

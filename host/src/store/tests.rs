@@ -109,8 +109,10 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
         new_ids.sort();
         assert_eq!(new_ids, vec!["msg_a", "msg_b"]);
-        // Deliveries, their bodies, parked events, the cursor.
-        assert_eq!(stats.statements, 4);
+        // Deliveries and their bodies (one statement on PostgreSQL, two on SQLite), parked
+        // events, the cursor.
+        let bodies_apart = u64::from(store.dialect() == Dialect::Sqlite);
+        assert_eq!(stats.statements, 3 + bodies_apart);
         // A replay of the same batch creates nothing new.
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty());
@@ -147,8 +149,9 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
         new_ids.sort();
         assert_eq!(new_ids.len(), 1_100);
         assert_eq!(new_ids[1_099], "msg_01099");
-        // Three statements of rows, three of their bodies.
-        assert_eq!(stats.statements, 6);
+        // Three statements of rows (with their bodies on PostgreSQL; three more on SQLite).
+        let bodies_apart = u64::from(store.dialect() == Dialect::Sqlite);
+        assert_eq!(stats.statements, 3 + 3 * bodies_apart);
         let lease = stats.lease_until;
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty(), "a replay inserts nothing");
