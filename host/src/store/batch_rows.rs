@@ -4,6 +4,7 @@
 //! of every event twice (by serde into a string, by SQLite back out of it), with each body
 //! escaped inside that string.
 
+use super::outbox::{bodies_of_new, new_ids_and_seqs};
 use super::rows::{Col, MAX_ROWS, Rows};
 use super::{BatchEvent, DeliveryStatus, HELD_UNTIL_RELEASED, Store, StoreError};
 use crate::modes::batching::{self, Fill};
@@ -172,17 +173,10 @@ impl Store {
                     .bind(now)
                     .bind(b.first.ordering_key.as_deref());
             }
-            let returned = query.finish().fetch_all(&mut **tx).await?;
+            let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
             statements += 1;
-            let mut bodies = Vec::with_capacity(returned.len());
-            for row in &returned {
-                use sqlx::Row;
-                let id: String = row.try_get(0)?;
-                let seq: i64 = row.try_get(1)?;
-                if let Some(b) = chunk.iter().find(|b| b.id == id) {
-                    bodies.push((seq, b.body.as_str()));
-                }
-            }
+            let bodies =
+                bodies_of_new(&new, chunk.iter().map(|b| (b.id.as_str(), b.body.as_str())));
             if !bodies.is_empty() {
                 self.insert_bodies(tx, &bodies).await?;
                 statements += 1;

@@ -38,20 +38,12 @@ impl Store {
         events: &[&BatchEvent],
         now: i64,
     ) -> Result<Appended, StoreError> {
-        let stored = self.stored_event_ids(tx, events).await?;
-        let mut per_sub: Vec<(&str, Vec<&BatchEvent>)> = Vec::new();
-        for event in events.iter().copied() {
-            if stored.contains(&event.event_id) {
-                continue;
-            }
-            match per_sub
-                .iter_mut()
-                .find(|(s, _)| *s == event.subscription_id)
-            {
-                Some((_, list)) => list.push(event),
-                None => per_sub.push((event.subscription_id.as_str(), vec![event])),
-            }
+        let mut per_sub = group_by_subscription(events);
+        let stored = self.stored_event_ids(tx, &per_sub).await?;
+        for (_, list) in &mut per_sub {
+            list.retain(|e| !stored.contains(&e.event_id));
         }
+        per_sub.retain(|(_, list)| !list.is_empty());
         if per_sub.is_empty() {
             return Ok(Appended {
                 sealed: 0,
@@ -142,24 +134,14 @@ impl Store {
     async fn stored_event_ids(
         &self,
         tx: &mut Tx<'_>,
-        events: &[&BatchEvent],
+        per_sub: &[(&str, Vec<&BatchEvent>)],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut ranges: Vec<(&str, i64, i64)> = Vec::new();
-        for event in events {
-            let block = event.block_number;
-            match ranges
-                .iter_mut()
-                .find(|(s, _, _)| *s == event.subscription_id)
-            {
-                Some((_, low, high)) => {
-                    *low = (*low).min(block);
-                    *high = (*high).max(block);
-                }
-                None => ranges.push((event.subscription_id.as_str(), block, block)),
-            }
-        }
+        let ranges = per_sub.iter().map(|(sub, list)| {
+            let blocks = list.iter().map(|e| e.block_number);
+            let low = blocks.clone().min().unwrap_or(0);
+            (*sub, low, blocks.max().unwrap_or(low))
+        });
         let probes: Vec<serde_json::Value> = ranges
-            .iter()
             .map(|(sub, low, high)| serde_json::json!({"sub": sub, "low": low, "high": high}))
             .collect();
         let source = self.json_rows(1, &[("sub", "text"), ("low", "bigint"), ("high", "bigint")]);
@@ -307,6 +289,22 @@ struct Sealing {
     extra: i64,
     last_block: i64,
     elements: Vec<String>,
+}
+
+/// `events` grouped by subscription, each group in the order given (chain order), the groups in
+/// order of first appearance.
+fn group_by_subscription<'a>(events: &[&'a BatchEvent]) -> Vec<(&'a str, Vec<&'a BatchEvent>)> {
+    let mut groups: Vec<(&str, Vec<&BatchEvent>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for event in events.iter().copied() {
+        let sub = event.subscription_id.as_str();
+        let at = *index.entry(sub).or_insert_with(|| {
+            groups.push((sub, Vec::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(event);
+    }
+    groups
 }
 
 /// `[{"id": …}, …]` for a `json_rows` source with one `id` column.

@@ -26,6 +26,27 @@ pub struct WriteStats {
     pub sealed: usize,
 }
 
+/// `(id, seq)` of each row an `INSERT … RETURNING id, seq` returned.
+pub(super) fn new_ids_and_seqs(
+    rows: &[sqlx::any::AnyRow],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("seq")?)))
+        .collect()
+}
+
+/// The `(seq, body)` rows for the deliveries an insert returned as new (`(id, seq)`), their
+/// bodies looked up by id among `bodies`; a replayed row (not returned) gets none.
+pub(super) fn bodies_of_new<'b>(
+    new: &[(String, i64)],
+    bodies: impl Iterator<Item = (&'b str, &'b str)>,
+) -> Vec<(i64, &'b str)> {
+    let by_id: HashMap<&str, &str> = bodies.collect();
+    new.iter()
+        .filter_map(|(id, seq)| by_id.get(id.as_str()).map(|body| (*seq, *body)))
+        .collect()
+}
+
 impl Store {
     /// Makes one batch durable. Returns the ids of deliveries that are new; ids already present
     /// (a replay after a crash) are skipped, so they are never sent twice from the hot path.
@@ -278,22 +299,11 @@ impl Store {
                 query = query.bind(d.body.as_str());
             }
         }
-        let returned = query.finish().fetch_all(&mut **tx).await?;
-        let new: Vec<(String, i64)> = returned
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("seq")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
+        let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
         if with_bodies || new.is_empty() {
             return Ok((new.into_iter().map(|(id, _)| id).collect(), 1));
         }
-        let bodies: HashMap<&str, &str> = chunk
-            .iter()
-            .map(|d| (d.id.as_str(), d.body.as_str()))
-            .collect();
-        let rows: Vec<(i64, &str)> = new
-            .iter()
-            .filter_map(|(id, seq)| bodies.get(id.as_str()).map(|body| (*seq, *body)))
-            .collect();
+        let rows = bodies_of_new(&new, chunk.iter().map(|d| (d.id.as_str(), d.body.as_str())));
         self.insert_bodies(tx, &rows).await?;
         Ok((new.into_iter().map(|(id, _)| id).collect(), 2))
     }
