@@ -217,6 +217,7 @@ async fn phase(
             logs: logs.clone(),
             received_at: now,
             in_flight: Default::default(),
+            window_row: None,
         };
         feed.send(block).await.unwrap();
         if let Some(pace) = pace {

@@ -170,6 +170,7 @@ fn fanout(c: &mut Criterion) {
             logs: logs.clone(),
             received_at: Instant::now(),
             in_flight: Default::default(),
+            window_row: None,
         }],
         n_events: logs.len(),
     };

@@ -1,6 +1,7 @@
 //! The values passed between pipeline stages: logs as received, the blocks that carry them, batches.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use alloy_primitives::{Address, B256, Bytes, U64};
@@ -142,6 +143,33 @@ pub struct BlockLogs {
     pub received_at: Instant,
     /// The block's share of the in-flight memory budget, returned when the block is dropped.
     pub in_flight: InFlight,
+    /// The block's row of the stored reorg window, for a block near the head: written in the
+    /// same transaction as the block's deliveries, so in or before the write of the cursor that
+    /// names it. `None` for a block far below the head in a catch-up, and for orphaned logs.
+    pub window_row: Option<WindowRow>,
+}
+
+/// A block's `chain_blocks` row on its way to the batch write, and the flag that write sets
+/// once it has committed — until then ingest's reorg window keeps the block's logs in memory.
+#[derive(Debug, Clone)]
+pub struct WindowRow {
+    pub block: crate::store::StoredBlock,
+    pub written: Written,
+}
+
+/// Set once the write holding a block's `chain_blocks` row has committed (a shared flag: ingest
+/// holds one end, the batch write's owner the other).
+#[derive(Debug, Clone, Default)]
+pub struct Written(Arc<AtomicBool>);
+
+impl Written {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Memory a block holds on its way from ingest through matching, as permits of a byte budget

@@ -75,6 +75,7 @@ mod tests {
                 .collect(),
             received_at: std::time::Instant::now(),
             in_flight: Default::default(),
+            window_row: None,
         }
     }
 

@@ -179,6 +179,7 @@ impl ChainIngest {
                 logs,
                 received_at: Instant::now(),
                 in_flight,
+                window_row: None,
             })
             .await?;
         }

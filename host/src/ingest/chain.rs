@@ -1,17 +1,19 @@
 //! The window of recent canonical blocks that reorgs are checked against. Pure.
 //! A block's matched logs — what a reorg must withdraw — are in the store (`chain_blocks`, written
-//! before the block is sent on) and read back only when a reorg orphans the block, so the window's
-//! memory does not grow with the matched volume. Blocks ingest did not store (far below the head
-//! during a catch-up) keep their logs in memory, bounded in bytes: past the budget the oldest drop
-//! them, and say so, so a reorg that reaches them is reported instead of silently withdrawing less
-//! than was delivered.
+//! with the block's deliveries in the batch write) and read back only when a reorg orphans the
+//! block, so the window's memory does not grow with the matched volume. Until that write has
+//! committed the block keeps its logs here (`Writing`; the same `Arc`s its batch carries, so no
+//! copy), and once it has they are dropped (`settle`). Blocks ingest does not store (far below
+//! the head during a catch-up) keep their logs in memory, bounded in bytes: past the budget the
+//! oldest drop them, and say so, so a reorg that reaches them is reported instead of silently
+//! withdrawing less than was delivered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use alloy_primitives::B256;
 
-use crate::event::ChainLog;
+use crate::event::{ChainLog, Written};
 
 /// Where a window block's matched logs are.
 #[derive(Debug, Clone)]
@@ -20,6 +22,13 @@ pub enum WindowLogs {
     Stored(usize),
     /// Held here (the block was not stored).
     InMemory(Vec<Arc<ChainLog>>),
+    /// Held here until the batch write carrying the block's row has committed (`written`).
+    /// Never dropped for the byte budget: these are the logs of blocks still in the pipeline,
+    /// bounded by its in-flight budget, and the only copy a reorg could withdraw them from.
+    Writing {
+        logs: Vec<Arc<ChainLog>>,
+        written: Written,
+    },
     /// Gone: dropped to stay within the byte budget, or unreadable in the store.
     Dropped,
 }
@@ -40,6 +49,20 @@ impl WindowBlock {
         }
     }
 
+    /// A block whose matched logs go to the store with its batch; held until `written` is set.
+    pub fn writing(
+        number: u64,
+        hash: B256,
+        logs: Vec<Arc<ChainLog>>,
+        written: Written,
+    ) -> WindowBlock {
+        WindowBlock {
+            number,
+            hash,
+            logs: WindowLogs::Writing { logs, written },
+        }
+    }
+
     /// A block whose `count` matched logs are in the store.
     pub fn stored(number: u64, hash: B256, count: usize) -> WindowBlock {
         WindowBlock {
@@ -55,7 +78,9 @@ impl WindowBlock {
 
     fn bytes(&self) -> usize {
         match &self.logs {
-            WindowLogs::InMemory(logs) => logs.iter().map(|l| l.memory_bytes()).sum(),
+            WindowLogs::InMemory(logs) | WindowLogs::Writing { logs, .. } => {
+                logs.iter().map(|l| l.memory_bytes()).sum()
+            }
             WindowLogs::Stored(_) | WindowLogs::Dropped => 0,
         }
     }
@@ -97,9 +122,23 @@ impl Window {
         self.blocks.iter().rev().find(|b| &b.hash == hash)
     }
 
+    /// Blocks whose batch write has committed let go of their logs: they are in the store now.
+    pub fn settle(&mut self) {
+        for block in self.blocks.iter_mut() {
+            if let WindowLogs::Writing { logs, written } = &block.logs
+                && written.is_set()
+            {
+                let count = logs.len();
+                self.bytes -= block.bytes();
+                block.logs = WindowLogs::Stored(count);
+            }
+        }
+    }
+
     /// Appends the next block; the caller has checked that it extends the tip. Oldest blocks
     /// leave (or, past the byte budget, drop their logs) to make room.
     pub fn push(&mut self, block: WindowBlock) {
+        self.settle();
         if self.blocks.len() == self.capacity
             && let Some(oldest) = self.blocks.pop_front()
         {
@@ -208,6 +247,28 @@ mod tests {
         assert_eq!(w.bytes, 1_000);
         assert!((1..=6).all(|n| !w.get(n).unwrap().logs_dropped()));
         assert_eq!(w.above(4).map(|b| b.number).collect::<Vec<_>>(), vec![6, 5]);
+    }
+
+    #[test]
+    fn blocks_being_written_keep_their_logs_until_the_write_commits_and_are_never_dropped() {
+        // A 1,500-byte budget, blocks of 1,000 bytes: an unstored block would drop its logs.
+        let mut w = Window::new(10, 1_500);
+        let (first, second) = (Written::default(), Written::default());
+        w.push(WindowBlock::writing(1, B256::repeat_byte(1), vec![log(436), log(436)], first.clone()));
+        w.push(WindowBlock::writing(2, B256::repeat_byte(2), vec![log(436), log(436)], second.clone()));
+        assert_eq!(w.bytes, 2_000, "both held, over the budget: they cannot be dropped");
+        assert!(matches!(w.get(1).unwrap().logs, WindowLogs::Writing { ref logs, .. } if logs.len() == 2));
+        first.set();
+        w.settle();
+        assert!(matches!(w.get(1).unwrap().logs, WindowLogs::Stored(2)), "written: in the store");
+        assert!(matches!(w.get(2).unwrap().logs, WindowLogs::Writing { .. }));
+        assert_eq!(w.bytes, 1_000);
+        second.set();
+        w.push(WindowBlock::new(3, B256::repeat_byte(3), Vec::new()));
+        assert!(matches!(w.get(2).unwrap().logs, WindowLogs::Stored(2)), "push settles too");
+        assert_eq!(w.bytes, 0);
+        let orphans = w.rollback_above(0);
+        assert!(orphans.iter().all(|o| !o.logs_dropped()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The reorg window across restarts. Each applied block near the head is stored (`chain_blocks`:
-//! hash, parent hash, the matched logs) before it is sent on, so every block a cursor can name is
-//! stored before the cursor is; on start the window is rebuilt by walking parent hashes back from
+//! hash, parent hash, the matched logs) by the batch write that carries its deliveries — the same
+//! transaction as its cursor, or an earlier one — so every block a cursor can name is stored
+//! no later than the cursor is, without a transaction of its own on the way; on start the window is rebuilt by walking parent hashes back from
 //! the cursor's block, so it is exactly the branch the cursor names. A reorg arriving after a
 //! restart then still withdraws what was delivered.
 
@@ -15,7 +16,7 @@ use super::chain::{WindowBlock, WindowLogs};
 use super::check;
 use super::follow::ChainIngest;
 use super::rpc::Header;
-use crate::event::ChainLog;
+use crate::event::{ChainLog, WindowRow, Written};
 use crate::store::StoredBlock;
 
 /// The stored form of an applied block and its matched logs (the node's objects, as received).
@@ -122,35 +123,35 @@ impl ChainIngest {
         }
     }
 
-    /// Stores an applied block and its matched logs, unless it is more than a window below the
-    /// block ingest is heading for (a long catch-up: such blocks are final in practice, and a
-    /// backfill then costs no extra write per block). Prunes old rows every `capacity` blocks.
-    /// Returns whether the block was stored.
-    pub(super) async fn persist(
-        &mut self,
-        header: &Header,
-        logs: &[Arc<ChainLog>],
-    ) -> Result<bool, IngestError> {
+    /// The row of the stored window for a block near the head (within a window of the target),
+    /// written by the batch write with the block's deliveries; `None` for a block far below it
+    /// in a catch-up, which the window holds in memory instead.
+    pub(super) fn window_row(&self, header: &Header, logs: &[Arc<ChainLog>]) -> Option<WindowRow> {
         let capacity = self.window.capacity() as u64;
         let target = self
             .best_head
             .unwrap_or(0)
             .saturating_sub(self.chain.confirmations);
         if target.saturating_sub(header.number) > capacity {
-            return Ok(false);
+            return None;
         }
-        let chain_id = self.chain.chain_id;
-        self.store
-            .put_chain_block(chain_id, &stored(header, logs))
-            .await?;
-        if header.number.is_multiple_of(capacity) {
-            let below = header.number.saturating_sub(2 * capacity);
-            let below = i64::try_from(below).unwrap_or(i64::MAX);
-            if let Err(error) = self.store.prune_chain_blocks(chain_id, below).await {
-                tracing::warn!(chain = %self.chain.name, %error, "cannot prune the stored reorg window; trying again later");
-            }
+        Some(WindowRow {
+            block: stored(header, logs),
+            written: Written::default(),
+        })
+    }
+
+    /// Every `capacity` blocks, the stored window's rows more than two windows below `number`
+    /// are deleted. A failure is only logged: the next prune takes them.
+    pub(super) async fn prune_stored_window(&self, number: u64) {
+        let capacity = self.window.capacity() as u64;
+        if !number.is_multiple_of(capacity) {
+            return;
         }
-        Ok(true)
+        let below = i64::try_from(number.saturating_sub(2 * capacity)).unwrap_or(i64::MAX);
+        if let Err(error) = self.store.prune_chain_blocks(self.chain.chain_id, below).await {
+            tracing::warn!(chain = %self.chain.name, %error, "cannot prune the stored reorg window; trying again later");
+        }
     }
 
     /// The logs a reorg above block `ancestor` must withdraw, per orphaned block newest first —
@@ -165,7 +166,7 @@ impl ChainIngest {
         let mut orphaned = Vec::new();
         for block in self.window.above(ancestor) {
             let logs = match &block.logs {
-                WindowLogs::InMemory(logs) => logs.clone(),
+                WindowLogs::InMemory(logs) | WindowLogs::Writing { logs, .. } => logs.clone(),
                 WindowLogs::Stored(0) | WindowLogs::Dropped => continue,
                 WindowLogs::Stored(_) => {
                     let hash = format!("{:#x}", block.hash);

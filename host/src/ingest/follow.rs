@@ -321,6 +321,7 @@ impl ChainIngest {
                 logs,
                 received_at: Instant::now(),
                 in_flight: Default::default(),
+                window_row: None,
             })
             .await?;
         }
@@ -335,25 +336,33 @@ impl ChainIngest {
         let received_at = Instant::now();
         let logs = self.block_logs(conn, &header).await?;
         let in_flight = self.receive(&logs).await;
+        let relevant = &self.relevant;
+        let relevant_logs: Vec<_> = logs.iter().filter(|log| relevant(log)).cloned().collect();
+        let window_row = self.window_row(&header, &relevant_logs);
+        // Near the head the block's row rides with it to the batch write (no transaction of its
+        // own on the way); the window holds its logs until that write has committed.
+        let window_block = match &window_row {
+            Some(row) => WindowBlock::writing(
+                header.number,
+                header.hash,
+                relevant_logs,
+                row.written.clone(),
+            ),
+            None => WindowBlock::new(header.number, header.hash, relevant_logs),
+        };
         let block = BlockLogs {
             chain_id: self.chain.chain_id,
             number: header.number,
             hash: header.hash,
             kind: BlockKind::Canonical,
-            logs: logs.clone(),
+            logs,
             received_at,
             in_flight,
-        };
-        let relevant = &self.relevant;
-        let relevant_logs: Vec<_> = logs.into_iter().filter(|log| relevant(log)).collect();
-        // Stored before it is sent on: a cursor can only name a block already stored.
-        let window_block = if self.persist(&header, &relevant_logs).await? {
-            WindowBlock::stored(header.number, header.hash, relevant_logs.len())
-        } else {
-            WindowBlock::new(header.number, header.hash, relevant_logs)
+            window_row,
         };
         self.emit(block).await?;
         self.window.push(window_block);
+        self.prune_stored_window(header.number).await;
         Ok(())
     }
 

@@ -19,11 +19,11 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use crate::canary::CanaryFeed;
-use crate::event::{Batch, Budget, ChainLog, EventType, InFlight};
+use crate::event::{Batch, Budget, ChainLog, EventType, InFlight, Written};
 use crate::metrics::Metrics;
 use crate::modes::BatchPolicy;
 use crate::plugin::{Decision, PluginRuntime};
-use crate::store::OutboxWrite;
+use crate::store::{ChainBlock, OutboxWrite};
 use calls::{Calls, Finished};
 pub use delivery::{db_int, delivery_id, new_delivery, webhook_body};
 pub use index::{Subscription, SubscriptionSet, SubscriptionStatus};
@@ -41,6 +41,9 @@ pub struct MatchedBatch {
     block_batches: Vec<batches::BlockBatch>,
     /// This batch's share of the matched-batch budget, returned when the outbox drops it.
     pub in_flight: InFlight,
+    /// Per chain, the flags of the blocks whose `chain_blocks` rows are in `write.chain_blocks`:
+    /// the outbox sets them once the write has committed (not for a fenced chain).
+    pub written: Vec<(i64, Written)>,
 }
 
 impl MatchedBatch {
@@ -51,7 +54,8 @@ impl MatchedBatch {
         let deliveries: usize = w.deliveries.iter().map(|d| d.body.len() + ROW).sum();
         let events: usize = w.batch_events.iter().map(|e| e.element.len() + ROW).sum();
         let parked: usize = w.parked.iter().map(|p| p.log.len() + ROW).sum();
-        deliveries + events + parked
+        let blocks: usize = w.chain_blocks.iter().map(|b| b.block.logs.len() + ROW).sum();
+        deliveries + events + parked + blocks
     }
 
     /// Nothing to write: no rows, no cursor, no status change.
@@ -62,6 +66,7 @@ impl MatchedBatch {
             && w.parked.is_empty()
             && w.cursors.is_empty()
             && w.status_changes.is_empty()
+            && w.chain_blocks.is_empty()
     }
 }
 
@@ -190,11 +195,16 @@ impl Matcher {
         let mut matched = MatchedBatch::default();
         let per_subscription = candidates(&set, &batch);
         let cursors = cursors(&batch.blocks);
-        let in_flight = batch
-            .blocks
-            .into_iter()
-            .map(|mut block| std::mem::take(&mut block.in_flight))
-            .collect();
+        let mut in_flight = Vec::with_capacity(batch.blocks.len());
+        for mut block in batch.blocks {
+            in_flight.push(std::mem::take(&mut block.in_flight));
+            if let Some(row) = block.window_row.take() {
+                let chain_id = i64::try_from(block.chain_id).unwrap_or(i64::MAX);
+                matched.written.push((chain_id, row.written));
+                let block = row.block;
+                matched.write.chain_blocks.push(ChainBlock { chain_id, block });
+            }
+        }
         let seq = self.calls.open(cursors, in_flight);
         let mut awaited = calls::Awaited::new();
         for (index, events) in per_subscription {

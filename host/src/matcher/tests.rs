@@ -29,9 +29,26 @@ fn batch_at(number: u64) -> Batch {
             logs: vec![log],
             received_at: Instant::now(),
             in_flight: Default::default(),
+            window_row: None,
         }],
         n_events: 1,
     }
+}
+
+/// The batch with its block's row of the stored reorg window, as ingest sends a block near the head.
+fn with_window_row(mut batch: Batch) -> Batch {
+    for block in &mut batch.blocks {
+        block.window_row = Some(crate::event::WindowRow {
+            block: crate::store::StoredBlock {
+                number: block.number as i64,
+                hash: format!("{:#x}", block.hash),
+                parent_hash: format!("{:#x}", B256::ZERO),
+                logs: "[]".into(),
+            },
+            written: Default::default(),
+        });
+    }
+    batch
 }
 
 fn sub(id: &str, plugin: Option<PluginBinding>) -> Arc<Subscription> {
@@ -181,16 +198,21 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
     // Both batches are written for the healthy subscription without waiting for the spinning
     // call; neither may move the cursor while that call has their events.
     for block in [1, 2] {
-        let out = m.process(batch_at(block)).await;
+        let out = m.process(with_window_row(batch_at(block))).await;
         assert_eq!(out.write.deliveries.len(), 1, "block {block}");
         assert_eq!(out.write.deliveries[0].subscription_id, "sub_ok");
         assert!(out.write.cursors.is_empty(), "block {block}: cursor held");
         assert!(out.write.parked.is_empty());
+        // The block's row of the stored window goes with its deliveries, ahead of its cursor.
+        assert_eq!(out.write.chain_blocks.len(), 1, "block {block}");
+        assert_eq!(out.write.chain_blocks[0].block.number, block as i64);
+        assert_eq!(out.written.len(), 1);
     }
     // The first call hits the wall clock (once, not retried): block 1's event is parked with
     // that error and block 1's cursor is released with it. Block 2's event waited and goes to
     // the plugin in its own call.
     let first = m.next_straggler().await.unwrap();
+    assert!(first.write.chain_blocks.is_empty(), "already in the earlier write");
     assert_eq!(first.write.parked.len(), 1);
     assert!(first.write.parked[0].error.contains("wall-clock"));
     assert_eq!(first.write.cursors.len(), 1);

@@ -1,4 +1,5 @@
-//! Makes each matched batch durable in one transaction (deliveries + parked events + cursor),
+//! Makes each matched batch durable in one transaction (deliveries + parked events + the stored
+//! reorg window's blocks + cursor),
 //! then hands the new deliveries to the delivery workers straight from memory. Nothing goes out
 //! before it is durable; a write that fails is retried, holding back (not dropping) the pipeline.
 //! Ordered deliveries and sealed batches are left to the poller (woken at once): an ordered one
@@ -45,6 +46,11 @@ pub async fn run(
 ) {
     while let Some(batch) = input.recv().await {
         let (inserted, stats) = write_until_durable(&store, &batch, lease_ms, &metrics).await;
+        for (chain_id, written) in &batch.written {
+            if !stats.fenced.contains(chain_id) {
+                written.set(); // ingest's window may now let go of the block's logs
+            }
+        }
         let lease_until = stats.lease_until;
         let mut for_poller = stats.sealed > 0;
         let inserted: HashSet<String> = inserted.into_iter().collect();

@@ -209,6 +209,16 @@ pub struct OutboxWrite {
     /// Events of `{max_events, max_wait_ms}` subscriptions, in chain order: batched in the
     /// write (`store/batches.rs`).
     pub batch_events: Vec<BatchEvent>,
+    /// Blocks of the stored reorg window (`chain_blocks`), from the batch these rows came from:
+    /// in the same transaction as their deliveries, no later than the cursor that names them.
+    pub chain_blocks: Vec<ChainBlock>,
+}
+
+/// One block of a chain's stored reorg window.
+#[derive(Debug, Clone)]
+pub struct ChainBlock {
+    pub chain_id: i64,
+    pub block: super::StoredBlock,
 }
 
 /// One event of a subscription that batches by count: the write appends it to the

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite,
+    BatchEvent, ChainBlock, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite,
     ParkedEvent, StatusChange, Store, StoreError, now_ms,
 };
 
@@ -52,8 +52,8 @@ impl Store {
     /// (a replay after a crash) are skipped, so they are never sent twice from the hot path.
     ///
     /// One transaction, one step per table: deliveries (with the held ones a `log.removed`
-    /// cancels), count-batch events, parked events, subscription status, chain cursors (with the
-    /// release of held deliveries). Deliveries take one statement per [`rows::MAX_ROWS`] rows
+    /// cancels), count-batch events, the stored reorg window's blocks, parked events,
+    /// subscription status, chain cursors (with the release of held deliveries). Deliveries take one statement per [`rows::MAX_ROWS`] rows
     /// (and one for the cancelled held ones), parked and resolved events one each, count-batch
     /// events the four of `batches.rs`; status changes and cursors one per row (rare, and one per
     /// chain of the batch). [`WriteStats::statements`] counts them all.
@@ -95,6 +95,13 @@ impl Store {
             stats.sealed = appended.sealed;
             stats.statements += appended.statements;
         }
+        let blocks: Vec<&ChainBlock> = write
+            .chain_blocks
+            .iter()
+            .filter(|b| ours(b.chain_id))
+            .collect();
+        self.write_chain_blocks(&mut tx, &blocks, &mut stats)
+            .await?;
         let parked: Vec<&ParkedEvent> = write.parked.iter().filter(|p| ours(p.chain_id)).collect();
         self.insert_parked(&mut tx, &parked, now, &mut stats)
             .await?;

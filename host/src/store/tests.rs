@@ -54,6 +54,18 @@ async fn each_store(check: impl AsyncFn(Store)) {
     }
 }
 
+fn chain_block(number: i64, hash: &str, logs: &str) -> ChainBlock {
+    ChainBlock {
+        chain_id: 31337,
+        block: StoredBlock {
+            number,
+            hash: hash.into(),
+            parent_hash: format!("{:#x}", number - 1),
+            logs: logs.into(),
+        },
+    }
+}
+
 fn delivery(id: &str) -> NewDelivery {
     NewDelivery {
         id: id.into(),
@@ -105,14 +117,20 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             release_chains: vec![],
             resolved_parked: vec![],
             batch_events: vec![],
+            // Block 7 twice (applied again after a reorg back): the last copy is the one kept.
+            chain_blocks: vec![chain_block(6, "0xa6", "[]"), chain_block(7, "0xab", "[1]"), chain_block(7, "0xab", "[2]")],
         };
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
         new_ids.sort();
         assert_eq!(new_ids, vec!["msg_a", "msg_b"]);
-        // Deliveries and their bodies (one statement on PostgreSQL, two on SQLite), parked
-        // events, the cursor.
+        // Deliveries and their bodies (one statement on PostgreSQL, two on SQLite), the stored
+        // window's blocks, parked events, the cursor.
         let bodies_apart = u64::from(store.dialect() == Dialect::Sqlite);
-        assert_eq!(stats.statements, 3 + bodies_apart);
+        assert_eq!(stats.statements, 4 + bodies_apart);
+        let stored = store.chain_blocks(31337, 6, 7).await.unwrap();
+        let mut got: Vec<(i64, &str, &str)> = stored.iter().map(|b| (b.number, b.hash.as_str(), b.logs.as_str())).collect();
+        got.sort();
+        assert_eq!(got, vec![(6, "0xa6", "[]"), (7, "0xab", "[2]")]);
         // A replay of the same batch creates nothing new.
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty());

@@ -1,8 +1,22 @@
-//! The durable reorg window (`chain_blocks`): ingest stores each block it applies before sending it
-//! on, so any block a cursor can name is stored; on start the window is rebuilt by walking parent
-//! hashes back from the cursor's block (orphaned rows are ignored, and pruned by height later).
+//! The durable reorg window (`chain_blocks`): each block ingest applies near the head is stored
+//! by the batch write that carries it (one statement for the batch's blocks, in the transaction
+//! of their deliveries), so any block a cursor can name is stored; on start the window is rebuilt
+//! by walking parent hashes back from the cursor's block (orphaned rows are ignored, and pruned by
+//! height later).
 
-use super::{Store, StoreError};
+use std::collections::HashMap;
+
+use super::outbox::{Tx, WriteStats};
+use super::rows::{Col, MAX_ROWS, Rows};
+use super::{ChainBlock, Store, StoreError};
+
+const BLOCK_COLUMNS: [(&str, Col); 5] = [
+    ("chain_id", Col::BigInt),
+    ("block_hash", Col::Text),
+    ("block_number", Col::BigInt),
+    ("parent_hash", Col::Text),
+    ("logs", Col::Text),
+];
 
 /// One stored block: its header links and the matched logs it carried (a JSON array of the
 /// node's log objects).
@@ -35,6 +49,45 @@ impl Store {
         .bind(&block.logs)
         .execute(&self.writer)
         .await?;
+        Ok(())
+    }
+
+    /// The batch write's step for the stored reorg window: its blocks' rows, one statement (per
+    /// [`MAX_ROWS`]). A block stored again (applied twice, as a reorg back and forth can) has its
+    /// logs replaced; within one write the last copy of a block wins.
+    pub(super) async fn write_chain_blocks(
+        &self,
+        tx: &mut Tx<'_>,
+        blocks: &[&ChainBlock],
+        stats: &mut WriteStats,
+    ) -> Result<(), StoreError> {
+        // One row per block: an upsert may not touch the same row twice in one statement.
+        let mut last: HashMap<(i64, &str), &ChainBlock> = HashMap::with_capacity(blocks.len());
+        for block in blocks {
+            last.insert((block.chain_id, block.block.hash.as_str()), block);
+        }
+        let unique: Vec<&ChainBlock> = last.into_values().collect();
+        for chunk in unique.chunks(MAX_ROWS) {
+            let mut query = Rows::new(self.dialect, &BLOCK_COLUMNS, chunk.len(), |j| {
+                format!(
+                    "{j} INSERT INTO chain_blocks (chain_id, block_hash, block_number, parent_hash, logs) \
+                     SELECT j.chain_id, j.block_hash, j.block_number, j.parent_hash, j.logs FROM j \
+                     WHERE j.block_hash IS NOT NULL ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
+                     block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
+                     logs = excluded.logs"
+                )
+            });
+            for b in chunk {
+                query = query
+                    .bind(b.chain_id)
+                    .bind(b.block.hash.as_str())
+                    .bind(b.block.number)
+                    .bind(b.block.parent_hash.as_str())
+                    .bind(b.block.logs.as_str());
+            }
+            query.finish().execute(&mut **tx).await?;
+            stats.statements += 1;
+        }
         Ok(())
     }
 

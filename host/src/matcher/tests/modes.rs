@@ -30,6 +30,7 @@ fn two_logs(kind: BlockKind) -> Batch {
             logs,
             received_at: Instant::now(),
             in_flight: Default::default(),
+            window_row: None,
         }],
         n_events: 2,
     }

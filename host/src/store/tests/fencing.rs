@@ -54,6 +54,15 @@ fn write(block: i64, id: &str) -> OutboxWrite {
             block_hash: format!("{block:#x}"),
         }],
         release_chains: vec![CHAIN as u64],
+        chain_blocks: vec![ChainBlock {
+            chain_id: CHAIN,
+            block: StoredBlock {
+                number: block,
+                hash: format!("{block:#x}"),
+                parent_hash: format!("{:#x}", block - 1),
+                logs: "[]".into(),
+            },
+        }],
         ..Default::default()
     }
 }
@@ -81,6 +90,9 @@ async fn a_replica_that_lost_the_chain_cannot_move_its_cursor() {
         // Its deliveries are B's to make (B re-ingests everything after its cursor).
         assert!(inserted.is_empty(), "postgres: {postgres}");
         assert!(b.get_delivery("msg_a15").await.unwrap().is_none());
+        // Nor does its block join the stored window.
+        assert!(b.chain_blocks(CHAIN as u64, 15, 15).await.unwrap().is_empty());
+        assert_eq!(b.chain_blocks(CHAIN as u64, 20, 20).await.unwrap().len(), 1);
         // The new owner's own writes go on.
         b.write_batch(&write(21, "msg_b21"), 60_000).await.unwrap();
         let cursor = b.get_cursor(CHAIN as u64).await.unwrap().unwrap();
