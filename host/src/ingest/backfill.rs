@@ -206,8 +206,8 @@ impl ChainIngest {
             return Ok(Some(Vec::new()));
         }
         let max_bytes = self.limits.max_logs_bytes;
-        let answer: Box<RawValue> = match conn
-            .request("eth_getLogs", request(&filter, from, to))
+        let answer = match conn
+            .request_raw("eth_getLogs", request(&filter, from, to))
             .await
         {
             Ok(answer) => answer,

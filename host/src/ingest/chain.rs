@@ -64,6 +64,7 @@ impl WindowBlock {
     }
 
     /// A block whose `count` matched logs are in the store.
+    #[cfg(test)]
     pub fn stored(number: u64, hash: B256, count: usize) -> WindowBlock {
         WindowBlock {
             number,

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::U64;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use super::chain::{Window, WindowBlock};
 use super::rpc::{Connection, Header};
@@ -382,7 +381,7 @@ impl ChainIngest {
         } else {
             json!([{"blockHash": header.hash}])
         };
-        let answer: Box<RawValue> = conn.request("eth_getLogs", params).await?;
+        let answer = conn.request_raw("eth_getLogs", params).await?;
         check::block_logs(&answer, header, self.limits.max_logs_bytes)
     }
 

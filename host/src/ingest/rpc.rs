@@ -164,6 +164,17 @@ impl Connection {
         method: &str,
         params: Value,
     ) -> Result<T, RpcError> {
+        let raw = self.request_raw(method, params).await?;
+        serde_json::from_str(raw.get()).map_err(|e| bad(method, &e.to_string()))
+    }
+
+    /// Sends one request and returns its `result` as the node sent it: for a large answer (a
+    /// block's logs), parsed once by the caller rather than copied and scanned again here.
+    pub async fn request_raw(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<Box<RawValue>, RpcError> {
         let id = self.next_id;
         self.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -186,8 +197,7 @@ impl Connection {
                     message: truncate(&error.to_string()).to_string(),
                 });
             }
-            let raw = incoming.result.ok_or_else(|| bad(method, "no result"))?;
-            return serde_json::from_str(raw.get()).map_err(|e| bad(method, &e.to_string()));
+            return incoming.result.ok_or_else(|| bad(method, "no result"));
         }
     }
 

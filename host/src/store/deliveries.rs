@@ -186,6 +186,16 @@ impl Store {
         }
         let mut statements = 0;
         let mut tx = self.writer.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            // Outcomes do not wait for their own WAL flush (PostgreSQL flushes it within
+            // `wal_writer_delay`), so they do not queue the next batch's commit behind another
+            // fsync. A crash may lose the last outcomes; their rows, still leased, are sent again
+            // once the lease ends — what a crash between a send and its outcome does anyway
+            // (at least once, the same `webhook-id`). Deliveries and cursors stay synchronous.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
         for chunk in results.chunks(rows::MAX_ROWS) {
             let update = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
                 format!(
