@@ -91,6 +91,15 @@ impl From<serde_json::Error> for Error {
 /// Appends one decision in output layout: the decision byte, then for `KeepWith` and `KeepJson`
 /// `u32 payload_len` and the JSON bytes.
 pub fn encode_decision(out: &mut Vec<u8>, d: &Decision) {
+    if let Decision::KeepJson(p) = d {
+        // The fast path: one capacity check for the whole record.
+        let bytes = p.as_bytes();
+        let [l0, l1, l2, l3] = (bytes.len() as u32).to_le_bytes();
+        out.reserve(5 + bytes.len());
+        out.extend_from_slice(&[2, l0, l1, l2, l3]);
+        out.extend_from_slice(bytes);
+        return;
+    }
     out.push(d.code());
     match d {
         Decision::Drop | Decision::Keep => {}

@@ -57,13 +57,23 @@ fn strings_are_escaped_exactly_as_serde_json_does() {
 #[test]
 fn hex_is_lowercase_and_prefixed() {
     let mut rng = Rng(7);
-    for len in [0, 1, 20, 31, 32, 33, 64, 65, 100] {
+    for len in [0, 1, 2, 3, 4, 5, 7, 8, 9, 20, 31, 32, 33, 64, 65, 100] {
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let mut out = Vec::new();
         write::hex(&mut out, &bytes);
         assert_eq!(
             out,
             format!("\"{}\"", hex::encode_prefixed(&bytes)).as_bytes()
+        );
+    }
+    // Every byte value at every place of a four-byte word (written a word at a time).
+    for b in 0..=255u8 {
+        let bytes = [b, b.wrapping_add(1), b.rotate_left(4), !b, b];
+        let mut out = Vec::new();
+        write::hex(&mut out, &bytes);
+        assert_eq!(
+            out,
+            format!("\"{}\"", hex::encode_prefixed(bytes)).as_bytes()
         );
     }
     let a = address!("0xABCDEF0123456789abcdef0123456789ABCDEF01");
@@ -93,7 +103,7 @@ fn decimals_equal_to_string() {
         U256::MAX,
         U256::MAX - U256::from(1),
     ];
-    for e in [18u64, 19, 20, 37, 38, 39, 57, 76, 77] {
+    for e in [18u64, 19, 20, 27, 28, 29, 36, 37, 38, 39, 57, 76, 77] {
         let p = ten.pow(U256::from(e));
         u256s.extend([p - U256::from(1), p, p + U256::from(1)]);
     }
