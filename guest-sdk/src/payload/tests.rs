@@ -51,6 +51,27 @@ fn strings_are_escaped_exactly_as_serde_json_does() {
     // Keys are escaped too.
     let p = JsonObject::new().bool("a\"\n", true).finish();
     assert_eq!(text(&p), r#"{"a\"\n":true}"#);
+    // Keys of every length around the one-copy limit (28 bytes), first or not, escaped or not.
+    for len in [0, 1, 27, 28, 29, 40] {
+        let plain = "k".repeat(len);
+        let odd = format!("{}\t", "é".repeat(len / 2));
+        let p = JsonObject::new()
+            .null(&plain)
+            .null(&odd)
+            .bool(&plain, false)
+            .finish();
+        let mut expected = serde_json::Map::new();
+        expected.insert(odd.clone(), serde_json::Value::Null);
+        expected.insert(plain.clone(), false.into());
+        assert_eq!(p.to_value().unwrap(), serde_json::Value::Object(expected));
+        let written = format!(
+            "{{{}:null,{}:null,{}:false}}",
+            serde_json::to_string(&plain).unwrap(),
+            serde_json::to_string(&odd).unwrap(),
+            serde_json::to_string(&plain).unwrap()
+        );
+        assert_eq!(text(&p), written);
+    }
     assert_eq!(p.to_value().unwrap(), json!({"a\"\n": true}));
 }
 

@@ -191,7 +191,7 @@ const TEN_19: u64 = 10_000_000_000_000_000_000;
 /// chunks from the right by dividing by `10^19`.
 fn uint_digits<const BITS: usize, const LIMBS: usize>(out: &mut Vec<u8>, mut x: Uint<BITS, LIMBS>) {
     if let Ok(small) = u64::try_from(&x) {
-        out.extend_from_slice(itoa::Buffer::new().format(small).as_bytes());
+        u64_digits(out, small);
         return;
     }
     if let Ok(mid) = u128::try_from(&x) {
@@ -241,9 +241,10 @@ static DECIMAL_PAIRS: [[u8; 2]; 100] = {
 /// multiplications, each a call to `__multi3` in wasm: a plugin's `U256` value took about four
 /// times its native time. Here 9-digit chunks are cut from the right with 64-bit divisions by the
 /// constant `10^9` (which the wasm compiler turns into a multiply), over 32-bit limbs, until the
-/// rest fits a `u64` (at most three chunks); the rest is `itoa`'s, and each chunk is written in
-/// place, two digits at a time, into a fixed-size extension of `out` (no copy of a variable
-/// length, which is a `memory.copy` call in wasm).
+/// rest fits a `u64` (at most three chunks); the rest is [`u64_digits`]'s, and each chunk is
+/// written in place, two digits at a time, into a fixed-size extension of `out` (no copy of a
+/// variable length, which is a `memory.copy` call in wasm).
+#[inline(always)]
 fn u128_digits(out: &mut Vec<u8>, x: u128) {
     let mut limbs = [
         (x >> 96) as u32,
@@ -263,13 +264,46 @@ fn u128_digits(out: &mut Vec<u8>, x: u128) {
         chunks[cut] = rest as u32;
         cut += 1;
     }
-    let head = (u64::from(limbs[2]) << 32) | u64::from(limbs[3]);
-    out.extend_from_slice(itoa::Buffer::new().format(head).as_bytes());
+    u64_digits(out, (u64::from(limbs[2]) << 32) | u64::from(limbs[3]));
     for &chunk in chunks[..cut].iter().rev() {
         let start = out.len();
         out.extend_from_slice(&[0; 9]);
         nine_digits(&mut out[start..], chunk);
     }
+}
+
+/// Decimal digits of `x`, written in place like [`u128_digits`]'s chunks: no call to `itoa` and
+/// no copy of a variable length, each a call in wasm, and a call costs more there than its
+/// instructions (fuel metering keeps its counter in memory across a call).
+#[inline(always)]
+fn u64_digits(out: &mut Vec<u8>, x: u64) {
+    // The leading 1 to 9 digits, then zero, one or two 9-digit chunks.
+    let (head, chunks, count) = if x < TEN_9 {
+        (x as u32, [0, 0], 0)
+    } else if x < TEN_9 * TEN_9 {
+        ((x / TEN_9) as u32, [(x % TEN_9) as u32, 0], 1)
+    } else {
+        let rest = x % (TEN_9 * TEN_9);
+        let top = (x / (TEN_9 * TEN_9)) as u32;
+        (top, [(rest / TEN_9) as u32, (rest % TEN_9) as u32], 2)
+    };
+    let head_len = head.checked_ilog10().unwrap_or(0) as usize + 1;
+    let start = out.len();
+    out.extend_from_slice(&[0; 27]);
+    let digits = &mut out[start..];
+    let (mut rest, mut end) = (head, head_len);
+    while end >= 2 {
+        digits[end - 2..end].copy_from_slice(&DECIMAL_PAIRS[(rest % 100) as usize]);
+        rest /= 100;
+        end -= 2;
+    }
+    if end == 1 {
+        digits[0] = b'0' + rest as u8;
+    }
+    for (i, &chunk) in chunks[..count].iter().enumerate() {
+        nine_digits(&mut digits[head_len + 9 * i..], chunk);
+    }
+    out.truncate(start + head_len + 9 * count);
 }
 
 /// Writes the nine decimal digits of `x < 10^9`, zero-padded, into `dst[..9]`.
