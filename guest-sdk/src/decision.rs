@@ -91,6 +91,9 @@ impl From<serde_json::Error> for Error {
 /// Appends one decision in output layout: the decision byte, then for `KeepWith` and `KeepJson`
 /// `u32 payload_len` and the JSON bytes.
 pub fn encode_decision(out: &mut Vec<u8>, d: &Decision) {
+    if let Decision::KeepJson(p) = d {
+        return encode_keep_json(out, p);
+    }
     out.push(d.code());
     match d {
         Decision::Drop | Decision::Keep => {}
@@ -107,6 +110,17 @@ pub fn encode_decision(out: &mut Vec<u8>, d: &Decision) {
             out.extend_from_slice(bytes);
         }
     }
+}
+
+/// [`encode_decision`] of a `KeepJson`, the common case: inlined into the batch loop, with one
+/// capacity check for the whole record.
+#[inline]
+pub(crate) fn encode_keep_json(out: &mut Vec<u8>, p: &JsonPayload) {
+    let bytes = p.as_bytes();
+    let [l0, l1, l2, l3] = (bytes.len() as u32).to_le_bytes();
+    out.reserve(5 + bytes.len());
+    out.extend_from_slice(&[2, l0, l1, l2, l3]);
+    out.extend_from_slice(bytes);
 }
 
 /// Appends the error trailer: `u8 has_error`, and when present `u32 event_index`,

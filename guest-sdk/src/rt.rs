@@ -1,7 +1,7 @@
 //! Runtime behind `export_plugin!`. Hidden: the macro is the interface.
 
 use crate::batch::{Batch, BatchError, Log};
-use crate::decision::{Decision, encode_decision, encode_error};
+use crate::decision::{Decision, encode_decision, encode_error, encode_keep_json};
 use core::fmt::Display;
 use serde::de::DeserializeOwned;
 
@@ -49,6 +49,7 @@ where
         let result = f(config, &log);
         CURRENT_EVENT.store(u32::MAX, core::sync::atomic::Ordering::Relaxed);
         match result {
+            Ok(Decision::KeepJson(p)) => encode_keep_json(out, &p),
             Ok(d) => encode_decision(out, &d),
             Err(e) => {
                 out.push(0);

@@ -92,7 +92,24 @@ impl JsonObject {
     /// escaping check and the copy reduce to a few constant stores.
     #[inline(always)]
     fn begin(&mut self, key: &str) {
-        if self.buf.last() != Some(&b'{') {
+        const SHORT: usize = 28;
+        let first = self.buf.last() == Some(&b'{');
+        if key.len() <= SHORT && !write::any_needs_escape(key.as_bytes()) {
+            // `,"key":` (or `{"key":` in place of the `{`) in one copy whose length is a
+            // constant for a literal key: one capacity check instead of five (in wasm each is
+            // a load and a store of the vector's length in memory, and a branch).
+            let mut head = [0u8; SHORT + 4];
+            head[0] = if first { b'{' } else { b',' };
+            head[1] = b'"';
+            head[2..2 + key.len()].copy_from_slice(key.as_bytes());
+            head[2 + key.len()..4 + key.len()].copy_from_slice(b"\":");
+            if first {
+                self.buf.pop();
+            }
+            self.buf.extend_from_slice(&head[..4 + key.len()]);
+            return;
+        }
+        if !first {
             self.buf.push(b',');
         }
         write::string(&mut self.buf, key);

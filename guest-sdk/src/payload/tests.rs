@@ -51,19 +51,50 @@ fn strings_are_escaped_exactly_as_serde_json_does() {
     // Keys are escaped too.
     let p = JsonObject::new().bool("a\"\n", true).finish();
     assert_eq!(text(&p), r#"{"a\"\n":true}"#);
+    // Keys of every length around the one-copy limit (28 bytes), first or not, escaped or not.
+    for len in [0, 1, 27, 28, 29, 40] {
+        let plain = "k".repeat(len);
+        let odd = format!("{}\t", "é".repeat(len / 2));
+        let p = JsonObject::new()
+            .null(&plain)
+            .null(&odd)
+            .bool(&plain, false)
+            .finish();
+        let mut expected = serde_json::Map::new();
+        expected.insert(odd.clone(), serde_json::Value::Null);
+        expected.insert(plain.clone(), false.into());
+        assert_eq!(p.to_value().unwrap(), serde_json::Value::Object(expected));
+        let written = format!(
+            "{{{}:null,{}:null,{}:false}}",
+            serde_json::to_string(&plain).unwrap(),
+            serde_json::to_string(&odd).unwrap(),
+            serde_json::to_string(&plain).unwrap()
+        );
+        assert_eq!(text(&p), written);
+    }
     assert_eq!(p.to_value().unwrap(), json!({"a\"\n": true}));
 }
 
 #[test]
 fn hex_is_lowercase_and_prefixed() {
     let mut rng = Rng(7);
-    for len in [0, 1, 20, 31, 32, 33, 64, 65, 100] {
+    for len in [0, 1, 2, 3, 4, 5, 7, 8, 9, 20, 31, 32, 33, 64, 65, 100] {
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let mut out = Vec::new();
         write::hex(&mut out, &bytes);
         assert_eq!(
             out,
             format!("\"{}\"", hex::encode_prefixed(&bytes)).as_bytes()
+        );
+    }
+    // Every byte value at every place of a four-byte word (written a word at a time).
+    for b in 0..=255u8 {
+        let bytes = [b, b.wrapping_add(1), b.rotate_left(4), !b, b];
+        let mut out = Vec::new();
+        write::hex(&mut out, &bytes);
+        assert_eq!(
+            out,
+            format!("\"{}\"", hex::encode_prefixed(bytes)).as_bytes()
         );
     }
     let a = address!("0xABCDEF0123456789abcdef0123456789ABCDEF01");
@@ -93,7 +124,7 @@ fn decimals_equal_to_string() {
         U256::MAX,
         U256::MAX - U256::from(1),
     ];
-    for e in [18u64, 19, 20, 37, 38, 39, 57, 76, 77] {
+    for e in [18u64, 19, 20, 27, 28, 29, 36, 37, 38, 39, 57, 76, 77] {
         let p = ten.pow(U256::from(e));
         u256s.extend([p - U256::from(1), p, p + U256::from(1)]);
     }

@@ -1,6 +1,8 @@
 //! The byte layouts of ABI v1 (`guest-sdk/ABI.md`): batch encoding in, decision decoding out. Pure.
 
-use super::payload::Payload;
+use std::sync::Arc;
+
+use super::payload::{self, Payload};
 use crate::event::ChainLog;
 
 /// What a plugin decided for one event.
@@ -45,32 +47,167 @@ pub enum OutputError {
     BadErrorFlag(u8),
 }
 
+/// Bytes of one event's encoding after its `event_len` field, without its topics and data.
+const EVENT_FIXED: usize = 20 + 1 + 8 + 32 + 32 + 4 + 4 + 1 + 4;
+
+fn event_len(log: &ChainLog) -> usize {
+    EVENT_FIXED + 32 * log.topics.len() + log.data.len()
+}
+
+/// Bytes of the batch encoding of `logs`.
+pub fn batch_len<'a>(logs: impl Iterator<Item = &'a ChainLog>) -> usize {
+    logs.fold(4, |len, log| len + 4 + event_len(log))
+}
+
 /// Appends the batch encoding of `logs` to `out` (cleared first, so the buffer can be reused).
-pub fn encode_batch<'a>(logs: impl ExactSizeIterator<Item = &'a ChainLog>, out: &mut Vec<u8>) {
+pub fn encode_batch<'a>(
+    logs: impl ExactSizeIterator<Item = &'a ChainLog> + Clone,
+    out: &mut Vec<u8>,
+) {
     out.clear();
-    out.extend_from_slice(&(logs.len() as u32).to_le_bytes());
+    out.resize(batch_len(logs.clone()), 0);
+    // Sized by `batch_len` just above, so it fits.
+    let _fits = encode_batch_into(logs, out);
+}
+
+/// Writes the batch encoding of `logs` at the start of `out` (straight into a guest's memory:
+/// no copy in between). `None` when `out` is shorter than [`batch_len`].
+pub fn encode_batch_into<'a>(
+    logs: impl ExactSizeIterator<Item = &'a ChainLog>,
+    out: &mut [u8],
+) -> Option<()> {
+    let mut w = Writer { out };
+    w.put(&(logs.len() as u32).to_le_bytes())?;
     for log in logs {
-        let event_len =
-            20 + 1 + 32 * log.topics.len() + 8 + 32 + 32 + 4 + 4 + 1 + 4 + log.data.len();
-        out.extend_from_slice(&(event_len as u32).to_le_bytes());
-        out.extend_from_slice(log.address.as_slice());
-        out.push(log.topics.len() as u8);
+        w.put(&(event_len(log) as u32).to_le_bytes())?;
+        w.put(log.address.as_slice())?;
+        w.put(&[log.topics.len() as u8])?;
         for topic in &log.topics {
-            out.extend_from_slice(topic.as_slice());
+            w.put(topic.as_slice())?;
         }
-        out.extend_from_slice(&log.block_number.to_le_bytes());
-        out.extend_from_slice(log.block_hash.as_slice());
-        out.extend_from_slice(log.transaction_hash.as_slice());
-        out.extend_from_slice(&(log.transaction_index as u32).to_le_bytes());
-        out.extend_from_slice(&(log.log_index as u32).to_le_bytes());
-        out.push(u8::from(log.removed));
-        out.extend_from_slice(&(log.data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&log.data);
+        w.put(&log.block_number.to_le_bytes())?;
+        w.put(log.block_hash.as_slice())?;
+        w.put(log.transaction_hash.as_slice())?;
+        w.put(&(log.transaction_index as u32).to_le_bytes())?;
+        w.put(&(log.log_index as u32).to_le_bytes())?;
+        w.put(&[u8::from(log.removed)])?;
+        w.put(&(log.data.len() as u32).to_le_bytes())?;
+        w.put(&log.data)?;
+    }
+    Some(())
+}
+
+/// Fills a slice from its start, field by field.
+struct Writer<'o> {
+    out: &'o mut [u8],
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) -> Option<()> {
+        let (head, rest) = std::mem::take(&mut self.out).split_at_mut_checked(bytes.len())?;
+        head.copy_from_slice(bytes);
+        self.out = rest;
+        Some(())
     }
 }
 
 /// Decodes and checks a plugin's output for a batch of `expected` events.
+///
+/// Valid output, the rule, is decoded in two passes with every payload copied once into one
+/// shared text; anything else is decoded again by [`decode_checked`] for the first error in
+/// order, with its details.
 pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputError> {
+    match decode_valid(bytes, expected) {
+        Some(output) => Ok(output),
+        None => decode_checked(bytes, expected),
+    }
+}
+
+/// The output when it is valid, else `None`. First pass ([`gather`]): the layout, each payload's
+/// JSON, and the payloads' text copied into one buffer; then one UTF-8 check over that buffer,
+/// exact because each accepted payload starts and ends with an ASCII byte (`payload::check`),
+/// so no character spans two payloads. Second pass ([`shared_decisions`]): the decisions.
+fn decode_valid(bytes: &[u8], expected: usize) -> Option<Output> {
+    let (texts, failed) = gather(bytes, expected)?;
+    let texts = Arc::new(String::from_utf8(texts).ok()?);
+    match failed {
+        Some((event_index, message)) => Some(Output::Failed {
+            event_index,
+            message,
+        }),
+        None => shared_decisions(bytes, expected, &texts).map(Output::Decisions),
+    }
+}
+
+/// An error record: the failing event's index and the guest's message.
+type ErrorRecord = (usize, String);
+
+/// The payloads' text, one after the other, and the error record if any; `None` when anything
+/// but UTF-8 is wrong.
+fn gather(bytes: &[u8], expected: usize) -> Option<(Vec<u8>, Option<ErrorRecord>)> {
+    let mut r = Reader { bytes, pos: 0 };
+    if r.u32().ok()? as usize != expected {
+        return None;
+    }
+    let mut texts = Vec::new();
+    for _ in 0..expected {
+        match r.u8().ok()? {
+            0 | 1 => {}
+            2 => {
+                let len = r.u32().ok()? as usize;
+                let json = r.take(len).ok()?;
+                let (start, end) = payload::check(json).ok()?;
+                if texts.capacity() == 0 {
+                    texts.reserve(bytes.len());
+                }
+                texts.extend_from_slice(json.get(start..end)?);
+            }
+            _ => return None,
+        }
+    }
+    let failed = match r.u8().ok()? {
+        0 => None,
+        1 => {
+            let event_index = r.u32().ok()? as usize;
+            let len = r.u32().ok()? as usize;
+            let message = guest_text(r.take(len).ok()?);
+            if event_index >= expected.max(1) {
+                return None;
+            }
+            Some((event_index, message))
+        }
+        _ => return None,
+    };
+    (r.pos == bytes.len()).then_some((texts, failed))
+}
+
+/// The decisions of output that [`gather`] accepted, each payload a range of `texts`.
+fn shared_decisions(bytes: &[u8], expected: usize, texts: &Arc<String>) -> Option<Vec<Decision>> {
+    let mut decisions = Vec::with_capacity(expected);
+    let mut r = Reader { bytes, pos: 4 };
+    let mut at = 0;
+    for _ in 0..expected {
+        decisions.push(match r.u8().ok()? {
+            0 => Decision::Drop,
+            1 => Decision::Keep,
+            _ => {
+                let len = r.u32().ok()? as usize;
+                // The value without the whitespace around it, as `check` found it (ASCII
+                // whitespace is JSON's four and form feed, which cannot end a valid value).
+                let json = r.take(len).ok()?.trim_ascii();
+                let end = at + json.len();
+                let payload = Payload::shared(texts, at, end);
+                at = end;
+                Decision::KeepWith(payload)
+            }
+        });
+    }
+    Some(decisions)
+}
+
+/// Decodes and checks output step by step, each payload on its own: the first error in order.
+fn decode_checked(bytes: &[u8], expected: usize) -> Result<Output, OutputError> {
     let mut r = Reader { bytes, pos: 0 };
     let count = r.u32()? as usize;
     if count != expected {
@@ -171,170 +308,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn output(decisions: &[(u8, Option<&str>)], error: Option<(u32, &str)>) -> Vec<u8> {
-        let mut out = (decisions.len() as u32).to_le_bytes().to_vec();
-        for (tag, payload) in decisions {
-            out.push(*tag);
-            if let Some(p) = payload {
-                out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-                out.extend_from_slice(p.as_bytes());
-            }
-        }
-        match error {
-            None => out.push(0),
-            Some((index, msg)) => {
-                out.push(1);
-                out.extend_from_slice(&index.to_le_bytes());
-                out.extend_from_slice(&(msg.len() as u32).to_le_bytes());
-                out.extend_from_slice(msg.as_bytes());
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn decodes_every_decision_kind() {
-        let bytes = output(&[(0, None), (1, None), (2, Some("{\"v\":\"5\"}"))], None);
-        let Output::Decisions(d) = decode_output(&bytes, 3).unwrap() else {
-            panic!()
-        };
-        assert_eq!(d[0], Decision::Drop);
-        assert_eq!(d[1], Decision::Keep);
-        assert!(matches!(&d[2], Decision::KeepWith(v) if v.get() == "{\"v\":\"5\"}"));
-    }
-
-    #[test]
-    fn decodes_an_error_record() {
-        let bytes = output(&[(0, None), (0, None)], Some((1, "bad value")));
-        assert_eq!(
-            decode_output(&bytes, 2).unwrap(),
-            Output::Failed {
-                event_index: 1,
-                message: "bad value".into()
-            }
-        );
-    }
-
-    #[test]
-    fn refuses_malformed_output() {
-        let good = output(&[(1, None)], None);
-        assert_eq!(
-            decode_output(&good, 2),
-            Err(OutputError::WrongCount {
-                expected: 2,
-                got: 1
-            })
-        );
-        assert_eq!(decode_output(&good[..3], 1), Err(OutputError::Truncated(0)));
-        let mut trailing = good.clone();
-        trailing.push(9);
-        assert_eq!(decode_output(&trailing, 1), Err(OutputError::Trailing(1)));
-        let bad_tag = output(&[(7, None)], None);
-        assert_eq!(
-            decode_output(&bad_tag, 1),
-            Err(OutputError::BadDecision { index: 0, byte: 7 })
-        );
-        let bad_json = output(&[(2, Some("{nope"))], None);
-        assert!(matches!(
-            decode_output(&bad_json, 1),
-            Err(OutputError::BadPayload { index: 0, .. })
-        ));
-        let huge_len = [1, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0x7f];
-        assert!(matches!(
-            decode_output(&huge_len, 1),
-            Err(OutputError::Truncated(_))
-        ));
-        let bad_index = output(&[(0, None)], Some((5, "x")));
-        assert!(matches!(
-            decode_output(&bad_index, 1),
-            Err(OutputError::BadErrorIndex { .. })
-        ));
-    }
-
-    #[test]
-    fn guest_text_is_bounded_and_escapes_control_characters() {
-        let text = guest_text(&[b'a', 0, 0xff, b'b']);
-        assert_eq!(text, "a\\u{0}\u{FFFD}b");
-        // A plugin cannot forge a second log line or drive the operator's terminal.
-        assert_eq!(
-            guest_text(b"ok\nlevel=ERROR forged\r\x1b[31m"),
-            "ok\\nlevel=ERROR forged\\r\\u{1b}[31m"
-        );
-        assert_eq!(guest_text("naïve ✓".as_bytes()), "naïve ✓");
-        assert_eq!(guest_text(&vec![b'x'; 5000]).len(), GUEST_TEXT_MAX);
-        let mut bytes = output(&[(0, None)], Some((0, "bad")));
-        let flag = bytes.len() - 12;
-        bytes[flag] = 2;
-        assert_eq!(decode_output(&bytes, 1), Err(OutputError::BadErrorFlag(2)));
-    }
-
-    #[test]
-    fn encodes_the_documented_layout() {
-        let log = ChainLog::from_json(r#"{"address":"0x00000000000000000000000000000000000000aa","topics":["0x00000000000000000000000000000000000000000000000000000000000000bb"],"data":"0x0102","blockNumber":"0x10","blockHash":"0x00000000000000000000000000000000000000000000000000000000000000cc","transactionHash":"0x00000000000000000000000000000000000000000000000000000000000000dd","transactionIndex":"0x3","logIndex":"0x4","removed":false}"#).unwrap();
-        let mut out = Vec::new();
-        encode_batch([&log].into_iter(), &mut out);
-        assert_eq!(&out[0..4], &1u32.to_le_bytes());
-        let event_len = u32::from_le_bytes([out[4], out[5], out[6], out[7]]) as usize;
-        assert_eq!(out.len(), 8 + event_len);
-        assert_eq!(out[8 + 19], 0xaa);
-        assert_eq!(out[28], 1); // topic count
-        assert_eq!(out[29 + 31], 0xbb);
-        let after_topic = 29 + 32;
-        assert_eq!(&out[after_topic..after_topic + 8], &16u64.to_le_bytes());
-        assert_eq!(&out[out.len() - 2..], &[1, 2]);
-        assert_eq!(&out[out.len() - 6..out.len() - 2], &2u32.to_le_bytes());
-    }
-
-    mod properties {
-        use super::*;
-        use proptest::prelude::*;
-
-        proptest! {
-            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-            /// Whatever bytes a plugin returns, decoding ends in decisions for exactly the batch
-            /// or an error: it never panics and never yields the wrong number of decisions.
-            #[test]
-            fn arbitrary_output_decodes_to_the_batch_or_an_error(
-                bytes in proptest::collection::vec(any::<u8>(), 0..256),
-                expected in 0usize..8,
-            ) {
-                if let Ok(Output::Decisions(decisions)) = decode_output(&bytes, expected) {
-                    prop_assert_eq!(decisions.len(), expected);
-                }
-            }
-
-            /// A valid output with one byte changed, cut short or extended is still decoded
-            /// safely, and payloads that decode are valid JSON.
-            #[test]
-            fn mutated_valid_output_decodes_safely(
-                flip in any::<(usize, u8)>(),
-                cut in any::<usize>(),
-            ) {
-                let mut bytes = output(&[(1, None), (2, Some("{\"a\":[1,2]}")), (0, None)], None);
-                let at = flip.0 % bytes.len();
-                bytes[at] ^= flip.1;
-                bytes.truncate(cut % (bytes.len() + 1));
-                if let Ok(Output::Decisions(decisions)) = decode_output(&bytes, 3) {
-                    for decision in decisions {
-                        if let Decision::KeepWith(raw) = decision {
-                            prop_assert!(serde_json::from_str::<serde_json::Value>(raw.get()).is_ok());
-                        }
-                    }
-                }
-            }
-
-            /// Guest text is always safe to store and log, whatever the bytes.
-            #[test]
-            fn guest_text_never_holds_control_characters(
-                bytes in proptest::collection::vec(any::<u8>(), 0..2048),
-            ) {
-                let text = guest_text(&bytes);
-                prop_assert!(!text.chars().any(char::is_control));
-            }
-        }
-    }
-}
+mod tests;

@@ -31,7 +31,6 @@ pub struct PluginInstance {
     limits: PluginLimits,
     epoch_ticks: u64,
     metered: bool,
-    buffer: Vec<u8>,
     /// Calls this instance has answered successfully.
     served: u64,
 }
@@ -88,7 +87,6 @@ impl PluginInstance {
             limits: limits.clone(),
             epoch_ticks,
             metered,
-            buffer: Vec::new(),
             served: 0,
         };
         if let (Some(init), Some(config_json)) = (init, config_json) {
@@ -145,16 +143,12 @@ impl PluginInstance {
             .limits
             .fuel_base
             .saturating_add(self.limits.fuel_per_event.saturating_mul(logs.len() as u64));
-        let mut buffer = std::mem::take(&mut self.buffer);
-        abi::encode_batch(logs.iter().copied(), &mut buffer);
         arm(
             &mut self.store,
             self.metered.then_some(fuel),
             self.epoch_ticks,
         )?;
-        let written = self.write_input(&buffer);
-        self.buffer = buffer;
-        let len = written?;
+        let len = self.write_batch(logs)?;
         let packed = self
             .process
             .call(&mut self.store, len)
@@ -205,21 +199,41 @@ impl PluginInstance {
     }
 
     fn write_input(&mut self, bytes: &[u8]) -> Result<i32, PluginError> {
-        let len = i32::try_from(bytes.len())
-            .map_err(|_| PluginError::BadOutput("input too large".into()))?;
+        let ((_, len), input) = self.input_buffer(bytes.len())?;
+        input.copy_from_slice(bytes);
+        Ok(len)
+    }
+
+    /// Encodes the batch straight into the guest's input buffer (no copy in between).
+    fn write_batch(&mut self, logs: &[&ChainLog]) -> Result<i32, PluginError> {
+        let len = abi::batch_len(logs.iter().copied());
+        let ((start, len), input) = self.input_buffer(len)?;
+        abi::encode_batch_into(logs.iter().copied(), input).ok_or_else(|| {
+            PluginError::BadOutput(format!("input at {start} cannot hold {len} bytes"))
+        })?;
+        Ok(len)
+    }
+
+    /// Asks the guest for an input buffer of `len` bytes (`pipeline_input`): its offset and
+    /// length, and the bytes themselves.
+    fn input_buffer(&mut self, len: usize) -> Result<((usize, i32), &mut [u8]), PluginError> {
+        let len =
+            i32::try_from(len).map_err(|_| PluginError::BadOutput("input too large".into()))?;
         let ptr = self
             .input
             .call(&mut self.store, len)
             .map_err(|e| classify(&self.store, e))?;
         let start = ptr as u32 as usize;
-        self.memory
-            .write(&mut self.store, start, bytes)
-            .map_err(|_| {
+        let input = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(start..start.saturating_add(len as usize))
+            .ok_or_else(|| {
                 PluginError::BadOutput(format!(
                     "pipeline_input returned {start}, which cannot hold {len} bytes"
                 ))
             })?;
-        Ok(len)
+        Ok(((start, len), input))
     }
 }
 

@@ -63,6 +63,23 @@ fn accepts_and_refuses_what_serde_json_does() {
         "{\"a\":[1}",
         "[\"a\":1]",
         "\"0123456789abcdef0123456789abcdef\"",
+        // Flat objects (their own fast path) and near misses that fall back to the full check.
+        r#" {"a" : "x" , "b":-1.5e3,"c":true,"d":null,"e":false} "#,
+        r#"{"a":"x","b":[1,{"c":2}]}"#,
+        r#"{"a":"\u00e9","b":""}"#,
+        r#"{"a":"x",}"#,
+        r#"{"a":"x"}}"#,
+        r#"{"a":"x"} x"#,
+        r#"{"a":"x" "b":1}"#,
+        r#"{"a":tru}"#,
+        r#"{"a"}"#,
+        r#"{"a":}"#,
+        r#"{,}"#,
+        r#"{"a":1}{"#,
+        r#"{"a":01}"#,
+        r#"{"a":"x"#,
+        "{\"a\":\"x\"}\u{c}",
+        "{\"a\":\"é\"}",
         "\"0123456789abcdef\\\"0123456789abcdef\"",
     ];
     for case in cases {
