@@ -252,21 +252,42 @@ mod tests {
 
     #[test]
     fn blocks_being_written_keep_their_logs_until_the_write_commits_and_are_never_dropped() {
-        // A 1,500-byte budget, blocks of 1,000 bytes: an unstored block would drop its logs.
+        // A 1,500-byte budget, blocks of 2,000 bytes: an unstored block would drop its logs.
         let mut w = Window::new(10, 1_500);
         let (first, second) = (Written::default(), Written::default());
-        w.push(WindowBlock::writing(1, B256::repeat_byte(1), vec![log(436), log(436)], first.clone()));
-        w.push(WindowBlock::writing(2, B256::repeat_byte(2), vec![log(436), log(436)], second.clone()));
-        assert_eq!(w.bytes, 2_000, "both held, over the budget: they cannot be dropped");
-        assert!(matches!(w.get(1).unwrap().logs, WindowLogs::Writing { ref logs, .. } if logs.len() == 2));
+        w.push(WindowBlock::writing(
+            1,
+            B256::repeat_byte(1),
+            vec![log(436), log(436)],
+            first.clone(),
+        ));
+        w.push(WindowBlock::writing(
+            2,
+            B256::repeat_byte(2),
+            vec![log(436), log(436)],
+            second.clone(),
+        ));
+        assert_eq!(
+            w.bytes, 4_000,
+            "both held, over the budget: they cannot be dropped"
+        );
+        assert!(
+            matches!(w.get(1).unwrap().logs, WindowLogs::Writing { ref logs, .. } if logs.len() == 2)
+        );
         first.set();
         w.settle();
-        assert!(matches!(w.get(1).unwrap().logs, WindowLogs::Stored(2)), "written: in the store");
+        assert!(
+            matches!(w.get(1).unwrap().logs, WindowLogs::Stored(2)),
+            "written: in the store"
+        );
         assert!(matches!(w.get(2).unwrap().logs, WindowLogs::Writing { .. }));
-        assert_eq!(w.bytes, 1_000);
+        assert_eq!(w.bytes, 2_000);
         second.set();
         w.push(WindowBlock::new(3, B256::repeat_byte(3), Vec::new()));
-        assert!(matches!(w.get(2).unwrap().logs, WindowLogs::Stored(2)), "push settles too");
+        assert!(
+            matches!(w.get(2).unwrap().logs, WindowLogs::Stored(2)),
+            "push settles too"
+        );
         assert_eq!(w.bytes, 0);
         let orphans = w.rollback_above(0);
         assert!(orphans.iter().all(|o| !o.logs_dropped()));

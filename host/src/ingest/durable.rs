@@ -149,7 +149,11 @@ impl ChainIngest {
             return;
         }
         let below = i64::try_from(number.saturating_sub(2 * capacity)).unwrap_or(i64::MAX);
-        if let Err(error) = self.store.prune_chain_blocks(self.chain.chain_id, below).await {
+        if let Err(error) = self
+            .store
+            .prune_chain_blocks(self.chain.chain_id, below)
+            .await
+        {
             tracing::warn!(chain = %self.chain.name, %error, "cannot prune the stored reorg window; trying again later");
         }
     }

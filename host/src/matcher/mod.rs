@@ -54,7 +54,11 @@ impl MatchedBatch {
         let deliveries: usize = w.deliveries.iter().map(|d| d.body.len() + ROW).sum();
         let events: usize = w.batch_events.iter().map(|e| e.element.len() + ROW).sum();
         let parked: usize = w.parked.iter().map(|p| p.log.len() + ROW).sum();
-        let blocks: usize = w.chain_blocks.iter().map(|b| b.block.logs.len() + ROW).sum();
+        let blocks: usize = w
+            .chain_blocks
+            .iter()
+            .map(|b| b.block.logs.len() + ROW)
+            .sum();
         deliveries + events + parked + blocks
     }
 
@@ -202,7 +206,10 @@ impl Matcher {
                 let chain_id = i64::try_from(block.chain_id).unwrap_or(i64::MAX);
                 matched.written.push((chain_id, row.written));
                 let block = row.block;
-                matched.write.chain_blocks.push(ChainBlock { chain_id, block });
+                matched
+                    .write
+                    .chain_blocks
+                    .push(ChainBlock { chain_id, block });
             }
         }
         let seq = self.calls.open(cursors, in_flight);

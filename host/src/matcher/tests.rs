@@ -212,7 +212,10 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
     // that error and block 1's cursor is released with it. Block 2's event waited and goes to
     // the plugin in its own call.
     let first = m.next_straggler().await.unwrap();
-    assert!(first.write.chain_blocks.is_empty(), "already in the earlier write");
+    assert!(
+        first.write.chain_blocks.is_empty(),
+        "already in the earlier write"
+    );
     assert_eq!(first.write.parked.len(), 1);
     assert!(first.write.parked[0].error.contains("wall-clock"));
     assert_eq!(first.write.cursors.len(), 1);

@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, ChainBlock, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, NewDelivery, OutboxWrite,
-    ParkedEvent, StatusChange, Store, StoreError, now_ms,
+    BatchEvent, ChainBlock, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, NewDelivery,
+    OutboxWrite, ParkedEvent, StatusChange, Store, StoreError, now_ms,
 };
 
 pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;

@@ -118,7 +118,11 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             resolved_parked: vec![],
             batch_events: vec![],
             // Block 7 twice (applied again after a reorg back): the last copy is the one kept.
-            chain_blocks: vec![chain_block(6, "0xa6", "[]"), chain_block(7, "0xab", "[1]"), chain_block(7, "0xab", "[2]")],
+            chain_blocks: vec![
+                chain_block(6, "0xa6", "[]"),
+                chain_block(7, "0xab", "[1]"),
+                chain_block(7, "0xab", "[2]"),
+            ],
         };
         let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
         new_ids.sort();
@@ -128,7 +132,10 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
         let bodies_apart = u64::from(store.dialect() == Dialect::Sqlite);
         assert_eq!(stats.statements, 4 + bodies_apart);
         let stored = store.chain_blocks(31337, 6, 7).await.unwrap();
-        let mut got: Vec<(i64, &str, &str)> = stored.iter().map(|b| (b.number, b.hash.as_str(), b.logs.as_str())).collect();
+        let mut got: Vec<(i64, &str, &str)> = stored
+            .iter()
+            .map(|b| (b.number, b.hash.as_str(), b.logs.as_str()))
+            .collect();
         got.sort();
         assert_eq!(got, vec![(6, "0xa6", "[]"), (7, "0xab", "[2]")]);
         // A replay of the same batch creates nothing new.

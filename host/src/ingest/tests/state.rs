@@ -216,15 +216,26 @@ async fn a_reorg_after_a_restart_withdraws_the_logs_sent_before_it() {
     let (url, push) = fake_node(chain.clone()).await;
     let store = sqlite_store().await;
     let mut first = spawn_ingest(store.clone(), chain_config(vec![url.clone()]));
+    let mut chain_blocks = Vec::new();
     for n in 1..=3u64 {
-        assert_eq!(next_block(&mut first.blocks).await.number, n);
+        let block = next_block(&mut first.blocks).await;
+        assert_eq!(block.number, n);
+        // Near the head every block carries its row of the stored window to the batch write.
+        let row = block
+            .window_row
+            .expect("a block near the head carries its window row");
+        chain_blocks.push(crate::store::ChainBlock {
+            chain_id: 31337,
+            block: row.block,
+        });
     }
     first.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), first.task)
         .await
         .unwrap()
         .unwrap();
-    // The outbox made blocks 1..=3 durable (their logs delivered) and moved the cursor to 3.
+    // The outbox made blocks 1..=3 durable (their logs delivered, their window rows stored)
+    // and moved the cursor to 3.
     let cursor = crate::store::Cursor {
         chain_id: 31337,
         block_number: 3,
@@ -232,6 +243,7 @@ async fn a_reorg_after_a_restart_withdraws_the_logs_sent_before_it() {
     };
     let write = crate::store::OutboxWrite {
         cursors: vec![cursor],
+        chain_blocks,
         ..Default::default()
     };
     store.write_batch(&write, 60_000).await.unwrap();

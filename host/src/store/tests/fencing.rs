@@ -91,7 +91,12 @@ async fn a_replica_that_lost_the_chain_cannot_move_its_cursor() {
         assert!(inserted.is_empty(), "postgres: {postgres}");
         assert!(b.get_delivery("msg_a15").await.unwrap().is_none());
         // Nor does its block join the stored window.
-        assert!(b.chain_blocks(CHAIN as u64, 15, 15).await.unwrap().is_empty());
+        assert!(
+            b.chain_blocks(CHAIN as u64, 15, 15)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(b.chain_blocks(CHAIN as u64, 20, 20).await.unwrap().len(), 1);
         // The new owner's own writes go on.
         b.write_batch(&write(21, "msg_b21"), 60_000).await.unwrap();
