@@ -14,6 +14,7 @@ pub mod devnode;
 pub mod event;
 pub mod fixtures;
 pub mod ingest;
+pub mod malloc;
 pub mod matcher;
 pub mod metrics;
 pub mod modes;

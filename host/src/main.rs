@@ -121,6 +121,8 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: the allocator's arena count (`malloc.rs`).
+    pipeline_host::malloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         None => cli::serve(cli.config),

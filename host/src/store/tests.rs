@@ -530,6 +530,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
     .await;
 }
 
+mod caches;
 mod canary;
 mod delivery_state;
 mod fencing;

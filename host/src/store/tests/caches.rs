@@ -1,0 +1,39 @@
+//! SQLite's page caches are bounded per connection: the writer's is the one the hot path needs,
+//! the pooled readers' are small (`SQLITE_WRITER_CACHE_KIB`, `SQLITE_READER_CACHE_KIB`).
+
+use super::*;
+
+async fn cache_kib(pool: &AnyPool) -> i64 {
+    let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    // A negative cache_size is in KiB.
+    -size
+}
+
+#[tokio::test]
+async fn every_sqlite_connection_has_a_bounded_page_cache() {
+    let dir = std::env::temp_dir().join(format!("pipeline-caches-{}", rand::random::<u32>()));
+    let store = Store::connect(&format!("sqlite://{}/p.db", dir.display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        cache_kib(&store.writer).await,
+        SQLITE_WRITER_CACHE_KIB as i64
+    );
+    // Every pooled connection, not only the first: hold them all at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = store.pool.acquire().await.unwrap();
+        let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(-size, SQLITE_READER_CACHE_KIB as i64);
+        held.push(conn);
+    }
+    drop(held);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
