@@ -393,6 +393,13 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
             "the removal of a never-sent log is not sent"
         );
         assert!(store.get_delivery("msg_h2").await.unwrap().is_none());
+        let (rows, bodies): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM deliveries), (SELECT COUNT(*) FROM delivery_bodies)",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(bodies, rows, "the cancelled row's body went with it");
         // A removal of an already released delivery is sent.
         let (inserted, _) = store
             .write_batch(&removal("msg_r1", "msg_h1"), 60_000)
@@ -519,6 +526,11 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
             .await
             .unwrap();
         assert_eq!(attempts, 3, "attempts go with their delivery");
+        let (bodies,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM delivery_bodies")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(bodies, 3, "bodies go with their delivery");
         let (parked,): (String,) = sqlx::query_as("SELECT log FROM parked_events")
             .fetch_one(&store.pool)
             .await
