@@ -192,9 +192,13 @@ impl Store {
             // fsync. A crash may lose the last outcomes; their rows, still leased, are sent again
             // once the lease ends — what a crash between a send and its outcome does anyway
             // (at least once, the same `webhook-id`). Deliveries and cursors stay synchronous.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
+            // Generic plans, as in the batch write (`outbox.rs`, `GENERIC_PLANS`).
+            sqlx::query(
+                "SELECT set_config('synchronous_commit', 'off', true), \
+                 set_config('plan_cache_mode', 'force_generic_plan', true)",
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         for chunk in results.chunks(rows::MAX_ROWS) {
             let update = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {

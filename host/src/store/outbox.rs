@@ -26,6 +26,16 @@ pub struct WriteStats {
     pub sealed: usize,
 }
 
+/// The batch write's statements run on generic plans (PostgreSQL, this transaction only). Their
+/// many-row `VALUES` carry up to thousands of parameters; PostgreSQL plans the first five
+/// executions of a prepared statement on each connection for their values (~2 ms each for a
+/// 100-row insert, `EXPLAIN ANALYZE`), and with 16 pooled connections and a few statement shapes
+/// per table that is most executions for minutes. At 1K events/s the P50 fell 0.4–0.9 ms in each
+/// of three interleaved pairs (BENCHMARKS.md, "Latency at 1K events/s — session of 2026-12-02
+/// (seventh)"). Not session-wide: the admin API's filtered listings are better planned for their
+/// values.
+const GENERIC_PLANS: &str = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)";
+
 /// `(id, seq)` of each row an `INSERT … RETURNING id, seq` returned.
 pub(super) fn new_ids_and_seqs(
     rows: &[sqlx::any::AnyRow],
@@ -73,6 +83,9 @@ impl Store {
             ..WriteStats::default()
         };
         let mut tx = self.writer.begin().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query(GENERIC_PLANS).execute(&mut *tx).await?;
+        }
         let (fenced, checks) = self.fenced_chains(&mut tx, &write.cursors).await?;
         stats.statements += checks;
         stats.fenced = fenced.iter().copied().collect();
