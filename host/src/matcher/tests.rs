@@ -106,6 +106,21 @@ async fn a_plain_subscription_gets_the_design_body_and_a_stable_id() {
     assert_ne!(B256::ZERO, log.block_hash);
 }
 
+/// The batch's write with the results of its calls that outlived the matcher's patience folded
+/// in: on a loaded machine a call may take longer than 20 ms and arrive as a straggler, which is
+/// correct behaviour and not what a test of outcomes should depend on.
+async fn process_whole(m: &mut Matcher, batch: Batch) -> MatchedBatch {
+    let mut out = m.process(batch).await;
+    while m.calls.has_running() {
+        if let Some(late) = m.next_straggler().await {
+            out.write.deliveries.extend(late.write.deliveries);
+            out.write.parked.extend(late.write.parked);
+            out.write.status_changes.extend(late.write.status_changes);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() {
     let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
@@ -120,7 +135,7 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
     );
     let mut statuses = Vec::new();
     for _ in 0..quarantine::QUARANTINE_AFTER {
-        let out = m.process(batch()).await;
+        let out = process_whole(&mut m, batch()).await;
         assert_eq!(
             out.write.deliveries.len(),
             1,
@@ -137,7 +152,7 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
     }
     assert_eq!(statuses.last(), Some(&SubscriptionStatus::Quarantined));
     // While quarantined the plugin is not called, and events are still parked, not lost.
-    let out = m.process(batch()).await;
+    let out = process_whole(&mut m, batch()).await;
     assert_eq!(out.write.parked.len(), 1);
     assert!(out.write.parked[0].error.contains("quarantined"));
     // Once the backoff (30 s) is over the next batch probes the plugin again: it traps, so the
@@ -146,7 +161,7 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
     tokio::time::pause();
     tokio::time::advance(std::time::Duration::from_secs(31)).await;
     tokio::time::resume();
-    let out = m.process(batch()).await;
+    let out = process_whole(&mut m, batch()).await;
     assert_eq!(out.write.parked.len(), 1);
     assert!(
         out.write.parked[0].error.contains("trap"),
@@ -154,7 +169,7 @@ async fn a_trapping_plugin_parks_its_events_quarantines_and_spares_the_others() 
         out.write.parked[0].error
     );
     assert!(out.write.status_changes.is_empty(), "still quarantined");
-    let out = m.process(batch()).await;
+    let out = process_whole(&mut m, batch()).await;
     assert!(out.write.parked[0].error.contains("quarantined"));
 }
 
