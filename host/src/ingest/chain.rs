@@ -124,7 +124,7 @@ impl Window {
     }
 
     /// Blocks whose batch write has committed let go of their logs: they are in the store now.
-    pub fn settle(&mut self) {
+    fn settle(&mut self) {
         for block in self.blocks.iter_mut() {
             if let WindowLogs::Writing { logs, written } = &block.logs
                 && written.is_set()

@@ -1,9 +1,9 @@
 //! The reorg window across restarts. Each applied block near the head is stored (`chain_blocks`:
 //! hash, parent hash, the matched logs) by the batch write that carries its deliveries — the same
-//! transaction as its cursor, or an earlier one — so every block a cursor can name is stored
-//! no later than the cursor is, without a transaction of its own on the way; on start the window is rebuilt by walking parent hashes back from
-//! the cursor's block, so it is exactly the branch the cursor names. A reorg arriving after a
-//! restart then still withdraws what was delivered.
+//! transaction as its cursor, or an earlier one — so every block a cursor can name is stored no
+//! later than the cursor is, without a transaction of its own on the way; on start the window is
+//! rebuilt by walking parent hashes back from the cursor's block, so it is exactly the branch the
+//! cursor names. A reorg arriving after a restart then still withdraws what was delivered.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -31,7 +31,9 @@ pub struct StoredBlock {
 }
 
 impl Store {
-    /// Stores a block of `chain_id` (again: the logs are replaced, as the matched set may differ).
+    /// Stores a block of `chain_id` on its own (again: the logs are replaced). Production stores
+    /// blocks through the batch write (`write_chain_blocks`); tests seed the window with this.
+    #[cfg(test)]
     pub async fn put_chain_block(
         &self,
         chain_id: u64,
