@@ -21,7 +21,8 @@
 //! Subscriptions are created through the admin API by 16 clients at once, as an operator's script
 //! would; the report gives how long that took (`setup_seconds`). `PIPELINE_LOAD_BATCH` (every
 //! subscription's `batch`, as JSON: `'"block"'` or `'{"max_events":100,"max_wait_ms":50}'`),
-//! `PIPELINE_LOAD_ORDERING` (`chain`: every subscription ordered). Latency and exactly-once are
+//! `PIPELINE_LOAD_ORDERING` (`chain`: every subscription ordered), `PIPELINE_LOAD_TOML_EXTRA`
+//! (appended to the host's TOML config, for TOML-only settings). Latency and exactly-once are
 //! counted per event either way; `webhook_requests` says how many POSTs carried them.
 
 use std::collections::HashMap;
@@ -89,15 +90,19 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> &
     "ok"
 }
 
-fn rss_mb(pid: u32) -> f64 {
+/// The host's resident memory in MB: (all, anonymous, file-backed), from `/proc/<pid>/status`.
+fn rss_mb(pid: u32) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
 async fn admin_post(
@@ -248,7 +253,11 @@ async fn run(s: Scenario) -> Value {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("load.toml"),
-        format!("[[chains]]\nname = \"replay\"\nchain_id = 1\nws_urls = [\"{ws_url}\"]\n"),
+        format!(
+            "[[chains]]\nname = \"replay\"\nchain_id = 1\nws_urls = [\"{ws_url}\"]\n{}\n",
+            // TOML-only settings for A/B runs, e.g. "[plugin]\ncompile_in_child = false".
+            std::env::var("PIPELINE_LOAD_TOML_EXTRA").unwrap_or_default()
+        ),
     )
     .unwrap();
     let (admin_port, metrics_port) = (free_port(), free_port());
@@ -399,8 +408,13 @@ async fn run(s: Scenario) -> Value {
         .filter_map(|(at, n, _)| Some(at.duration_since(*published_at.get(n)?).as_secs_f64() * 1e3))
         .collect();
     latency.sort_by(f64::total_cmp);
-    let mut sorted_rss = rss.clone();
+    let mut sorted_rss: Vec<f64> = rss.iter().map(|r| r.0).collect();
     sorted_rss.sort_by(f64::total_cmp);
+    let at_peak = rss
+        .iter()
+        .copied()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or_default();
     let events = blocks as usize * logs_per_block;
     json!({
         "label": std::env::var("PIPELINE_LOAD_LABEL").unwrap_or_default(),
@@ -417,7 +431,7 @@ async fn run(s: Scenario) -> Value {
         "webhooks_per_s_while_running": received_while_running as f64 / chain_seconds,
         "backlog_drained_after_s": drained_after,
         "latency_ms": {"p50": percentile(&latency, 0.5), "p90": percentile(&latency, 0.9), "p99": percentile(&latency, 0.99), "max": latency.last().copied().unwrap_or(0.0)},
-        "host_rss_mb": {"median": percentile(&sorted_rss, 0.5), "peak": sorted_rss.last().copied().unwrap_or(0.0)},
+        "host_rss_mb": {"median": percentile(&sorted_rss, 0.5), "peak": sorted_rss.last().copied().unwrap_or(0.0), "peak_anon": at_peak.1, "peak_file": at_peak.2},
         "db_statements": statements, "db_statements_per_100_events": statements * 100.0 / events as f64,
     })
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use pipeline_host::config::{InvalidConfig, OutputFormat};
 use pipeline_host::dev::DevOptions;
 use pipeline_host::devnode::NodeOptions;
+use pipeline_host::plugin::compiler;
 
 mod cli;
 use cli::plugin;
@@ -118,12 +119,25 @@ enum PluginCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// The host's compiler child (`plugin/compiler.rs`): a module on stdin, its compiled code on
+    /// stdout. Not for people.
+    #[command(hide = true)]
+    CompileChild {
+        #[arg(long)]
+        stack_bytes: usize,
+        #[arg(long)]
+        max_module_bytes: usize,
+        #[arg(long)]
+        unmetered: bool,
+    },
 }
 
 fn main() -> ExitCode {
     // Before any thread exists: the allocator's arena count (`malloc.rs`).
     pipeline_host::malloc::tune();
     let cli = Cli::parse();
+    // The host compiles uploaded plugins by running this executable again (`plugin/compiler.rs`).
+    compiler::use_child_process();
     let result = match cli.command {
         None => cli::serve(cli.config),
         Some(Command::Serve { config }) => cli::serve(config.or(cli.config)),
@@ -155,6 +169,15 @@ fn main() -> ExitCode {
                 limit,
             },
         ),
+        Some(Command::Plugin(PluginCommand::CompileChild {
+            stack_bytes,
+            max_module_bytes,
+            unmetered,
+        })) => plugin::compile_child(compiler::ChildArgs {
+            stack_bytes,
+            metered: !unmetered,
+            max_module_bytes,
+        }),
         Some(Command::Dev(options)) => cli::dev(options),
         Some(Command::DevNode(options)) => cli::dev_node(options),
         Some(Command::Listen {

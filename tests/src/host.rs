@@ -332,6 +332,11 @@ impl Host {
         self.spawn_and_wait().await;
     }
 
+    /// The host process' id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),

@@ -109,6 +109,7 @@ impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> ApiError {
         let status = match error {
             ValidationError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ValidationError::CompilerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, error.code(), error.to_string())

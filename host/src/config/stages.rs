@@ -97,6 +97,10 @@ pub struct PluginLimits {
     /// Wall-clock backstop per call; fuel normally stops a loop long before.
     pub call_timeout_ms: u64,
     pub compile_timeout_ms: u64,
+    /// Compile uploaded modules in a child process of the `pipeline` binary (`plugin/compiler.rs`):
+    /// the compiler's code and heap stay out of the host, and a compile past its time limit is
+    /// killed. `false` compiles on one of the host's own threads.
+    pub compile_in_child: bool,
 }
 
 impl Default for PluginLimits {
@@ -110,6 +114,7 @@ impl Default for PluginLimits {
             max_output_bytes: 4 << 20,
             call_timeout_ms: 1_000,
             compile_timeout_ms: 30_000,
+            compile_in_child: true,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! every call. The only module that touches wasmtime.
 
 pub mod abi;
+pub mod compiler;
 pub mod dry_run;
 mod host_state;
 mod instance;
@@ -117,6 +118,8 @@ pub struct PluginRuntime {
     linker: Arc<Linker<HostState>>,
     limits: PluginLimits,
     metered: bool,
+    /// The executable that compiles uploaded modules, when not this process (`compiler.rs`).
+    compiler_child: Option<std::path::PathBuf>,
     cache: Arc<Mutex<HashMap<String, Arc<CompiledPlugin>>>>,
 }
 
@@ -137,25 +140,19 @@ impl PluginRuntime {
     }
 
     fn build(limits: PluginLimits, metered: bool) -> anyhow::Result<PluginRuntime> {
-        let mut config = wasmtime::Config::new();
-        config.consume_fuel(metered);
-        config.epoch_interruption(true);
-        config.max_wasm_stack(limits.stack_bytes);
-        config.wasm_multi_memory(false);
-        config.wasm_memory64(false);
-        // Replays must decide the same way: no nondeterministic floats.
-        config.cranelift_nan_canonicalization(true);
-        config.relaxed_simd_deterministic(true);
+        let config = compiler::engine_config(limits.stack_bytes, metered);
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasm engine: {e:#}"))?;
         spawn_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         host_state::define_imports(&mut linker)
             .map_err(|e| anyhow::anyhow!("wasm linker: {e:#}"))?;
+        let compiler_child = limits.compile_in_child.then(compiler::child_exe).flatten();
         Ok(PluginRuntime {
             engine,
             linker: Arc::new(linker),
             limits,
             metered,
+            compiler_child,
             cache: Arc::default(),
         })
     }
@@ -170,41 +167,107 @@ impl PluginRuntime {
         if let Some(hit) = self.cached(&id) {
             return Ok(hit);
         }
-        validate::check_bytes(&self.engine, bytes, self.limits.max_module_bytes)?;
-        validate::check_resources(bytes, self.limits.memory_bytes)?;
+        self.check_before_compiling(bytes)?;
         let module = Module::new(&self.engine, bytes)
             .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
-        validate::check_interface(&module)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
-        let compiled = Arc::new(CompiledPlugin {
-            id: id.clone(),
-            instance_pre,
-        });
-        self.try_instantiate(&compiled)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(id, compiled.clone());
-        }
-        Ok(compiled)
+        self.adopt(&id, &module)
     }
 
-    /// [`PluginRuntime::compile`] on a blocking thread, bounded by the compile time limit.
+    /// Validates and compiles `bytes` within the compile time limit, caching by id: in the
+    /// compiler child process when there is one (`compiler.rs`), else on a blocking thread.
     pub async fn compile_async(
         &self,
         bytes: Vec<u8>,
     ) -> Result<Arc<CompiledPlugin>, ValidationError> {
-        let runtime = self.clone();
-        let limit = self.limits.compile_timeout_ms;
-        let task = tokio::task::spawn_blocking(move || runtime.compile(&bytes));
-        match tokio::time::timeout(Duration::from_millis(limit), task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(ValidationError::CompileFailed(format!(
-                "compiler task failed: {join}"
-            ))),
-            Err(_) => Err(ValidationError::CompileTimeout(limit)),
+        let limit = Duration::from_millis(self.limits.compile_timeout_ms);
+        let Some(exe) = self.compiler_child.clone() else {
+            return self.compile_on_blocking_thread(bytes, limit).await;
+        };
+        let id = plugin_id(&bytes);
+        if let Some(hit) = self.cached(&id) {
+            return Ok(hit);
         }
+        let started = std::time::Instant::now();
+        let runtime = self.clone();
+        let bytes =
+            blocking(move || runtime.check_before_compiling(&bytes).map(|()| bytes)).await?;
+        let args = compiler::ChildArgs {
+            stack_bytes: self.limits.stack_bytes,
+            metered: self.metered,
+            max_module_bytes: self.limits.max_module_bytes,
+        };
+        let remaining = limit.saturating_sub(started.elapsed());
+        let artifact = compiler::compile_in_child(&exe, args, &bytes, remaining)
+            .await
+            .map_err(|error| match error {
+                ValidationError::CompileTimeout(_) => {
+                    ValidationError::CompileTimeout(self.limits.compile_timeout_ms)
+                }
+                other => other,
+            })?;
+        let runtime = self.clone();
+        blocking(move || runtime.adopt_compiled(&id, &artifact)).await
+    }
+
+    async fn compile_on_blocking_thread(
+        &self,
+        bytes: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Arc<CompiledPlugin>, ValidationError> {
+        let runtime = self.clone();
+        let task = blocking(move || runtime.compile(&bytes));
+        match tokio::time::timeout(limit, task).await {
+            Ok(result) => result,
+            Err(_) => Err(ValidationError::CompileTimeout(
+                self.limits.compile_timeout_ms,
+            )),
+        }
+    }
+
+    /// The checks that need no compiler: size, well-formedness, declared resources.
+    fn check_before_compiling(&self, bytes: &[u8]) -> Result<(), ValidationError> {
+        validate::check_bytes(&self.engine, bytes, self.limits.max_module_bytes)?;
+        validate::check_resources(bytes, self.limits.memory_bytes)
+    }
+
+    /// Takes code compiled by the child, checked here as an in-process compile is.
+    fn adopt_compiled(
+        &self,
+        id: &str,
+        artifact: &[u8],
+    ) -> Result<Arc<CompiledPlugin>, ValidationError> {
+        let module = self
+            .deserialize(artifact)
+            .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
+        self.adopt(id, &module)
+    }
+
+    /// A compiled module whose interface is checked, resolved against the imports, instantiated
+    /// once on trial and cached.
+    fn adopt(&self, id: &str, module: &Module) -> Result<Arc<CompiledPlugin>, ValidationError> {
+        validate::check_interface(module)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(module)
+            .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
+        let compiled = Arc::new(CompiledPlugin {
+            id: id.to_string(),
+            instance_pre,
+        });
+        self.try_instantiate(&compiled)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(id.to_string(), compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    /// Compiled code back into a module.
+    fn deserialize(&self, artifact: &[u8]) -> wasmtime::Result<Module> {
+        // SAFETY: wasmtime trusts serialized code. These bytes are only ever produced by this
+        // host's own executable: its compiler child (`compiler.rs`, `/proc/self/exe`, through a
+        // pipe) or `CompiledPlugin::serialize`, then read back from its own database; never taken
+        // from an upload. wasmtime still checks the engine and format compatibility.
+        unsafe { Module::deserialize(&self.engine, artifact) }
     }
 
     /// Identifies this engine's configuration: precompiled code is only reused by an identical one.
@@ -224,10 +287,7 @@ impl PluginRuntime {
     /// Loads code this host precompiled earlier (read back from its own store), checking the
     /// interface again; `None` (and a log line) if it cannot be used, so the caller recompiles.
     pub fn load_precompiled(&self, id: &str, artifact: &[u8]) -> Option<Arc<CompiledPlugin>> {
-        // SAFETY: wasmtime trusts serialized code. These bytes are only ever produced by
-        // `CompiledPlugin::serialize` of this host and read back from its own database, never
-        // taken from an upload; wasmtime still checks the engine and format compatibility.
-        let module = match unsafe { Module::deserialize(&self.engine, artifact) } {
+        let module = match self.deserialize(artifact) {
             Ok(module) => module,
             Err(error) => {
                 tracing::warn!(plugin = id, error = %format!("{error:#}"), "stored precompiled plugin unusable; recompiling");
@@ -299,6 +359,19 @@ impl PluginRuntime {
     fn epoch_ticks(&self) -> u64 {
         (self.limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
     }
+}
+
+/// `work` on a blocking thread; a lost thread is a compile failure.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ValidationError> + Send + 'static,
+) -> Result<T, ValidationError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join| {
+            Err(ValidationError::CompileFailed(format!(
+                "compiler task failed: {join}"
+            )))
+        })
 }
 
 /// Advances the engine's epoch so a call that outlives its deadline is interrupted. The thread

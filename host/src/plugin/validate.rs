@@ -27,6 +27,9 @@ pub enum ValidationError {
     CompileFailed(String),
     #[error("compilation took longer than {0} ms")]
     CompileTimeout(u64),
+    /// The host could not run its compiler (not the module's fault).
+    #[error("the plugin compiler is unavailable: {0}")]
+    CompilerUnavailable(String),
     #[error(
         "memory declares a minimum of {declared} bytes; the plugin memory limit is {limit} bytes"
     )]
@@ -74,6 +77,7 @@ impl ValidationError {
             ValidationError::ForbiddenImport { .. } => "forbidden_import",
             ValidationError::CompileFailed(_) => "compile_failed",
             ValidationError::CompileTimeout(_) => "compile_timeout",
+            ValidationError::CompilerUnavailable(_) => "compiler_unavailable",
             ValidationError::MemoryTooLarge { .. } => "memory_too_large",
             ValidationError::TableTooLarge { .. } => "table_too_large",
             ValidationError::TooMany { what: "tables", .. } => "too_many_tables",
