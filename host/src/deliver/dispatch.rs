@@ -85,7 +85,16 @@ impl Lane {
 
     /// A slot, and room for a body of `body_len` bytes, in the endpoint's share: at once, after a
     /// short wait, or none (defer the job). A body larger than the whole share waits for all of it.
-    async fn room(&self, body_len: usize) -> Option<LaneRoom> {
+    ///
+    /// A lane that stays full for `ROOM_WAIT` marks its endpoint slow, unless `recorder_backed_up`
+    /// says the outcomes of finished attempts are waiting for the store: the lane's workers are
+    /// then held up by the store, not by the endpoint, and deferring would only add writes for
+    /// the store to do (each deferral is an outcome too). The wait goes on instead — backpressure.
+    async fn room(
+        &self,
+        body_len: usize,
+        recorder_backed_up: impl Fn() -> bool,
+    ) -> Option<LaneRoom> {
         let kib = crate::event::Budget::kib_for(body_len).min(self.body_kib);
         if let (Ok(slot), Ok(body)) = (
             self.room.clone().try_acquire_owned(),
@@ -99,19 +108,22 @@ impl Lane {
         if lock(&self.slow_until).is_some_and(|until| Instant::now() < until) {
             return None;
         }
-        let both = async {
-            let slot = self.room.clone().acquire_owned().await.ok()?;
-            let body = self.body_room.clone().acquire_many_owned(kib).await.ok()?;
-            Some(LaneRoom {
-                _slot: slot,
-                _body: body,
-            })
-        };
-        match tokio::time::timeout(ROOM_WAIT, both).await {
-            Ok(Some(room)) => Some(room),
-            Ok(None) | Err(_) => {
-                *lock(&self.slow_until) = Some(Instant::now() + SLOW_FOR);
-                None
+        loop {
+            let both = async {
+                let slot = self.room.clone().acquire_owned().await.ok()?;
+                let body = self.body_room.clone().acquire_many_owned(kib).await.ok()?;
+                Some(LaneRoom {
+                    _slot: slot,
+                    _body: body,
+                })
+            };
+            match tokio::time::timeout(ROOM_WAIT, both).await {
+                Ok(Some(room)) => return Some(room),
+                Err(_) if recorder_backed_up() => continue,
+                Ok(None) | Err(_) => {
+                    *lock(&self.slow_until) = Some(Instant::now() + SLOW_FOR);
+                    return None;
+                }
             }
         }
     }
@@ -223,9 +235,11 @@ impl Dispatcher {
             // A job over its endpoint's share goes back to the store (it is durable there) and
             // returns through the poller: one slow endpoint cannot fill the queue for the others.
             // A fast endpoint frees room at once, so its overflow waits briefly instead (see
-            // `ROOM_WAIT`). When the whole queue is full, wait: that is backpressure, all the way
+            // `ROOM_WAIT`, and `Lane::room` for when the store is what holds it up). When the whole
+            // queue is full, wait: that is backpressure, all the way
             // to ingest.
-            let Some(lane_room) = lane.room(job.body.len()).await else {
+            let recorder_backed_up = || backed_up(&shared.results);
+            let Some(lane_room) = lane.room(job.body.len(), recorder_backed_up).await else {
                 shared
                     .metrics
                     .deliveries_attempted
@@ -256,6 +270,11 @@ impl Dispatcher {
         tracker.wait().await;
         tracing::debug!("delivery inputs closed; workers drained");
     }
+}
+
+/// Whether the recorder's queue of outcomes is more than half full: the store is behind.
+fn backed_up<T>(results: &mpsc::Sender<T>) -> bool {
+    results.capacity() < results.max_capacity() / 2
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

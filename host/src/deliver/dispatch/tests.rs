@@ -1,6 +1,7 @@
 //! Test module: compiled only under #[cfg(test)], from its parent module.
 //! The dispatcher against a real store and a receiver on loopback: a stale registry snapshot never
-//! makes a delivery dead, and a job whose lease ran out in memory is not sent.
+//! makes a delivery dead, and a job whose lease ran out in memory is not sent. A full lane defers
+//! (endpoint slow) unless the store is what is behind.
 #![allow(clippy::unwrap_used, clippy::panic)] // Tests may panic (DESIGN §6).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,21 +182,63 @@ async fn an_endpoints_queued_bodies_are_bounded_in_bytes_as_well_as_in_jobs() {
     // Room for 100 jobs but 1 MiB of bodies: two 600 KiB bodies do not fit at once.
     let lane = Lane::with_limits(100, 1024);
     let big = 600 * 1024;
-    let first = lane.room(big).await.expect("room for the first body");
+    let first = lane
+        .room(big, || false)
+        .await
+        .expect("room for the first body");
     assert!(
-        lane.room(big).await.is_none(),
+        lane.room(big, || false).await.is_none(),
         "a second 600 KiB body waited for room and was deferred"
     );
     assert!(
-        lane.room(1024).await.is_some(),
+        lane.room(1024, || false).await.is_some(),
         "a small body still fits beside it"
     );
     drop(first);
     *lock(&lane.slow_until) = None;
     assert!(
-        lane.room(big).await.is_some(),
+        lane.room(big, || false).await.is_some(),
         "room again once the first is sent"
     );
     // A body larger than the whole share still passes, alone.
-    assert!(lane.room(4 * 1024 * 1024).await.is_some());
+    assert!(lane.room(4 * 1024 * 1024, || false).await.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_lane_waits_while_the_store_is_behind_and_defers_otherwise() {
+    let lane = Arc::new(Lane::with_limits(1, 1024));
+    let held = lane.room(10, || false).await.expect("the one slot");
+
+    // Outcomes are waiting for the store: the full lane says nothing about the endpoint, so the
+    // dispatcher keeps waiting (well past ROOM_WAIT) and takes the slot when the attempt ends.
+    let waiter = {
+        let lane = lane.clone();
+        tokio::spawn(async move { lane.room(10, || true).await.is_some() })
+    };
+    tokio::time::sleep(ROOM_WAIT * 10).await;
+    assert!(!waiter.is_finished(), "still waiting, not deferred");
+    drop(held);
+    assert!(waiter.await.unwrap(), "room once the slot is free");
+    assert!(
+        lock(&lane.slow_until).is_none(),
+        "the endpoint is not marked slow"
+    );
+
+    // The store keeps up: the same full lane defers after ROOM_WAIT and marks the endpoint slow,
+    // so its next overflow is deferred without waiting.
+    let _held = lane.room(10, || false).await.expect("the slot again");
+    let started = tokio::time::Instant::now();
+    assert!(lane.room(10, || false).await.is_none(), "deferred");
+    let waited = started.elapsed();
+    assert!(waited >= ROOM_WAIT && waited < ROOM_WAIT * 2, "{waited:?}");
+    assert!(
+        lock(&lane.slow_until).is_some(),
+        "the endpoint is marked slow"
+    );
+    let started = tokio::time::Instant::now();
+    assert!(
+        lane.room(10, || true).await.is_none(),
+        "slow: deferred at once"
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
