@@ -104,7 +104,6 @@ impl From<BytesRejection> for ApiError {
         (status = 201, description = "Stored", body = PluginView),
         (status = 200, description = "The same bytes were already stored", body = PluginView),
         (status = 413, description = "Larger than the module limit", body = ErrorBody),
-        (status = 503, description = "The host could not run its plugin compiler (`compiler_unavailable`)", body = ErrorBody),
     ))]
 pub(crate) async fn upload(
     State(state): State<AdminState>,
