@@ -17,7 +17,12 @@ use super::poller::Wake;
 use crate::metrics::Metrics;
 use crate::store::{AttemptResult, Store, StoreError};
 
-const MAX_BATCH: usize = 500;
+/// Outcomes written in one transaction at most (four statements' worth of rows each way). When
+/// the store is behind, a larger transaction records more per commit: at 20K events/s offered on
+/// SQLite, 500 → 2,000 delivered 8.5–10.2K → 11.4–12.0K webhooks/s while the chain ran and drained
+/// the backlog in 9–10 s instead of 12–15 s (BENCHMARKS.md, "Session of 2026-12-03"). At lower
+/// rates `LINGER` ends a group long before it is this large.
+const MAX_BATCH: usize = 4 * crate::store::MAX_ROWS_PER_STATEMENT;
 const WRITE_ATTEMPTS: u32 = 5;
 /// How long the first outcome of a group waits for more. Recording is off the latency path (the
 /// webhook is already answered; rows stay leased for minutes), so waiting a little turns a block's

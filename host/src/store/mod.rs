@@ -42,6 +42,7 @@ pub use ordering::{BlockedKey, MAX_BLOCKED_KEYS};
 pub use outbox::WriteStats;
 pub use pages::{EndpointAttempt, SubscriptionFilter};
 pub use retention::{Cutoffs, Pruned};
+pub use rows::MAX_ROWS as MAX_ROWS_PER_STATEMENT;
 pub use secrets::{SecretError, SecretKeys};
 pub use states::{DeliveryStatus, EndpointStatus, SubscriptionStatus, UnknownState};
 pub use tokens::{LiveToken, TokenRow};
