@@ -128,6 +128,8 @@ enum PluginCommand {
         #[arg(long)]
         max_module_bytes: usize,
         #[arg(long)]
+        cpu_seconds: u64,
+        #[arg(long)]
         unmetered: bool,
     },
 }
@@ -172,12 +174,14 @@ fn main() -> ExitCode {
         Some(Command::Plugin(PluginCommand::CompileChild {
             stack_bytes,
             max_module_bytes,
+            cpu_seconds,
             unmetered,
-        })) => plugin::compile_child(compiler::ChildArgs {
+        })) => Ok(ExitCode::from(compiler::run_child(compiler::ChildArgs {
             stack_bytes,
             metered: !unmetered,
             max_module_bytes,
-        }),
+            cpu_seconds,
+        }))),
         Some(Command::Dev(options)) => cli::dev(options),
         Some(Command::DevNode(options)) => cli::dev_node(options),
         Some(Command::Listen {

@@ -19,6 +19,7 @@ use super::{AdminState, ApiError, ApiResult, Id, IdParam, Page, parse_json, pars
 use crate::event::ChainLog;
 use crate::plugin::dry_run::{DryRunReport, dry_run};
 use crate::plugin::{CompiledPlugin, PluginError};
+use crate::registry::PluginLoadError;
 use crate::store::{PluginRow, now_ms};
 
 /// Events per plugin call in a dry run, as in production batches.
@@ -230,7 +231,11 @@ pub(super) async fn load_plugin(state: &AdminState, id: &str) -> ApiResult<Arc<C
         .registry
         .plugin(id)
         .await
-        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, "compile_failed", message))
+        .map_err(|error| match error {
+            PluginLoadError::Store(error) => ApiError::from(error),
+            PluginLoadError::Missing(_) => ApiError::not_found("plugin", id),
+            PluginLoadError::Compile(error) => ApiError::from(error),
+        })
 }
 
 /// Runs CPU-bound plugin work off the async runtime.

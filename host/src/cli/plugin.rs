@@ -12,7 +12,7 @@ use pipeline_host::config::Config;
 use pipeline_host::dev;
 use pipeline_host::event::ChainLog;
 use pipeline_host::fixtures::{self, read_events_file};
-use pipeline_host::plugin::{PluginRuntime, compiler, dry_run, plugin_id};
+use pipeline_host::plugin::{PluginRuntime, dry_run, plugin_id};
 
 use super::progress::Progress;
 
@@ -38,12 +38,6 @@ pub(crate) fn new(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<
         root.display()
     );
     println!("  pipeline plugin test {wasm} --config '{{\"min_value\": 0}}' --only-kept");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `plugin compile-child`: compiles the module on stdin for the host that started this process.
-pub(crate) fn compile_child(args: compiler::ChildArgs) -> anyhow::Result<ExitCode> {
-    compiler::run_child(args)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 //! endpoint never starves the others), and the outcome of every attempt sent to the recorder.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,8 @@ const DEFER_MS: i64 = 1_000;
 /// a slot within microseconds, so it gets backpressure instead of a round trip through the store.
 const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// After a wait ran out, the endpoint counts as slow for this long: its overflow is deferred at
-/// once, so a slow endpoint stalls the dispatcher at most `ROOM_WAIT` per `SLOW_FOR`.
+/// once, so a slow endpoint stalls the dispatcher at most `ROOM_WAIT` per `SLOW_FOR` (longer only
+/// while the store, not the endpoint, holds its lane: `Lane::room`).
 const SLOW_FOR: Duration = Duration::from_secs(1);
 /// How long the store is asked about an endpoint the snapshot does not show as enabled.
 const ENDPOINT_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +50,8 @@ struct Lane {
     body_kib: u32,
     /// Set when the lane stayed full for `ROOM_WAIT`.
     slow_until: Mutex<Option<Instant>>,
+    /// The lane's workers whose attempt is over and whose outcome waits for the recorder.
+    recording: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -80,16 +84,18 @@ impl Lane {
             body_room: Arc::new(Semaphore::new(body_kib as usize)),
             body_kib,
             slow_until: Mutex::default(),
+            recording: AtomicUsize::new(0),
         }
     }
 
     /// A slot, and room for a body of `body_len` bytes, in the endpoint's share: at once, after a
     /// short wait, or none (defer the job). A body larger than the whole share waits for all of it.
     ///
-    /// A lane that stays full for `ROOM_WAIT` marks its endpoint slow, unless `recorder_backed_up`
-    /// says the outcomes of finished attempts are waiting for the store: the lane's workers are
-    /// then held up by the store, not by the endpoint, and deferring would only add writes for
-    /// the store to do (each deferral is an outcome too). The wait goes on instead — backpressure.
+    /// A lane that stays full for `ROOM_WAIT` marks its endpoint slow, unless its workers are
+    /// handing finished attempts' outcomes to a recorder that `recorder_backed_up` says is behind:
+    /// the lane is then held up by the store, not by the endpoint, and deferring would only add
+    /// writes for the store to do (each deferral is an outcome too). The wait goes on instead, in
+    /// `ROOM_WAIT` steps, each judged afresh — backpressure, as with a full global queue.
     async fn room(
         &self,
         body_len: usize,
@@ -119,13 +125,19 @@ impl Lane {
             };
             match tokio::time::timeout(ROOM_WAIT, both).await {
                 Ok(Some(room)) => return Some(room),
-                Err(_) if recorder_backed_up() => continue,
+                Err(_) if self.held_by_store(&recorder_backed_up) => continue,
                 Ok(None) | Err(_) => {
                     *lock(&self.slow_until) = Some(Instant::now() + SLOW_FOR);
                     return None;
                 }
             }
         }
+    }
+
+    /// Whether the lane is full because its finished attempts wait for the store: some of its
+    /// workers are handing over an outcome while the recorder is behind.
+    fn held_by_store(&self, recorder_backed_up: impl Fn() -> bool) -> bool {
+        self.recording.load(Ordering::Relaxed) > 0 && recorder_backed_up()
     }
 
     /// Queues a job; true when the lane should get another worker (below `max_workers`).
@@ -297,7 +309,11 @@ impl Shared {
                 && self.lease_left(&queued.job)
             {
                 let target = self.target(&queued.job.endpoint_id, endpoints).await;
-                self.deliver(queued.job, target).await;
+                let outcome = self.deliver(queued.job, target).await;
+                // While this waits, the lane's slot is held by the store, not by the endpoint.
+                lane.recording.fetch_add(1, Ordering::Relaxed);
+                self.finish(outcome).await;
+                lane.recording.fetch_sub(1, Ordering::Relaxed);
             }
             lock(in_flight).remove(&id);
         }
@@ -341,16 +357,17 @@ impl Shared {
         }
     }
 
-    async fn deliver(&self, job: DeliveryJob, target: Target) {
+    /// One attempt (or the judgement that none is to be made), as the outcome to record.
+    async fn deliver(&self, job: DeliveryJob, target: Target) -> AttemptResult {
         let endpoint = match target {
             Target::Endpoint(endpoint) => endpoint,
             Target::Refused(reason) => {
-                return self.finish(attempt::dead(&job, reason).result).await;
+                return attempt::dead(&job, reason).result;
             }
             Target::Unknown => {
                 let until = now_ms() + UNREADABLE_ENDPOINT_DELAY_MS;
                 let reason = "endpoint could not be read from the store";
-                return self.finish(attempt::postponed(&job, until, reason)).await;
+                return attempt::postponed(&job, until, reason);
             }
         };
         let admission = self.with_breaker(&endpoint.id, |b| b.allow(Instant::now()));
@@ -361,9 +378,7 @@ impl Shared {
                 .with_label_values(&["breaker_open"])
                 .inc();
             let until = now_ms() + wait.as_millis() as i64;
-            return self
-                .finish(attempt::postponed(&job, until, "circuit breaker open"))
-                .await;
+            return attempt::postponed(&job, until, "circuit breaker open");
         }
         let attempted = attempt::attempt(&self.client, &self.schedule, &endpoint, &job).await;
         if let (true, Some(received)) = (attempted.answered, job.received_at) {
@@ -392,7 +407,7 @@ impl Shared {
         if attempted.verdict != Verdict::Delivered {
             tracing::debug!(delivery = %job.id, endpoint = %endpoint.id, status = %attempted.result.status, error = ?attempted.result.error, "delivery attempt failed");
         }
-        self.finish(attempted.result).await;
+        attempted.result
     }
 
     fn with_breaker<T>(&self, endpoint_id: &str, f: impl FnOnce(&mut Breaker) -> T) -> T {

@@ -26,6 +26,9 @@ pub use validate::ValidationError;
 use crate::config::PluginLimits;
 use host_state::HostState;
 
+/// Compiler children at once: each may use both cores and `compiler::heap_limit` of memory.
+const MAX_COMPILER_CHILDREN: usize = 2;
+
 /// The epoch ticks every this often; the wall-clock limit is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -120,6 +123,8 @@ pub struct PluginRuntime {
     metered: bool,
     /// The executable that compiles uploaded modules, when not this process (`compiler.rs`).
     compiler_child: Option<std::path::PathBuf>,
+    /// Compiler children that may run at once.
+    compile_slots: Arc<tokio::sync::Semaphore>,
     cache: Arc<Mutex<HashMap<String, Arc<CompiledPlugin>>>>,
 }
 
@@ -153,6 +158,7 @@ impl PluginRuntime {
             limits,
             metered,
             compiler_child,
+            compile_slots: Arc::new(tokio::sync::Semaphore::new(MAX_COMPILER_CHILDREN)),
             cache: Arc::default(),
         })
     }
@@ -187,24 +193,42 @@ impl PluginRuntime {
         if let Some(hit) = self.cached(&id) {
             return Ok(hit);
         }
-        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + limit;
+        let timed_out = || ValidationError::CompileTimeout(self.limits.compile_timeout_ms);
         let runtime = self.clone();
         let bytes =
             blocking(move || runtime.check_before_compiling(&bytes).map(|()| bytes)).await?;
+        // At most `MAX_COMPILER_CHILDREN` at once, each with its own heap and CPU limits.
+        let slot = tokio::time::timeout_at(deadline, self.compile_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|_| ValidationError::CompilerUnavailable("compile slots closed".into()))?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(timed_out());
+        }
         let args = compiler::ChildArgs {
             stack_bytes: self.limits.stack_bytes,
             metered: self.metered,
             max_module_bytes: self.limits.max_module_bytes,
+            cpu_seconds: compiler::cpu_seconds(limit, cores()),
         };
-        let remaining = limit.saturating_sub(started.elapsed());
-        let artifact = compiler::compile_in_child(&exe, args, &bytes, remaining)
-            .await
-            .map_err(|error| match error {
-                ValidationError::CompileTimeout(_) => {
-                    ValidationError::CompileTimeout(self.limits.compile_timeout_ms)
-                }
-                other => other,
-            })?;
+        let compiled = compiler::compile_in_child(&exe, args, &bytes, remaining).await;
+        drop(slot);
+        let artifact = match compiled {
+            Ok(artifact) => artifact,
+            Err(compiler::ChildError::Failed(ValidationError::CompileTimeout(_))) => {
+                return Err(timed_out());
+            }
+            Err(compiler::ChildError::Failed(error)) => return Err(error),
+            // Nothing ran: no verdict on the module. The host compiles it itself rather than
+            // refuse a plugin (or park a subscription's events at start-up) for its own fault.
+            Err(compiler::ChildError::NotStarted(why)) => {
+                tracing::warn!(plugin = %id, %why, "compiler process unavailable; compiling in the host");
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                return self.compile_on_blocking_thread(bytes, remaining).await;
+            }
+        };
         let runtime = self.clone();
         blocking(move || runtime.adopt_compiled(&id, &artifact)).await
     }
@@ -236,9 +260,13 @@ impl PluginRuntime {
         id: &str,
         artifact: &[u8],
     ) -> Result<Arc<CompiledPlugin>, ValidationError> {
-        let module = self
-            .deserialize(artifact)
-            .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
+        // SAFETY: `artifact` is what this host's own executable, run as its compiler child
+        // through `/proc/self/exe`, wrote to the pipe for this compile; never bytes from a user.
+        let module = unsafe { self.deserialize(artifact) }.map_err(|e| {
+            ValidationError::CompilerUnavailable(format!(
+                "the compiler's output cannot be loaded: {e:#}"
+            ))
+        })?;
         self.adopt(id, &module)
     }
 
@@ -261,12 +289,15 @@ impl PluginRuntime {
         Ok(compiled)
     }
 
-    /// Compiled code back into a module.
-    fn deserialize(&self, artifact: &[u8]) -> wasmtime::Result<Module> {
-        // SAFETY: wasmtime trusts serialized code. These bytes are only ever produced by this
-        // host's own executable: its compiler child (`compiler.rs`, `/proc/self/exe`, through a
-        // pipe) or `CompiledPlugin::serialize`, then read back from its own database; never taken
-        // from an upload. wasmtime still checks the engine and format compatibility.
+    /// Compiled code back into a module. wasmtime checks the engine and format compatibility,
+    /// not the code itself.
+    ///
+    /// # Safety
+    /// `artifact` must be code wasmtime serialized (`Module::serialize`) in a build of this
+    /// host: its compiler child's output, or `CompiledPlugin::serialize` stored in the host's
+    /// own database (`plugin_artifacts`, which only hosts write). Never bytes from a user.
+    unsafe fn deserialize(&self, artifact: &[u8]) -> wasmtime::Result<Module> {
+        // SAFETY: the caller's obligation above.
         unsafe { Module::deserialize(&self.engine, artifact) }
     }
 
@@ -287,7 +318,9 @@ impl PluginRuntime {
     /// Loads code this host precompiled earlier (read back from its own store), checking the
     /// interface again; `None` (and a log line) if it cannot be used, so the caller recompiles.
     pub fn load_precompiled(&self, id: &str, artifact: &[u8]) -> Option<Arc<CompiledPlugin>> {
-        let module = match self.deserialize(artifact) {
+        // SAFETY: `artifact` comes from `plugin_artifacts`, which only hosts write, with the
+        // output of `CompiledPlugin::serialize`; uploads are stored as wasm, never there.
+        let module = match unsafe { self.deserialize(artifact) } {
             Ok(module) => module,
             Err(error) => {
                 tracing::warn!(plugin = id, error = %format!("{error:#}"), "stored precompiled plugin unusable; recompiling");
@@ -359,6 +392,10 @@ impl PluginRuntime {
     fn epoch_ticks(&self) -> u64 {
         (self.limits.call_timeout_ms / EPOCH_TICK.as_millis() as u64).max(1)
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// `work` on a blocking thread; a lost thread is a compile failure.

@@ -24,6 +24,17 @@ use crate::store::{CanaryRow, EndpointRow, Store, StoreError, SubscriptionRow};
 
 pub use filters::{parse_addresses, parse_topics};
 
+/// Why a stored plugin could not be made ready to run.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginLoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("plugin {0} is not stored")]
+    Missing(String),
+    #[error(transparent)]
+    Compile(#[from] crate::plugin::ValidationError),
+}
+
 pub type Endpoints = Arc<HashMap<String, EndpointRow>>;
 
 #[derive(Clone)]
@@ -180,7 +191,7 @@ impl Registry {
 
     /// A stored plugin ready to instantiate: from memory, else from this host's precompiled code in
     /// the store, else compiled from its wasm (and the result stored for the next start).
-    pub async fn plugin(&self, id: &str) -> Result<Arc<CompiledPlugin>, String> {
+    pub async fn plugin(&self, id: &str) -> Result<Arc<CompiledPlugin>, PluginLoadError> {
         if let Some(hit) = self.runtime.cached(id) {
             return Ok(hit);
         }
@@ -195,17 +206,9 @@ impl Registry {
                 return Ok(compiled);
             }
         }
-        let wasm = self
-            .store
-            .get_plugin_wasm(id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let wasm = wasm.ok_or_else(|| format!("plugin {id} is not stored"))?;
-        let compiled = self
-            .runtime
-            .compile_async(wasm)
-            .await
-            .map_err(|e| e.to_string())?;
+        let wasm = self.store.get_plugin_wasm(id).await?;
+        let wasm = wasm.ok_or_else(|| PluginLoadError::Missing(id.to_string()))?;
+        let compiled = self.runtime.compile_async(wasm).await?;
         self.save_precompiled(&compiled).await;
         Ok(compiled)
     }
@@ -229,7 +232,7 @@ impl Registry {
         let plugin = match &row.plugin_id {
             None => None,
             Some(id) => {
-                let compiled = self.plugin(id).await?;
+                let compiled = self.plugin(id).await.map_err(|e| e.to_string())?;
                 let config_json = row
                     .plugin_config
                     .clone()

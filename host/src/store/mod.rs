@@ -162,11 +162,7 @@ impl Store {
             // automatic checkpoint inside a commit copies and syncs megabytes on the hot path.
             Dialect::Sqlite => {
                 let pragmas = format!(
-                    "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{};",
-                    std::env::var("EXP_WRITER_CACHE_KIB")
-                        .ok()
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .unwrap_or(SQLITE_WRITER_CACHE_KIB)
+                    "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB};"
                 );
                 pool_options(dialect, &pragmas)
                     .max_connections(1)

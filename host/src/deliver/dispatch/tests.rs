@@ -205,18 +205,21 @@ async fn an_endpoints_queued_bodies_are_bounded_in_bytes_as_well_as_in_jobs() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_full_lane_waits_while_the_store_is_behind_and_defers_otherwise() {
+async fn a_full_lane_waits_while_the_store_holds_it_and_defers_otherwise() {
     let lane = Arc::new(Lane::with_limits(1, 1024));
     let held = lane.room(10, || false).await.expect("the one slot");
 
-    // Outcomes are waiting for the store: the full lane says nothing about the endpoint, so the
-    // dispatcher keeps waiting (well past ROOM_WAIT) and takes the slot when the attempt ends.
+    // The lane's worker is handing its outcome to a recorder that is behind: the full lane says
+    // nothing about the endpoint, so the dispatcher keeps waiting (well past ROOM_WAIT) and
+    // takes the slot when the outcome is taken.
+    lane.recording.store(1, Ordering::Relaxed);
     let waiter = {
         let lane = lane.clone();
         tokio::spawn(async move { lane.room(10, || true).await.is_some() })
     };
     tokio::time::sleep(ROOM_WAIT * 10).await;
     assert!(!waiter.is_finished(), "still waiting, not deferred");
+    lane.recording.store(0, Ordering::Relaxed);
     drop(held);
     assert!(waiter.await.unwrap(), "room once the slot is free");
     assert!(
@@ -224,11 +227,12 @@ async fn a_full_lane_waits_while_the_store_is_behind_and_defers_otherwise() {
         "the endpoint is not marked slow"
     );
 
-    // The store keeps up: the same full lane defers after ROOM_WAIT and marks the endpoint slow,
-    // so its next overflow is deferred without waiting.
+    // The recorder is behind, but the lane's workers are all still waiting for the endpoint
+    // (none is handing over an outcome): the endpoint is slow — defer after ROOM_WAIT, so one
+    // slow endpoint does not hold the dispatcher while the store catches up.
     let _held = lane.room(10, || false).await.expect("the slot again");
     let started = tokio::time::Instant::now();
-    assert!(lane.room(10, || false).await.is_none(), "deferred");
+    assert!(lane.room(10, || true).await.is_none(), "deferred");
     let waited = started.elapsed();
     assert!(waited >= ROOM_WAIT && waited < ROOM_WAIT * 2, "{waited:?}");
     assert!(
@@ -241,4 +245,19 @@ async fn a_full_lane_waits_while_the_store_is_behind_and_defers_otherwise() {
         "slow: deferred at once"
     );
     assert_eq!(started.elapsed(), Duration::ZERO);
+
+    // The store keeps up: a full lane is the endpoint's, whatever its workers do.
+    *lock(&lane.slow_until) = None;
+    lane.recording.store(1, Ordering::Relaxed);
+    assert!(lane.room(10, || false).await.is_none(), "deferred");
+}
+
+#[tokio::test]
+async fn the_recorder_is_behind_when_its_queue_is_over_half_full() {
+    let (results, _receiver) = mpsc::channel::<u8>(8);
+    let mut permits = Vec::new();
+    for expected in [false, false, false, false, true, true, true, true] {
+        permits.push(results.try_reserve().unwrap());
+        assert_eq!(backed_up(&results), expected, "{} queued", permits.len());
+    }
 }
