@@ -182,20 +182,30 @@ impl PluginRuntime {
     /// A compiled module whose interface is checked, resolved against the imports, instantiated
     /// once on trial and cached.
     fn adopt(&self, id: &str, module: &Module) -> Result<Arc<CompiledPlugin>, ValidationError> {
+        let compiled = self.resolve(id, module)?;
+        self.try_instantiate(&compiled)?;
+        Ok(self.remember(compiled))
+    }
+
+    /// A module whose interface is checked, resolved against the imports.
+    fn resolve(&self, id: &str, module: &Module) -> Result<Arc<CompiledPlugin>, ValidationError> {
         validate::check_interface(module)?;
         let instance_pre = self
             .linker
             .instantiate_pre(module)
             .map_err(|e| ValidationError::CompileFailed(format!("{e:#}")))?;
-        let compiled = Arc::new(CompiledPlugin {
+        Ok(Arc::new(CompiledPlugin {
             id: id.to_string(),
             instance_pre,
-        });
-        self.try_instantiate(&compiled)?;
+        }))
+    }
+
+    /// Caches `compiled` under its id.
+    fn remember(&self, compiled: Arc<CompiledPlugin>) -> Arc<CompiledPlugin> {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(id.to_string(), compiled.clone());
+            cache.insert(compiled.id.clone(), compiled.clone());
         }
-        Ok(compiled)
+        compiled
     }
 
     /// Compiled code back into a module. wasmtime checks the engine and format compatibility,
@@ -236,16 +246,8 @@ impl PluginRuntime {
                 return None;
             }
         };
-        validate::check_interface(&module).ok()?;
-        let instance_pre = self.linker.instantiate_pre(&module).ok()?;
-        let compiled = Arc::new(CompiledPlugin {
-            id: id.to_string(),
-            instance_pre,
-        });
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(id.to_string(), compiled.clone());
-        }
-        Some(compiled)
+        let compiled = self.resolve(id, &module).ok()?;
+        Some(self.remember(compiled))
     }
 
     pub fn cached(&self, id: &str) -> Option<Arc<CompiledPlugin>> {
