@@ -133,6 +133,7 @@ pub fn judge(
     };
     let result = AttemptResult {
         id: job.id.clone(),
+        seq: job.seq,
         status,
         attempts,
         next_attempt_at,
@@ -168,6 +169,7 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
     Attempted {
         result: AttemptResult {
             id: job.id.clone(),
+            seq: job.seq,
             status: DeliveryStatus::Dead,
             attempts: job.attempts,
             next_attempt_at: now,
@@ -189,6 +191,7 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
 pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResult {
     AttemptResult {
         id: job.id.clone(),
+        seq: job.seq,
         status: if job.attempts == 0 {
             DeliveryStatus::Pending
         } else {
@@ -215,6 +218,7 @@ mod tests {
     fn job(attempts: i64) -> DeliveryJob {
         DeliveryJob {
             id: "msg_1".into(),
+            seq: 1,
             endpoint_id: "ep".into(),
             body: Arc::from("{}"),
             attempts,

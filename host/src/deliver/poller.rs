@@ -49,6 +49,7 @@ pub async fn run(
         for row in claimed {
             let job = DeliveryJob {
                 id: row.id,
+                seq: row.seq,
                 endpoint_id: row.endpoint_id,
                 body: Arc::from(row.body),
                 attempts: row.attempts,

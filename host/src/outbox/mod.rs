@@ -7,7 +7,7 @@
 
 pub mod sealer;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,12 +16,14 @@ use tokio::sync::mpsc;
 use crate::deliver::poller::Wake;
 use crate::matcher::MatchedBatch;
 use crate::metrics::Metrics;
-use crate::store::{Store, WriteStats};
+use crate::store::{InsertedDelivery, Store, WriteStats};
 
 /// A delivery ready to attempt, as the workers receive it.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub id: String,
+    /// The delivery row's key, which its outcome is written back by.
+    pub seq: i64,
     pub endpoint_id: String,
     pub body: Arc<str>,
     /// Attempts already made.
@@ -53,15 +55,18 @@ pub async fn run(
         }
         let lease_until = stats.lease_until;
         let mut for_poller = stats.sealed > 0;
-        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let seq_of: HashMap<String, i64> = inserted.into_iter().map(|d| (d.id, d.seq)).collect();
         let received = batch
             .received_at
             .into_iter()
             .map(Some)
             .chain(std::iter::repeat(None));
         for (delivery, received_at) in batch.write.deliveries.into_iter().zip(received) {
-            if !inserted.contains(&delivery.id) || delivery.is_held() {
-                continue; // a replay of a delivery that already exists, or one awaiting confirmations
+            let Some(&seq) = seq_of.get(&delivery.id) else {
+                continue; // a replay of a delivery that already exists
+            };
+            if delivery.is_held() {
+                continue; // awaiting confirmations
             }
             if delivery.ordering_key.is_some() {
                 for_poller = true; // sent when it heads its key: the poller claims it
@@ -69,6 +74,7 @@ pub async fn run(
             }
             let job = DeliveryJob {
                 id: delivery.id,
+                seq,
                 endpoint_id: delivery.endpoint_id,
                 body: Arc::from(delivery.body),
                 attempts: 0,
@@ -98,7 +104,7 @@ async fn write_until_durable(
     batch: &MatchedBatch,
     lease_ms: i64,
     metrics: &Metrics,
-) -> (Vec<String>, WriteStats) {
+) -> (Vec<InsertedDelivery>, WriteStats) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match store.write_batch(&batch.write, lease_ms).await {

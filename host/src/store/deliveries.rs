@@ -52,8 +52,9 @@ pub(super) static EARLIER_IN_KEY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The columns of an attempt outcome, as [`bind_results`] binds them.
-const RESULT_COLUMNS: [(&str, Col); 11] = [
+const RESULT_COLUMNS: [(&str, Col); 12] = [
     ("id", Col::Text),
+    ("seq", Col::BigInt),
     ("status", Col::Text),
     ("attempts", Col::BigInt),
     ("next_attempt_at", Col::BigInt),
@@ -73,6 +74,7 @@ fn bind_results<'q>(
     for r in results {
         query = query
             .bind(r.id.as_str())
+            .bind(r.seq)
             .bind(r.status.as_str())
             .bind(r.attempts)
             .bind(r.next_attempt_at)
@@ -140,6 +142,7 @@ impl Store {
                         .remove(&c.seq)
                         .ok_or(StoreError::MissingBody(c.seq))?,
                     id: c.id,
+                    seq: c.seq,
                     endpoint_id: c.endpoint_id,
                     attempts: c.attempts,
                     created_at: c.created_at,
@@ -180,6 +183,10 @@ impl Store {
     /// so an outcome from an expired claim — a job that waited in memory too long, a replica that
     /// stalled — cannot revive a `dead` row or undo a newer attempt's result. Its attempt is still
     /// logged (it happened), unless the newer claim already logged that attempt number.
+    ///
+    /// Rows are found by `seq` (and must carry the outcome's `id` too): on SQLite the update then
+    /// reads the table's recent pages, which the batch write has just written, instead of probing
+    /// the hashed `id` index at random (BENCHMARKS.md, "Session of 2026-12-03 (second)").
     pub async fn record_results(&self, results: &[AttemptResult]) -> Result<u64, StoreError> {
         if results.is_empty() {
             return Ok(0);
@@ -206,7 +213,7 @@ impl Store {
                 format!(
                     "{j} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
                      lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
-                     FROM j WHERE deliveries.id = j.id AND deliveries.lease_until = j.lease \
+                     FROM j WHERE deliveries.seq = j.seq AND deliveries.id = j.id AND deliveries.lease_until = j.lease \
                      AND deliveries.status <> {}",
                     DeliveryStatus::Delivered.sql()
                 )
@@ -214,9 +221,9 @@ impl Store {
             bind_results(update, chunk).execute(&mut *tx).await?;
             let insert = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
                 format!(
-                    "{j} INSERT INTO delivery_attempts (delivery_id, attempt, status_code, latency_ms, error, response_body, created_at) \
-                     SELECT j.id, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
-                     WHERE j.attempted ON CONFLICT (delivery_id, attempt) DO NOTHING"
+                    "{j} INSERT INTO delivery_attempts (delivery_seq, attempt, status_code, latency_ms, error, response_body, created_at) \
+                     SELECT j.seq, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
+                     WHERE j.attempted ON CONFLICT (delivery_seq, attempt) DO NOTHING"
                 )
             });
             bind_results(insert, chunk).execute(&mut *tx).await?;
@@ -273,7 +280,7 @@ impl Store {
     pub async fn delivery_attempts(&self, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
         let rows: Vec<AttemptRow> = sqlx::query_as(
             "SELECT attempt, status_code, latency_ms, error, response_body, created_at FROM delivery_attempts \
-             WHERE delivery_id = $1 ORDER BY attempt",
+             WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = $1) ORDER BY attempt",
         )
         .bind(id)
         .fetch_all(&self.pool)

@@ -115,6 +115,15 @@ pub struct Store {
 /// indexes, which every batch write and every recorded outcome touch.
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 
+/// Where the writer's temporary data lives: `MEMORY`. Every many-row statement of the hot path
+/// (the batch insert, the outcome update) runs inside a transaction and may abort on a
+/// constraint, so SQLite keeps a *statement journal* of the pages it changes, to undo just that
+/// statement. Past 64 KiB that journal spilled into a temporary file: at 20K events/s, 5.5 % of
+/// the host's CPU went to `pwrite`s of statement journals (`perf`, BENCHMARKS.md "Session of
+/// 2026-12-03 (second)"). In memory it costs the pages one statement changes, freed when the
+/// statement ends.
+const SQLITE_WRITER_TEMP_STORE: &str = "MEMORY";
+
 /// SQLite page cache of each pooled connection (KiB). They only read (admin API, registry,
 /// backlog, held-delivery reconciling; the hot path writes through the writer), and the file's
 /// pages stay in the OS page cache, so a miss costs a `pread`, not a disk read. SQLite's default
@@ -160,9 +169,11 @@ impl Store {
             Dialect::Postgres => pool.clone(),
             // Checkpoints are the checkpointer's (`checkpoint`), not the committing writer's: an
             // automatic checkpoint inside a commit copies and syncs megabytes on the hot path.
+            // Statement journals in memory (`temp_store = MEMORY`): see [`SQLITE_WRITER_TEMP_STORE`].
             Dialect::Sqlite => {
                 let pragmas = format!(
-                    "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB};"
+                    "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; \
+                     PRAGMA temp_store = {SQLITE_WRITER_TEMP_STORE};"
                 );
                 pool_options(dialect, &pragmas)
                     .max_connections(1)

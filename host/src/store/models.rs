@@ -243,10 +243,19 @@ pub struct BatchEvent {
     pub ordering_key: Option<String>,
 }
 
+/// A delivery a batch write inserted (not a replay of one already stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertedDelivery {
+    pub id: String,
+    /// Its row's key: outcomes are written back by it (see [`AttemptResult::seq`]).
+    pub seq: i64,
+}
+
 /// A delivery ready to attempt.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
     pub id: String,
+    pub seq: i64,
     pub endpoint_id: String,
     pub body: String,
     pub attempts: i64,
@@ -261,6 +270,9 @@ pub struct DueDelivery {
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptResult {
     pub id: String,
+    /// The delivery row's key. The outcome's update finds its row by it: recent rows sit
+    /// together at the end of the table, where the hashed `id` index would be probed at random.
+    pub seq: i64,
     /// Delivered, retrying or dead (pending or retrying when postponed without an attempt).
     pub status: DeliveryStatus,
     pub attempts: i64,

@@ -38,7 +38,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT d.ordering_key, d.subscription_id, d.id AS delivery_id, d.status, d.attempts, d.last_error, \
-             (SELECT MIN(a.created_at) FROM delivery_attempts a WHERE a.delivery_id = d.id) AS since \
+             (SELECT MIN(a.created_at) FROM delivery_attempts a WHERE a.delivery_seq = d.seq) AS since \
              FROM deliveries d WHERE d.ordering_key IS NOT NULL AND {filter} \
              AND (d.status = {retrying} OR {dead}) \
              AND NOT EXISTS ({earlier}) ORDER BY d.seq LIMIT $2",

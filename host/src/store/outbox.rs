@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, ChainBlock, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, NewDelivery,
-    OutboxWrite, ParkedEvent, StatusChange, Store, StoreError, now_ms,
+    BatchEvent, ChainBlock, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, InsertedDelivery,
+    NewDelivery, OutboxWrite, ParkedEvent, StatusChange, Store, StoreError, now_ms,
 };
 
 pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
@@ -58,7 +58,7 @@ pub(super) fn bodies_of_new<'b>(
 }
 
 impl Store {
-    /// Makes one batch durable. Returns the ids of deliveries that are new; ids already present
+    /// Makes one batch durable. Returns the deliveries that are new; ids already present
     /// (a replay after a crash) are skipped, so they are never sent twice from the hot path.
     ///
     /// One transaction, one step per table: deliveries (with the held ones a `log.removed`
@@ -76,7 +76,7 @@ impl Store {
         &self,
         write: &OutboxWrite,
         lease_ms: i64,
-    ) -> Result<(Vec<String>, WriteStats), StoreError> {
+    ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
         let now = now_ms();
         let mut stats = WriteStats {
             lease_until: now + lease_ms,
@@ -130,7 +130,7 @@ impl Store {
     }
 
     /// The deliveries step: cancels the held deliveries that `log.removed`s among `candidates`
-    /// supersede, then inserts the rest (not those superseding a cancelled one); the ids new.
+    /// supersede, then inserts the rest (not those superseding a cancelled one); those new.
     async fn write_deliveries(
         &self,
         tx: &mut Tx<'_>,
@@ -138,7 +138,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
         stats: &mut WriteStats,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<InsertedDelivery>, StoreError> {
         let cancelled = self.cancel_held(tx, candidates, stats).await?;
         let deliveries: Vec<&NewDelivery> = candidates
             .iter()
@@ -242,14 +242,14 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts one chunk of new deliveries; returns the ids that were new.
+    /// Inserts one chunk of new deliveries; returns those that were new.
     async fn insert_deliveries(
         &self,
         tx: &mut Tx<'_>,
         chunk: &[&NewDelivery],
         now: i64,
         lease_ms: i64,
-    ) -> Result<(Vec<String>, u64), StoreError> {
+    ) -> Result<(Vec<InsertedDelivery>, u64), StoreError> {
         const COLUMNS: [(&str, Col); 12] = [
             ("id", Col::Text),
             ("subscription_id", Col::Text),
@@ -320,12 +320,17 @@ impl Store {
             }
         }
         let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
+        let inserted = |new: Vec<(String, i64)>| -> Vec<InsertedDelivery> {
+            new.into_iter()
+                .map(|(id, seq)| InsertedDelivery { id, seq })
+                .collect()
+        };
         if with_bodies || new.is_empty() {
-            return Ok((new.into_iter().map(|(id, _)| id).collect(), 1));
+            return Ok((inserted(new), 1));
         }
         let rows = bodies_of_new(&new, chunk.iter().map(|d| (d.id.as_str(), d.body.as_str())));
         self.insert_bodies(tx, &rows).await?;
-        Ok((new.into_iter().map(|(id, _)| id).collect(), 2))
+        Ok((inserted(new), 2))
     }
 
     /// Inserts the bodies of new deliveries (`(seq, body)`), one statement.

@@ -92,9 +92,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<EndpointAttempt>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT a.delivery_id, a.attempt, a.status_code, a.latency_ms, a.error, a.response_body, a.created_at \
-             FROM delivery_attempts a JOIN (SELECT id FROM deliveries WHERE endpoint_id = $1 \
-             ORDER BY seq DESC LIMIT $2) d ON a.delivery_id = d.id \
+            "SELECT d.id AS delivery_id, a.attempt, a.status_code, a.latency_ms, a.error, a.response_body, a.created_at \
+             FROM delivery_attempts a JOIN (SELECT seq, id FROM deliveries WHERE endpoint_id = $1 \
+             ORDER BY seq DESC LIMIT $2) d ON a.delivery_seq = d.seq \
              ORDER BY a.created_at DESC, a.attempt DESC LIMIT $3",
         )
         .bind(endpoint_id)

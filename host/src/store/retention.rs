@@ -68,7 +68,8 @@ impl Store {
         let source = self.json_text_array(1);
         let mut tx = self.writer.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM {source})"
+            "DELETE FROM delivery_attempts WHERE delivery_seq IN \
+             (SELECT seq FROM deliveries WHERE id IN (SELECT value FROM {source}))"
         )))
         .bind(&ids)
         .execute(&mut *tx)

@@ -66,6 +66,13 @@ fn chain_block(number: i64, hash: &str, logs: &str) -> ChainBlock {
     }
 }
 
+/// The ids of the deliveries a batch write inserted, sorted.
+fn ids(inserted: Vec<InsertedDelivery>) -> Vec<String> {
+    let mut ids: Vec<String> = inserted.into_iter().map(|d| d.id).collect();
+    ids.sort();
+    ids
+}
+
 fn delivery(id: &str) -> NewDelivery {
     NewDelivery {
         id: id.into(),
@@ -124,9 +131,8 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
                 chain_block(7, "0xab", "[2]"),
             ],
         };
-        let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
-        new_ids.sort();
-        assert_eq!(new_ids, vec!["msg_a", "msg_b"]);
+        let (inserted, stats) = store.write_batch(&write, 60_000).await.unwrap();
+        assert_eq!(ids(inserted), vec!["msg_a", "msg_b"]);
         // Deliveries and their bodies (one statement on PostgreSQL, two on SQLite), the stored
         // window's blocks, parked events, the cursor.
         let bodies_apart = u64::from(store.dialect() == Dialect::Sqlite);
@@ -170,8 +176,10 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
             deliveries,
             ..OutboxWrite::default()
         };
-        let (mut new_ids, stats) = store.write_batch(&write, 60_000).await.unwrap();
-        new_ids.sort();
+        let (inserted, stats) = store.write_batch(&write, 60_000).await.unwrap();
+        let seq_of: std::collections::HashMap<String, i64> =
+            inserted.iter().map(|d| (d.id.clone(), d.seq)).collect();
+        let new_ids = ids(inserted);
         assert_eq!(new_ids.len(), 1_100);
         assert_eq!(new_ids[1_099], "msg_01099");
         // Three statements of rows (with their bodies on PostgreSQL; three more on SQLite).
@@ -190,6 +198,7 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
         let results: Vec<AttemptResult> = (0..1_100)
             .map(|i| AttemptResult {
                 id: format!("msg_{i:05}"),
+                seq: seq_of[&format!("msg_{i:05}")],
                 status: DeliveryStatus::Delivered,
                 attempts: 1,
                 next_attempt_at: 0,
@@ -257,6 +266,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
         );
         let result = AttemptResult {
             id: "msg_f".into(),
+            seq: due[0].seq,
             status: DeliveryStatus::Retrying,
             attempts: 1,
             next_attempt_at: now_ms() - 1,
@@ -405,7 +415,7 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
             .write_batch(&removal("msg_r1", "msg_h1"), 60_000)
             .await
             .unwrap();
-        assert_eq!(inserted, vec!["msg_r1"]);
+        assert_eq!(ids(inserted), vec!["msg_r1"]);
     })
     .await;
 }
@@ -488,8 +498,8 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
                 .await
                 .unwrap();
             sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, latency_ms, created_at) \
-                 VALUES ($1, 1, 5, $2)",
+                "INSERT INTO delivery_attempts (delivery_seq, attempt, latency_ms, created_at) \
+                 SELECT seq, 1, 5, $2 FROM deliveries WHERE id = $1",
             )
             .bind(id)
             .bind(now - age * day)
@@ -542,6 +552,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
     .await;
 }
 
+mod attempts_migration;
 mod caches;
 mod canary;
 mod delivery_state;

@@ -58,6 +58,7 @@ fn endpoint(url: &str, status: EndpointStatus) -> EndpointRow {
 fn job(lease_until: i64) -> DeliveryJob {
     DeliveryJob {
         id: "msg_1".into(),
+        seq: 1,
         endpoint_id: "ep_1".into(),
         body: Arc::from("{}"),
         attempts: 0,

@@ -19,9 +19,10 @@ fn delivery(id: &str) -> NewDelivery {
     }
 }
 
-fn result(id: &str, body: &str, lease: i64) -> AttemptResult {
+fn result(id: &str, seq: i64, body: &str, lease: i64) -> AttemptResult {
     AttemptResult {
         id: id.into(),
+        seq,
         status: DeliveryStatus::Delivered,
         attempts: 1,
         next_attempt_at: now_ms(),
@@ -46,7 +47,8 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
         deliveries: ids.iter().map(|id| delivery(id)).collect(),
         ..OutboxWrite::default()
     };
-    let (_, stats) = store.write_batch(&batch, 60_000).await.unwrap();
+    let (inserted, stats) = store.write_batch(&batch, 60_000).await.unwrap();
+    let seq_of = |id: &str| inserted.iter().find(|d| d.id == id).unwrap().seq;
     // Two of nine bodies hold a NUL, which PostgreSQL's text refuses.
     let bad = ["msg_2", "msg_7"];
     let results: Vec<AttemptResult> = ids
@@ -54,6 +56,7 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
         .map(|id| {
             result(
                 id,
+                seq_of(id),
                 if bad.contains(&id.as_str()) {
                     "a\0b"
                 } else {

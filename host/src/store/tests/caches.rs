@@ -37,3 +37,23 @@ async fn every_sqlite_connection_has_a_bounded_page_cache() {
     store.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The writer keeps statement journals in memory (`temp_store = 2`), the readers SQLite's default.
+#[tokio::test]
+async fn the_sqlite_writer_keeps_its_statement_journals_in_memory() {
+    let dir = std::env::temp_dir().join(format!("pipeline-temp-{}", rand::random::<u32>()));
+    let store = Store::connect(&format!("sqlite://{}/p.db", dir.display()))
+        .await
+        .unwrap();
+    let temp_store = |pool: AnyPool| async move {
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA temp_store")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        mode
+    };
+    assert_eq!(temp_store(store.writer.clone()).await, 2, "MEMORY");
+    assert_eq!(temp_store(store.pool.clone()).await, 0, "DEFAULT");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

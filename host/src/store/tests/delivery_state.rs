@@ -226,6 +226,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
         assert_ne!(first[0].lease_until, second[0].lease_until);
         let outcome = |status: &str, lease: i64, attempted: bool| AttemptResult {
             id: "msg_s".into(),
+            seq: first[0].seq,
             status: status.parse().unwrap(),
             attempts: if attempted { 1 } else { 0 },
             next_attempt_at: now_ms(),
@@ -350,6 +351,52 @@ async fn a_subscription_patch_keeps_the_matchers_status() {
         assert_eq!((row.status.as_str(), row.last_error), ("active", None));
         assert_eq!(row.confirmations, 4);
         assert!(!store.patch_subscription("sub_x", &release).await.unwrap());
+    })
+    .await;
+}
+
+/// Outcomes are written back by the row's `seq`, and a row changes only when its `id` is the
+/// outcome's too: an outcome carrying another row's `seq` changes neither row.
+#[tokio::test]
+async fn an_outcome_changes_the_row_with_its_seq_and_its_id_only() {
+    each_store(async |store: Store| {
+        let write = OutboxWrite {
+            deliveries: vec![delivery("msg_p"), delivery("msg_q")],
+            ..OutboxWrite::default()
+        };
+        let (inserted, stats) = store.write_batch(&write, 60_000).await.unwrap();
+        let seq_of = |id: &str| inserted.iter().find(|d| d.id == id).unwrap().seq;
+        let delivered = |id: &str, seq: i64| AttemptResult {
+            id: id.into(),
+            seq,
+            status: DeliveryStatus::Delivered,
+            attempts: 1,
+            next_attempt_at: now_ms(),
+            status_code: Some(200),
+            latency_ms: 1,
+            error: None,
+            response_body: None,
+            at: now_ms(),
+            attempted: true,
+            lease: stats.lease_until,
+            ordered: false,
+        };
+        store
+            .record_results(&[delivered("msg_p", seq_of("msg_q"))])
+            .await
+            .unwrap();
+        for id in ["msg_p", "msg_q"] {
+            let (row, _) = store.get_delivery(id).await.unwrap().unwrap();
+            assert_eq!(row.status, DeliveryStatus::Pending, "{id}");
+        }
+        store
+            .record_results(&[delivered("msg_q", seq_of("msg_q"))])
+            .await
+            .unwrap();
+        let (row, _) = store.get_delivery("msg_q").await.unwrap().unwrap();
+        assert_eq!((row.status, row.attempts), (DeliveryStatus::Delivered, 1));
+        let (row, _) = store.get_delivery("msg_p").await.unwrap().unwrap();
+        assert_eq!(row.status, DeliveryStatus::Pending, "untouched");
     })
     .await;
 }

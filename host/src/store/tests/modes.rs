@@ -179,6 +179,7 @@ async fn record(store: &Store, id: &str, status: &str) {
         .unwrap();
     let result = AttemptResult {
         id: id.into(),
+        seq: row.seq,
         status: status.parse().unwrap(),
         attempts: row.attempts + 1,
         next_attempt_at: now_ms() - 1,
