@@ -200,10 +200,20 @@ impl Store {
             // latency unchanged, BENCHMARKS.md). A crash may lose the last outcomes; their rows, still leased, are sent again
             // once the lease ends — what a crash between a send and its outcome does anyway
             // (at least once, the same `webhook-id`). Deliveries and cursors stay synchronous.
-            // Generic plans, as in the batch write (`outbox.rs`, `GENERIC_PLANS`).
+            // Generic plans, as in the batch write (`outbox.rs`, `GENERIC_PLANS`) — but a generic
+            // plan is made once per connection, from the table's statistics at that moment: made
+            // while `deliveries` was nearly empty, the update's was a hash join over a sequential
+            // scan of the whole table, kept as the table grew (`EXPLAIN ANALYZE` at 100K rows:
+            // 59 ms per execution; at 10K events/s on a fresh database the server fell behind
+            // within a minute, BENCHMARKS.md "Session of 2026-12-03 (second)"). Each outcome matches
+            // at most one row by a unique key, so an index lookup per outcome is the right plan at
+            // any size: the other join and scan methods are switched off for this transaction.
             sqlx::query(
                 "SELECT set_config('synchronous_commit', 'off', true), \
-                 set_config('plan_cache_mode', 'force_generic_plan', true)",
+                 set_config('plan_cache_mode', 'force_generic_plan', true), \
+                 set_config('enable_seqscan', 'off', true), \
+                 set_config('enable_hashjoin', 'off', true), \
+                 set_config('enable_mergejoin', 'off', true)",
             )
             .execute(&mut *tx)
             .await?;
