@@ -45,24 +45,29 @@ const GENERIC_PLANS: &str = "SELECT set_config('plan_cache_mode', 'force_generic
      set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
      set_config('enable_mergejoin', 'off', true)";
 
-/// `(id, seq)` of each row an `INSERT … RETURNING id, seq` returned.
+/// The rows an `INSERT … RETURNING id, seq` returned.
 pub(super) fn new_ids_and_seqs(
     rows: &[sqlx::any::AnyRow],
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
+) -> Result<Vec<InsertedDelivery>, sqlx::Error> {
     rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("seq")?)))
+        .map(|r| {
+            Ok(InsertedDelivery {
+                id: r.try_get("id")?,
+                seq: r.try_get("seq")?,
+            })
+        })
         .collect()
 }
 
-/// The `(seq, body)` rows for the deliveries an insert returned as new (`(id, seq)`), their
-/// bodies looked up by id among `bodies`; a replayed row (not returned) gets none.
+/// The `(seq, body)` rows for the deliveries an insert returned as new, their bodies looked up
+/// by id among `bodies`; a replayed row (not returned) gets none.
 pub(super) fn bodies_of_new<'b>(
-    new: &[(String, i64)],
+    new: &[InsertedDelivery],
     bodies: impl Iterator<Item = (&'b str, &'b str)>,
 ) -> Vec<(i64, &'b str)> {
     let by_id: HashMap<&str, &str> = bodies.collect();
     new.iter()
-        .filter_map(|(id, seq)| by_id.get(id.as_str()).map(|body| (*seq, *body)))
+        .filter_map(|d| by_id.get(d.id.as_str()).map(|body| (d.seq, *body)))
         .collect()
 }
 
@@ -329,17 +334,12 @@ impl Store {
             }
         }
         let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
-        let inserted = |new: Vec<(String, i64)>| -> Vec<InsertedDelivery> {
-            new.into_iter()
-                .map(|(id, seq)| InsertedDelivery { id, seq })
-                .collect()
-        };
         if with_bodies || new.is_empty() {
-            return Ok((inserted(new), 1));
+            return Ok((new, 1));
         }
         let rows = bodies_of_new(&new, chunk.iter().map(|d| (d.id.as_str(), d.body.as_str())));
         self.insert_bodies(tx, &rows).await?;
-        Ok((inserted(new), 2))
+        Ok((new, 2))
     }
 
     /// Inserts the bodies of new deliveries (`(seq, body)`), one statement.
