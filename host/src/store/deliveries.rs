@@ -1,6 +1,5 @@
 //! Delivery state: leasing due rows, writing attempt outcomes in batches, listing for the API.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use sqlx::AssertSqlSafe;
@@ -117,12 +116,19 @@ impl Store {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
+        // The body comes back with the row, looked up by its `seq` per claimed row (the primary
+        // key of `delivery_bodies`): one statement, and no plan that joins the claimed rows to
+        // the whole bodies table. A separate read joined to a list of seqs was planned once per
+        // connection while the table was small and kept scanning all of it (301 scans, 903K rows
+        // in a 30 s batched run, BENCHMARKS.md "Session of 2026-12-03 (third)"). A body is
+        // written with its row and never changes while the row is claimable.
         let sql = format!(
             "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries d \
              WHERE {unfinished} AND next_attempt_at <= $2 AND lease_until <= $2 \
              AND (d.ordering_key IS NULL OR NOT EXISTS ({earlier})) \
              ORDER BY next_attempt_at LIMIT $3 {lock}) \
-             RETURNING id, endpoint_id, seq, attempts, created_at, lease_until, ordering_key",
+             RETURNING id, endpoint_id, seq, attempts, created_at, lease_until, ordering_key, \
+             (SELECT b.body FROM delivery_bodies b WHERE b.seq = deliveries.seq) AS body",
             unfinished = *UNFINISHED,
             earlier = *EARLIER_IN_KEY,
         );
@@ -132,15 +138,11 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.writer)
             .await?;
-        let seqs: Vec<i64> = claimed.iter().map(|c| c.seq).collect();
-        let mut bodies = self.bodies(&seqs).await?;
         claimed
             .into_iter()
             .map(|c| {
                 Ok(DueDelivery {
-                    body: bodies
-                        .remove(&c.seq)
-                        .ok_or(StoreError::MissingBody(c.seq))?,
+                    body: c.body.ok_or(StoreError::MissingBody(c.seq))?,
                     id: c.id,
                     seq: c.seq,
                     endpoint_id: c.endpoint_id,
@@ -151,27 +153,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// The bodies of the deliveries `seqs` (a body is written once, with its row, and never
-    /// changes while the row is claimable, so reading it after the claim is safe).
-    async fn bodies(&self, seqs: &[i64]) -> Result<HashMap<i64, String>, StoreError> {
-        if seqs.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let list: Vec<serde_json::Value> = seqs
-            .iter()
-            .map(|seq| serde_json::json!({"seq": seq}))
-            .collect();
-        let source = self.json_rows(1, &[("seq", "bigint")]);
-        let sql = format!(
-            "SELECT b.seq, b.body FROM delivery_bodies b WHERE b.seq IN (SELECT j.seq FROM {source})"
-        );
-        let rows: Vec<(i64, String)> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(serde_json::Value::from(list).to_string())
-            .fetch_all(&self.writer)
-            .await?;
-        Ok(rows.into_iter().collect())
     }
 
     /// Writes a batch of attempt outcomes in one transaction: one UPDATE and one INSERT per
@@ -352,7 +333,7 @@ impl Store {
     }
 }
 
-/// A row the claim leased: its body is read next, by `seq`.
+/// A row the claim leased, with its body (`None` only if the body row is missing).
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
@@ -362,4 +343,5 @@ struct Claimed {
     created_at: i64,
     lease_until: i64,
     ordering_key: Option<String>,
+    body: Option<String>,
 }

@@ -264,7 +264,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, u64), StoreError> {
-        const COLUMNS: [(&str, Col); 12] = [
+        const COLUMNS: [(&str, Col); 11] = [
             ("id", Col::Text),
             ("subscription_id", Col::Text),
             ("endpoint_id", Col::Text),
@@ -276,7 +276,6 @@ impl Store {
             ("lease_until", Col::BigInt),
             ("at", Col::BigInt),
             ("ordering_key", Col::Text),
-            ("body", Col::Text),
         ];
         let insert = format!(
             "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
@@ -286,25 +285,15 @@ impl Store {
              FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq",
             pending = DeliveryStatus::Pending.sql()
         );
-        // PostgreSQL writes the new rows' bodies in the same statement (a data-modifying CTE):
-        // one round trip per chunk, as before bodies had their own table. SQLite has no such
-        // CTE: the bodies follow in a second statement.
-        let with_bodies = self.dialect == Dialect::Postgres;
-        let columns = if with_bodies {
-            &COLUMNS[..]
-        } else {
-            &COLUMNS[..11]
-        };
-        let mut query = Rows::new(self.dialect, columns, chunk.len(), |j| {
-            if with_bodies {
-                format!(
-                    "{j}, inserted AS ({insert}), bodies AS (INSERT INTO delivery_bodies (seq, body) \
-                     SELECT inserted.seq, j.body FROM inserted JOIN j ON j.id = inserted.id) \
-                     SELECT id, seq FROM inserted"
-                )
-            } else {
-                format!("{j} {insert}")
-            }
+        // The bodies follow in a second statement, for the rows the insert returned as new, on
+        // both stores. PostgreSQL once wrote them in the same statement (a data-modifying CTE
+        // joining the returned rows to the input by id), but the batch write switches hash and
+        // merge joins off (`GENERIC_PLANS`), and as a nested loop over the two CTEs that join
+        // copied every input row, body included, once per returned row: 512 × 512 rows for a
+        // full chunk, 8 % of the server's samples in `memmove` at 10K events/s (BENCHMARKS.md,
+        // "Session of 2026-12-03 (third)"). A second round trip costs less.
+        let mut query = Rows::new(self.dialect, &COLUMNS, chunk.len(), |j| {
+            format!("{j} {insert}")
         });
         for d in chunk {
             // New rows are leased to this process: it sends them from memory right away, and the
@@ -329,12 +318,9 @@ impl Store {
                 .bind(lease)
                 .bind(now)
                 .bind(d.ordering_key.as_deref());
-            if with_bodies {
-                query = query.bind(d.body.as_str());
-            }
         }
         let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
-        if with_bodies || new.is_empty() {
+        if new.is_empty() {
             return Ok((new, 1));
         }
         let rows = bodies_of_new(&new, chunk.iter().map(|d| (d.id.as_str(), d.body.as_str())));
