@@ -78,7 +78,7 @@ struct Shared {
 
 /// Where a job can go, once the store has had its say.
 enum Target {
-    Endpoint(EndpointRow),
+    Endpoint(Arc<EndpointRow>),
     /// Missing or disabled in the store itself: the delivery is dead, with this reason.
     Refused(String),
     /// The store could not be read: judge later.
@@ -216,7 +216,7 @@ impl Shared {
         let read =
             tokio::time::timeout(ENDPOINT_READ_TIMEOUT, self.store.get_endpoint(endpoint_id));
         match read.await {
-            Ok(Ok(Some(e))) if e.status == EndpointStatus::Enabled => Target::Endpoint(e),
+            Ok(Ok(Some(e))) if e.status == EndpointStatus::Enabled => Target::Endpoint(Arc::new(e)),
             Ok(Ok(Some(e))) => Target::Refused(format!("endpoint {} is disabled", e.id)),
             Ok(Ok(None)) => Target::Refused(format!("endpoint {endpoint_id} does not exist")),
             Ok(Err(error)) => {
@@ -285,9 +285,16 @@ impl Shared {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let breaker = breakers
-            .entry(endpoint_id.to_string())
-            .or_insert_with(|| Breaker::new(BreakerConfig::default()));
+        // Looked up before inserted: no key allocated on every attempt.
+        if !breakers.contains_key(endpoint_id) {
+            breakers.insert(
+                endpoint_id.to_string(),
+                Breaker::new(BreakerConfig::default()),
+            );
+        }
+        let Some(breaker) = breakers.get_mut(endpoint_id) else {
+            return f(&mut Breaker::new(BreakerConfig::default()));
+        };
         let value = f(breaker);
         let now = Instant::now();
         self.metrics

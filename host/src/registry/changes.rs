@@ -75,7 +75,7 @@ impl Registry {
             let mut endpoints = (**self.endpoints.borrow()).clone();
             for (id, row) in read.endpoints {
                 match row {
-                    Some(row) => endpoints.insert(id, row),
+                    Some(row) => endpoints.insert(id, Arc::new(row)),
                     None => endpoints.remove(&id),
                 };
             }

@@ -35,7 +35,8 @@ pub enum PluginLoadError {
     Compile(#[from] crate::plugin::ValidationError),
 }
 
-pub type Endpoints = Arc<HashMap<String, EndpointRow>>;
+/// Shared rows: a delivery takes its endpoint by reference count, not by copying its strings.
+pub type Endpoints = Arc<HashMap<String, Arc<EndpointRow>>>;
 
 #[derive(Clone)]
 pub struct Registry {
@@ -130,12 +131,12 @@ impl Registry {
     }
 
     async fn rebuild(&self) -> Result<(), StoreError> {
-        let endpoints: HashMap<String, EndpointRow> = self
+        let endpoints: HashMap<String, Arc<EndpointRow>> = self
             .store
             .list_endpoints()
             .await?
             .into_iter()
-            .map(|e| (e.id.clone(), e))
+            .map(|e| (e.id.clone(), Arc::new(e)))
             .collect();
         let rows = self.store.list_subscriptions().await?;
         let mut canaries: HashMap<String, CanaryRow> = self

@@ -223,6 +223,42 @@ async fn loopback_is_blocked_by_literal_and_by_name_without_allow_list() {
     assert_eq!(allowed.status, 200);
 }
 
+/// The client keeps endpoint URLs parsed after their first check; that must not let a refused
+/// literal through later, nor skip the check of a name's addresses at each connection.
+#[tokio::test]
+async fn a_remembered_url_is_still_refused_on_every_attempt() {
+    let addr = receiver().await;
+    let blocked = client(&[]);
+    let literal = format!("http://{addr}/echo");
+    let by_name = format!("http://localhost:{}/echo", addr.port());
+    for attempt in 0..3 {
+        for url in [&literal, &by_name] {
+            let error = blocked.post(url, &[], Bytes::new()).await.unwrap_err();
+            assert_eq!(
+                error.code(),
+                "blocked",
+                "attempt {attempt} to {url}: {error}"
+            );
+        }
+    }
+    let allowed = client(&["127.0.0.0/8"]);
+    for _ in 0..2 {
+        assert_eq!(
+            allowed
+                .post(&by_name, &[], Bytes::new())
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let error = allowed
+        .post("ftp://example.com/", &[], Bytes::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "invalid_url");
+}
+
 #[tokio::test]
 async fn metadata_address_is_blocked_before_any_connection() {
     let error = client(&[])

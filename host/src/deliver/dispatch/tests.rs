@@ -74,7 +74,12 @@ async fn dispatch(
     snapshot: Vec<EndpointRow>,
     jobs: Vec<DeliveryJob>,
 ) -> Vec<AttemptResult> {
-    let endpoints: Endpoints = Arc::new(snapshot.into_iter().map(|e| (e.id.clone(), e)).collect());
+    let endpoints: Endpoints = Arc::new(
+        snapshot
+            .into_iter()
+            .map(|e| (e.id.clone(), Arc::new(e)))
+            .collect(),
+    );
     let (_keep, endpoints) = watch::channel(endpoints);
     let settings = ClientSettings {
         allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
