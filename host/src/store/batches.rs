@@ -108,7 +108,7 @@ impl Store {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(&self.writer).await?;
         let sql = format!(
             "SELECT id FROM deliveries WHERE status = {FILLING} AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at LIMIT $2 {lock}"

@@ -114,7 +114,7 @@ impl Store {
         tally: &CanaryTally,
         examples: &[CanaryExample],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let updated = sqlx::query(
             "UPDATE canaries SET events_compared = events_compared + $2, same = same + $3, \
              only_live_kept = only_live_kept + $4, only_canary_kept = only_canary_kept + $5, \
@@ -171,7 +171,7 @@ impl Store {
 
     /// Discards a subscription's canary with its examples. False when it had none.
     pub async fn delete_canary(&self, subscription_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let deleted = delete_canary_in(&mut tx, subscription_id).await?;
         tx.commit().await?;
         Ok(deleted.is_some())
@@ -184,7 +184,7 @@ impl Store {
         &self,
         subscription_id: &str,
     ) -> Result<Option<CanaryRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let sql = format!("SELECT {CANARY_COLUMNS} FROM canaries WHERE subscription_id = $1");
         let row: Option<CanaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(subscription_id)

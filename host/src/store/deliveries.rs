@@ -173,7 +173,7 @@ impl Store {
             return Ok(0);
         }
         let mut statements = 0;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(&self.writer).await?;
         if self.dialect == Dialect::Postgres {
             // Outcomes do not wait for their own WAL flush (PostgreSQL flushes it within
             // `wal_writer_delay`): fewer fsyncs beside the batch write's (WAL syncs per 10 s at

@@ -39,7 +39,7 @@ impl Store {
         let chain = i64::try_from(chain_id).unwrap_or(i64::MAX);
         let confirmations = i64::try_from(chain_confirmations).unwrap_or(i64::MAX);
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(&self.writer).await?;
         let cancelled = cancel_orphans(&mut tx, chain).await?;
         // The bodies first: which rows are re-timed is decided by their old release block.
         let rewrite = format!(

@@ -196,6 +196,24 @@ impl Store {
         self
     }
 
+    /// Begins a transaction that will write, on `pool` (the writer or the pool). On SQLite it
+    /// takes the write lock at once (`BEGIN IMMEDIATE`), waiting for it under the busy timeout.
+    /// A deferred transaction that reads first and asks for the lock at its first write gets
+    /// `SQLITE_BUSY` at once, without waiting, whenever another connection holds the lock — the
+    /// checkpointer restarting the log (`wal.rs`), the writer for an admin change: at 20K
+    /// events/s the batch write failed that way 5–8 times per 10 s run, each a 100 ms retry
+    /// (BENCHMARKS.md, "Session of 2026-12-03 (third)"). PostgreSQL locks rows, not the
+    /// database: a plain `BEGIN`.
+    pub(super) async fn begin_write(
+        &self,
+        pool: &AnyPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => pool.begin().await?,
+        })
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

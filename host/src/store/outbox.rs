@@ -96,7 +96,7 @@ impl Store {
             lease_until: now + lease_ms,
             ..WriteStats::default()
         };
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(&self.writer).await?;
         if self.dialect == Dialect::Postgres {
             sqlx::query(GENERIC_PLANS).execute(&mut *tx).await?;
         }

@@ -69,7 +69,7 @@ impl Store {
     /// were never sent, and no subscription is left to say when they would be. Deliveries already
     /// due stay and are sent. Its canary goes too. False when it did not exist.
     pub async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write(&self.pool).await?;
         let result = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

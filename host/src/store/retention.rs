@@ -66,7 +66,7 @@ impl Store {
         }
         let ids = serde_json::Value::from(expired).to_string();
         let source = self.json_text_array(1);
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(&self.writer).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM delivery_attempts WHERE delivery_seq IN \
              (SELECT seq FROM deliveries WHERE id IN (SELECT value FROM {source}))"
