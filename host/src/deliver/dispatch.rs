@@ -286,16 +286,12 @@ impl Shared {
             Err(poisoned) => poisoned.into_inner(),
         };
         // Looked up before inserted: no key allocated on every attempt.
-        if !breakers.contains_key(endpoint_id) {
-            breakers.insert(
-                endpoint_id.to_string(),
-                Breaker::new(BreakerConfig::default()),
-            );
-        }
-        let Some(breaker) = breakers.get_mut(endpoint_id) else {
-            return f(&mut Breaker::new(BreakerConfig::default()));
+        let value = match breakers.get_mut(endpoint_id) {
+            Some(breaker) => f(breaker),
+            None => f(breakers
+                .entry(endpoint_id.to_string())
+                .or_insert_with(|| Breaker::new(BreakerConfig::default()))),
         };
-        let value = f(breaker);
         let now = Instant::now();
         self.metrics
             .breaker_open
