@@ -17,24 +17,16 @@ use super::check;
 use super::follow::ChainIngest;
 use super::rpc::Header;
 use crate::event::{ChainLog, WindowRow, Written};
-use crate::store::StoredBlock;
+use crate::store::{StoredBlock, StoredLogs};
 
-/// The stored form of an applied block and its matched logs (the node's objects, as received).
+/// The stored form of an applied block and its matched logs (the node's objects, as received,
+/// compressed).
 pub(super) fn stored(header: &Header, logs: &[Arc<ChainLog>]) -> StoredBlock {
-    let mut text = String::with_capacity(2 + logs.iter().map(|l| l.raw.len() + 1).sum::<usize>());
-    text.push('[');
-    for (i, log) in logs.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        text.push_str(&log.raw);
-    }
-    text.push(']');
     StoredBlock {
         number: i64::try_from(header.number).unwrap_or(i64::MAX),
         hash: format!("{:#x}", header.hash),
         parent_hash: format!("{:#x}", header.parent_hash),
-        logs: text,
+        logs: StoredLogs::of(logs.iter().map(|log| &*log.raw)),
     }
 }
 
@@ -56,7 +48,7 @@ pub(super) fn branch(rows: Vec<StoredBlock>, tip: B256, capacity: usize) -> Vec<
         let Ok((number, _)) = check::cursor(row.number, &row.hash) else {
             break;
         };
-        let logs = match parse_logs(&row.logs) {
+        let logs = match row.logs.text().as_deref().and_then(parse_logs) {
             Some(logs) => WindowLogs::Stored(logs.len()),
             None => WindowLogs::Dropped,
         };
@@ -174,11 +166,15 @@ impl ChainIngest {
                 WindowLogs::Stored(0) | WindowLogs::Dropped => continue,
                 WindowLogs::Stored(_) => {
                     let hash = format!("{:#x}", block.hash);
-                    let text = self
+                    let stored = self
                         .store
                         .chain_block_logs(self.chain.chain_id, &hash)
                         .await?;
-                    match text.as_deref().and_then(parse_logs) {
+                    match stored
+                        .and_then(|logs| logs.text())
+                        .as_deref()
+                        .and_then(parse_logs)
+                    {
                         Some(logs) => logs,
                         None => {
                             tracing::error!(chain = %self.chain.name, block = block.number, "the stored logs of an orphaned block are missing or unreadable; its delivered logs cannot be withdrawn");
@@ -266,7 +262,12 @@ mod tests {
     fn unreadable_stored_logs_are_reported_as_dropped() {
         let mut row = stored(&header(5, 5, 4), &[log(5)]);
         row.logs = "[{".into();
-        let blocks = branch(vec![row], B256::repeat_byte(5), 64);
-        assert!(blocks[0].logs_dropped());
+        let mut damaged = stored(&header(6, 6, 5), &[log(6)]);
+        if let StoredLogs::Lz4(bytes) = &mut damaged.logs {
+            bytes.truncate(bytes.len() / 2);
+        }
+        let blocks = branch(vec![row, damaged], B256::repeat_byte(6), 64);
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks.iter().all(|b| b.logs_dropped()));
     }
 }

@@ -46,7 +46,7 @@ pub use rows::MAX_ROWS as MAX_ROWS_PER_STATEMENT;
 pub use secrets::{SecretError, SecretKeys};
 pub use states::{DeliveryStatus, EndpointStatus, SubscriptionStatus, UnknownState};
 pub use tokens::{LiveToken, TokenRow};
-pub use window::StoredBlock;
+pub use window::{StoredBlock, StoredLogs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

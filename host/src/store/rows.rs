@@ -33,6 +33,7 @@ pub enum Col {
     Text,
     BigInt,
     Bool,
+    Bytes,
 }
 
 /// The padded row count for `rows` rows (at most [`MAX_ROWS`]).
@@ -110,6 +111,7 @@ impl<'q> Rows<'q> {
                     Col::Text => self.query.bind(None::<String>),
                     Col::BigInt => self.query.bind(None::<i64>),
                     Col::Bool => self.query.bind(None::<bool>),
+                    Col::Bytes => self.query.bind(None::<Vec<u8>>),
                 };
             }
         }

@@ -54,14 +54,14 @@ async fn each_store(check: impl AsyncFn(Store)) {
     }
 }
 
-fn chain_block(number: i64, hash: &str, logs: &str) -> ChainBlock {
+fn chain_block(number: i64, hash: &str, logs: StoredLogs) -> ChainBlock {
     ChainBlock {
         chain_id: 31337,
         block: StoredBlock {
             number,
             hash: hash.into(),
             parent_hash: format!("{:#x}", number - 1),
-            logs: logs.into(),
+            logs,
         },
     }
 }
@@ -124,11 +124,12 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             release_chains: vec![],
             resolved_parked: vec![],
             batch_events: vec![],
-            // Block 7 twice (applied again after a reorg back): the last copy is the one kept.
+            // Block 7 twice (applied again after a reorg back): the last copy is the one kept,
+            // here a text row replacing a compressed one.
             chain_blocks: vec![
-                chain_block(6, "0xa6", "[]"),
-                chain_block(7, "0xab", "[1]"),
-                chain_block(7, "0xab", "[2]"),
+                chain_block(6, "0xa6", StoredLogs::of([r#"{"a":1}"#, "2"].into_iter())),
+                chain_block(7, "0xab", StoredLogs::of(["1"].into_iter())),
+                chain_block(7, "0xab", "[2]".into()),
             ],
         };
         let (inserted, stats) = store.write_batch(&write, 60_000).await.unwrap();
@@ -136,12 +137,26 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
         // Deliveries, their bodies, the stored window's blocks, parked events, the cursor.
         assert_eq!(stats.statements, 5);
         let stored = store.chain_blocks(31337, 6, 7).await.unwrap();
-        let mut got: Vec<(i64, &str, &str)> = stored
+        let mut got: Vec<(i64, &str, Option<String>, bool)> = stored
             .iter()
-            .map(|b| (b.number, b.hash.as_str(), b.logs.as_str()))
+            .map(|b| {
+                let compressed = matches!(b.logs, StoredLogs::Lz4(_));
+                (b.number, b.hash.as_str(), b.logs.text(), compressed)
+            })
             .collect();
         got.sort();
-        assert_eq!(got, vec![(6, "0xa6", "[]"), (7, "0xab", "[2]")]);
+        assert_eq!(
+            got,
+            vec![
+                (6, "0xa6", Some(r#"[{"a":1},2]"#.into()), true),
+                (7, "0xab", Some("[2]".into()), false)
+            ]
+        );
+        let logs = store.chain_block_logs(31337, "0xa6").await.unwrap();
+        assert_eq!(
+            logs.and_then(|l| l.text()).as_deref(),
+            Some(r#"[{"a":1},2]"#)
+        );
         // A replay of the same batch creates nothing new.
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty());

@@ -10,24 +10,130 @@ use super::outbox::{Tx, WriteStats};
 use super::rows::{Col, MAX_ROWS, Rows};
 use super::{ChainBlock, Store, StoreError};
 
-const BLOCK_COLUMNS: [(&str, Col); 5] = [
+const BLOCK_COLUMNS: [(&str, Col); 6] = [
     ("chain_id", Col::BigInt),
     ("block_hash", Col::Text),
     ("block_number", Col::BigInt),
     ("parent_hash", Col::Text),
     ("logs", Col::Text),
+    ("logs_lz4", Col::Bytes),
 ];
 
-/// One stored block: its header links and the matched logs it carried (a JSON array of the
-/// node's log objects).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// One stored block: its header links and the matched logs it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlock {
-    #[sqlx(rename = "block_number")]
     pub number: i64,
-    #[sqlx(rename = "block_hash")]
     pub hash: String,
     pub parent_hash: String,
-    pub logs: String,
+    pub logs: StoredLogs,
+}
+
+/// A stored block's matched logs: a JSON array of the node's log objects, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredLogs {
+    /// LZ4-compressed, its length first (column `logs_lz4`): what the host writes — about a
+    /// fifth of the text.
+    Lz4(Vec<u8>),
+    /// The text itself (column `logs`): rows written before migration 0014.
+    Text(String),
+}
+
+/// The largest decompressed logs a stored row may claim: far above any block's matched logs,
+/// and a bound on what a damaged row can make the host allocate.
+const MAX_LOGS_TEXT: u64 = 1 << 30;
+
+impl StoredLogs {
+    /// The JSON array of `objects` (each one log object's text), compressed.
+    pub fn of<'a>(objects: impl Iterator<Item = &'a str> + Clone) -> StoredLogs {
+        StoredLogs::Lz4(lz4_flex::compress_prepend_size(
+            json_array(objects).as_bytes(),
+        ))
+    }
+
+    /// The JSON array's text; `None` when a compressed row cannot be read.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            StoredLogs::Text(text) => Some(text.clone()),
+            StoredLogs::Lz4(bytes) => decompress(bytes),
+        }
+    }
+
+    /// The bytes the row holds (what a batch's memory budget counts).
+    pub fn len(&self) -> usize {
+        match self {
+            StoredLogs::Lz4(bytes) => bytes.len(),
+            StoredLogs::Text(text) => text.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The row's `logs` and `logs_lz4` columns.
+    fn columns(&self) -> (&str, Option<&[u8]>) {
+        match self {
+            StoredLogs::Lz4(bytes) => ("", Some(bytes)),
+            StoredLogs::Text(text) => (text, None),
+        }
+    }
+
+    fn from_columns(logs: String, logs_lz4: Option<Vec<u8>>) -> StoredLogs {
+        match logs_lz4 {
+            Some(bytes) => StoredLogs::Lz4(bytes),
+            None => StoredLogs::Text(logs),
+        }
+    }
+}
+
+impl From<&str> for StoredLogs {
+    fn from(text: &str) -> StoredLogs {
+        StoredLogs::Text(text.to_string())
+    }
+}
+
+fn json_array<'a>(objects: impl Iterator<Item = &'a str> + Clone) -> String {
+    let mut text = String::with_capacity(2 + objects.clone().map(|o| o.len() + 1).sum::<usize>());
+    text.push('[');
+    for (i, object) in objects.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(object);
+    }
+    text.push(']');
+    text
+}
+
+/// The text of an LZ4 row; `None` when it is damaged or claims an absurd size.
+fn decompress(bytes: &[u8]) -> Option<String> {
+    let size: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    if u64::from(u32::from_le_bytes(size)) > MAX_LOGS_TEXT {
+        return None;
+    }
+    let text = lz4_flex::decompress_size_prepended(bytes).ok()?;
+    String::from_utf8(text).ok()
+}
+
+/// A `chain_blocks` row as read.
+#[derive(sqlx::FromRow)]
+struct BlockRow {
+    block_number: i64,
+    block_hash: String,
+    parent_hash: String,
+    logs: String,
+    logs_lz4: Option<Vec<u8>>,
+}
+
+impl From<BlockRow> for StoredBlock {
+    fn from(row: BlockRow) -> StoredBlock {
+        StoredBlock {
+            number: row.block_number,
+            hash: row.block_hash,
+            parent_hash: row.parent_hash,
+            logs: StoredLogs::from_columns(row.logs, row.logs_lz4),
+        }
+    }
 }
 
 impl Store {
@@ -39,16 +145,19 @@ impl Store {
         chain_id: u64,
         block: &StoredBlock,
     ) -> Result<(), StoreError> {
+        let (logs, logs_lz4) = block.logs.columns();
         sqlx::query(
-            "INSERT INTO chain_blocks (chain_id, block_hash, block_number, parent_hash, logs) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
-             block_number = excluded.block_number, parent_hash = excluded.parent_hash, logs = excluded.logs",
+            "INSERT INTO chain_blocks (chain_id, block_hash, block_number, parent_hash, logs, logs_lz4) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
+             block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
+             logs = excluded.logs, logs_lz4 = excluded.logs_lz4",
         )
         .bind(chain_id as i64)
         .bind(&block.hash)
         .bind(block.number)
         .bind(&block.parent_hash)
-        .bind(&block.logs)
+        .bind(logs)
+        .bind(logs_lz4)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -72,20 +181,24 @@ impl Store {
         for chunk in unique.chunks(MAX_ROWS) {
             let mut query = Rows::new(self.dialect, &BLOCK_COLUMNS, chunk.len(), |j| {
                 format!(
-                    "{j} INSERT INTO chain_blocks (chain_id, block_hash, block_number, parent_hash, logs) \
-                     SELECT j.chain_id, j.block_hash, j.block_number, j.parent_hash, j.logs FROM j \
-                     WHERE j.block_hash IS NOT NULL ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
+                    "{j} INSERT INTO chain_blocks \
+                     (chain_id, block_hash, block_number, parent_hash, logs, logs_lz4) \
+                     SELECT j.chain_id, j.block_hash, j.block_number, j.parent_hash, j.logs, \
+                     j.logs_lz4 FROM j WHERE j.block_hash IS NOT NULL \
+                     ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
                      block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
-                     logs = excluded.logs"
+                     logs = excluded.logs, logs_lz4 = excluded.logs_lz4"
                 )
             });
             for b in chunk {
+                let (logs, logs_lz4) = b.block.logs.columns();
                 query = query
                     .bind(b.chain_id)
                     .bind(b.block.hash.as_str())
                     .bind(b.block.number)
                     .bind(b.block.parent_hash.as_str())
-                    .bind(b.block.logs.as_str());
+                    .bind(logs)
+                    .bind(logs_lz4);
             }
             query.finish().execute(&mut **tx).await?;
             stats.statements += 1;
@@ -100,30 +213,32 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<StoredBlock>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT block_number, block_hash, parent_hash, logs FROM chain_blocks \
+        let rows: Vec<BlockRow> = sqlx::query_as(
+            "SELECT block_number, block_hash, parent_hash, logs, logs_lz4 FROM chain_blocks \
              WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
         )
         .bind(chain_id as i64)
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().map(StoredBlock::from).collect())
     }
 
-    /// The stored matched logs (a JSON array) of one block of `chain_id`, by hash.
+    /// The stored matched logs of one block of `chain_id`, by hash.
     pub async fn chain_block_logs(
         &self,
         chain_id: u64,
         hash: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT logs FROM chain_blocks WHERE chain_id = $1 AND block_hash = $2")
-                .bind(chain_id as i64)
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(logs,)| logs))
+    ) -> Result<Option<StoredLogs>, StoreError> {
+        let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT logs, logs_lz4 FROM chain_blocks WHERE chain_id = $1 AND block_hash = $2",
+        )
+        .bind(chain_id as i64)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(logs, logs_lz4)| StoredLogs::from_columns(logs, logs_lz4)))
     }
 
     /// Deletes the stored blocks of `chain_id` below height `below`; returns how many.
@@ -135,5 +250,42 @@ impl Store {
                 .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_logs_read_back_as_the_json_array_they_were_made_from() {
+        let objects: Vec<String> = (0..500)
+            .map(|i| format!(r#"{{"logIndex":"{i:#x}","data":"0x{}"}}"#, "00".repeat(32)))
+            .collect();
+        let logs = StoredLogs::of(objects.iter().map(String::as_str));
+        let text = json_array(objects.iter().map(String::as_str));
+        assert!(matches!(logs, StoredLogs::Lz4(_)));
+        assert!(
+            logs.len() * 4 < text.len(),
+            "{} of {}",
+            logs.len(),
+            text.len()
+        );
+        assert_eq!(logs.text(), Some(text));
+        assert_eq!(
+            StoredLogs::of(std::iter::empty()).text().as_deref(),
+            Some("[]")
+        );
+    }
+
+    #[test]
+    fn a_damaged_compressed_row_reads_as_unreadable() {
+        assert_eq!(StoredLogs::Lz4(b"[not lz4]".to_vec()).text(), None);
+        assert_eq!(StoredLogs::Lz4(Vec::new()).text(), None);
+        // A length far above any block's logs is refused before anything is allocated.
+        assert_eq!(
+            StoredLogs::Lz4(vec![0xff, 0xff, 0xff, 0x7f, 0]).text(),
+            None
+        );
     }
 }
