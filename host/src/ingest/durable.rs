@@ -171,7 +171,8 @@ impl ChainIngest {
                         .chain_block_logs(self.chain.chain_id, &hash)
                         .await?;
                     match stored
-                        .and_then(|logs| logs.text())
+                        .as_ref()
+                        .and_then(StoredLogs::text)
                         .as_deref()
                         .and_then(parse_logs)
                     {

@@ -141,7 +141,12 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             .iter()
             .map(|b| {
                 let compressed = matches!(b.logs, StoredLogs::Lz4(_));
-                (b.number, b.hash.as_str(), b.logs.text(), compressed)
+                (
+                    b.number,
+                    b.hash.as_str(),
+                    b.logs.text().map(|t| t.into_owned()),
+                    compressed,
+                )
             })
             .collect();
         got.sort();
@@ -154,7 +159,7 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
         );
         let logs = store.chain_block_logs(31337, "0xa6").await.unwrap();
         assert_eq!(
-            logs.and_then(|l| l.text()).as_deref(),
+            logs.as_ref().and_then(StoredLogs::text).as_deref(),
             Some(r#"[{"a":1},2]"#)
         );
         // A replay of the same batch creates nothing new.

@@ -4,6 +4,7 @@
 //! by walking parent hashes back from the cursor's block (orphaned rows are ignored, and pruned by
 //! height later).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::outbox::{Tx, WriteStats};
@@ -50,11 +51,12 @@ impl StoredLogs {
         ))
     }
 
-    /// The JSON array's text; `None` when a compressed row cannot be read.
-    pub fn text(&self) -> Option<String> {
+    /// The JSON array's text (borrowed from a text row); `None` when a compressed row cannot
+    /// be read.
+    pub fn text(&self) -> Option<Cow<'_, str>> {
         match self {
-            StoredLogs::Text(text) => Some(text.clone()),
-            StoredLogs::Lz4(bytes) => decompress(bytes),
+            StoredLogs::Text(text) => Some(Cow::Borrowed(text)),
+            StoredLogs::Lz4(bytes) => decompress(bytes).map(Cow::Owned),
         }
     }
 
@@ -271,7 +273,7 @@ mod tests {
             logs.len(),
             text.len()
         );
-        assert_eq!(logs.text(), Some(text));
+        assert_eq!(logs.text().as_deref(), Some(text.as_str()));
         assert_eq!(
             StoredLogs::of(std::iter::empty()).text().as_deref(),
             Some("[]")
@@ -280,8 +282,8 @@ mod tests {
 
     #[test]
     fn a_damaged_compressed_row_reads_as_unreadable() {
-        assert_eq!(StoredLogs::Lz4(b"[not lz4]".to_vec()).text(), None);
-        assert_eq!(StoredLogs::Lz4(Vec::new()).text(), None);
+        assert!(StoredLogs::Lz4(b"[not lz4]".to_vec()).text().is_none());
+        assert!(StoredLogs::Lz4(Vec::new()).text().is_none());
         // A length far above any block's logs is refused before anything is allocated.
         assert_eq!(
             StoredLogs::Lz4(vec![0xff, 0xff, 0xff, 0x7f, 0]).text(),
