@@ -32,6 +32,20 @@ impl Store {
         cutoffs: &Cutoffs,
         after_seq: i64,
     ) -> Result<(u64, Option<i64>), StoreError> {
+        let (expired, next) = self.expired_deliveries(cutoffs, after_seq).await?;
+        if expired.is_empty() {
+            return Ok((0, next));
+        }
+        Ok((self.delete_finished(&expired).await?, next))
+    }
+
+    /// The ids of the expired finished deliveries among the `PRUNE_CHUNK` after `after_seq`, and
+    /// where the next chunk starts (see [`Store::prune_deliveries_chunk`]).
+    pub(super) async fn expired_deliveries(
+        &self,
+        cutoffs: &Cutoffs,
+        after_seq: i64,
+    ) -> Result<(Vec<String>, Option<i64>), StoreError> {
         let oldest_kept = cutoffs.delivered_before.max(cutoffs.dead_before);
         /// The status stays text here: a state this build does not know is kept, not an error.
         #[derive(sqlx::FromRow)]
@@ -51,47 +65,55 @@ impl Store {
         .await?;
         let reached_recent = rows.iter().any(|r| r.created_at >= oldest_kept);
         let next = rows.last().map(|r| r.seq).filter(|_| !reached_recent);
-        let expired: Vec<&str> = rows
-            .iter()
+        let expired = rows
+            .into_iter()
             .filter(|r| match r.status.parse() {
                 Ok(DeliveryStatus::Delivered) => r.created_at < cutoffs.delivered_before,
                 Ok(DeliveryStatus::Dead) => r.created_at < cutoffs.dead_before,
                 // Unfinished rows, and any state this build does not know, are kept.
                 _ => false,
             })
-            .map(|r| r.id.as_str())
+            .map(|r| r.id)
             .collect();
-        if expired.is_empty() {
-            return Ok((0, next));
-        }
-        let ids = serde_json::Value::from(expired).to_string();
+        Ok((expired, next))
+    }
+
+    /// Deletes the deliveries among `ids` that are still finished, then the attempts and batch
+    /// events of exactly those. The rows were read outside this transaction: one that a manual
+    /// retry turned back to pending meanwhile stays, with its attempt log. The deliveries go
+    /// first so that the row a concurrent retry holds is judged under its lock, not before it.
+    pub(super) async fn delete_finished(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let ids = serde_json::Value::from(ids).to_string();
         let source = self.json_text_array(1);
         let mut tx = self.begin_write(&self.writer).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM delivery_attempts WHERE delivery_seq IN \
-             (SELECT seq FROM deliveries WHERE id IN (SELECT value FROM {source}))"
-        )))
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        // A sealed batch's body is whole; its events were kept only to recognise a replay.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM batch_events WHERE delivery_id IN (SELECT value FROM {source})"
-        )))
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        // A row that turned back to pending meanwhile (a manual retry) stays.
-        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM deliveries WHERE id IN (SELECT value FROM {source}) AND status IN {}",
+        let gone: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM deliveries WHERE id IN (SELECT value FROM {source}) AND status IN {} \
+             RETURNING seq, id",
             DeliveryStatus::sql_in(&[DeliveryStatus::Delivered, DeliveryStatus::Dead])
         )))
         .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let count = gone.len() as u64;
+        if count > 0 {
+            let (seqs, ids): (Vec<i64>, Vec<String>) = gone.into_iter().unzip();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM delivery_attempts WHERE delivery_seq IN \
+                 (SELECT CAST(value AS BIGINT) FROM {source})"
+            )))
+            .bind(serde_json::Value::from(seqs).to_string())
+            .execute(&mut *tx)
+            .await?;
+            // A sealed batch's body is whole; its events were kept only to recognise a replay.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM batch_events WHERE delivery_id IN (SELECT value FROM {source})"
+            )))
+            .bind(serde_json::Value::from(ids).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok((deleted, next))
+        Ok(count)
     }
 
     /// Deletes up to `PRUNE_CHUNK` parked events created before `before`, oldest first.

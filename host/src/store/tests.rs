@@ -162,6 +162,13 @@ async fn a_batch_write_is_idempotent_and_moves_the_cursor() {
             logs.as_ref().and_then(StoredLogs::text).as_deref(),
             Some(r#"[{"a":1},2]"#)
         );
+        let mut links = store.chain_block_links(31337, 6, 7).await.unwrap();
+        links.sort();
+        let links: Vec<(i64, &str, &str)> = links
+            .iter()
+            .map(|(n, hash, parent)| (*n, hash.as_str(), parent.as_str()))
+            .collect();
+        assert_eq!(links, [(6, "0xa6", "0x5"), (7, "0xab", "0x6")]);
         // A replay of the same batch creates nothing new.
         let (again, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert!(again.is_empty());
@@ -576,6 +583,7 @@ mod delivery_state;
 mod fencing;
 mod modes;
 mod parked;
+mod retention;
 mod secrets;
 mod states;
 mod wal;

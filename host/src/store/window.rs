@@ -227,6 +227,25 @@ impl Store {
         Ok(rows.into_iter().map(StoredBlock::from).collect())
     }
 
+    /// The header links (height, hash, parent hash) of the stored blocks of `chain_id` from
+    /// `from` to `to`, every branch, without their logs: for walking a branch.
+    pub async fn chain_block_links(
+        &self,
+        chain_id: u64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT block_number, block_hash, parent_hash FROM chain_blocks \
+             WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
+        )
+        .bind(chain_id as i64)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The stored matched logs of one block of `chain_id`, by hash.
     pub async fn chain_block_logs(
         &self,

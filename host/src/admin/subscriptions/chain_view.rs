@@ -37,12 +37,13 @@ impl ChainView {
             });
         };
         let window = crate::ingest::REORG_WINDOW as i64;
-        let blocks = store
-            .chain_blocks(chain_id, cursor.block_number - window, cursor.block_number)
+        // Links only: the blocks' logs are not needed to walk the branch.
+        let links = store
+            .chain_block_links(chain_id, cursor.block_number - window, cursor.block_number)
             .await?;
-        let by_hash: HashMap<&str, (i64, &str)> = blocks
+        let by_hash: HashMap<&str, (i64, &str)> = links
             .iter()
-            .map(|b| (b.hash.as_str(), (b.number, b.parent_hash.as_str())))
+            .map(|(number, hash, parent)| (hash.as_str(), (*number, parent.as_str())))
             .collect();
         let mut canonical = HashMap::new();
         let mut hash = cursor.block_hash.as_str();
