@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Whole-process load benchmarks of the `pipeline` binary (release build), one command from a clean
+# Whole-process load benchmarks of the `pipeline` binary (the `dist` build: release + LTO, what the
+# Dockerfile ships), one command from a clean
 # checkout:   scripts/bench.sh [quick|modes]   (modes: only the delivery-mode scenarios)
 #
 # For each scenario the harness (host/benches/load.rs, a separate process from the host) runs the dev
@@ -25,6 +26,10 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 
 cargo build --release --target wasm32-unknown-unknown -p erc20-transfers
 cargo bench --no-run -p pipeline-host --bench load
+# The host under test is the shipped build (Cargo.toml, `[profile.dist]`); the harness is only the
+# other process. PIPELINE_LOAD_BIN set by the caller wins (A/B runs of another build).
+cargo build --profile dist -p pipeline-host --bin pipeline
+export PIPELINE_LOAD_BIN="${PIPELINE_LOAD_BIN:-$ROOT/target/dist/pipeline}"
 
 fresh_pg() { # a new, empty database per PostgreSQL run
     local db="pipeline_bench_${1//-/_}"
