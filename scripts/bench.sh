@@ -29,7 +29,7 @@ cargo bench --no-run -p pipeline-host --bench load
 # The host under test is the shipped build (Cargo.toml, `[profile.dist]`); the harness is only the
 # other process. PIPELINE_LOAD_BIN set by the caller wins (A/B runs of another build).
 cargo build --profile dist -p pipeline-host --bin pipeline
-export PIPELINE_LOAD_BIN="${PIPELINE_LOAD_BIN:-$ROOT/target/dist/pipeline}"
+export PIPELINE_LOAD_BIN="${PIPELINE_LOAD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/dist/pipeline}"
 
 fresh_pg() { # a new, empty database per PostgreSQL run
     local db="pipeline_bench_${1//-/_}"
