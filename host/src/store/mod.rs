@@ -112,8 +112,12 @@ pub struct Store {
 }
 
 /// SQLite page cache of the writer connection (KiB): the deliveries table's recent pages and its
-/// indexes, which every batch write and every recorded outcome touch.
-const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
+/// indexes, which every batch write and every recorded outcome touch. 4 MiB, down from 8: with
+/// rows appended by `seq` the hot pages are few, and the cache filled to its bound within seconds
+/// at 5K events/s — peak anonymous memory 26.4–27.1 → 21.3–23.0 MB with host CPU per webhook
+/// unchanged (113–133 against 121–132 µs); at 10K, on a machine in a slow stretch, each size fell
+/// behind in some runs (4 MiB 1 of 4, 8 MiB 3 of 4; BENCHMARKS.md, "Session of 2026-12-03 (fifth)").
+const SQLITE_WRITER_CACHE_KIB: u32 = 4 * 1024;
 
 /// Where the writer's temporary data lives: `MEMORY`. Every many-row statement of the hot path
 /// (the batch insert, the outcome update) runs inside a transaction and may abort on a
