@@ -477,6 +477,28 @@ async fn every_postgres_session_has_statement_lock_and_idle_timeouts_and_no_jit(
     holder.rollback().await.unwrap();
 }
 
+/// Gives delivery `id` a status and creation time, no lease, and one attempt made at that time.
+async fn aged_with_an_attempt(store: &Store, id: &str, status: &str, created_at: i64) {
+    sqlx::query(
+        "UPDATE deliveries SET status = $1, created_at = $2, lease_until = 0 WHERE id = $3",
+    )
+    .bind(status)
+    .bind(created_at)
+    .bind(id)
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_seq, attempt, latency_ms, created_at) \
+         SELECT seq, 1, 5, $2 FROM deliveries WHERE id = $1",
+    )
+    .bind(id)
+    .bind(created_at)
+    .execute(&store.pool)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
     each_store(async |store: Store| {
@@ -514,22 +536,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
             ("msg_old_pending", "retrying", 100),
             ("msg_new_ok", "delivered", 1),
         ] {
-            sqlx::query("UPDATE deliveries SET status = $1, created_at = $2 WHERE id = $3")
-                .bind(status)
-                .bind(now - age * day)
-                .bind(id)
-                .execute(&store.pool)
-                .await
-                .unwrap();
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_seq, attempt, latency_ms, created_at) \
-                 SELECT seq, 1, 5, $2 FROM deliveries WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now - age * day)
-            .execute(&store.pool)
-            .await
-            .unwrap();
+            aged_with_an_attempt(&store, id, status, now - age * day).await;
         }
         sqlx::query("UPDATE parked_events SET created_at = $1 WHERE log = '{\"old\":1}'")
             .bind(now - 100 * day)

@@ -11,21 +11,7 @@ async fn two_expired(store: &Store) -> i64 {
     store.write_batch(&write, 60_000).await.unwrap();
     let old = super::super::now_ms() - 40 * 86_400_000;
     for id in ["msg_gone", "msg_retried"] {
-        sqlx::query("UPDATE deliveries SET status = 'delivered', lease_until = 0, created_at = $1 WHERE id = $2")
-            .bind(old)
-            .bind(id)
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_seq, attempt, latency_ms, created_at) \
-             SELECT seq, 1, 5, $2 FROM deliveries WHERE id = $1",
-        )
-        .bind(id)
-        .bind(old)
-        .execute(&store.pool)
-        .await
-        .unwrap();
+        aged_with_an_attempt(store, id, "delivered", old).await;
     }
     super::super::now_ms()
 }
