@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# Pipeline host: a static-ish release binary (profile `dist`: release + LTO) on a slim Debian base. The example plugins are built
-# too and shipped in /opt/pipeline/plugins so they can be uploaded from inside the container.
+# Pipeline host: a static-ish release binary (profile `dist`: release + LTO) on a slim Debian
+# base. The example plugins are built too and shipped in /opt/pipeline/plugins so they can be
+# uploaded from inside the container.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
