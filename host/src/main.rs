@@ -135,7 +135,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    // Before any thread exists: the allocator's arena count (`malloc.rs`).
+    // Before any thread exists: the allocator's arena count and mmap threshold (`malloc.rs`).
     pipeline_host::malloc::tune();
     let cli = Cli::parse();
     // The host compiles uploaded plugins by running this executable again (`plugin/compiler.rs`).

@@ -102,7 +102,7 @@ pub struct Store {
     /// The hot path's writes (batch writes, attempt outcomes, claims). On SQLite one connection:
     /// writers never wait in SQLite's busy handler (which sleeps in steps of milliseconds), and
     /// its page cache stays warm, where every commit from another connection would empty it. On
-    /// PostgreSQL the same pool as everything else.
+    /// PostgreSQL a pool of its own of [`POSTGRES_WRITER_CONNECTIONS`].
     writer: AnyPool,
     dialect: Dialect,
     /// The epoch this process took per chain it locked (`fence.rs`).
@@ -110,6 +110,16 @@ pub struct Store {
     /// Endpoint secrets are sealed under these on write and opened on read (`secrets.rs`).
     secrets: SecretKeys,
 }
+
+/// Connections of PostgreSQL's writer pool. The hot path's many-row statements have up to
+/// 512 × 12 parameters, and sqlx keeps, per connection, each prepared statement with its text and
+/// one type per parameter (a few hundred KB for the largest shapes; `rows.rs` pads to 7 sizes per
+/// statement). Spread over the 16 connections of the shared pool, those copies were ~16 MB of the
+/// host's heap at a 10K events/s peak (heaptrack: `PgConnection::get_or_prepare` and the statement
+/// cache, the largest holders at the peak; BENCHMARKS.md "Session of 2026-12-03 (sixth)"). The
+/// hot path's writers (batch write, outcomes, claims, the sealer) are a few tasks, each writing
+/// one transaction at a time, so four connections serve them.
+const POSTGRES_WRITER_CONNECTIONS: u32 = 4;
 
 /// SQLite page cache of the writer connection (KiB): the deliveries table's recent pages and its
 /// indexes, which every batch write and every recorded outcome touch. 4 MiB, down from 8: with
@@ -170,7 +180,12 @@ impl Store {
             .connect(&url)
             .await?;
         let writer = match dialect {
-            Dialect::Postgres => pool.clone(),
+            Dialect::Postgres => {
+                pool_options(dialect, &session)
+                    .max_connections(POSTGRES_WRITER_CONNECTIONS)
+                    .connect(&url)
+                    .await?
+            }
             // Checkpoints are the checkpointer's (`checkpoint`), not the committing writer's: an
             // automatic checkpoint inside a commit copies and syncs megabytes on the hot path.
             // Statement journals in memory (`temp_store = MEMORY`): see [`SQLITE_WRITER_TEMP_STORE`].
