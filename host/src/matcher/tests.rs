@@ -106,6 +106,41 @@ async fn a_plain_subscription_gets_the_design_body_and_a_stable_id() {
     assert_ne!(B256::ZERO, log.block_hash);
 }
 
+/// Ids sort by block (bytewise, as both stores' indexes compare them), keep the length of 36
+/// characters, and still differ for every log of a block.
+#[test]
+fn delivery_ids_sort_by_block_and_differ_within_one() {
+    let log = ChainLog::from_json(TRANSFER).unwrap();
+    let id = delivery_id("sub_a", 1, &log, EventType::Log);
+    assert_eq!(id.len(), 36, "{id}");
+    assert!(id.starts_with("msg_000000076250"), "{id}");
+    assert!(
+        id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    let at = |number: u64, index: u64| {
+        let mut log = log.clone();
+        log.block_number = number;
+        log.log_index = index;
+        delivery_id("sub_a", 1, &log, EventType::Log)
+    };
+    let ids: Vec<String> = [(9, 0), (10, 5), (10, 0), (255, 1), (256, 0), (1 << 40, 0)]
+        .iter()
+        .map(|&(n, i)| at(n, i))
+        .collect();
+    for pair in [(0, 1), (0, 2), (2, 3), (1, 3), (3, 4), (4, 5)] {
+        assert!(
+            ids[pair.0] < ids[pair.1],
+            "{} !< {}",
+            ids[pair.0],
+            ids[pair.1]
+        );
+    }
+    let one_block: std::collections::HashSet<String> = (0..1000).map(|i| at(7, i)).collect();
+    assert_eq!(one_block.len(), 1000);
+}
+
 /// The batch's write with the results of its calls that outlived the matcher's patience folded
 /// in: on a loaded machine a call may take longer than 20 ms and arrive as a straggler, which is
 /// correct behaviour and not what a test of outcomes should depend on.
