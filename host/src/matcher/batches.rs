@@ -75,7 +75,9 @@ pub fn finish_block_batches(matched: &mut MatchedBatch, chain_confirmations: imp
             release_block: (held && event.event_type == EventType::Log)
                 .then(|| db_int(event.log.block_number.saturating_add(extra))),
             supersedes: (held && event.event_type == EventType::LogRemoved)
-                .then(|| block_batch_id(&sub.id, event.chain_id, hash, EventType::Log.as_str())),
+                .then(|| block_batch_id(&sub.id, event.chain_id, hash, EventType::Log.as_str()))
+                .into_iter()
+                .collect(),
             ordering_key: ordering_key(sub, &event.log),
             id,
         };

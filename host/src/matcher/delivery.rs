@@ -34,8 +34,11 @@ pub fn new_delivery(
         body,
         release_block: (held && event.event_type == EventType::Log)
             .then(|| db_int(event.log.block_number.saturating_add(extra))),
-        supersedes: (held && event.event_type == EventType::LogRemoved)
-            .then(|| delivery_id(&sub.id, event.chain_id, &event.log, EventType::Log)),
+        supersedes: if held && event.event_type == EventType::LogRemoved {
+            held_log_ids(&sub.id, event.chain_id, &event.log)
+        } else {
+            Vec::new()
+        },
         ordering_key: ordering_key(sub, &event.log),
         id,
     }
@@ -58,18 +61,41 @@ pub fn delivery_id(
     log: &ChainLog,
     event_type: EventType,
 ) -> String {
+    let digest = id_digest(subscription_id, chain_id, log, event_type);
+    block_first(log.block_number, &digest)
+}
+
+fn block_first(block_number: u64, digest: &[u8]) -> String {
+    let hash = digest.get(..ID_HASH_BYTES).unwrap_or(digest);
+    format!("msg_{block_number:012x}{}", hex::encode(hash))
+}
+
+/// The ids the held `log` delivery of `log` may be stored under: this version's, and the form
+/// versions before 2026-12-04 wrote (`msg_` and 32 hex digits of the same hash). A delivery held
+/// for confirmations across an upgrade is then still cancelled by its `log.removed`, instead of
+/// being sent after its removal.
+fn held_log_ids(subscription_id: &str, chain_id: u64, log: &ChainLog) -> Vec<String> {
+    let digest = id_digest(subscription_id, chain_id, log, EventType::Log);
+    let legacy = digest.get(..16).unwrap_or(&digest);
+    vec![
+        block_first(log.block_number, &digest),
+        format!("msg_{}", hex::encode(legacy)),
+    ]
+}
+
+fn id_digest(
+    subscription_id: &str,
+    chain_id: u64,
+    log: &ChainLog,
+    event_type: EventType,
+) -> sha2::digest::Output<Sha256> {
     let mut hasher = Sha256::new();
     hasher.update(subscription_id.as_bytes());
     hasher.update(chain_id.to_be_bytes());
     hasher.update(log.block_hash.as_slice());
     hasher.update(log.log_index.to_be_bytes());
     hasher.update(event_type.as_str().as_bytes());
-    let digest = hasher.finalize();
-    format!(
-        "msg_{:012x}{}",
-        log.block_number,
-        hex::encode(&digest[..ID_HASH_BYTES])
-    )
+    hasher.finalize()
 }
 
 /// Bytes of the hash in a delivery id, after the block number.

@@ -141,6 +141,32 @@ fn delivery_ids_sort_by_block_and_differ_within_one() {
     assert_eq!(one_block.len(), 1000);
 }
 
+/// The removal of a log held for confirmations cancels the held delivery under either form of
+/// its id: this version's and the one written before 2026-12-04 (both values computed apart from
+/// this code, with Python's hashlib, over the same inputs).
+#[test]
+fn a_held_removal_names_both_forms_of_the_held_id() {
+    let mut held = (*sub("sub_a", None)).clone();
+    held.confirmations = 12;
+    let candidate = |event_type| Candidate {
+        log: Arc::new(ChainLog::from_json(TRANSFER).unwrap()),
+        chain_id: 1,
+        event_type,
+        received_at: std::time::Instant::now(),
+    };
+    let removal = delivery::new_delivery(&held, &candidate(EventType::LogRemoved), 0, None);
+    assert_eq!(
+        removal.supersedes,
+        vec![
+            "msg_0000000762500a82b36bebac352d3049".to_string(),
+            "msg_0a82b36bebac352d3049c82ed5d38da4".to_string(),
+        ]
+    );
+    let log = delivery::new_delivery(&held, &candidate(EventType::Log), 0, None);
+    assert_eq!(log.id, removal.supersedes[0]);
+    assert!(log.supersedes.is_empty() && log.release_block.is_some());
+}
+
 /// The batch's write with the results of its calls that outlived the matcher's patience folded
 /// in: on a loaded machine a call may take longer than 20 ms and arrive as a straggler, which is
 /// correct behaviour and not what a test of outcomes should depend on.

@@ -65,7 +65,7 @@ mod tests {
             block_number: 7,
             body: "{}".into(),
             release_block,
-            supersedes: None,
+            supersedes: Vec::new(),
             ordering_key: None,
         }
     }

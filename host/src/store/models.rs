@@ -126,9 +126,11 @@ pub struct NewDelivery {
     /// Held until the chain's cursor reaches this block (the subscription wants more
     /// confirmations than the chain is ingested with); `None` = deliver now.
     pub release_block: Option<i64>,
-    /// For a `log.removed` of a held delivery: the held delivery's id. If that delivery is still
-    /// held it is cancelled instead, and this one is not sent either.
-    pub supersedes: Option<String>,
+    /// For a `log.removed` of a held delivery: the held delivery's id, in every form it may have
+    /// been stored with (an older version wrote ids in another form, `matcher::delivery`); empty
+    /// otherwise. If that delivery is still held it is cancelled instead, and this one is not
+    /// sent either.
+    pub supersedes: Vec<String>,
     /// The ordering key of an ordered subscription's delivery (`None`: unordered). An ordered
     /// delivery is never sent from memory: it waits, due, until it is the first undelivered one
     /// of its key, and the poller claims it then.

@@ -157,11 +157,7 @@ impl Store {
         let deliveries: Vec<&NewDelivery> = candidates
             .iter()
             .copied()
-            .filter(|d| {
-                d.supersedes
-                    .as_ref()
-                    .is_none_or(|id| !cancelled.contains(id))
-            })
+            .filter(|d| d.supersedes.iter().all(|id| !cancelled.contains(id)))
             .collect();
         let mut inserted = Vec::new();
         for chunk in deliveries.chunks(rows::MAX_ROWS) {
@@ -360,7 +356,7 @@ impl Store {
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let superseded: Vec<&str> = deliveries
             .iter()
-            .filter_map(|d| d.supersedes.as_deref())
+            .flat_map(|d| d.supersedes.iter().map(String::as_str))
             .collect();
         if superseded.is_empty() {
             return Ok(Default::default());

@@ -83,7 +83,7 @@ fn delivery(id: &str) -> NewDelivery {
         block_number: 7,
         body: "{\"id\":\"x\",\"data\":{\"quote\":\"it's\"}}".into(),
         release_block: None,
-        supersedes: None,
+        supersedes: Vec::new(),
         ordering_key: None,
     }
 }
@@ -408,18 +408,23 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec!["msg_h1"]
         );
-        // msg_h2's log is reorged out before it is confirmed: both it and its removal vanish.
-        let removal = |id: &str, of: &str| OutboxWrite {
+        // msg_h2's log is reorged out before it is confirmed: both it and its removal vanish —
+        // also when the row was written under another form of its id than the removal's first
+        // (a delivery held across an upgrade that changed the form).
+        let removal = |id: &str, of: &[&str]| OutboxWrite {
             deliveries: vec![NewDelivery {
                 event_type: "log.removed".into(),
-                supersedes: Some(of.into()),
+                supersedes: of.iter().map(|id| id.to_string()).collect(),
                 ordering_key: None,
                 ..delivery(id)
             }],
             ..OutboxWrite::default()
         };
         let (inserted, _) = store
-            .write_batch(&removal("msg_r2", "msg_h2"), 60_000)
+            .write_batch(
+                &removal("msg_r2", &["msg_00000000000cnewform", "msg_h2"]),
+                60_000,
+            )
             .await
             .unwrap();
         assert!(
@@ -436,7 +441,7 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
         assert_eq!(bodies, rows, "the cancelled row's body went with it");
         // A removal of an already released delivery is sent.
         let (inserted, _) = store
-            .write_batch(&removal("msg_r1", "msg_h1"), 60_000)
+            .write_batch(&removal("msg_r1", &["msg_h1"]), 60_000)
             .await
             .unwrap();
         assert_eq!(ids(inserted), vec!["msg_r1"]);

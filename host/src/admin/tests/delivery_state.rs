@@ -20,7 +20,7 @@ async fn hold(h: &Harness, subscription_id: &str, id: &str, block: i64, extra: i
         block_number: block,
         body: "{}".into(),
         release_block: Some(block + extra),
-        supersedes: None,
+        supersedes: Vec::new(),
         ordering_key: None,
     };
     let write = OutboxWrite {

@@ -14,7 +14,7 @@ fn delivery(id: &str) -> NewDelivery {
         block_number: 7,
         body: "{}".into(),
         release_block: None,
-        supersedes: None,
+        supersedes: Vec::new(),
         ordering_key: None,
     }
 }

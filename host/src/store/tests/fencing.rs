@@ -45,7 +45,7 @@ fn write(block: i64, id: &str) -> OutboxWrite {
             block_number: block,
             body: "{}".into(),
             release_block: None,
-            supersedes: None,
+            supersedes: Vec::new(),
             ordering_key: None,
         }],
         cursors: vec![Cursor {
