@@ -76,7 +76,7 @@ fn block_first(block_number: u64, digest: &[u8]) -> String {
 /// being sent after its removal.
 fn held_log_ids(subscription_id: &str, chain_id: u64, log: &ChainLog) -> Vec<String> {
     let digest = id_digest(subscription_id, chain_id, log, EventType::Log);
-    let legacy = digest.get(..16).unwrap_or(&digest);
+    let legacy = digest.get(..LEGACY_ID_HASH_BYTES).unwrap_or(&digest);
     vec![
         block_first(log.block_number, &digest),
         format!("msg_{}", hex::encode(legacy)),
@@ -100,6 +100,8 @@ fn id_digest(
 
 /// Bytes of the hash in a delivery id, after the block number.
 const ID_HASH_BYTES: usize = 10;
+/// Bytes of the hash in a delivery id of the form written before 2026-12-04 (all of the id).
+const LEGACY_ID_HASH_BYTES: usize = 16;
 
 /// The webhook body of DESIGN §5, with the node's log object embedded verbatim.
 pub fn webhook_body(
