@@ -167,7 +167,7 @@ impl Host {
         host
     }
 
-    async fn spawn_and_wait(&mut self) {
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "the host is already running");
         let (bin, leading) = match &self.command {
             Some(cmd) if !cmd.is_empty() => (PathBuf::from(&cmd[0]), cmd[1..].to_vec()),
@@ -206,10 +206,58 @@ impl Host {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         self.child = Some(child);
-        self.wait_healthy(Duration::from_secs(60)).await;
     }
 
-    async fn wait_healthy(&mut self, timeout: Duration) {
+    /// Starts the process and waits for health. A start that fails only because another process
+    /// took one of its ports meanwhile (possible on a restart, which keeps them) is retried on new
+    /// ports; any other early exit fails the test with the host's logs.
+    async fn spawn_and_wait(&mut self) {
+        for attempt in 1..=3 {
+            self.spawn();
+            match self.wait_healthy(Duration::from_secs(60)).await {
+                Ok(()) => return,
+                Err(status) if attempt < 3 && self.last_run_lost_a_port() => {
+                    eprintln!(
+                        "host run {} exited with {status}: a port was taken; starting again on new ports",
+                        self.runs
+                    );
+                    self.pick_new_ports();
+                }
+                Err(status) => panic!(
+                    "the host exited during start-up with {status}\n{}",
+                    self.logs_for_panic()
+                ),
+            }
+        }
+    }
+
+    /// Whether this run's stderr says a listen address was in use.
+    fn last_run_lost_a_port(&self) -> bool {
+        let stderr =
+            std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        let marker = format!("===== pipeline run {} =====", self.runs);
+        stderr
+            .rsplit_once(&marker)
+            .is_some_and(|(_, run)| run.contains("Address already in use"))
+    }
+
+    fn pick_new_ports(&mut self) {
+        self.admin_addr = format!("127.0.0.1:{}", free_port());
+        self.metrics_addr = format!("127.0.0.1:{}", free_port());
+        self.env
+            .retain(|(k, _)| k != "PIPELINE_ADMIN_ADDR" && k != "PIPELINE_METRICS_ADDR");
+        self.env
+            .push(("PIPELINE_ADMIN_ADDR".to_string(), self.admin_addr.clone()));
+        self.env.push((
+            "PIPELINE_METRICS_ADDR".to_string(),
+            self.metrics_addr.clone(),
+        ));
+        self.admin = Admin::new(&format!("http://{}", self.admin_addr), Some(&self.token));
+    }
+
+    /// Waits until `GET /healthz` answers 200; `Err` with the exit status if the process exits
+    /// first. Panics (with the logs) after `timeout`.
+    async fn wait_healthy(&mut self, timeout: Duration) -> Result<(), ExitStatus> {
         let start = Instant::now();
         let mut last;
         loop {
@@ -219,13 +267,10 @@ impl Host {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 self.child = None;
-                panic!(
-                    "the host exited during start-up with {status}\n{}",
-                    self.logs_for_panic()
-                );
+                return Err(status);
             }
             match self.healthz().await {
-                Ok(200) => return,
+                Ok(200) => return Ok(()),
                 Ok(code) => last = format!("GET /healthz answered {code}"),
                 Err(e) => last = format!("GET /healthz failed: {e}"),
             }

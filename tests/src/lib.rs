@@ -65,7 +65,26 @@ pub fn tools_dir() -> PathBuf {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Picked below the kernel's ephemeral range when there is room, so that a port a host gives up
+/// while it is stopped is not handed to some outgoing connection before it starts again on it
+/// (a restart keeps its admin and metrics ports). Falls back to a kernel-chosen port.
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    let lowest_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    const FIRST: u16 = 10_000;
+    if lowest_ephemeral > FIRST + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..64 {
+            let port = rng.random_range(FIRST..lowest_ephemeral);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
     listener
         .local_addr()

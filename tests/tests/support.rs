@@ -280,6 +280,34 @@ async fn host_harness_starts_stops_and_restarts() {
     );
 }
 
+/// A restart whose admin port another process took while the host was stopped starts again on
+/// new ports instead of failing the test (the restart keeps its ports; CI once lost one).
+#[tokio::test(flavor = "multi_thread")]
+async fn host_harness_restarts_on_new_ports_when_its_port_was_taken() {
+    let python = pipeline_tests::verifier::python();
+    let script = workspace_root().join("tests/support/fake_pipeline.py");
+    let opts = HostOptions {
+        command: Some(vec![OsString::from(python), OsString::from(script)]),
+        ..HostOptions::new(DbKind::Sqlite, "ws://127.0.0.1:1")
+    };
+    let mut host = Host::start(opts).await;
+    let first_url = host.admin_url();
+    host.stop().await;
+    let taken = first_url.trim_start_matches("http://").to_string();
+    let _squatter =
+        std::net::TcpListener::bind(&taken).expect("take the stopped host's admin port");
+
+    host.start_again().await;
+    assert_eq!(host.healthz().await, Ok(200));
+    assert_ne!(host.admin_url(), first_url, "moved to a new admin port");
+    host.admin().get("/v1/nothing").await.expect_error(404);
+    let logs = host.logs();
+    assert!(
+        logs.contains("===== pipeline run 3 =====") && logs.contains("Address already in use"),
+        "run 2 lost its port, run 3 started: {logs}"
+    );
+}
+
 /// The scenario assertions accept a webhook built as DESIGN §5 describes (from the chain's own log,
 /// signed per Standard Webhooks) and reject one whose data carries a checksummed address.
 #[tokio::test(flavor = "multi_thread")]
