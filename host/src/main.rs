@@ -135,8 +135,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    // Before any thread exists: the allocator's arena count and mmap threshold (`malloc.rs`).
-    pipeline_host::malloc::tune();
+    // The allocator is jemalloc, configured by `malloc.rs` (read by jemalloc itself at start).
     let cli = Cli::parse();
     // The host compiles uploaded plugins by running this executable again (`plugin/compiler.rs`).
     compiler::use_child_process();
