@@ -4,7 +4,8 @@
 #   scripts/test.sh [extra cargo test args...]     e.g. scripts/test.sh -p pipeline-tests -- erc20
 #
 # Idempotent: tools go into the git-ignored .tools/ and are reused when present at the pinned version.
-#   1. the wasm32-unknown-unknown Rust target
+#   1. the wasm32-unknown-unknown Rust target (and gcc + make from Debian if missing: SQLite and
+#      jemalloc are built from C)
 #   2. anvil (npm @foundry-rs/anvil-linux-amd64) and solc (npm solc), which compiles
 #      tests/contracts/TestToken.sol into .tools/contracts/TestToken.bin
 #   3. .tools/venv with standardwebhooks (the independent signature verifier) and schemathesis (the
@@ -57,6 +58,11 @@ fi
 for component in clippy rustfmt; do
     rustup component list --installed | grep -q "^$component" || run rustup component add "$component"
 done
+# A C compiler and make: SQLite and jemalloc (the host's allocator) are built from C sources.
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+    run $SUDO apt-get update
+    run $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y gcc make
+fi
 
 # ---------------------------------------------------------------------------------------------------
 step "2/6 anvil $ANVIL_VERSION and solc $SOLC_VERSION (npm, into .tools/npm)"
