@@ -57,9 +57,10 @@ const MAX_STDERR_BYTES: u64 = 64 * 1024;
 /// Longest error text kept from a failed child.
 const MAX_ERROR_CHARS: usize = 2_000;
 
-/// Environment variables the child keeps: the allocator's settings. Nothing else (secrets,
-/// `WASMTIME_*` switches that would change its engine) reaches it.
-const KEPT_ENV: [&str; 2] = ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"];
+/// Environment variables the child keeps: an operator's allocator settings (jemalloc's
+/// `MALLOC_CONF`, glibc's tunables). Nothing else (secrets, `WASMTIME_*` switches that would
+/// change its engine) reaches it.
+const KEPT_ENV: [&str; 2] = ["MALLOC_CONF", "GLIBC_TUNABLES"];
 
 static CHILD_EXE: OnceLock<PathBuf> = OnceLock::new();
 
