@@ -7,7 +7,7 @@
 //! body, hyper's buffers, a statement's arguments) all go through an arena under its lock, and
 //! every such request first folds the fast bins together. The same build with jemalloc, A/B in one
 //! sitting: 20K events/s on SQLite kept up (19.5K webhooks/s, drained in 0.1–0.2 s) where glibc
-//! fell behind (14.4–17.1K/s), 15–25 % less host CPU at 10K, PostgreSQL at 20K 12.5K → 15.8K/s
+//! fell behind (12.9–17.1K/s), 13–22 % less host CPU at 10K, PostgreSQL at 20K 11.6K → 12.7K/s
 //! (BENCHMARKS.md, "Session of 2026-12-04 (second)"). Before that, glibc needed its arenas capped
 //! at 2 and a fixed mmap threshold to stay small; jemalloc needs the settings below instead.
 //!
