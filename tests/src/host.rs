@@ -70,6 +70,14 @@ pub fn pipeline_binary() -> PathBuf {
     path
 }
 
+/// Admin and metrics listen addresses on ports free a moment ago.
+fn free_listen_addrs() -> (String, String) {
+    (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    )
+}
+
 /// A running (or stopped) host process; killed on drop, its PostgreSQL database dropped after it.
 pub struct Host {
     child: Option<Child>,
@@ -121,8 +129,7 @@ impl Host {
         let config_path = dir.path().join("pipeline.toml");
         std::fs::write(&config_path, config).expect("write pipeline.toml");
 
-        let admin_addr = format!("127.0.0.1:{}", free_port());
-        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let (admin_addr, metrics_addr) = free_listen_addrs();
         let token = format!("test-{}", random_string(32));
         let mut env: Vec<(String, String)> = [
             ("DATABASE_URL", database_url.as_str()),
@@ -242,16 +249,9 @@ impl Host {
     }
 
     fn pick_new_ports(&mut self) {
-        self.admin_addr = format!("127.0.0.1:{}", free_port());
-        self.metrics_addr = format!("127.0.0.1:{}", free_port());
-        self.env
-            .retain(|(k, _)| k != "PIPELINE_ADMIN_ADDR" && k != "PIPELINE_METRICS_ADDR");
-        self.env
-            .push(("PIPELINE_ADMIN_ADDR".to_string(), self.admin_addr.clone()));
-        self.env.push((
-            "PIPELINE_METRICS_ADDR".to_string(),
-            self.metrics_addr.clone(),
-        ));
+        (self.admin_addr, self.metrics_addr) = free_listen_addrs();
+        self.set_env("PIPELINE_ADMIN_ADDR", &self.admin_addr.clone());
+        self.set_env("PIPELINE_METRICS_ADDR", &self.metrics_addr.clone());
         self.admin = Admin::new(&format!("http://{}", self.admin_addr), Some(&self.token));
     }
 
