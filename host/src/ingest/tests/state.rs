@@ -118,16 +118,24 @@ async fn a_gap_fill_stops_once_another_replica_owns_the_chain() {
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
-             AND pid <> pg_backend_pid()",
+             AND pid <> pg_backend_pid() \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .await
         .unwrap();
     let b = Store::connect(&db).await.unwrap();
-    let _owned_by_b = b
-        .try_lock_chain(31337)
-        .await
-        .unwrap()
-        .expect("B takes the chain over");
+    // `pg_terminate_backend` only signals: A's session lets go of the lock once it has exited.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let _owned_by_b = loop {
+        if let Some(lock) = b.try_lock_chain(31337).await.unwrap() {
+            break lock;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B takes the chain over within 10 s of A's session being terminated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // A's next ownership check comes due while it waits for room downstream.
     tokio::time::sleep(ownership::OWNERSHIP_CHECK + Duration::from_secs(1)).await;
     let mut received = 1;
