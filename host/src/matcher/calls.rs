@@ -1,6 +1,7 @@
 //! Plugin calls in flight, so that a slow plugin holds back only its own subscription.
 //!
-//! Every call runs as its own blocking task. A batch waits for its calls at most [`PATIENCE`]
+//! Every call runs as its own task, on the few threads of `pool.rs` (or a thread of its own when
+//! they are busy or the subscription is known to be slow). A batch waits for its calls at most [`PATIENCE`]
 //! (and not at all for subscriptions whose last call was slow); a call still running then becomes
 //! a *straggler*: the batch's other results are written without it, and its own results are
 //! written when it finishes. Meanwhile that subscription's events of later batches wait behind it,
@@ -20,6 +21,7 @@ use tokio::task::{Id, JoinSet};
 use super::Candidate;
 use super::index::{PluginBinding, Subscription};
 use super::plugins::PluginJob;
+use super::pool::{self, CallPool};
 use crate::event::InFlight;
 use crate::plugin::PluginRuntime;
 use crate::store::Cursor;
@@ -62,9 +64,26 @@ struct Pending {
     _in_flight: Vec<InFlight>,
 }
 
+/// A plugin call as the pool runs it.
+struct PluginCall {
+    job: PluginJob,
+    runtime: PluginRuntime,
+}
+
+impl pool::Call for PluginCall {
+    fn run(&mut self) {
+        self.job.run_here(&self.runtime);
+    }
+
+    fn known_slow(&self) -> bool {
+        self.job.known_slow()
+    }
+}
+
 pub struct Calls {
     runtime: PluginRuntime,
-    tasks: JoinSet<PluginJob>,
+    pool: CallPool<PluginCall>,
+    tasks: JoinSet<Result<PluginJob, String>>,
     running: HashMap<Id, Running>,
     /// Subscriptions with a call running, and what waits behind it.
     busy: HashMap<String, Waiting>,
@@ -76,6 +95,7 @@ impl Calls {
     pub fn new(runtime: PluginRuntime) -> Calls {
         Calls {
             runtime,
+            pool: CallPool::new(),
             tasks: JoinSet::new(),
             running: HashMap::new(),
             busy: HashMap::new(),
@@ -123,7 +143,7 @@ impl Calls {
         None
     }
 
-    /// Starts `job` on its own blocking task for batch `seq`.
+    /// Starts `job` for batch `seq`.
     pub fn spawn(&mut self, job: PluginJob, seq: u64) -> Id {
         self.add_outstanding(seq);
         self.start(job, vec![seq])
@@ -143,12 +163,14 @@ impl Calls {
             job.binding().clone(),
             job.events().to_vec(),
         );
-        let runtime = self.runtime.clone();
-        let handle = self.tasks.spawn_blocking(move || {
-            let mut job = job;
-            job.run_here(&runtime);
-            job
-        });
+        let pool = self.pool.clone();
+        let call = PluginCall {
+            job,
+            runtime: self.runtime.clone(),
+        };
+        let handle = self
+            .tasks
+            .spawn(async move { pool.run(call).await.map(|call| call.job) });
         self.running.insert(
             handle.id(),
             Running {
@@ -167,17 +189,17 @@ impl Calls {
     /// The next call to finish (any batch's). Cancel-safe. `None` when nothing runs.
     pub async fn next_finished(&mut self) -> Option<(Id, Finished)> {
         let joined = self.tasks.join_next_with_id().await?;
-        let id = match &joined {
-            Ok((id, _)) => *id,
-            Err(error) => error.id(),
+        let (id, answered) = match joined {
+            Ok((id, answered)) => (id, answered),
+            Err(error) => (error.id(), Err(error.to_string())),
         };
         let running = self.running.remove(&id)?;
-        let job = match joined {
-            Ok((_, job)) => job,
+        let job = match answered {
+            Ok(job) => job,
             Err(error) => {
                 tracing::error!(%error, subscription = %running.subscription_id, "plugin task failed; its events are parked");
                 let (sub, binding, events) = running.fallback;
-                PluginJob::lost(sub, binding, events, &error.to_string())
+                PluginJob::lost(sub, binding, events, &error)
             }
         };
         Some((

@@ -9,6 +9,7 @@ mod delivery;
 pub mod index;
 mod logbook;
 mod plugins;
+mod pool;
 mod quarantine;
 mod select;
 
