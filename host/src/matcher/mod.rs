@@ -1,6 +1,7 @@
 //! Turns a batch of blocks into outbox writes: the native index picks candidate subscriptions
-//! per log, then each subscription with a plugin gets one WASM call for the batch, each on its own
-//! blocking task. A call that outlives the batch's patience is finished later on its own
+//! per log, then each subscription with a plugin gets one WASM call for the batch, each its own
+//! task on the call pool (`pool`: one thread per core, a thread of its own for a call the pool
+//! cannot start within 2 ms). A call that outlives the batch's patience is finished later on its own
 //! (`calls`): a slow plugin holds back only its own subscription, never the others' deliveries.
 
 mod batches;
