@@ -1,11 +1,12 @@
 //! Plugin calls in flight, so that a slow plugin holds back only its own subscription.
 //!
 //! Every call runs as its own task, on the few threads of `pool.rs` (or a thread of its own when
-//! they are busy or the subscription is known to be slow). A batch waits for its calls at most [`PATIENCE`]
-//! (and not at all for subscriptions whose last call was slow); a call still running then becomes
-//! a *straggler*: the batch's other results are written without it, and its own results are
-//! written when it finishes. Meanwhile that subscription's events of later batches wait behind it,
-//! in chain order, and go to the plugin together in one call when it is free again.
+//! they are busy or the subscription is known to be slow). A batch waits for its calls at most
+//! [`PATIENCE`] (and not at all for subscriptions whose last call was slow); a call still running
+//! then becomes a *straggler*: the batch's other results are written without it, and its own
+//! results are written when it finishes. Meanwhile that subscription's events of later batches
+//! wait behind it, in chain order, and go to the plugin together in one call when it is free
+//! again.
 //!
 //! The cursor invariant is kept: a batch's cursor is released (written) only once every call of
 //! that batch and of every earlier batch has its results in the same or an earlier write. A batch

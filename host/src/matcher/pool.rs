@@ -5,8 +5,8 @@
 //! harness), and healthy calls take microseconds. Given a blocking thread each, as before, the
 //! process kept ~50 threads for them — each with a stack, a signal stack, per-thread allocator
 //! caches and wasmtime's thread state — to run work that two threads finish in well under a
-//! millisecond. Here at most [`CallPool::threads`] tasks (one per core) take calls from a queue
-//! in the order they were started, so a batch's calls still use every core.
+//! millisecond. Here at most one task per core takes calls from a queue in the order they were
+//! started, so a batch's calls still use every core.
 //!
 //! Containment is kept: a call that has waited [`GRACE`] without a pool thread taking it (the
 //! pool is busy, e.g. with hostile plugins' first slow calls) runs on a blocking thread of its
