@@ -79,6 +79,10 @@ impl pool::Call for PluginCall {
     fn known_slow(&self) -> bool {
         self.job.known_slow()
     }
+
+    fn thread_spoiled(&self) -> bool {
+        crate::plugin::priority::is_demoted()
+    }
 }
 
 pub struct Calls {

@@ -1,18 +1,21 @@
-//! The threads plugin calls run on: a few, reused, with a thread of its own for a call that
-//! cannot get one of them quickly.
+//! The threads plugin calls run on: at most one per core, with a thread of its own for a call
+//! that cannot get one of them quickly.
 //!
 //! A batch starts one call per plugin subscription at once (50 at 10K events/s in the load
 //! harness), and healthy calls take microseconds. Given a blocking thread each, as before, the
 //! process kept ~50 threads for them — each with a stack, a signal stack, per-thread allocator
 //! caches and wasmtime's thread state — to run work that two threads finish in well under a
-//! millisecond. Here at most one task per core takes calls from a queue in the order they were
-//! started, so a batch's calls still use every core.
+//! millisecond. Here calls wait in a queue, in the order they were started, and at most one
+//! thread per core takes them, so a batch's calls still use every core. A pool thread is started
+//! when calls are queued and ends when it finds the queue empty (a few per batch; starting one
+//! costs tens of microseconds).
 //!
 //! Containment is kept: a call that has waited [`GRACE`] without a pool thread taking it (the
 //! pool is busy, e.g. with hostile plugins' first slow calls) runs on a blocking thread of its
-//! own, as every call did before; and a subscription whose last call was slow
-//! (`PluginJob::known_slow`) never enters the pool. A healthy subscription beside hostile ones
-//! waits at most `GRACE` more than it used to.
+//! own, as every call did before; a subscription whose last call was slow
+//! (`PluginJob::known_slow`) never enters the pool; and a pool thread that a long call left at
+//! the lowest CPU priority (`plugin::priority`) hands the queue to a new thread and ends. A
+//! healthy subscription beside hostile ones waits at most `GRACE` more than it used to.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -31,6 +34,10 @@ pub trait Call: Send + 'static {
     fn run(&mut self);
     /// Whether the last call of its subscription was slow: then it gets a thread of its own.
     fn known_slow(&self) -> bool;
+    /// Whether the thread this call ran on should run no more pool calls: a plugin call that ran
+    /// long has its thread demoted to the lowest CPU priority, and where the process may not
+    /// raise it again (no `CAP_SYS_NICE`, the usual unprivileged deployment) the thread stays low.
+    fn thread_spoiled(&self) -> bool;
 }
 
 /// A started call: whoever takes the job out first runs it (a pool thread, or the call's own
@@ -44,7 +51,7 @@ struct Queued<C> {
 
 struct Queue<C> {
     calls: VecDeque<Queued<C>>,
-    /// Pool tasks taking calls from `calls`; at most `CallPool::threads`.
+    /// Pool threads taking calls from `calls`; at most `CallPool::threads`.
     draining: usize,
 }
 
@@ -122,14 +129,29 @@ impl<C: Call> CallPool<C> {
             start_one
         };
         if start_one {
-            let pool = self.clone();
-            tokio::task::spawn_blocking(move || pool.drain());
+            self.start_thread();
         }
     }
 
-    /// A pool task: takes calls until the queue is empty. The count of draining tasks falls in
-    /// the same critical section that finds the queue empty, so a call queued after it is seen
-    /// by a task that `submit` starts.
+    /// Starts a pool thread (already counted in `draining`). Its own OS thread, not one of
+    /// tokio's blocking threads: a thread left at the lowest priority by a long call ends
+    /// instead of going back to a pool that would hand it more work.
+    fn start_thread(&self) {
+        let pool = self.clone();
+        let started = std::thread::Builder::new()
+            .name("plugin-calls".into())
+            .spawn(move || pool.drain());
+        if let Err(error) = started {
+            // The queued calls still run: each on a thread of its own once its grace is over.
+            tracing::warn!(%error, "could not start a plugin call thread");
+            let mut queue = lock(&self.queue);
+            queue.draining = queue.draining.saturating_sub(1);
+        }
+    }
+
+    /// A pool thread: takes calls until the queue is empty, then ends. The count of pool threads
+    /// falls in the same critical section that finds the queue empty, so a call queued after it
+    /// is seen by a thread that `submit` starts.
     fn drain(&self) {
         let mut count = Draining {
             pool: self,
@@ -150,9 +172,33 @@ impl<C: Call> CallPool<C> {
             let taken = lock(&next.slot).take();
             if let Some(mut call) = taken {
                 call.run();
+                let spoiled = call.thread_spoiled();
                 // The caller may have gone (the matcher stopping): nothing to answer.
                 let _ = next.done.send(call);
+                if spoiled {
+                    // Healthy calls must not run at the lowest priority behind this thread: the
+                    // queue goes to a new pool thread, and this one ends.
+                    count.counted = false;
+                    self.hand_over();
+                    return;
+                }
             }
+        }
+    }
+
+    /// Counts the calling pool thread out and starts another if calls are waiting.
+    fn hand_over(&self) {
+        let start_one = {
+            let mut queue = lock(&self.queue);
+            queue.draining = queue.draining.saturating_sub(1);
+            let start_one = !queue.calls.is_empty() && queue.draining < self.threads;
+            if start_one {
+                queue.draining += 1;
+            }
+            start_one
+        };
+        if start_one {
+            self.start_thread();
         }
     }
 }
@@ -168,7 +214,7 @@ async fn own_thread<C: Call>(mut call: C) -> Result<C, String> {
 
 const LOST: &str = "plugin call lost: its thread stopped without an answer";
 
-/// Counts a pool task out should it end by a panic (which `PluginJob::run_here` guards against),
+/// Counts a pool thread out should it end by a panic (which `PluginJob::run_here` guards against),
 /// so the pool does not lose a thread to one.
 struct Draining<'a, C> {
     pool: &'a CallPool<C>,

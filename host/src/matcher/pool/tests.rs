@@ -1,4 +1,5 @@
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -8,8 +9,12 @@ use super::{Call, CallPool};
 struct Probe {
     ran_on: Option<ThreadId>,
     slow: bool,
+    /// Leaves its thread unfit for more pool calls (as a demoted plugin thread is).
+    spoils: bool,
     release: Option<mpsc::Receiver<()>>,
     panics: bool,
+    /// Calls running now and the most at once, shared by a test's calls.
+    running: Option<Arc<(AtomicUsize, AtomicUsize)>>,
 }
 
 impl Probe {
@@ -17,8 +22,10 @@ impl Probe {
         Probe {
             ran_on: None,
             slow: false,
+            spoils: false,
             release: None,
             panics: false,
+            running: None,
         }
     }
 
@@ -36,6 +43,12 @@ impl Probe {
 impl Call for Probe {
     fn run(&mut self) {
         self.ran_on = Some(std::thread::current().id());
+        if let Some(running) = &self.running {
+            let now = running.0.fetch_add(1, Ordering::SeqCst) + 1;
+            running.1.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+            running.0.fetch_sub(1, Ordering::SeqCst);
+        }
         if let Some(release) = &self.release {
             let _ = release.recv_timeout(Duration::from_secs(10));
         }
@@ -47,29 +60,33 @@ impl Call for Probe {
     fn known_slow(&self) -> bool {
         self.slow
     }
+
+    fn thread_spoiled(&self) -> bool {
+        self.spoils
+    }
 }
 
 const LONG: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_of_calls_runs_on_the_pool_threads_only() {
+async fn a_batch_of_calls_runs_on_as_many_threads_as_the_pool_has() {
     let pool = CallPool::with(2, LONG);
+    let running = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let calls: Vec<_> = (0..40)
         .map(|_| {
             let pool = pool.clone();
-            tokio::spawn(async move { pool.run(Probe::quick()).await })
+            let call = Probe {
+                running: Some(running.clone()),
+                ..Probe::quick()
+            };
+            tokio::spawn(async move { pool.run(call).await })
         })
         .collect();
-    let mut threads = std::collections::HashSet::new();
     for call in calls {
-        let done = call.await.expect("task").expect("call answered");
-        threads.insert(done.ran_on.expect("ran"));
+        call.await.expect("task").expect("call answered");
     }
-    assert!(
-        (1..=2).contains(&threads.len()),
-        "40 calls on {} threads, the pool has 2",
-        threads.len()
-    );
+    // 40 calls of 1 ms each: two run side by side (both cores), never more.
+    assert_eq!(running.1.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,4 +159,37 @@ async fn a_call_that_panics_is_reported_lost_and_the_pool_goes_on() {
         .await
         .expect("the pool still runs calls")
         .expect("answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_queued_behind_one_that_spoils_its_thread_run_on_another() {
+    let pool = CallPool::with(1, LONG);
+    let (spoiler, release) = Probe::held();
+    let spoiler = Probe {
+        spoils: true,
+        ..spoiler
+    };
+    let spoiler = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.run(spoiler).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Queued behind it (the one pool thread is busy, the grace is long).
+    let queued: Vec<_> = (0..5)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Probe::quick()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.send(()).expect("spoiler waiting");
+    let spoiled = spoiler.await.expect("task").expect("answered").ran_on;
+    for call in queued {
+        let call = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("the queue was handed to another pool task")
+            .expect("task")
+            .expect("answered");
+        assert_ne!(call.ran_on, spoiled, "a call ran on the spoiled thread");
+    }
 }
