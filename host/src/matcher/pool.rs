@@ -11,8 +11,8 @@
 //! costs tens of microseconds).
 //!
 //! Containment is kept: a call that has waited [`GRACE`] without a pool thread taking it (the
-//! pool is busy, e.g. with hostile plugins' first slow calls) runs on a blocking thread of its
-//! own, as every call did before; a subscription whose last call was slow
+//! pool is busy, e.g. with hostile plugins' first slow calls) runs on a thread of its own, as
+//! every call did before; a subscription whose last call was slow
 //! (`PluginJob::known_slow`) never enters the pool; and a pool thread that a long call left at
 //! the lowest CPU priority (`plugin::priority`) hands the queue to a new thread and ends. A
 //! healthy subscription beside hostile ones waits at most `GRACE` more than it used to.
@@ -203,13 +203,18 @@ impl<C: Call> CallPool<C> {
     }
 }
 
+/// Runs `call` on a new thread that ends with it, so a thread a long call left demoted is never
+/// handed other work (as one of tokio's blocking threads would be).
 async fn own_thread<C: Call>(mut call: C) -> Result<C, String> {
-    tokio::task::spawn_blocking(move || {
-        call.run();
-        call
-    })
-    .await
-    .map_err(|error| error.to_string())
+    let (done, answer) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("plugin-call".into())
+        .spawn(move || {
+            call.run();
+            let _ = done.send(call);
+        })
+        .map_err(|error| format!("could not start a thread for the plugin call: {error}"))?;
+    answer.await.map_err(|_| LOST.to_string())
 }
 
 const LOST: &str = "plugin call lost: its thread stopped without an answer";

@@ -2,8 +2,9 @@
 //! few epoch ticks is demoted to the lowest CPU priority (nice 19), so a plugin that spins until
 //! its wall-clock limit takes CPU only when nothing healthy wants it (Linux gives a nice-19 thread
 //! about 1.5 % of a core against a nice-0 one). The priority is restored when the call's job ends,
-//! where the process may raise it again (root or CAP_SYS_NICE); where it may not, the blocking
-//! thread stays low until tokio retires it, and a warning says so once.
+//! where the process may raise it again (root or CAP_SYS_NICE); where it may not, the thread
+//! stays low — the matcher's plugin threads then take no further call (`matcher/pool.rs`), a
+//! canary's blocking thread stays low until tokio retires it — and a warning says so once.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +50,8 @@ pub fn restore_current_thread() {
         if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "a plugin thread demoted for running long cannot be given its priority back \
-                 (the process lacks CAP_SYS_NICE); it stays low until the runtime retires it"
+                 (the process lacks CAP_SYS_NICE); it runs no further matcher plugin calls \
+                 (a canary's thread stays low until the runtime retires it)"
             );
         }
     }
