@@ -13,9 +13,9 @@
 //!
 //! The settings (jemalloc's `malloc_conf`; an operator's `MALLOC_CONF` environment variable is read
 //! after them and wins option by option, e.g. `MALLOC_CONF=narenas:2`):
-//! - `narenas:1` — one arena: the host's threads are a couple of runtime workers, a blocking
-//!   thread per concurrent plugin call and SQLite's connection threads; per-thread caches take the
-//!   contention, and every further arena holds freed memory of its own.
+//! - `narenas:1` — one arena: the host's threads are a couple of runtime workers, the plugin-call
+//!   pool's thread per core (`matcher/pool.rs`) and SQLite's connection threads; per-thread caches
+//!   take the contention, and every further arena holds freed memory of its own.
 //! - `background_thread:true`, `dirty_decay_ms:100`, `muzzy_decay_ms:0` — freed pages go back to the
 //!   kernel within ~100 ms, by jemalloc's own thread rather than on the hot path (decay 0 without
 //!   that thread: 13.3 against 10.7 s of host CPU in a 20K run; jemalloc's defaults altogether —

@@ -7,8 +7,7 @@
 //! caches and wasmtime's thread state — to run work that two threads finish in well under a
 //! millisecond. Here calls wait in a queue, in the order they were started, and at most one
 //! thread per core takes them, so a batch's calls still use every core. A pool thread is started
-//! when calls are queued and ends when it finds the queue empty (a few per batch; starting one
-//! costs tens of microseconds).
+//! when calls are queued and ends when it finds the queue empty (a few per batch).
 //!
 //! Containment is kept: a call that has waited [`GRACE`] without a pool thread taking it (the
 //! pool is busy, e.g. with hostile plugins' first slow calls) runs on a thread of its own, as
@@ -53,6 +52,17 @@ struct Queue<C> {
     calls: VecDeque<Queued<C>>,
     /// Pool threads taking calls from `calls`; at most `CallPool::threads`.
     draining: usize,
+}
+
+impl<C> Queue<C> {
+    /// Counts one more pool thread if calls wait and there is room for it; whether to start it.
+    fn count_new_thread(&mut self, threads: usize) -> bool {
+        let start = !self.calls.is_empty() && self.draining < threads;
+        if start {
+            self.draining += 1;
+        }
+        start
+    }
 }
 
 pub struct CallPool<C> {
@@ -122,11 +132,7 @@ impl<C: Call> CallPool<C> {
         let start_one = {
             let mut queue = lock(&self.queue);
             queue.calls.push_back(queued);
-            let start_one = queue.draining < self.threads;
-            if start_one {
-                queue.draining += 1;
-            }
-            start_one
+            queue.count_new_thread(self.threads)
         };
         if start_one {
             self.start_thread();
@@ -191,11 +197,7 @@ impl<C: Call> CallPool<C> {
         let start_one = {
             let mut queue = lock(&self.queue);
             queue.draining = queue.draining.saturating_sub(1);
-            let start_one = !queue.calls.is_empty() && queue.draining < self.threads;
-            if start_one {
-                queue.draining += 1;
-            }
-            start_one
+            queue.count_new_thread(self.threads)
         };
         if start_one {
             self.start_thread();
@@ -219,18 +221,18 @@ async fn own_thread<C: Call>(mut call: C) -> Result<C, String> {
 
 const LOST: &str = "plugin call lost: its thread stopped without an answer";
 
-/// Counts a pool thread out should it end by a panic (which `PluginJob::run_here` guards against),
-/// so the pool does not lose a thread to one.
-struct Draining<'a, C> {
+/// Hands the queue over should a pool thread end by a panic (which `PluginJob::run_here` guards
+/// against): the pool does not lose a thread to one, and calls queued meanwhile — the caller of
+/// the lost call may already have queued its next one — are not left to wait out their grace.
+struct Draining<'a, C: Call> {
     pool: &'a CallPool<C>,
     counted: bool,
 }
 
-impl<C> Drop for Draining<'_, C> {
+impl<C: Call> Drop for Draining<'_, C> {
     fn drop(&mut self) {
         if self.counted {
-            let mut queue = lock(&self.pool.queue);
-            queue.draining = queue.draining.saturating_sub(1);
+            self.pool.hand_over();
         }
     }
 }
