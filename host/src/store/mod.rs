@@ -321,11 +321,29 @@ impl Store {
 pub const POSTGRES_SESSION_LIMITS: &str = "SET statement_timeout = '30s'; \
      SET idle_in_transaction_session_timeout = '60s'; SET lock_timeout = '10s'; SET jit = off";
 
+/// A pooled connection idle at least this long is pinged before it is handed out, and replaced
+/// if it does not answer. sqlx's default pings on every acquire: one more round trip before each
+/// transaction of the hot path (with the ping sqlx also sends on every release, 3.5 % of the
+/// host's samples at 1K events/s on PostgreSQL; BENCHMARKS.md, "Session of 2026-12-04 (fourth)").
+/// A connection used more recently answered that release ping; if it has died since (the server
+/// restarted), its statement fails, the caller retries as every writer here does, and sqlx drops
+/// the broken connection.
+pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Pool options with the per-connection settings of `dialect`, plus `extra` SQL run on connect.
 fn pool_options(dialect: Dialect, extra: &str) -> AnyPoolOptions {
     let extra = extra.to_string();
     AnyPoolOptions::new()
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _meta| {
             let extra = extra.clone();
             Box::pin(async move {

@@ -482,6 +482,39 @@ async fn every_postgres_session_has_statement_lock_and_idle_timeouts_and_no_jit(
     holder.rollback().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_pooled_connection_that_died_while_idle_is_replaced_before_use() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    // Both pools hold an idle connection.
+    store.get_cursor(1).await.unwrap();
+    store
+        .write_batch(&OutboxWrite::default(), 60_000)
+        .await
+        .unwrap();
+    // The server ends every other session of this database, as a restart would.
+    let killer = Store::connect(&url).await.unwrap();
+    let mut killer = killer.pool.acquire().await.unwrap();
+    let (ended,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+    )
+    .fetch_one(&mut *killer)
+    .await
+    .unwrap();
+    assert!(ended >= 2, "the store's connections were ended ({ended})");
+    tokio::time::sleep(PING_IDLE_AFTER + Duration::from_millis(300)).await;
+    // Idle past the threshold, each is pinged, found dead and replaced: no error reaches a caller.
+    store.get_cursor(1).await.unwrap();
+    store
+        .write_batch(&OutboxWrite::default(), 60_000)
+        .await
+        .unwrap();
+}
+
 /// Gives delivery `id` a status and creation time, no lease, and one attempt made at that time.
 async fn aged_with_an_attempt(store: &Store, id: &str, status: &str, created_at: i64) {
     sqlx::query(
