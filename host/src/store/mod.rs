@@ -326,8 +326,9 @@ pub const POSTGRES_SESSION_LIMITS: &str = "SET statement_timeout = '30s'; \
 /// transaction of the hot path (with the ping sqlx also sends on every release, 3.5 % of the
 /// host's samples at 1K events/s on PostgreSQL; BENCHMARKS.md, "Session of 2026-12-04 (fourth)").
 /// A connection used more recently answered that release ping; if it has died since (the server
-/// restarted), its statement fails, the caller retries as every writer here does, and sqlx drops
-/// the broken connection.
+/// restarted within that second), its statement fails once — the hot path's writers retry, an
+/// admin request answers with an error — and sqlx drops the broken connection. The ping is bounded
+/// by the pool's acquire timeout, as sqlx's own was.
 pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Pool options with the per-connection settings of `dialect`, plus `extra` SQL run on connect.
