@@ -66,6 +66,27 @@ const RESULT_COLUMNS: [(&str, Col); 12] = [
     ("lease", Col::BigInt),
 ];
 
+/// The outcome write's settings on PostgreSQL, for its transaction only (sent with its `BEGIN`).
+///
+/// Outcomes do not wait for their own WAL flush (PostgreSQL flushes it within
+/// `wal_writer_delay`): fewer fsyncs beside the batch write's (WAL syncs per 10 s at 1K events/s
+/// 387–396 → 224–235 with the stored window's rows in the batch write; latency unchanged,
+/// BENCHMARKS.md). A crash may lose the last outcomes; their rows, still leased, are sent again
+/// once the lease ends — what a crash between a send and its outcome does anyway (at least once,
+/// the same `webhook-id`). Deliveries and cursors stay synchronous.
+///
+/// Generic plans, as in the batch write (`outbox.rs`, `GENERIC_PLANS`) — but a generic plan is
+/// made once per connection, from the table's statistics at that moment: made while `deliveries`
+/// was nearly empty, the update's was a hash join over a sequential scan of the whole table, kept
+/// as the table grew (`EXPLAIN ANALYZE` at 100K rows: 59 ms per execution; at 10K events/s on a
+/// fresh database the server fell behind within a minute, BENCHMARKS.md "Session of 2026-12-03
+/// (second)"). Each outcome matches at most one row by a unique key, so an index lookup per
+/// outcome is the right plan at any size: the other join and scan methods are switched off.
+const OUTCOME_SETTINGS: &str = "SELECT set_config('synchronous_commit', 'off', true), \
+     set_config('plan_cache_mode', 'force_generic_plan', true), \
+     set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
+     set_config('enable_mergejoin', 'off', true)";
+
 fn bind_results<'q>(
     mut query: Rows<'q>,
     results: &'q [AttemptResult],
@@ -173,32 +194,9 @@ impl Store {
             return Ok(0);
         }
         let mut statements = 0;
-        let mut tx = self.begin_write(&self.writer).await?;
-        if self.dialect == Dialect::Postgres {
-            // Outcomes do not wait for their own WAL flush (PostgreSQL flushes it within
-            // `wal_writer_delay`): fewer fsyncs beside the batch write's (WAL syncs per 10 s at
-            // 1K events/s 387–396 → 224–235 with the stored window's rows in the batch write;
-            // latency unchanged, BENCHMARKS.md). A crash may lose the last outcomes; their rows, still leased, are sent again
-            // once the lease ends — what a crash between a send and its outcome does anyway
-            // (at least once, the same `webhook-id`). Deliveries and cursors stay synchronous.
-            // Generic plans, as in the batch write (`outbox.rs`, `GENERIC_PLANS`) — but a generic
-            // plan is made once per connection, from the table's statistics at that moment: made
-            // while `deliveries` was nearly empty, the update's was a hash join over a sequential
-            // scan of the whole table, kept as the table grew (`EXPLAIN ANALYZE` at 100K rows:
-            // 59 ms per execution; at 10K events/s on a fresh database the server fell behind
-            // within a minute, BENCHMARKS.md "Session of 2026-12-03 (second)"). Each outcome matches
-            // at most one row by a unique key, so an index lookup per outcome is the right plan at
-            // any size: the other join and scan methods are switched off for this transaction.
-            sqlx::query(
-                "SELECT set_config('synchronous_commit', 'off', true), \
-                 set_config('plan_cache_mode', 'force_generic_plan', true), \
-                 set_config('enable_seqscan', 'off', true), \
-                 set_config('enable_hashjoin', 'off', true), \
-                 set_config('enable_mergejoin', 'off', true)",
-            )
-            .execute(&mut *tx)
+        let mut tx = self
+            .begin_write_with(&self.writer, OUTCOME_SETTINGS)
             .await?;
-        }
         for chunk in results.chunks(rows::MAX_ROWS) {
             let update = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
                 format!(

@@ -515,6 +515,60 @@ async fn a_pooled_connection_that_died_while_idle_is_replaced_before_use() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn settings_sent_with_begin_hold_for_that_transaction_only() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let store = Store::connect(&url).await.unwrap();
+    let setting = "SELECT current_setting('plan_cache_mode')";
+    let mut tx = store
+        .begin_write_with(
+            &store.writer,
+            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)",
+        )
+        .await
+        .unwrap();
+    let (inside,): (String,) = sqlx::query_as(setting).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(inside, "force_custom_plan");
+    let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Every connection of the writer pool, the one that ran the transaction among them, is back
+    // to the default and usable.
+    let each_connection = async |expect_pid: Option<i32>| {
+        let mut held = Vec::new();
+        let mut pids = Vec::new();
+        for _ in 0..POSTGRES_WRITER_CONNECTIONS {
+            let mut conn = store.writer.acquire().await.unwrap();
+            let (value, pid): (String, i32) =
+                sqlx::query_as("SELECT current_setting('plan_cache_mode'), pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+            assert_eq!(value, "auto");
+            pids.push(pid);
+            held.push(conn);
+        }
+        if let Some(pid) = expect_pid {
+            assert!(
+                pids.contains(&pid),
+                "the transaction's connection was checked"
+            );
+        }
+    };
+    each_connection(Some(pid)).await;
+    // A settings statement that fails fails the begin and leaves no transaction open.
+    let failed = store.begin_write_with(&store.writer, "SELECT 1 / 0").await;
+    assert!(
+        failed.is_err(),
+        "a failing settings statement fails the begin"
+    );
+    each_connection(None).await;
+}
+
 /// Gives delivery `id` a status and creation time, no lease, and one attempt made at that time.
 async fn aged_with_an_attempt(store: &Store, id: &str, status: &str, created_at: i64) {
     sqlx::query(
