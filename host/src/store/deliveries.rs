@@ -82,7 +82,7 @@ const RESULT_COLUMNS: [(&str, Col); 12] = [
 /// fresh database the server fell behind within a minute, BENCHMARKS.md "Session of 2026-12-03
 /// (second)"). Each outcome matches at most one row by a unique key, so an index lookup per
 /// outcome is the right plan at any size: the other join and scan methods are switched off.
-const OUTCOME_SETTINGS: &str = "SELECT set_config('synchronous_commit', 'off', true), \
+pub(super) const OUTCOME_SETTINGS: &str = "SELECT set_config('synchronous_commit', 'off', true), \
      set_config('plan_cache_mode', 'force_generic_plan', true), \
      set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
      set_config('enable_mergejoin', 'off', true)";

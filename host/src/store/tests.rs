@@ -521,16 +521,27 @@ async fn settings_sent_with_begin_hold_for_that_transaction_only() {
         return;
     };
     let store = Store::connect(&url).await.unwrap();
-    let setting = "SELECT current_setting('plan_cache_mode')";
+    // The outcome write's own settings.
     let mut tx = store
-        .begin_write_with(
-            &store.writer,
-            "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)",
-        )
+        .begin_write_with(&store.writer, super::deliveries::OUTCOME_SETTINGS)
         .await
         .unwrap();
-    let (inside,): (String,) = sqlx::query_as(setting).fetch_one(&mut *tx).await.unwrap();
-    assert_eq!(inside, "force_custom_plan");
+    let inside: (String, String, String, String) = sqlx::query_as(
+        "SELECT current_setting('plan_cache_mode'), current_setting('synchronous_commit'), \
+         current_setting('enable_seqscan'), current_setting('enable_hashjoin')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(
+        inside,
+        (
+            "force_generic_plan".into(),
+            "off".into(),
+            "off".into(),
+            "off".into()
+        )
+    );
     let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
         .fetch_one(&mut *tx)
         .await
