@@ -690,6 +690,7 @@ mod attempts_migration;
 mod caches;
 mod canary;
 mod delivery_state;
+mod due_index;
 mod fencing;
 mod modes;
 mod parked;
