@@ -4,9 +4,9 @@
 -- batch sealer, the hold release and the subscription patch all ask for unfinished states, and
 -- the listings and retention read finished rows by `seq`, by id or through
 -- `deliveries_endpoint`. Partial, the index skips one B-tree insertion per outcome and stays the
--- size of the backlog rather than of the table. At 20K events/s over 50 s, four interleaved
--- pairs on one database server: the server's CPU 30.8–31.9 s against 32.2–35.3 s with the full
--- index, the host's unchanged (BENCHMARKS.md, "Session of 2026-12-05").
+-- size of the backlog rather than of the table. At 20K events/s: one WAL record fewer per
+-- webhook (−3.5 % WAL), the server's CPU −5 % over seven interleaved pairs (BENCHMARKS.md,
+-- "Session of 2026-12-05").
 -- A state added to `DeliveryStatus` that is not final belongs in this list
 -- (`store::tests::the_due_index_serves_every_unfinished_state_and_no_final_one` fails until then).
 -- SQLite keeps its full index: its planner uses a partial index only for a query that repeats
