@@ -233,6 +233,26 @@ export PIPELINE_PROMTOOL="$PROMTOOL"
 export PIPELINE_CHROMIUM="$CHROMIUM"
 export PIPELINE_BIN="$TARGET_DIR/debug/pipeline"
 export PIPELINE_REQUIRE_POSTGRES=1
+# The host's unit tests each create a fresh database and list it here; they are dropped when this
+# script ends, however it ends (a test cannot drop its own while its store is open).
+PIPELINE_TEST_CREATED_DATABASES="$(mktemp)"
+export PIPELINE_TEST_CREATED_DATABASES
+drop_test_databases() {
+    local server="${PIPELINE_TEST_POSTGRES_URL%/*}/postgres" name dropped=0
+    if command -v psql >/dev/null 2>&1; then
+        while read -r name; do
+            [[ "$name" =~ ^pipeline_unit_[0-9]+$ ]] || continue
+            psql -w "$server" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 &&
+                dropped=$((dropped + 1))
+        done <"$PIPELINE_TEST_CREATED_DATABASES"
+        echo "dropped $dropped unit-test databases"
+    else
+        echo "psql not found: the unit-test databases listed in $PIPELINE_TEST_CREATED_DATABASES stay"
+        return 0
+    fi
+    rm -f "$PIPELINE_TEST_CREATED_DATABASES"
+}
+trap drop_test_databases EXIT
 echo "PIPELINE_ANVIL=$PIPELINE_ANVIL"
 echo "PIPELINE_TEST_TOKEN_BIN=$PIPELINE_TEST_TOKEN_BIN"
 echo "PIPELINE_TEST_PYTHON=$PIPELINE_TEST_PYTHON"

@@ -43,8 +43,26 @@ pub(crate) async fn postgres_url() -> Option<String> {
         .await
         .unwrap();
     admin.close().await;
+    note_created_database(&name);
     let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
     Some(format!("{base}/{name}"))
+}
+
+/// Appends `name` to the file `PIPELINE_TEST_CREATED_DATABASES` names, if any: the test command
+/// (`scripts/test.sh`) drops the databases listed there when it ends, so repeated runs do not
+/// pile them up on the server (each test gets a fresh one, and a test cannot drop its own while
+/// its store is still open).
+fn note_created_database(name: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("PIPELINE_TEST_CREATED_DATABASES") else {
+        return;
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(format!("{name}\n").as_bytes()).unwrap();
 }
 
 async fn each_store(check: impl AsyncFn(Store)) {

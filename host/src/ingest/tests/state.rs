@@ -27,16 +27,7 @@ fn rewrite(chain: &mut FakeChain, from: u64, to: u64, branch: u8) {
 
 /// A fresh database on the PostgreSQL test server; `None` when none is configured.
 async fn postgres_url() -> Option<String> {
-    let url = std::env::var("PIPELINE_TEST_POSTGRES_URL").ok()?;
-    sqlx::any::install_default_drivers();
-    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
-    let name = format!("pipeline_unit_{}", rand::random::<u32>());
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
-    Some(format!("{base}/{name}"))
+    crate::store::tests::postgres_url().await
 }
 
 /// A running ingest task on `store`, with what a test watches of it.

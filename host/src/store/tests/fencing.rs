@@ -17,16 +17,7 @@ async fn replicas() -> Vec<(Store, Store, bool)> {
     let a = Store::connect(&url).await.unwrap();
     a.migrate().await.unwrap();
     let mut pairs = vec![(a, Store::connect(&url).await.unwrap(), false)];
-    if let Ok(url) = std::env::var("PIPELINE_TEST_POSTGRES_URL") {
-        let admin = Store::connect(&url).await.unwrap();
-        let name = format!("pipeline_unit_{}", rand::random::<u32>());
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin.pool)
-            .await
-            .unwrap();
-        admin.close().await;
-        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap();
-        let url = format!("{base}/{name}");
+    if let Some(url) = postgres_url().await {
         let a = Store::connect(&url).await.unwrap();
         a.migrate().await.unwrap();
         pairs.push((a, Store::connect(&url).await.unwrap(), true));
