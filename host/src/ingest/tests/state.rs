@@ -25,11 +25,6 @@ fn rewrite(chain: &mut FakeChain, from: u64, to: u64, branch: u8) {
     }
 }
 
-/// A fresh database on the PostgreSQL test server; `None` when none is configured.
-async fn postgres_url() -> Option<String> {
-    crate::store::tests::postgres_url().await
-}
-
 /// A running ingest task on `store`, with what a test watches of it.
 struct Running {
     blocks: mpsc::Receiver<BlockLogs>,
@@ -90,7 +85,7 @@ async fn sqlite_store() -> Store {
 
 #[tokio::test]
 async fn a_gap_fill_stops_once_another_replica_owns_the_chain() {
-    let Some(db) = postgres_url().await else {
+    let Some(db) = crate::store::tests::postgres_url().await else {
         return;
     };
     let a = Store::connect(&db).await.unwrap();
