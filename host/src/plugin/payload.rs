@@ -5,7 +5,8 @@
 //! strings with any `\u` escape, any depth of nesting), which is what the host used before:
 //! that parse, with the copy into a `String` before it, cost more instructions than the whole
 //! native `erc20-transfers` batch (BENCHMARKS.md, "Plugins — session of 2026-12-02 (sixth)").
-//! Here a string body, most of a payload, is skipped eight bytes at a time.
+//! Here a string body, most of a payload, is skipped sixteen bytes at a time (SSE2; eight with
+//! SWAR elsewhere).
 //!
 //! The payloads of one call share one buffer (`Payload::shared`): one allocation per call instead
 //! of one per kept event, and one UTF-8 check over all of them (`abi::decode_output`).
@@ -317,6 +318,82 @@ fn word(b: &[u8], i: usize) -> Option<u64> {
     Some(u64::from_le_bytes(chunk))
 }
 
+/// The offset of the first byte from `i` on that ends a run of plain string characters (`"`, `\\`
+/// or a control byte), or an offset before it (the caller steps over a plain byte and asks again)
+/// or the end of the text when there is none: sixteen bytes at a time with SSE2 (every x86-64 has
+/// it; the last sixteen of the text for the tail), elsewhere eight at a time (SWAR).
+/// Most of a payload is string bodies — 42-byte hex strings for an `erc20-transfers` payload —
+/// so this loop is most of the check's instructions.
+#[inline(always)]
+fn plain_run(b: &[u8], i: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return plain_run_sse2(b, i);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    return plain_run_swar(b, i);
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn plain_run_sse2(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 16) {
+        match chunk.try_into().map(specials16) {
+            Ok(0) => i += 16,
+            Ok(found) => return i + found.trailing_zeros() as usize,
+            Err(_) => break,
+        }
+    }
+    // Fewer than sixteen bytes left (the last string of a payload): the last sixteen bytes of the
+    // text, without those before `i`.
+    match b
+        .len()
+        .checked_sub(16)
+        .map(|last| (last, b.get(last..).map(<&[u8; 16]>::try_from)))
+    {
+        Some((last, Some(Ok(chunk)))) => {
+            let found = specials16(chunk) >> (i - last).min(16);
+            if found == 0 {
+                b.len()
+            } else {
+                i + found.trailing_zeros() as usize
+            }
+        }
+        _ => plain_run_swar(b, i),
+    }
+}
+
+/// Eight bytes at a time; stops at the first byte that ends the run or where fewer than eight
+/// bytes are left.
+#[inline(always)]
+fn plain_run_swar(b: &[u8], mut i: usize) -> usize {
+    while let Some(w) = word(b, i) {
+        match specials(w) {
+            0 => i += 8,
+            found => return i + found.trailing_zeros() as usize / 8,
+        }
+    }
+    i
+}
+
+/// [`specials`] for sixteen bytes, one bit per byte (bit k: byte k). `safe_arch` wraps the SSE2
+/// intrinsics in safe functions: this crate itself has no `unsafe` for it.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn specials16(chunk: &[u8; 16]) -> u32 {
+    use safe_arch::{
+        bitor_m128i, bitxor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, max_u8_m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let v = load_unaligned_m128i(chunk);
+    // As in `specials`: `^ 0x02` takes `"` to 0x20 and keeps control bytes below it, so
+    // "at most 0x20" (max(x, 0x20) == 0x20, unsigned) finds both.
+    let x = bitxor_m128i(v, set_splat_i8_m128i(0x02));
+    let limit = set_splat_i8_m128i(0x20);
+    let quote_or_control = cmp_eq_mask_i8_m128i(max_u8_m128i(x, limit), limit);
+    let backslash = cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8));
+    // Sixteen mask bits in an `i32`: the cast keeps them.
+    move_mask_i8_m128i(bitor_m128i(quote_or_control, backslash)) as u32
+}
+
 /// A string starting at its opening quote (`b[i]`); returns the offset after its closing quote.
 /// Non-ASCII bytes need no check here: UTF-8 is checked separately. Inlined into its two
 /// callers (a key, a value): the call cost more than skipping a short key.
@@ -324,16 +401,7 @@ fn word(b: &[u8], i: usize) -> Option<u64> {
 fn string(b: &[u8], i: usize) -> Result<usize, usize> {
     let mut i = i + 1;
     loop {
-        // Eight bytes at a time up to the first byte that ends the run of plain characters.
-        while let Some(w) = word(b, i) {
-            match specials(w) {
-                0 => i += 8,
-                found => {
-                    i += found.trailing_zeros() as usize / 8;
-                    break;
-                }
-            }
-        }
+        i = plain_run(b, i);
         match b.get(i).copied() {
             Some(b'"') => return Ok(i + 1),
             Some(b'\\') => i = escape(b, i + 1)?,

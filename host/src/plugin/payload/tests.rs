@@ -103,6 +103,61 @@ fn any_depth_passes_as_in_serde_json() {
     }
 }
 
+/// Every byte value at every place of string bodies up to 40 bytes long, in a flat object and as
+/// a bare value: the string skip reads sixteen bytes at a time, then eight, then one, so a byte
+/// that ends the run must be found wherever it falls (each width, each boundary, the tail).
+#[test]
+fn any_byte_anywhere_in_a_string_agrees() {
+    for len in 1..=40 {
+        for at in 0..len {
+            for byte in 0..=255u8 {
+                let mut body = vec![b'a'; len];
+                body[at] = byte;
+                let mut object = br#"{"k":""#.to_vec();
+                object.extend_from_slice(&body);
+                object.extend_from_slice(br#"","n":1}"#);
+                agrees(&object);
+                let mut bare = vec![b'"'];
+                bare.extend_from_slice(&body);
+                bare.push(b'"');
+                agrees(&bare);
+            }
+        }
+    }
+}
+
+/// The first byte from `i` on that ends a run of plain string characters, one byte at a time.
+fn first_special(b: &[u8], i: usize) -> usize {
+    (i..b.len())
+        .find(|&k| matches!(b[k], b'"' | b'\\' | 0..0x20))
+        .unwrap_or(b.len())
+}
+
+proptest! {
+    /// Both string skips keep their promise on any text from any offset: the SSE2 one (x86-64)
+    /// finds exactly the first byte that ends the run (or the end), the SWAR one (every other
+    /// target, and the SSE2 one's fallback for texts under sixteen bytes) stops there or, with no
+    /// such byte before them, within the last eight bytes.
+    #[test]
+    fn string_skips_stop_where_a_run_ends(
+        text in proptest::collection::vec(prop_oneof![
+            4 => Just(b'a'), 1 => Just(b'"'), 1 => Just(b'\\'), 1 => Just(0x1f), 1 => Just(0x80),
+            1 => any::<u8>(),
+        ], 0..80),
+        from in any::<usize>(),
+    ) {
+        let i = if text.is_empty() { 0 } else { from % (text.len() + 1) };
+        let exact = first_special(&text, i);
+        let swar = plain_run_swar(&text, i);
+        prop_assert!(swar >= i && swar <= exact);
+        prop_assert!(swar == exact || text.len() - swar < 8, "{swar} {exact}");
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if text.len() >= 16 {
+            prop_assert_eq!(plain_run_sse2(&text, i), exact);
+        }
+    }
+}
+
 /// Text made of JSON's own pieces, so random cases are often valid or nearly so.
 fn jsonish() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
