@@ -12,6 +12,7 @@ const CARGO_TOML: &str = include_str!("scaffold/Cargo.toml.tmpl");
 const LIB_RS: &str = include_str!("scaffold/lib.rs.tmpl");
 const TEST_RS: &str = include_str!("scaffold/test.rs.tmpl");
 const README: &str = include_str!("scaffold/README.md.tmpl");
+const CARGO_CONFIG: &str = include_str!("scaffold/cargo-config.toml.tmpl");
 /// keccak256("Approval(address,address,uint256)")
 const APPROVAL_TOPIC0: &str = "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925";
 const RECORDED_APPROVALS: usize = 4;
@@ -50,11 +51,13 @@ pub fn new_plugin(name: &str, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<
     };
     std::fs::create_dir_all(root.join("src"))?;
     std::fs::create_dir_all(root.join("tests"))?;
+    std::fs::create_dir_all(root.join(".cargo"))?;
     write(&root.join("Cargo.toml"), &fill(CARGO_TOML))?;
     write(&root.join("src/lib.rs"), &fill(LIB_RS))?;
     write(&root.join("tests/plugin.rs"), &fill(TEST_RS))?;
     write(&root.join("tests/recorded.jsonl"), &recorded_logs()?)?;
     write(&root.join("README.md"), &fill(README))?;
+    write(&root.join(".cargo/config.toml"), CARGO_CONFIG)?;
     write(&root.join(".gitignore"), "/target\n")?;
     // The workspace's lock file pins versions the SDK is tested with; cargo trims what is unused.
     if let Some(lock) = sdk
@@ -142,6 +145,15 @@ mod tests {
         let root = new_plugin("my-filter", &dir, Some(&sdk)).unwrap();
         let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-filter\"") && manifest.contains("guest-sdk"));
+        // The example plugins' build settings: one codegen unit for the plugin, more inlining
+        // for its wasm.
+        assert!(manifest.contains("[profile.release.package.my-filter]\ncodegen-units = 1"));
+        let cargo_config = std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap();
+        assert!(
+            cargo_config.contains("[target.wasm32-unknown-unknown]")
+                && cargo_config.contains("-inline-threshold=1000"),
+            "{cargo_config}"
+        );
         let tests = std::fs::read_to_string(root.join("tests/plugin.rs")).unwrap();
         assert!(
             tests.contains("use my_filter::{Config, process};"),

@@ -158,6 +158,40 @@ proptest! {
     }
 }
 
+/// A flat object's text (the common payload, which `flat_object` checks): keys and string values
+/// with structural characters and non-ASCII inside, numbers in every JSON form, literals,
+/// optional spaces.
+fn flat_object_text() -> impl Strategy<Value = String> {
+    let text = "[a-z0-9 _é{}:,]{0,12}";
+    let value = prop_oneof![
+        text.prop_map(|t| format!("\"{t}\"")),
+        "-?(0|[1-9][0-9]{0,5})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        Just("null".to_owned()),
+    ];
+    let space = prop_oneof![3 => Just(""), 1 => Just(" ")];
+    let field = (text, space.clone(), value, space.clone())
+        .prop_map(|(k, s1, v, s2)| format!("\"{k}\"{s1}:{s2}{v}"));
+    (proptest::collection::vec(field, 0..6), space.clone(), space)
+        .prop_map(|(fields, s1, s2)| format!("{s1}{{{}}}{s2}", fields.join(",")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    /// Every flat object passes, and every one-byte change of it is judged as serde_json judges it.
+    #[test]
+    fn flat_objects_and_their_mutations_agree(text in flat_object_text(), flip in any::<(usize, u8)>()) {
+        let parsed = Payload::parse(text.as_bytes()).unwrap();
+        prop_assert_eq!(parsed.get(), text.trim());
+        let mut bytes = text.into_bytes();
+        let at = flip.0 % bytes.len();
+        bytes[at] = flip.1;
+        agrees(&bytes);
+    }
+}
+
 /// Text made of JSON's own pieces, so random cases are often valid or nearly so.
 fn jsonish() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
