@@ -13,7 +13,7 @@ use super::{CanaryBinding, FailureKind, Skipped, compare, with_skipped};
 use crate::event::ChainLog;
 use crate::matcher::{Candidate, Subscription, SubscriptionSet};
 use crate::metrics::Metrics;
-use crate::plugin::{Decision, Output, PluginInstance, PluginRuntime};
+use crate::plugin::{Decision, Decisions, Output, PluginInstance, PluginRuntime};
 use crate::store::{CanaryExample, CanaryTally, MAX_CANARY_EXAMPLES, Store};
 
 /// Batches waiting for the canary task; past this a batch is skipped, not waited for.
@@ -50,7 +50,7 @@ impl CanaryFeed {
     }
 
     /// Hands a decided batch to the subscription's canary, if it has one. Never blocks.
-    pub fn offer(&self, sub: &Subscription, events: &[Candidate], live: &[Decision]) {
+    pub fn offer(&self, sub: &Subscription, events: &[Candidate], live: &Decisions) {
         let (Some(tx), Some(canary)) = (&self.tx, &sub.canary) else {
             return;
         };
@@ -266,7 +266,8 @@ fn run_candidate(
     };
     match outcome {
         Ok((instance, Output::Decisions(decisions))) => {
-            let (tally, examples) = compare::compare(&job.events, &job.live, &decisions, room);
+            let (tally, examples) =
+                compare::compare(&job.events, &job.live, &decisions.to_vec(), room);
             Ran {
                 instance: Some(instance),
                 tally,

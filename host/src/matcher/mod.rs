@@ -24,7 +24,7 @@ use crate::canary::CanaryFeed;
 use crate::event::{Batch, Budget, ChainLog, EventType, InFlight, Written};
 use crate::metrics::Metrics;
 use crate::modes::BatchPolicy;
-use crate::plugin::{Decision, PluginRuntime};
+use crate::plugin::{Decision, DecisionRef, Decisions, PluginRuntime};
 use crate::store::{ChainBlock, OutboxWrite};
 use calls::{Calls, Finished};
 pub use delivery::{db_int, delivery_id, new_delivery, webhook_body};
@@ -236,7 +236,7 @@ impl Matcher {
                         }
                         if sub.canary.is_some() {
                             // No plugin: every event is kept unchanged.
-                            let live = vec![Decision::Keep; events.len()];
+                            let live = Decisions::from(vec![Decision::Keep; events.len()]);
                             self.canary.offer(&sub, &events, &live);
                         }
                     }
@@ -374,16 +374,16 @@ impl Matcher {
             Ok(decisions) => {
                 // The canary gets a copy; nothing it does comes back here.
                 self.canary.offer(&sub, &outcome.events, &decisions);
-                for (event, decision) in outcome.events.iter().zip(decisions) {
+                for (event, decision) in outcome.events.iter().zip(decisions.iter()) {
                     match decision {
-                        Decision::Drop => self
+                        DecisionRef::Drop => self
                             .metrics
                             .events_processed
                             .with_label_values(&["dropped"])
                             .inc(),
-                        Decision::Keep => self.push_delivery(matched, &sub, event, None),
-                        Decision::KeepWith(data) => {
-                            self.push_delivery(matched, &sub, event, Some(data.get()))
+                        DecisionRef::Keep => self.push_delivery(matched, &sub, event, None),
+                        DecisionRef::KeepWith(data) => {
+                            self.push_delivery(matched, &sub, event, Some(data))
                         }
                     }
                 }

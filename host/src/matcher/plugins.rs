@@ -13,7 +13,7 @@ use super::logbook::PluginLogBook;
 use super::quarantine::{Event, Health};
 use crate::event::ChainLog;
 use crate::metrics::Metrics;
-use crate::plugin::{Decision, Output, PluginError, PluginInstance, PluginLog, PluginRuntime};
+use crate::plugin::{Decisions, Output, PluginError, PluginInstance, PluginLog, PluginRuntime};
 use crate::store::{ParkedEvent, StatusChange};
 
 #[derive(Default)]
@@ -29,7 +29,7 @@ struct SubState {
 
 /// How a job's call ended.
 enum Outcome {
-    Decided(Vec<Decision>, u64),
+    Decided(Decisions, u64),
     Failed(Failure),
     /// Not called: the subscription is quarantined and its backoff is not over.
     Quarantined,
@@ -75,7 +75,7 @@ pub struct PluginJob {
 
 pub struct Settled {
     pub events: Vec<Candidate>,
-    pub decisions: Result<Vec<Decision>, Vec<ParkedEvent>>,
+    pub decisions: Result<Decisions, Vec<ParkedEvent>>,
     pub status_change: Option<StatusChange>,
 }
 
@@ -177,7 +177,7 @@ impl PluginStates {
     fn put_back(
         &mut self,
         job: PluginJob,
-        decisions: Result<Vec<Decision>, Vec<ParkedEvent>>,
+        decisions: Result<Decisions, Vec<ParkedEvent>>,
         status_change: Option<StatusChange>,
     ) -> Settled {
         self.states.insert(job.subscription.id.clone(), job.state);

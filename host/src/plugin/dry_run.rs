@@ -99,7 +99,7 @@ pub fn dry_run_with_progress(
         report.logs_dropped += call.logs_dropped;
         match call.output {
             Output::Decisions(decisions) => {
-                for (i, decision) in decisions.into_iter().enumerate() {
+                for (i, decision) in decisions.to_vec().into_iter().enumerate() {
                     let (name, data) = match decision {
                         Decision::Drop => ("drop", None),
                         Decision::Keep => ("keep", None),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
-pub use abi::{Decision, Output};
+pub use abi::{Decision, DecisionRef, Decisions, Output};
 pub use instance::{CallReport, PluginInstance};
 pub use payload::Payload;
 pub use validate::ValidationError;

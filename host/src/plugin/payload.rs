@@ -8,22 +8,18 @@
 //! Here a string body, most of a payload, is skipped sixteen bytes at a time (SSE2; eight with
 //! SWAR elsewhere).
 //!
-//! The payloads of one call share one buffer (`Payload::shared`): one allocation per call instead
+//! The payloads of one call share one text (`abi::Decisions`): one allocation per call instead
 //! of one per kept event, and one UTF-8 check over all of them (`abi::decode_output`).
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// One JSON value as UTF-8 text, without surrounding whitespace: a range of a text that may hold
-/// the other payloads of the same plugin call too.
+/// One JSON value as UTF-8 text, without surrounding whitespace.
 #[derive(Clone)]
 pub struct Payload {
-    text: Arc<String>,
-    start: usize,
-    end: usize,
+    text: Box<str>,
 }
 
 impl Payload {
@@ -33,25 +29,20 @@ impl Payload {
         let (start, end) = check(text.as_bytes())
             .map_err(|at| format!("invalid JSON at byte {at} of {}", bytes.len()))?;
         Ok(Payload {
-            text: Arc::new(text[start..end].to_owned()),
-            start: 0,
-            end: end - start,
+            text: Box::from(text.get(start..end).unwrap_or_default()),
         })
     }
 
-    /// `text[start..end]`, which the caller has checked to be one JSON value without whitespace
-    /// around it (`check` accepted it).
-    pub(super) fn shared(text: &Arc<String>, start: usize, end: usize) -> Payload {
+    /// `json`, which the caller took from text that [`check`] accepted, as it found the value.
+    pub(super) fn checked_text(json: &str) -> Payload {
         Payload {
-            text: text.clone(),
-            start,
-            end,
+            text: Box::from(json),
         }
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        self.text.get(self.start..self.end).unwrap_or_default()
+        &self.text
     }
 }
 

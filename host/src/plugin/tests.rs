@@ -50,7 +50,10 @@ fn refused(bytes: &[u8]) -> ValidationError {
 #[test]
 fn a_well_behaved_module_keeps_the_event_and_logs() {
     let report = run(&module("", KEEP_ONE)).unwrap();
-    assert_eq!(report.output, Output::Decisions(vec![Decision::Keep]));
+    assert_eq!(
+        report.output,
+        Output::Decisions(vec![Decision::Keep].into())
+    );
     assert!(report.fuel_used > 0);
     assert_eq!(report.logs.len(), 1);
     assert_eq!(report.logs[0].message, "hello from wasm");

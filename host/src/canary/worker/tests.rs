@@ -93,13 +93,13 @@ async fn decisions_are_compared_and_failures_counted_without_touching_the_live_s
     let dropping = with_canary(&store, &runtime, "can_drop", DROP_ONE).await;
     let trapping = with_canary(&store, &runtime, "can_trap", TRAP).await;
     for n in 1..=3 {
-        feed.offer(&dropping, &[event(n)], &[Decision::Keep]);
+        feed.offer(&dropping, &[event(n)], &vec![Decision::Keep].into());
     }
-    feed.offer(&dropping, &[event(4)], &[Decision::Drop]);
-    feed.offer(&trapping, &[event(5)], &[Decision::Keep]);
+    feed.offer(&dropping, &[event(4)], &vec![Decision::Drop].into());
+    feed.offer(&trapping, &[event(5)], &vec![Decision::Keep].into());
     let mut without = dropping.clone();
     without.canary = None;
-    feed.offer(&without, &[event(6)], &[Decision::Keep]);
+    feed.offer(&without, &[event(6)], &vec![Decision::Keep].into());
     drop(feed);
     tokio::time::timeout(Duration::from_secs(30), worker.run())
         .await
@@ -150,7 +150,7 @@ async fn a_full_queue_skips_batches_instead_of_waiting() {
     let sub = with_canary(&store, &runtime, "can_1", DROP_ONE).await;
     // Nothing runs the worker yet: the queue fills, and offers beyond it return at once.
     for n in 0..(QUEUE_CAPACITY as u64 + 3) {
-        feed.offer(&sub, &[event(n + 1)], &[Decision::Drop]);
+        feed.offer(&sub, &[event(n + 1)], &vec![Decision::Drop].into());
     }
     drop(feed);
     tokio::time::timeout(Duration::from_secs(60), worker.run())

@@ -27,6 +27,7 @@ fn decodes_every_decision_kind() {
     let Output::Decisions(d) = decode_output(&bytes, 3).unwrap() else {
         panic!()
     };
+    let d = d.to_vec();
     assert_eq!(d[0], Decision::Drop);
     assert_eq!(d[1], Decision::Keep);
     assert!(matches!(&d[2], Decision::KeepWith(v) if v.get() == "{\"v\":\"5\"}"));
@@ -140,6 +141,7 @@ fn payloads_of_one_output_share_one_text() {
     let Ok(Output::Decisions(d)) = decode_output(&bytes, 3) else {
         panic!()
     };
+    let d = d.to_vec();
     assert!(matches!(&d[0], Decision::KeepWith(p) if p.get() == "{\"a\":1}"));
     assert!(matches!(&d[2], Decision::KeepWith(p) if p.get() == "\"é\""));
     let mut bad_utf8 = output(&[(2, Some("\"ab\""))], None);
@@ -181,9 +183,9 @@ mod properties {
             bytes[at] ^= flip.1;
             bytes.truncate(cut % (bytes.len() + 1));
             if let Ok(Output::Decisions(decisions)) = decode_output(&bytes, 3) {
-                for decision in decisions {
-                    if let Decision::KeepWith(raw) = decision {
-                        prop_assert!(serde_json::from_str::<serde_json::Value>(raw.get()).is_ok());
+                for decision in decisions.iter() {
+                    if let DecisionRef::KeepWith(raw) = decision {
+                        prop_assert!(serde_json::from_str::<serde_json::Value>(raw).is_ok());
                     }
                 }
             }
