@@ -111,10 +111,22 @@ fn encodes_the_documented_layout() {
     assert_eq!(out[29 + 31], 0xbb);
     let after_topic = 29 + 32;
     assert_eq!(&out[after_topic..after_topic + 8], &16u64.to_le_bytes());
-    assert_eq!(&out[after_topic + 8..after_topic + 40], log.block_hash.as_slice());
-    assert_eq!(&out[after_topic + 40..after_topic + 72], log.transaction_hash.as_slice());
-    assert_eq!(&out[after_topic + 72..after_topic + 76], &3u32.to_le_bytes());
-    assert_eq!(&out[after_topic + 76..after_topic + 80], &4u32.to_le_bytes());
+    assert_eq!(
+        &out[after_topic + 8..after_topic + 40],
+        log.block_hash.as_slice()
+    );
+    assert_eq!(
+        &out[after_topic + 40..after_topic + 72],
+        log.transaction_hash.as_slice()
+    );
+    assert_eq!(
+        &out[after_topic + 72..after_topic + 76],
+        &3u32.to_le_bytes()
+    );
+    assert_eq!(
+        &out[after_topic + 76..after_topic + 80],
+        &4u32.to_le_bytes()
+    );
     assert_eq!(out[after_topic + 80], 0); // removed
     assert_eq!(&out[out.len() - 2..], &[1, 2]);
     assert_eq!(&out[out.len() - 6..out.len() - 2], &2u32.to_le_bytes());
