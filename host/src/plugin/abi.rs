@@ -122,8 +122,8 @@ fn encode_event<'o>(log: &ChainLog, out: &'o mut [u8]) -> Option<&'o mut [u8]> {
 
 /// Decodes and checks a plugin's output for a batch of `expected` events.
 ///
-/// Valid output, the rule, is decoded in two passes with every payload copied once into one
-/// shared text; anything else is decoded again by [`decode_checked`] for the first error in
+/// Valid output, the rule, is decoded in one pass with every payload copied once into one text
+/// that the call's [`Decisions`] own; anything else is decoded again by [`decode_checked`] for the first error in
 /// order, with its details.
 pub fn decode_output(bytes: &[u8], expected: usize) -> Result<Output, OutputError> {
     match decode_valid(bytes, expected) {

@@ -208,11 +208,11 @@ mod properties {
             }
         }
 
-        /// The two-pass decoder of valid output accepts exactly what the step-by-step decoder
+        /// The one-pass decoder of valid output accepts exactly what the step-by-step decoder
         /// accepts, with the same decisions and payload text: on outputs built from payloads
         /// that are valid, invalid, padded with whitespace or not UTF-8, then perhaps damaged.
         #[test]
-        fn two_pass_decoding_agrees_with_step_by_step(
+        fn one_pass_decoding_agrees_with_step_by_step(
             decisions in proptest::collection::vec((0u8..4, payload_bytes()), 0..6),
             error in proptest::option::of((0u32..8, proptest::collection::vec(any::<u8>(), 0..8))),
             expected_delta in 0usize..3,
@@ -245,12 +245,12 @@ mod properties {
             }
             // Mostly the right count, sometimes one more or less than the output holds.
             let expected = (decisions.len() + expected_delta).saturating_sub(1);
-            let two_pass = decode_valid(&bytes, expected);
+            let one_pass = decode_valid(&bytes, expected);
             let step_by_step = decode_checked(&bytes, expected);
-            match (two_pass, step_by_step) {
+            match (one_pass, step_by_step) {
                 (Some(fast), Ok(checked)) => prop_assert_eq!(fast, checked),
                 (None, Err(_)) => {}
-                (fast, checked) => prop_assert!(false, "two-pass {:?}, step by step {:?}", fast, checked),
+                (fast, checked) => prop_assert!(false, "one-pass {:?}, step by step {:?}", fast, checked),
             }
         }
 
