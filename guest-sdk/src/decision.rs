@@ -91,25 +91,21 @@ impl From<serde_json::Error> for Error {
 /// Appends one decision in output layout: the decision byte, then for `KeepWith` and `KeepJson`
 /// `u32 payload_len` and the JSON bytes.
 pub fn encode_decision(out: &mut Vec<u8>, d: &Decision) {
-    if let Decision::KeepJson(p) = d {
-        return encode_keep_json(out, p);
-    }
-    out.push(d.code());
     match d {
-        Decision::Drop | Decision::Keep => {}
-        Decision::KeepWith(v) => {
-            let at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            serde_json::to_writer(&mut *out, v).expect("a serde_json::Value always serializes");
-            let len = (out.len() - at - 4) as u32;
-            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        }
-        Decision::KeepJson(p) => {
-            let bytes = p.as_bytes();
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
+        Decision::Drop | Decision::Keep => out.push(d.code()),
+        Decision::KeepWith(v) => encode_keep_with(out, v),
+        Decision::KeepJson(p) => encode_keep_json(out, p),
     }
+}
+
+/// [`encode_decision`] of a `KeepWith`: the value written after a length that is then filled in.
+fn encode_keep_with(out: &mut Vec<u8>, v: &serde_json::Value) {
+    out.push(2);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *out, v).expect("a serde_json::Value always serializes");
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// [`encode_decision`] of a `KeepJson`, the common case: inlined into the batch loop, with one
