@@ -16,6 +16,10 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use string_object::string_object;
+
+mod string_object;
+
 /// One JSON value as UTF-8 text, without surrounding whitespace.
 #[derive(Clone)]
 pub struct Payload {
@@ -151,6 +155,9 @@ fn flat_object(b: &[u8]) -> Option<(usize, usize)> {
 /// JSON only: bytes above 0x7f pass inside strings (UTF-8 is the caller's check) and fail
 /// anywhere else, so an accepted value starts and ends with an ASCII byte.
 pub(super) fn check(b: &[u8]) -> Result<(usize, usize), usize> {
+    if let Some(found) = string_object(b) {
+        return Ok(found);
+    }
     if let Some(found) = flat_object(b) {
         return Ok(found);
     }

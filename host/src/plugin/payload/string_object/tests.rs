@@ -1,0 +1,156 @@
+use proptest::prelude::*;
+use serde_json::value::RawValue;
+
+use super::string_object;
+
+/// serde_json's judgement: whether the text is one JSON value. UTF-8 is not this path's check
+/// (the caller checks it over all payloads at once), so a byte sequence that is not UTF-8 is judged
+/// as its replacement character, which keeps it inside or outside a string as it was.
+fn valid(bytes: &[u8]) -> bool {
+    RawValue::from_string(String::from_utf8_lossy(bytes).into_owned()).is_ok()
+}
+
+/// Taken only if valid, and then as the whole text.
+fn never_wrong(bytes: &[u8]) {
+    if let Some(found) = string_object(bytes) {
+        let text = String::from_utf8_lossy(bytes);
+        assert_eq!(found, (0, bytes.len()), "{text}");
+        assert!(valid(bytes), "taken but not JSON: {text}");
+    }
+}
+
+#[test]
+fn takes_its_shape_and_leaves_the_rest() {
+    let taken = [
+        r#"{"a":"b"}"#,
+        r#"{"":""}"#,
+        r#"{"a":"b","c":"d"}"#,
+        r#"{"k{":"v}","[":"]:,","é":"ü"}"#,
+        r#"{"from":"0x00000000000000000000000000000000000000ab","to":"0x00000000000000000000000000000000000000cd","token":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"1000000"}"#,
+    ];
+    for text in taken {
+        assert_eq!(
+            string_object(text.as_bytes()),
+            Some((0, text.len())),
+            "{text}"
+        );
+    }
+    let left = [
+        "{}",
+        r#"{"a"}"#,
+        r#"{"a":}"#,
+        r#"{"a":"b",}"#,
+        r#"{,"a":"b"}"#,
+        r#"{"a":"b","c"}"#,
+        r#"{"a":"b":"c"}"#,
+        r#"{"a","b"}"#,
+        r#"{"a"::"b"}"#,
+        r#"{"a":"b""c":"d"}"#,
+        r#"{"a":"b""c"}"#,
+        r#"{"a""b":"c"}"#,
+        r#"{"a":"b" }"#,
+        r#"{ "a":"b"}"#,
+        r#"{"a":1}"#,
+        r#"{"a":true}"#,
+        r#"{"a":"b\"c"}"#,
+        r#"{"a":"b\nc"}"#,
+        "{\"a\":\"b\tc\"}",
+        r#"{"a":{"b":"c"}}"#,
+        r#"{"a":["b"]}"#,
+        r#"{"a":"b}"#,
+        r#"{"a:"b"}"#,
+        r#"["a","b"]"#,
+        r#""{}""#,
+    ];
+    for text in left {
+        assert_eq!(string_object(text.as_bytes()), None, "{text}");
+    }
+}
+
+/// Separators, quotes and ends at every offset around the 64-byte block edges.
+#[test]
+fn block_edges() {
+    for key in 0..140 {
+        for value in [0, 1, 2, 60, 61, 62, 63, 64, 65, 127] {
+            let text = format!(r#"{{"{}":"{}"}}"#, "k".repeat(key), "v".repeat(value));
+            assert_eq!(
+                string_object(text.as_bytes()),
+                Some((0, text.len())),
+                "{text}"
+            );
+            let two = format!(r#"{text},"x":"y"}}"#).replacen("}", "", 1);
+            assert_eq!(string_object(two.as_bytes()), Some((0, two.len())), "{two}");
+            let broken = two.replace(r#"","#, r#"""#);
+            assert_eq!(string_object(broken.as_bytes()), None, "{broken}");
+            let unclosed = format!(r#"{{"{}":"{}}}"#, "k".repeat(key), "v".repeat(value));
+            assert_eq!(string_object(unclosed.as_bytes()), None, "{unclosed}");
+        }
+    }
+}
+
+/// A compact object of strings, long enough to cross blocks, with structural characters and
+/// non-ASCII inside them.
+fn string_object_text() -> impl Strategy<Value = String> {
+    let text = "[a-z0-9_é{}:,\\[\\] ]{0,70}";
+    let field = (text, text).prop_map(|(k, v)| format!("\"{k}\":\"{v}\""));
+    proptest::collection::vec(field, 1..6).prop_map(|fields| format!("{{{}}}", fields.join(",")))
+}
+
+/// A change: a byte set to one that matters to JSON, removed, or inserted.
+fn edit() -> impl Strategy<Value = (usize, u8, u8)> {
+    let bytes = prop_oneof![
+        Just(b'"'),
+        Just(b'\\'),
+        Just(b':'),
+        Just(b','),
+        Just(b'{'),
+        Just(b'}'),
+        Just(b' '),
+        Just(b'1'),
+        Just(0x01),
+        Just(0xc3),
+        Just(b'a'),
+    ];
+    (any::<usize>(), 0u8..3, bytes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    #[test]
+    fn takes_every_compact_object_of_strings(text in string_object_text()) {
+        prop_assert_eq!(string_object(text.as_bytes()), Some((0, text.len())));
+        prop_assert!(valid(text.as_bytes()));
+    }
+
+    #[test]
+    fn edits_are_taken_only_when_valid(
+        text in string_object_text(),
+        edits in proptest::collection::vec(edit(), 1..4),
+    ) {
+        let mut bytes = text.into_bytes();
+        for (at, kind, byte) in edits {
+            let at = at % (bytes.len() + 1);
+            match kind {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, byte),
+            }
+        }
+        never_wrong(&bytes);
+    }
+
+    /// Braces around the bytes this path tells apart, in any order.
+    #[test]
+    fn random_bytes_are_taken_only_when_valid(
+        inner in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b':'), Just(b','), Just(b'a'), Just(b'{'), Just(b'}')],
+            0..140,
+        ),
+    ) {
+        let bytes = [&b"{"[..], &inner, b"}"].concat();
+        never_wrong(&bytes);
+    }
+}
