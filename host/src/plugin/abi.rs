@@ -176,15 +176,13 @@ fn gather(bytes: &[u8], expected: usize) -> Option<Gathered> {
             2 => {
                 let len = r.u32().ok()? as usize;
                 let json = r.take(len).ok()?;
-                let (start, end) = payload::check(json).ok()?;
                 if texts.capacity() == 0 {
                     texts.reserve(bytes.len());
                 }
-                let at = texts.len();
-                texts.extend_from_slice(json.get(start..end)?);
+                let range = payload::check_into(json, &mut texts).ok()?;
                 Slot::Text {
-                    start: at,
-                    end: texts.len(),
+                    start: range.start,
+                    end: range.end,
                 }
             }
             _ => return None,

@@ -12,6 +12,7 @@
 //! of one per kept event, and one UTF-8 check over all of them (`abi::decode_output`).
 
 use std::fmt;
+use std::ops::Range;
 
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -30,10 +31,13 @@ impl Payload {
     /// Checks `bytes` (UTF-8, one JSON value, whitespace around it allowed) and keeps the value.
     pub fn parse(bytes: &[u8]) -> Result<Payload, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-        let (start, end) = check(text.as_bytes())
+        let mut value = Vec::new();
+        check_into(text.as_bytes(), &mut value)
             .map_err(|at| format!("invalid JSON at byte {at} of {}", bytes.len()))?;
+        // A value cut from UTF-8 text at ASCII bytes (see `check_into`) is UTF-8.
+        let text = String::from_utf8(value).map_err(|e| e.to_string())?;
         Ok(Payload {
-            text: Box::from(text.get(start..end).unwrap_or_default()),
+            text: text.into_boxed_str(),
         })
     }
 
@@ -151,13 +155,22 @@ fn flat_object(b: &[u8]) -> Option<(usize, usize)> {
     (whitespace(b, i) == b.len()).then_some((start, i))
 }
 
-/// Where the one JSON value of `b` starts and ends, or the offset of the first error. Checks the
-/// JSON only: bytes above 0x7f pass inside strings (UTF-8 is the caller's check) and fail
-/// anywhere else, so an accepted value starts and ends with an ASCII byte.
-pub(super) fn check(b: &[u8]) -> Result<(usize, usize), usize> {
-    if let Some(found) = string_object(b) {
-        return Ok(found);
+/// Checks that `b` is one JSON value (whitespace around it allowed) and appends the value,
+/// without that whitespace, to `out`: its range there, or the offset of the first error (and
+/// `out` as it was). Checks the JSON only: bytes above 0x7f pass inside strings (UTF-8 is the
+/// caller's check) and fail anywhere else, so an accepted value starts and ends with an ASCII
+/// byte. The commonest payload is checked and copied in one pass ([`string_object`]).
+pub(super) fn check_into(b: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, usize> {
+    let at = out.len();
+    if !string_object(b, out) {
+        let (start, end) = check(b)?;
+        out.extend_from_slice(b.get(start..end).unwrap_or_default());
     }
+    Ok(at..out.len())
+}
+
+/// Where the one JSON value of `b` starts and ends, or the offset of the first error.
+fn check(b: &[u8]) -> Result<(usize, usize), usize> {
     if let Some(found) = flat_object(b) {
         return Ok(found);
     }
