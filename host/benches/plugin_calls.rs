@@ -6,8 +6,9 @@
 //! blocks of calls is printed beside it.
 //!
 //! Variants: `erc20/native`, `erc20/wasm_unmetered`, `erc20/wasm_metered`, the same for
-//! `passthrough`, and `all` (every variant, wall clock only). Input: the first 100
-//! `Transfer`-topic logs of the recorded mainnet fixture, as in `benches/plugin.rs`.
+//! `passthrough` and `uniswap` (`uniswap-v3-swaps`, whose payloads also hold numbers), and `all`
+//! (every variant, wall clock only). Input: the first 100 `Transfer`-topic logs of the recorded
+//! mainnet fixture, as in `benches/plugin.rs`; for `uniswap`, the first 100 `Swap`-topic logs.
 //! `PIPELINE_BENCH_WASM_DIR` reads the `.wasm` files from another directory (a guest built with
 //! another profile).
 //!
@@ -27,20 +28,24 @@ use pipeline_host::event::ChainLog;
 use pipeline_host::plugin::{Output, PluginInstance, PluginRuntime, abi};
 
 const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+const SWAP_TOPIC: &str = "0xc42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67";
 const ERC20_CONFIG: &str = r#"{"min_value":"1000000"}"#;
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 9] = [
     "erc20/native",
     "erc20/wasm_unmetered",
     "erc20/wasm_metered",
     "passthrough/native",
     "passthrough/wasm_unmetered",
     "passthrough/wasm_metered",
+    "uniswap/native",
+    "uniswap/wasm_unmetered",
+    "uniswap/wasm_metered",
 ];
 
-fn transfer_logs() -> Vec<ChainLog> {
+fn logs_with_topic(topic: &str) -> Vec<ChainLog> {
     let text = pipeline_host::fixtures::mainnet_logs().expect("the recorded mainnet logs");
     text.lines()
-        .filter(|l| l.contains(TRANSFER_TOPIC))
+        .filter(|l| l.contains(topic))
         .take(100)
         .map(|l| ChainLog::from_json(l).expect("fixture log"))
         .collect()
@@ -60,28 +65,49 @@ fn wasm(name: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e} (build the plugins first)", path.display()))
 }
 
+/// A plugin's native build, with its configuration.
+enum Native {
+    Erc20(erc20_transfers::Config),
+    Passthrough,
+    Uniswap(uniswap_v3_swaps::Config),
+}
+
 /// One call of a variant on the batch: what is counted and timed.
 enum Subject {
     Native {
         input: Vec<u8>,
         out: Vec<u8>,
-        erc20: Option<erc20_transfers::Config>,
+        plugin: Native,
     },
     Wasm(Box<PluginInstance>),
 }
 
+/// The plugin's `.wasm` name, its configuration, and its logs' topic.
+fn plugin(name: &str) -> (&'static str, &'static str, &'static str) {
+    match name {
+        "erc20" => ("erc20_transfers", ERC20_CONFIG, TRANSFER_TOPIC),
+        "passthrough" => ("passthrough", "null", TRANSFER_TOPIC),
+        "uniswap" => ("uniswap_v3_swaps", "{}", SWAP_TOPIC),
+        other => panic!("unknown plugin {other}"),
+    }
+}
+
 impl Subject {
     fn new(variant: &str, logs: &[&ChainLog]) -> Subject {
-        let (plugin, mode) = variant.split_once('/').expect("plugin/mode");
-        let erc20 = plugin == "erc20";
+        let (name, mode) = variant.split_once('/').expect("plugin/mode");
+        let (wasm_name, config, _) = plugin(name);
         if mode == "native" {
             let mut input = Vec::new();
             abi::encode_batch(logs.iter().copied(), &mut input);
-            let erc20 = erc20.then(|| serde_json::from_str(ERC20_CONFIG).unwrap());
+            let plugin = match name {
+                "erc20" => Native::Erc20(serde_json::from_str(config).unwrap()),
+                "uniswap" => Native::Uniswap(serde_json::from_str(config).unwrap()),
+                _ => Native::Passthrough,
+            };
             return Subject::Native {
                 input,
                 out: Vec::new(),
-                erc20,
+                plugin,
             };
         }
         let runtime = match mode {
@@ -92,39 +118,27 @@ impl Subject {
             other => panic!("unknown mode {other}"),
         }
         .unwrap();
-        let (name, config) = if erc20 {
-            ("erc20_transfers", ERC20_CONFIG)
-        } else {
-            ("passthrough", "null")
-        };
-        let plugin = runtime.compile(&wasm(name)).expect("plugin compiles");
+        let plugin = runtime.compile(&wasm(wasm_name)).expect("plugin compiles");
         Subject::Wasm(Box::new(runtime.instantiate(plugin, config).unwrap()))
     }
 
     fn call(&mut self, logs: &[&ChainLog]) -> usize {
+        use pipeline_sdk::process_batch;
         match self {
-            Subject::Native {
-                input,
-                out,
-                erc20: Some(config),
-            } => {
-                pipeline_sdk::process_batch(
-                    config,
-                    black_box(input),
-                    erc20_transfers::process,
-                    out,
-                )
+            Subject::Native { input, out, plugin } => {
+                let input = black_box(input);
+                match plugin {
+                    Native::Erc20(config) => {
+                        process_batch(config, input, erc20_transfers::process, out)
+                    }
+                    Native::Uniswap(config) => {
+                        process_batch(config, input, uniswap_v3_swaps::process, out)
+                    }
+                    Native::Passthrough => {
+                        process_batch(&serde::de::IgnoredAny, input, passthrough::process, out)
+                    }
+                }
                 .unwrap();
-                out.len()
-            }
-            Subject::Native {
-                input,
-                out,
-                erc20: None,
-            } => {
-                let config = serde::de::IgnoredAny;
-                pipeline_sdk::process_batch(&config, black_box(input), passthrough::process, out)
-                    .unwrap();
                 out.len()
             }
             Subject::Wasm(instance) => match instance.process(black_box(logs)).unwrap().output {
@@ -170,14 +184,15 @@ fn main() {
         .collect();
     let variant = args.first().map(String::as_str).unwrap_or("all");
     let calls: Option<usize> = args.get(1).map(|n| n.parse().unwrap());
-    let logs = transfer_logs();
-    let refs: Vec<&ChainLog> = logs.iter().collect();
     let variants: Vec<&str> = if variant == "all" {
         VARIANTS.to_vec()
     } else {
         vec![variant]
     };
     for variant in variants {
+        let (name, _) = variant.split_once('/').expect("plugin/mode");
+        let logs = logs_with_topic(plugin(name).2);
+        let refs: Vec<&ChainLog> = logs.iter().collect();
         let mut subject = Subject::new(variant, &refs);
         // Warm up: first calls grow buffers and fault in pages.
         black_box(measured_calls(&mut subject, &refs, 5));

@@ -17,9 +17,9 @@ use std::ops::Range;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use string_object::string_object;
+use compact_object::compact_object;
 
-mod string_object;
+mod compact_object;
 
 /// One JSON value as UTF-8 text, without surrounding whitespace.
 #[derive(Clone)]
@@ -159,10 +159,10 @@ fn flat_object(b: &[u8]) -> Option<(usize, usize)> {
 /// without that whitespace, to `out`: its range there, or the offset of the first error (and
 /// `out` as it was). Checks the JSON only: bytes above 0x7f pass inside strings (UTF-8 is the
 /// caller's check) and fail anywhere else, so an accepted value starts and ends with an ASCII
-/// byte. The commonest payload is checked and copied in one pass ([`string_object`]).
+/// byte. The commonest payload is checked and copied in one pass ([`compact_object`]).
 pub(super) fn check_into(b: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, usize> {
     let at = out.len();
-    if !string_object(b, out) {
+    if !compact_object(b, out) {
         let (start, end) = check(b)?;
         out.extend_from_slice(b.get(start..end).unwrap_or_default());
     }

@@ -1,24 +1,25 @@
-//! The fast path of [`super::check`] for the commonest payload: a compact object whose values are
-//! all strings without escapes — what the SDK's `JsonObject` writes for hex and decimal fields,
-//! `{"from":"0x…","to":"0x…","token":"0x…","value":"…"}`.
+//! The fast path of [`super::check_into`] for the commonest payload: a compact, flat object —
+//! no whitespace, values that are strings without escapes, numbers or literals — as the SDK's
+//! `JsonObject` writes it: `{"from":"0x…","to":"0x…","token":"0x…","value":"…"}`,
+//! `{…,"price":1.5e-7,"tick":-201234}`.
 //!
 //! Why: the general check walks a payload token by token, and each string's end found by a
-//! vector compare is the address of the next load, a chain of dependent steps per field. Here the
+//! vector compare is the address of the next load: a chain of dependent steps per field. Here the
 //! text is classified 64 bytes at a time into bit masks (quotes, colons, commas, and the bytes
 //! this path does not take: `\` and controls), and the object's shape is judged by bit arithmetic
-//! on those masks, with no branch on the text but one per 64 bytes (BENCHMARKS.md, "Session of
-//! 2026-12-05 (fourth)").
+//! on those masks, with no branch on the text but one per 64 bytes and one per number; the text
+//! is copied to the output as it is read (BENCHMARKS.md, "Session of 2026-12-05 (fourth)").
 //!
 //! The shape, from the masks: quotes pair into strings (a running XOR of the quote mask marks the
-//! bytes inside); every byte outside the strings is the first `{`, the last `}`, or a separator
-//! (`:` or `,`); every separator has a quote on each side (so exactly one separator lies between
-//! two strings and none before the first or after the last); a string opened after a colon is a
-//! value and is followed by a comma or the last `}`, any other string is a key and is followed by
-//! a colon (an addition carries each value's opening quote to its closing one). That is exactly
-//! `{` STRING (`:` STRING `,` STRING)* `:` STRING `}`, with strings free of `"`, `\` and
-//! controls: valid JSON. Anything else — whitespace, a
-//! number, a nested value, an escape, `{}`, or an error — returns `None`, and the general check
-//! decides (and reports where an error is).
+//! bytes inside); the bytes outside the strings, but for the first `{` and the last `}`, are
+//! colons, commas and "scalar" bytes. A string opened right after a colon is a value and is
+//! followed by a comma or the last `}` (an addition carries each value's opening quote to its
+//! closing one); any other string is a key and is followed by a colon; a comma is followed by a
+//! quote, a colon by a quote or a scalar byte; each run of scalar bytes is read as a JSON number
+//! or literal, followed by a comma or the last `}`. With byte 1 a
+//! quote, that is exactly `{` KEY `:` VALUE (`,` KEY `:` VALUE)* `}`: valid JSON. Anything else —
+//! whitespace, a nested value, an escape, `{}`, or an error — is left to the general check, which
+//! decides (and says where an error is).
 
 /// Bit `k` of each mask: byte `k` of a 64-byte block is that kind of byte.
 #[derive(Default, Clone, Copy)]
@@ -30,9 +31,9 @@ struct Masks {
     refused: bool,
 }
 
-/// Whether `b` is a compact object of unescaped strings; if it is, `b` has been appended to `out`
+/// Whether `b` has this path's shape; if it has, `b` has been appended to `out`
 /// (as the blocks are read: no second pass over the text to copy it), else `out` is as it was.
-pub(super) fn string_object(b: &[u8], out: &mut Vec<u8>) -> bool {
+pub(super) fn compact_object(b: &[u8], out: &mut Vec<u8>) -> bool {
     let at = out.len();
     let taken = judge(b, out);
     if !taken {
@@ -41,58 +42,103 @@ pub(super) fn string_object(b: &[u8], out: &mut Vec<u8>) -> bool {
     taken
 }
 
-/// [`string_object`], leaving some of `b` in `out` when it is refused.
+/// [`compact_object`], leaving some of `b` in `out` when it is refused.
 fn judge(b: &[u8], out: &mut Vec<u8>) -> bool {
     let n = b.len();
     if n < 4 || b.first() != Some(&b'{') || b.last() != Some(&b'}') || b.get(1) != Some(&b'"') {
         return false;
     }
     let at = out.len();
-    // Carried from one block to the next: the last bit of each mask (as bit 0 of the shifted
-    // masks), whether the block ends inside a string (all ones or all zeros, to XOR into the
-    // next block's running XOR), and the carry of the addition that finds the values' ends.
-    let mut inside_carry = 0u64;
-    let mut value_carry = false;
-    let mut previous_separators = 0u64;
-    let mut previous_colons = 0u64;
-    let mut previous_key_closes = 0u64;
-    let mut previous_value_closes = 0u64;
+    let mut carried = Carried::default();
     let mut start = 0;
     while start < n {
         let masks = block_masks(b, start, at, out);
-        let left = n - start;
-        let valid = if left >= 64 { !0 } else { (1u64 << left) - 1 };
-        let first = u64::from(start == 0);
-        let last = if left <= 64 { 1u64 << (left - 1) } else { 0 };
-        // Bytes inside a string, with its opening quote and without its closing one.
-        let inside = running_xor(masks.quote) ^ inside_carry;
-        let outside = !(inside | masks.quote) & valid;
-        let separators = outside & !(first | last);
-        let colons = separators & masks.colon;
-        let commas = separators & masks.comma;
-        // A value's string opens right after a colon. Added at the start of its run of `inside`
-        // bits, the carry runs to the bit after the run: the value's closing quote.
-        let value_opens = shifted(colons, previous_colons) & masks.quote;
-        let (sum, carry_a) = inside.overflowing_add(value_opens);
-        let (sum, carry_b) = sum.overflowing_add(u64::from(value_carry));
-        let value_closes = sum & !inside;
-        let key_closes = masks.quote & !inside & !value_closes;
-        let errors = u64::from(masks.refused)
-            | (shifted(separators, previous_separators) & !masks.quote)
-            | (shifted(key_closes, previous_key_closes) & !colons)
-            | (shifted(value_closes, previous_value_closes) & !(commas | last));
-        if errors != 0 {
+        let Some(mut scalar_starts) = carried.judge_block(&masks, start == 0, n - start) else {
             return false;
+        };
+        while scalar_starts != 0 {
+            if !scalar_ends_at_a_comma(b, start + scalar_starts.trailing_zeros() as usize) {
+                return false;
+            }
+            scalar_starts &= scalar_starts - 1;
         }
-        inside_carry = top_bit_everywhere(inside);
-        value_carry = carry_a | carry_b;
-        previous_separators = separators;
-        previous_colons = colons;
-        previous_key_closes = key_closes;
-        previous_value_closes = value_closes;
         start += 64;
     }
-    inside_carry == 0
+    carried.inside == 0
+}
+
+/// What one block passes to the next: the last bit of each mask (as bit 0 of the shifted
+/// masks), whether the block ends inside a string (all ones or all zeros, to XOR into the next
+/// block's running XOR), and the carry of the addition that finds the values' ends.
+#[derive(Default)]
+struct Carried {
+    inside: u64,
+    value_carry: bool,
+    colons: u64,
+    commas: u64,
+    scalars: u64,
+    key_closes: u64,
+    value_closes: u64,
+}
+
+impl Carried {
+    /// Judges the block whose masks are `m` (the text's first block if `is_first`), `left` bytes
+    /// before the end of the text: the first bytes of its numbers and literals (each still to
+    /// be read), or `None` when the text does not have this path's shape.
+    #[inline(always)]
+    fn judge_block(&mut self, m: &Masks, is_first: bool, left: usize) -> Option<u64> {
+        let valid = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+        let first = u64::from(is_first);
+        let last = if left <= 64 { 1u64 << (left - 1) } else { 0 };
+        // Bytes inside a string, with its opening quote and without its closing one.
+        let inside = running_xor(m.quote) ^ self.inside;
+        let outside = !(inside | m.quote) & valid & !(first | last);
+        let colons = outside & m.colon;
+        let commas = outside & m.comma;
+        // Numbers and literals: every other byte outside the strings.
+        let scalars = outside & !(colons | commas);
+        let after_colon = shifted(colons, self.colons);
+        // A value's string opens right after a colon. Added at the start of its run of `inside`
+        // bits, the carry runs to the bit after the run: the value's closing quote.
+        let (sum, carry_a) = inside.overflowing_add(after_colon & m.quote);
+        let (sum, carry_b) = sum.overflowing_add(u64::from(self.value_carry));
+        let value_closes = sum & !inside;
+        let key_closes = m.quote & !inside & !value_closes;
+        let after_scalar = shifted(scalars, self.scalars);
+        let errors = u64::from(m.refused)
+            | (shifted(key_closes, self.key_closes) & !colons)
+            | (shifted(value_closes, self.value_closes) & !(commas | last))
+            | (shifted(commas, self.commas) & !m.quote)
+            | (after_colon & !(m.quote | scalars));
+        if errors != 0 {
+            return None;
+        }
+        *self = Carried {
+            inside: top_bit_everywhere(inside),
+            value_carry: carry_a | carry_b,
+            colons,
+            commas,
+            scalars,
+            key_closes,
+            value_closes,
+        };
+        Some(scalars & !after_scalar)
+    }
+}
+
+/// Whether the run of scalar bytes starting at `i` is one number or literal (JSON's grammar,
+/// [`super::number`]) followed by a comma or the text's last byte. Where such a run may start
+/// is the masks' rule (after a colon: after anything else one of their rules fails); what ends
+/// it is checked here.
+fn scalar_ends_at_a_comma(b: &[u8], i: usize) -> bool {
+    let end = match b.get(i) {
+        Some(b'-' | b'0'..=b'9') => super::number(b, i),
+        Some(b't') => super::literal(b, i, b"true"),
+        Some(b'f') => super::literal(b, i, b"false"),
+        Some(b'n') => super::literal(b, i, b"null"),
+        _ => return false,
+    };
+    matches!(end, Ok(end) if end + 1 == b.len() || b.get(end) == Some(&b','))
 }
 
 /// `x` moved one byte later, with the previous block's last bit as its first.

@@ -1,14 +1,14 @@
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 
-use super::string_object;
+use super::compact_object;
 
 /// `Some((0, len))` when the path takes `bytes`, with `bytes` then appended after what the output
 /// held; `None` with the output as it was.
 fn taken(bytes: &[u8]) -> Option<(usize, usize)> {
     let before = b"earlier payloads".to_vec();
     let mut out = before.clone();
-    if string_object(bytes, &mut out) {
+    if compact_object(bytes, &mut out) {
         assert_eq!(out, [&before[..], bytes].concat());
         Some((0, bytes.len()))
     } else {
@@ -41,6 +41,10 @@ fn takes_its_shape_and_leaves_the_rest() {
         r#"{"a":"b","c":"d"}"#,
         r#"{"k{":"v}","[":"]:,","é":"ü"}"#,
         r#"{"from":"0x00000000000000000000000000000000000000ab","to":"0x00000000000000000000000000000000000000cd","token":"0xdac17f958d2ee523a2206206994597c13d831ec7","value":"1000000"}"#,
+        r#"{"a":1}"#,
+        r#"{"a":0,"b":-0,"c":-1.5e+3,"d":2E-7,"e":10.25}"#,
+        r#"{"a":true,"b":false,"c":null,"d":"x"}"#,
+        r#"{"amount0":"-1","pool":"0xab","price":0.000123456789,"tick":-201234}"#,
     ];
     for text in shapes {
         assert_eq!(taken(text.as_bytes()), Some((0, text.len())), "{text}");
@@ -60,8 +64,24 @@ fn takes_its_shape_and_leaves_the_rest() {
         r#"{"a""b":"c"}"#,
         r#"{"a":"b" }"#,
         r#"{ "a":"b"}"#,
-        r#"{"a":1}"#,
-        r#"{"a":true}"#,
+        r#"{"a":01}"#,
+        r#"{"a":1.}"#,
+        r#"{"a":.5}"#,
+        r#"{"a":1e}"#,
+        r#"{"a":--1}"#,
+        r#"{"a":+1}"#,
+        r#"{"a":tru}"#,
+        r#"{"a":truee}"#,
+        r#"{"a":nul,"b":"c"}"#,
+        r#"{"a":1 }"#,
+        r#"{"a":1,}"#,
+        r#"{"a":1"b":"c"}"#,
+        r#"{"a":1}}"#,
+        r#"{"a":1}"c":"d"}"#,
+        r#"{"a":"b",1:"c"}"#,
+        r#"{"a"1:"b"}"#,
+        r#"{"a":1:"b"}"#,
+        r#"{"a":1x2}"#,
         r#"{"a":"b\"c"}"#,
         r#"{"a":"b\nc"}"#,
         "{\"a\":\"b\tc\"}",
@@ -105,11 +125,16 @@ fn block_edges() {
     }
 }
 
-/// A compact object of strings, long enough to cross blocks, with structural characters and
-/// non-ASCII inside them.
-fn string_object_text() -> impl Strategy<Value = String> {
+/// A compact, flat object: strings long enough to cross blocks, with structural characters and
+/// non-ASCII inside them; numbers in every JSON form; literals.
+fn compact_object_text() -> impl Strategy<Value = String> {
     let text = "[a-z0-9_é{}:,\\[\\] ]{0,70}";
-    let field = (text, text).prop_map(|(k, v)| format!("\"{k}\":\"{v}\""));
+    let value = prop_oneof![
+        3 => text.prop_map(|t| format!("\"{t}\"")),
+        1 => "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,2})?",
+        1 => prop_oneof![Just("true"), Just("false"), Just("null")].prop_map(str::to_owned),
+    ];
+    let field = (text, value).prop_map(|(k, v)| format!("\"{k}\":{v}"));
     proptest::collection::vec(field, 1..6).prop_map(|fields| format!("{{{}}}", fields.join(",")))
 }
 
@@ -124,6 +149,10 @@ fn edit() -> impl Strategy<Value = (usize, u8, u8)> {
         Just(b'}'),
         Just(b' '),
         Just(b'1'),
+        Just(b'-'),
+        Just(b'.'),
+        Just(b'e'),
+        Just(b't'),
         Just(0x01),
         Just(0xc3),
         Just(b'a'),
@@ -135,14 +164,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
     #[test]
-    fn takes_every_compact_object_of_strings(text in string_object_text()) {
+    fn takes_every_compact_object(text in compact_object_text()) {
         prop_assert_eq!(taken(text.as_bytes()), Some((0, text.len())));
         prop_assert!(valid(text.as_bytes()));
     }
 
     #[test]
     fn edits_are_taken_only_when_valid(
-        text in string_object_text(),
+        text in compact_object_text(),
         edits in proptest::collection::vec(edit(), 1..4),
     ) {
         let mut bytes = text.into_bytes();
@@ -163,7 +192,17 @@ proptest! {
     #[test]
     fn random_bytes_are_taken_only_when_valid(
         inner in proptest::collection::vec(
-            prop_oneof![Just(b'"'), Just(b':'), Just(b','), Just(b'a'), Just(b'{'), Just(b'}')],
+            prop_oneof![
+                Just(b'"'),
+                Just(b':'),
+                Just(b','),
+                Just(b'a'),
+                Just(b'{'),
+                Just(b'}'),
+                Just(b'1'),
+                Just(b'0'),
+                Just(b'-'),
+            ],
             0..140,
         ),
     ) {
