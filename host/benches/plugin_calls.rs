@@ -13,7 +13,7 @@
 //! another profile).
 //!
 //! ```sh
-//! cargo build --release --target wasm32-unknown-unknown -p erc20-transfers -p passthrough
+//! cargo build --release --target wasm32-unknown-unknown -p erc20-transfers -p passthrough -p uniswap-v3-swaps
 //! cargo bench -p pipeline-host --bench plugin_calls -- all
 //! valgrind --tool=callgrind --toggle-collect='*measured_calls*' \
 //!   target/release/deps/plugin_calls-<hash> erc20/wasm_metered 200
