@@ -160,6 +160,7 @@ fn flat_object(b: &[u8]) -> Option<(usize, usize)> {
 /// `out` as it was). Checks the JSON only: bytes above 0x7f pass inside strings (UTF-8 is the
 /// caller's check) and fail anywhere else, so an accepted value starts and ends with an ASCII
 /// byte. The commonest payload is checked and copied in one pass ([`compact_object`]).
+#[inline]
 pub(super) fn check_into(b: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, usize> {
     let at = out.len();
     if !compact_object(b, out) {
