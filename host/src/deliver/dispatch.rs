@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_util::task::TaskTracker;
+use tokio::time::MissedTickBehavior;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use super::attempt::{self, Verdict};
 use super::breaker::{Admission, Breaker, BreakerConfig};
@@ -32,6 +33,11 @@ const DEFER_MS: i64 = 1_000;
 const ENDPOINT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A job whose endpoint could not be read is postponed this long rather than judged.
 const UNREADABLE_ENDPOINT_DELAY_MS: i64 = 5_000;
+/// How often the open-breaker gauge is counted. Counting walks every endpoint's breaker, so it
+/// runs on a clock, not on each attempt: with 10,000 endpoints, counting on each attempt was
+/// 22 % of the host's CPU at 10K webhooks/s (BENCHMARKS.md, "Session of 2026-12-05 (fifth)").
+/// The clock also lets the gauge fall when an open period ends with no attempt after it.
+const BREAKER_GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Dispatcher {
     pub client: WebhookClient,
@@ -71,7 +77,7 @@ struct Shared {
     results: mpsc::Sender<AttemptResult>,
     gone: mpsc::Sender<String>,
     workers: Arc<Semaphore>,
-    breakers: Arc<Mutex<HashMap<String, Breaker>>>,
+    breakers: BreakerBoard,
     store: Store,
     lease_margin_ms: i64,
 }
@@ -103,6 +109,10 @@ impl Dispatcher {
             store: self.store,
             lease_margin_ms: i64::try_from(self.lease_margin.as_millis()).unwrap_or(i64::MAX),
         };
+        let _gauge = AbortOnDropHandle::new(tokio::spawn(count_open_breakers(
+            shared.breakers.clone(),
+            shared.metrics.clone(),
+        )));
         let pending = self.capacity.clone();
         let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
         // A job whose lease ran out while it waited here may be claimed and queued again: it is
@@ -157,6 +167,18 @@ impl Dispatcher {
 /// Whether the recorder's queue of outcomes is more than half full: the store is behind.
 fn backed_up<T>(results: &mpsc::Sender<T>) -> bool {
     results.capacity() < results.max_capacity() / 2
+}
+
+/// Sets the open-breaker gauge every [`BREAKER_GAUGE_EVERY`], until aborted with the dispatcher.
+async fn count_open_breakers(breakers: BreakerBoard, metrics: Metrics) {
+    let mut tick = tokio::time::interval(BREAKER_GAUGE_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let open = lock(&breakers).values().filter(|b| b.is_open(now)).count();
+        metrics.breaker_open.set(open as i64);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -281,22 +303,14 @@ impl Shared {
     }
 
     fn with_breaker<T>(&self, endpoint_id: &str, f: impl FnOnce(&mut Breaker) -> T) -> T {
-        let mut breakers = match self.breakers.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut breakers = lock(&self.breakers);
         // Looked up before inserted: no key allocated on every attempt.
-        let value = match breakers.get_mut(endpoint_id) {
+        match breakers.get_mut(endpoint_id) {
             Some(breaker) => f(breaker),
             None => f(breakers
                 .entry(endpoint_id.to_string())
                 .or_insert_with(|| Breaker::new(BreakerConfig::default()))),
-        };
-        let now = Instant::now();
-        self.metrics
-            .breaker_open
-            .set(breakers.values().filter(|b| b.is_open(now)).count() as i64);
-        value
+        }
     }
 
     async fn finish(&self, result: AttemptResult) {

@@ -267,3 +267,28 @@ async fn the_recorder_is_behind_when_its_queue_is_over_half_full() {
         assert_eq!(backed_up(&results), expected, "{} queued", permits.len());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_open_breaker_gauge_follows_the_breakers_on_its_clock() {
+    let breakers: BreakerBoard = Arc::default();
+    let metrics = Metrics::new().unwrap();
+    let mut open = Breaker::new(BreakerConfig::default());
+    for _ in 0..BreakerConfig::default().failure_threshold {
+        open.on_failure(Instant::now());
+    }
+    assert!(open.is_open(Instant::now()));
+    lock(&breakers).insert("ep_open".into(), open);
+    lock(&breakers).insert("ep_closed".into(), Breaker::new(BreakerConfig::default()));
+    let gauge = tokio::spawn(count_open_breakers(breakers.clone(), metrics.clone()));
+    // The first count is at once.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(metrics.breaker_open.get(), 1);
+    // A success closes the breaker; the gauge says so at its next count, not before.
+    if let Some(b) = lock(&breakers).get_mut("ep_open") {
+        b.on_success();
+    }
+    assert_eq!(metrics.breaker_open.get(), 1);
+    tokio::time::sleep(BREAKER_GAUGE_EVERY).await;
+    assert_eq!(metrics.breaker_open.get(), 0);
+    gauge.abort();
+}
