@@ -112,6 +112,17 @@ impl Breaker {
         }
     }
 
+    /// Whether this breaker is as a new one would be (closed, no failure or trip to remember):
+    /// then it can be forgotten and created again on the endpoint's next attempt.
+    pub fn is_at_rest(&self) -> bool {
+        matches!(
+            self.state,
+            State::Closed {
+                consecutive_failures: 0
+            }
+        ) && self.consecutive_trips == 0
+    }
+
     /// Whether requests are being turned away right now (half-open is not open: a probe is due).
     pub fn is_open(&self, now: Instant) -> bool {
         matches!(self.state, State::Open { until } if now < until)
@@ -159,6 +170,29 @@ mod tests {
             failure_threshold: 3,
             ..BreakerConfig::default()
         }
+    }
+
+    #[test]
+    fn at_rest_only_when_nothing_is_left_to_remember() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config());
+        assert!(b.is_at_rest());
+        b.on_failure(t0);
+        assert!(!b.is_at_rest(), "a failure counts toward the next trip");
+        b.on_success();
+        assert!(b.is_at_rest());
+        for _ in 0..3 {
+            b.on_failure(t0);
+        }
+        assert!(b.is_open(t0));
+        // Half-open after the rest, then a failed probe: open again, for twice as long.
+        assert_eq!(b.allow(t0 + secs(31)), Admission::Probe);
+        b.on_failure(t0 + secs(31));
+        assert!(!b.is_at_rest());
+        assert_eq!(b.allow(t0 + secs(92)), Admission::Probe);
+        assert!(!b.is_at_rest(), "half-open, with trips to remember");
+        b.on_success();
+        assert!(b.is_at_rest());
     }
 
     /// A breaker that has just tripped at `t0`.

@@ -38,6 +38,10 @@ const UNREADABLE_ENDPOINT_DELAY_MS: i64 = 5_000;
 /// 22 % of the host's CPU at 10K webhooks/s (BENCHMARKS.md, "Session of 2026-12-05 (fifth)").
 /// The clock also lets the gauge fall when an open period ends with no attempt after it.
 const BREAKER_GAUGE_EVERY: Duration = Duration::from_secs(1);
+/// How often endpoints' state that a new one would equal is forgotten: lanes with no job and no
+/// worker, breakers at rest. Without it both maps would keep an entry for every endpoint ever
+/// delivered to (deleted ones too) for the life of the process.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Dispatcher {
     pub client: WebhookClient,
@@ -109,10 +113,11 @@ impl Dispatcher {
             store: self.store,
             lease_margin_ms: i64::try_from(self.lease_margin.as_millis()).unwrap_or(i64::MAX),
         };
-        let _gauge = AbortOnDropHandle::new(tokio::spawn(count_open_breakers(
+        let _gauge = AbortOnDropHandle::new(tokio::spawn(tend_breakers(
             shared.breakers.clone(),
             shared.metrics.clone(),
         )));
+        let mut lanes_tended = Instant::now();
         let pending = self.capacity.clone();
         let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
         // A job whose lease ran out while it waited here may be claimed and queued again: it is
@@ -120,6 +125,10 @@ impl Dispatcher {
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let tracker = TaskTracker::new();
         while let Some(job) = jobs.recv().await {
+            if lanes_tended.elapsed() >= FORGET_IDLE_EVERY {
+                forget_idle_lanes(&mut lanes, Instant::now());
+                lanes_tended = Instant::now();
+            }
             let lane = lanes
                 .entry(job.endpoint_id.clone())
                 .or_insert_with(|| Arc::new(Lane::new()))
@@ -169,16 +178,30 @@ fn backed_up<T>(results: &mpsc::Sender<T>) -> bool {
     results.capacity() < results.max_capacity() / 2
 }
 
-/// Sets the open-breaker gauge every [`BREAKER_GAUGE_EVERY`], until aborted with the dispatcher.
-async fn count_open_breakers(breakers: BreakerBoard, metrics: Metrics) {
+/// Sets the open-breaker gauge every [`BREAKER_GAUGE_EVERY`] and forgets breakers at rest every
+/// [`FORGET_IDLE_EVERY`], until aborted with the dispatcher.
+async fn tend_breakers(breakers: BreakerBoard, metrics: Metrics) {
     let mut tick = tokio::time::interval(BREAKER_GAUGE_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut forgotten = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let now = Instant::now();
-        let open = lock(&breakers).values().filter(|b| b.is_open(now)).count();
+        let mut board = lock(&breakers);
+        if forgotten.elapsed() >= FORGET_IDLE_EVERY {
+            board.retain(|_, breaker| !breaker.is_at_rest());
+            forgotten = tokio::time::Instant::now();
+        }
+        let open = board.values().filter(|b| b.is_open(now)).count();
+        drop(board);
         metrics.breaker_open.set(open as i64);
     }
+}
+
+/// Drops the lanes a new one would equal: no worker task holds them (so no job is queued) and
+/// they do not mark their endpoint slow.
+fn forget_idle_lanes(lanes: &mut HashMap<String, Arc<Lane>>, now: Instant) {
+    lanes.retain(|_, lane| Arc::strong_count(lane) > 1 || lane.is_slow(now));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

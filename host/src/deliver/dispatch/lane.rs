@@ -98,7 +98,7 @@ impl Lane {
                 _body: body,
             });
         }
-        if lock(&self.slow_until).is_some_and(|until| Instant::now() < until) {
+        if self.is_slow(Instant::now()) {
             return None;
         }
         loop {
@@ -125,6 +125,11 @@ impl Lane {
     /// workers are handing over an outcome while the recorder is behind.
     fn held_by_store(&self, recorder_backed_up: impl Fn() -> bool) -> bool {
         self.recording.load(Ordering::Relaxed) > 0 && recorder_backed_up()
+    }
+
+    /// Whether the lane marks its endpoint slow at `now` (see [`Lane::room`]).
+    pub(super) fn is_slow(&self, now: Instant) -> bool {
+        lock(&self.slow_until).is_some_and(|until| now < until)
     }
 
     /// Queues a job; true when the lane should get another worker (below `max_workers`).

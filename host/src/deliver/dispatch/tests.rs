@@ -279,7 +279,7 @@ async fn the_open_breaker_gauge_follows_the_breakers_on_its_clock() {
     assert!(open.is_open(Instant::now()));
     lock(&breakers).insert("ep_open".into(), open);
     lock(&breakers).insert("ep_closed".into(), Breaker::new(BreakerConfig::default()));
-    let gauge = tokio::spawn(count_open_breakers(breakers.clone(), metrics.clone()));
+    let gauge = tokio::spawn(tend_breakers(breakers.clone(), metrics.clone()));
     // The first count is at once.
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(metrics.breaker_open.get(), 1);
@@ -291,4 +291,48 @@ async fn the_open_breaker_gauge_follows_the_breakers_on_its_clock() {
     tokio::time::sleep(BREAKER_GAUGE_EVERY).await;
     assert_eq!(metrics.breaker_open.get(), 0);
     gauge.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn breakers_at_rest_are_forgotten_and_the_others_kept() {
+    let breakers: BreakerBoard = Arc::default();
+    let metrics = Metrics::new().unwrap();
+    let mut failing = Breaker::new(BreakerConfig::default());
+    failing.on_failure(Instant::now());
+    let mut recovered = Breaker::new(BreakerConfig::default());
+    recovered.on_failure(Instant::now());
+    recovered.on_success();
+    lock(&breakers).insert("ep_failing".into(), failing);
+    lock(&breakers).insert("ep_recovered".into(), recovered);
+    let tend = tokio::spawn(tend_breakers(breakers.clone(), metrics.clone()));
+    tokio::time::sleep(FORGET_IDLE_EVERY - BREAKER_GAUGE_EVERY).await;
+    assert_eq!(
+        lock(&breakers).len(),
+        2,
+        "kept until the first minute is over"
+    );
+    tokio::time::sleep(BREAKER_GAUGE_EVERY * 2).await;
+    let left: Vec<String> = lock(&breakers).keys().cloned().collect();
+    assert_eq!(left, vec!["ep_failing".to_string()]);
+    tend.abort();
+}
+
+#[test]
+fn lanes_no_worker_holds_and_not_slow_are_forgotten() {
+    let now = Instant::now();
+    let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
+    lanes.insert("ep_idle".into(), Arc::new(Lane::new()));
+    let busy = Arc::new(Lane::new());
+    let worker_holds = busy.clone();
+    lanes.insert("ep_busy".into(), busy);
+    let slow = Arc::new(Lane::new());
+    *slow.slow_until.lock().unwrap() = Some(now + Duration::from_secs(1));
+    lanes.insert("ep_slow".into(), slow);
+    forget_idle_lanes(&mut lanes, now);
+    let mut left: Vec<&String> = lanes.keys().collect();
+    left.sort();
+    assert_eq!(left, ["ep_busy", "ep_slow"]);
+    drop(worker_holds);
+    forget_idle_lanes(&mut lanes, now + Duration::from_secs(2));
+    assert!(lanes.is_empty(), "{:?}", lanes.keys().collect::<Vec<_>>());
 }
