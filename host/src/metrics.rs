@@ -192,7 +192,7 @@ impl Metrics {
             breaker_open: gauge(
                 &r,
                 "pipeline_endpoint_breakers_open",
-                "Endpoints whose circuit breaker is open",
+                "Endpoints whose circuit breaker is open or waiting on its probe",
             )?,
             db_statements: counter_vec(
                 &r,

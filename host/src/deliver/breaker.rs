@@ -128,6 +128,18 @@ impl Breaker {
         matches!(self.state, State::Open { until } if now < until)
     }
 
+    /// Whether the endpoint counts as failing at `now`: resting (open) or with its probe still
+    /// out (half-open before the probe's deadline). What the open-breaker gauge counts, so that
+    /// an endpoint whose probes keep timing out stays counted through each probe, and one that
+    /// gets no more traffic (deleted, say) stops being counted once its rest or probe is over.
+    pub fn is_failing(&self, now: Instant) -> bool {
+        match self.state {
+            State::Closed { .. } => false,
+            State::Open { until } => now < until,
+            State::HalfOpen { probe_deadline } => now < probe_deadline,
+        }
+    }
+
     pub fn state_name(&self) -> &'static str {
         match self.state {
             State::Closed { .. } => "closed",
@@ -193,6 +205,25 @@ mod tests {
         assert!(!b.is_at_rest(), "half-open, with trips to remember");
         b.on_success();
         assert!(b.is_at_rest());
+    }
+
+    #[test]
+    fn failing_while_resting_and_while_its_probe_is_out() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config());
+        b.on_failure(t0);
+        assert!(!b.is_failing(t0), "closed, below the threshold");
+        let mut b = tripped(t0);
+        assert!(b.is_failing(t0 + secs(29)));
+        assert!(!b.is_failing(t0 + secs(31)), "rest over, no attempt since");
+        assert_eq!(b.allow(t0 + secs(31)), Admission::Probe);
+        assert!(b.is_failing(t0 + secs(60)), "the probe is out");
+        assert!(
+            !b.is_failing(t0 + secs(92)),
+            "the probe's deadline passed unanswered"
+        );
+        b.on_success();
+        assert!(!b.is_failing(t0 + secs(60)));
     }
 
     /// A breaker that has just tripped at `t0`.

@@ -33,7 +33,7 @@ const DEFER_MS: i64 = 1_000;
 const ENDPOINT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A job whose endpoint could not be read is postponed this long rather than judged.
 const UNREADABLE_ENDPOINT_DELAY_MS: i64 = 5_000;
-/// How often the open-breaker gauge is counted. Counting walks every endpoint's breaker, so it
+/// How often the open-breaker gauge (open or probing: [`Breaker::is_failing`]) is counted. Counting walks every endpoint's breaker, so it
 /// runs on a clock, not on each attempt: with 10,000 endpoints, counting on each attempt was
 /// 22 % of the host's CPU at 10K webhooks/s (BENCHMARKS.md, "Session of 2026-12-05 (fifth)").
 /// The clock also lets the gauge fall when an open period ends with no attempt after it.
@@ -192,7 +192,7 @@ async fn tend_breakers(breakers: BreakerBoard, metrics: Metrics) {
             board.retain(|_, breaker| !breaker.is_at_rest());
             forgotten = tokio::time::Instant::now();
         }
-        let open = board.values().filter(|b| b.is_open(now)).count();
+        let open = board.values().filter(|b| b.is_failing(now)).count();
         drop(board);
         metrics.breaker_open.set(open as i64);
     }
