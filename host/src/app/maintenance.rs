@@ -137,12 +137,16 @@ pub(super) async fn prune_expired(
 pub(super) async fn checkpoint_wal(store: Store, shutdown: CancellationToken) {
     const EVERY: Duration = Duration::from_millis(500);
     const AGAIN: Duration = Duration::from_millis(100);
+    /// How long a checkpoint waits for the writer to end the transaction it is in.
+    const WRITER_WAIT: Duration = Duration::from_millis(100);
     let mut wait = EVERY;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+        // Between the writer's transactions, not beside a commit (`Store::writer_idle`).
+        store.writer_idle(WRITER_WAIT).await;
         wait = match tokio::time::timeout(Duration::from_secs(30), store.checkpoint()).await {
             Ok(Ok(true)) => EVERY,
             Ok(Ok(false)) => AGAIN,

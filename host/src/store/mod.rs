@@ -28,6 +28,7 @@ mod wal;
 mod window;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -109,6 +110,9 @@ pub struct Store {
     fences: fence::Fences,
     /// Endpoint secrets are sealed under these on write and opened on read (`secrets.rs`).
     secrets: SecretKeys,
+    /// Woken whenever the SQLite writer's connection goes back to its pool (its transaction has
+    /// ended): the checkpointer starts there rather than beside a commit (`wal.rs`).
+    writer_released: Arc<tokio::sync::Notify>,
 }
 
 /// Connections of PostgreSQL's writer pool. The hot path's many-row statements have up to
@@ -179,6 +183,7 @@ impl Store {
             })
             .connect(&url)
             .await?;
+        let writer_released = Arc::new(tokio::sync::Notify::new());
         let writer = match dialect {
             Dialect::Postgres => {
                 pool_options(dialect, &session)
@@ -194,8 +199,13 @@ impl Store {
                     "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; \
                      PRAGMA temp_store = {SQLITE_WRITER_TEMP_STORE};"
                 );
+                let released = writer_released.clone();
                 pool_options(dialect, &pragmas)
                     .max_connections(1)
+                    .after_release(move |_conn, _meta| {
+                        released.notify_waiters();
+                        Box::pin(async { Ok(true) })
+                    })
                     .connect(&url)
                     .await?
             }
@@ -206,6 +216,7 @@ impl Store {
             dialect,
             fences: Default::default(),
             secrets: SecretKeys::default(),
+            writer_released,
         })
     }
 

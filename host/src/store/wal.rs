@@ -28,6 +28,29 @@ const RESTART_BUSY_TIMEOUT_MS: u32 = 250;
 pub(super) const BUSY_TIMEOUT_MS: u32 = 5_000;
 
 impl Store {
+    /// On SQLite, returns once the hot path's writer is not inside a transaction: at once when
+    /// its connection is idle, else as soon as the connection goes back to its pool, and after
+    /// `at_most` in any case. At once on PostgreSQL.
+    ///
+    /// The checkpointer calls this first. A checkpoint that ran beside the writer's `COMMIT` made
+    /// that commit 0.5–1.5 ms slower, and since the checkpointer's timer restarts when a
+    /// checkpoint ends, it kept meeting the same moment of the block schedule: at 1K events/s
+    /// every fifth block's commit was slow, 13 % of blocks (BENCHMARKS.md, "Session of
+    /// 2026-12-05 (sixth)").
+    pub async fn writer_idle(&self, at_most: std::time::Duration) {
+        if self.dialect != Dialect::Sqlite {
+            return;
+        }
+        let released = self.writer_released.notified();
+        tokio::pin!(released);
+        // Registered before looking, so a release between the look and the wait is not missed.
+        released.as_mut().enable();
+        if self.writer.num_idle() > 0 {
+            return;
+        }
+        let _ = tokio::time::timeout(at_most, released).await;
+    }
+
     /// On SQLite, copies the write-ahead log back into the database file. Below
     /// [`WAL_RESTART_FRAMES`] without blocking anyone (`PASSIVE`); above, it also restarts the log
     /// (`RESTART`, waiting at most 250 ms). Returns whether the log was copied completely.
@@ -42,19 +65,64 @@ impl Store {
         }
         let mut conn = self.pool.acquire().await?;
         let passive = wal_checkpoint(&mut conn, "PASSIVE").await?;
-        if passive.log_frames < restart_frames {
-            return Ok(passive.complete());
+        let done = if passive.log_frames < restart_frames {
+            passive
+        } else {
+            with_busy_timeout(&mut conn, RESTART_BUSY_TIMEOUT_MS, async |conn| {
+                wal_checkpoint(conn, "RESTART").await
+            })
+            .await?
+        };
+        if done.complete() && done.log_frames > 0 {
+            start_log_over(&mut conn).await?;
         }
-        conn.execute(sqlx::AssertSqlSafe(format!(
-            "PRAGMA busy_timeout = {RESTART_BUSY_TIMEOUT_MS}"
-        )))
+        Ok(done.complete())
+    }
+}
+
+/// Runs `work` on `conn` with SQLite's busy timeout set to `timeout_ms`, then puts the usual one
+/// back (also when `work` failed).
+async fn with_busy_timeout<T>(
+    conn: &mut AnyConnection,
+    timeout_ms: u32,
+    work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {timeout_ms}"
+    )))
+    .await?;
+    let result = work(&mut *conn).await;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"
+    )))
+    .await?;
+    result
+}
+
+/// After a complete checkpoint, the next write starts the log over from its beginning, and
+/// SQLite syncs the log's new header inside that write's commit (so that no later frame can reach
+/// the disk before it). The checkpointer makes that write itself — the database header's
+/// `user_version`, set to the value it already has: one page — so the sync is its own and not in
+/// the hot path's next commit, where it made every fifth block's commit 0.5–1.5 ms slower at 1K
+/// events/s (BENCHMARKS.md, "Session of 2026-12-05 (sixth)"). When another connection holds the
+/// write lock it does not wait (busy timeout 0): that writer then starts the log over, as before.
+async fn start_log_over(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+        .fetch_one(&mut *conn)
         .await?;
-        let restart = wal_checkpoint(&mut conn, "RESTART").await;
+    let written = with_busy_timeout(conn, 0, async |conn| {
         conn.execute(sqlx::AssertSqlSafe(format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"
+            "PRAGMA user_version = {version}"
         )))
-        .await?;
-        Ok(restart?.complete())
+        .await
+        .map_err(StoreError::from)
+    })
+    .await;
+    match written {
+        Err(StoreError::Database(sqlx::Error::Database(e))) if e.message().contains("locked") => {
+            Ok(())
+        }
+        other => other.map(drop),
     }
 }
 

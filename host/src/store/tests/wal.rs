@@ -104,3 +104,69 @@ async fn a_batch_write_waits_for_another_sqlite_writer_instead_of_failing() {
         7
     );
 }
+
+/// After a complete checkpoint the log must be started over, and SQLite syncs the log's new
+/// header in the commit that does it. The checkpointer does it with a one-page write of its own,
+/// so the hot path's next commit appends to a log already started over instead of paying for
+/// that sync.
+#[tokio::test]
+async fn a_complete_checkpoint_starts_the_log_over_itself() {
+    let store = sqlite().await;
+    let write = OutboxWrite {
+        deliveries: (0..50)
+            .map(|i| delivery(&format!("msg_wal{i:02}")))
+            .collect(),
+        ..OutboxWrite::default()
+    };
+    store.write_batch(&write, 60_000).await.unwrap();
+    let frames = async || -> (i64, i64, i64) {
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    };
+    let (_, before, _) = frames().await;
+    assert!(before > 2, "the batch wrote {before} frames");
+    assert!(store.checkpoint().await.unwrap(), "nothing in the way");
+    let (busy, after, copied) = frames().await;
+    assert_eq!(busy, 0);
+    assert!(
+        after <= 2 && copied == after,
+        "the log was not started over: {after} frames, {copied} copied"
+    );
+    let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        version, 0,
+        "user_version is rewritten with the value it had"
+    );
+}
+
+/// The checkpointer waits for the hot path's writer to end its transaction before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_starts_between_the_writers_transactions() {
+    let store = sqlite().await;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        store.writer_idle(Duration::from_secs(60)),
+    )
+    .await
+    .expect("an idle writer is not waited for");
+    let tx = store.begin_write(&store.writer).await.unwrap();
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.writer_idle(Duration::from_secs(60)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "returned inside the writer's transaction"
+    );
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("returns once the writer's connection is back")
+        .unwrap();
+}
