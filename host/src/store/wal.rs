@@ -9,6 +9,9 @@
 //! [`WAL_RESTART_FRAMES`], the checkpointer asks for a `RESTART` with a short busy timeout: the
 //! writer waits for the few milliseconds the readers in flight need, new readers read the file,
 //! and the next write starts the log over; `journal_size_limit` then truncates the file.
+//!
+//! After a complete checkpoint the checkpointer also makes that next write itself
+//! ([`start_log_over`]), so the sync of the restarted log's header is not in a hot-path commit.
 
 use sqlx::{AnyConnection, Executor};
 
@@ -32,11 +35,11 @@ impl Store {
     /// its connection is idle, else as soon as the connection goes back to its pool, and after
     /// `at_most` in any case. At once on PostgreSQL.
     ///
-    /// The checkpointer calls this first. A checkpoint that ran beside the writer's `COMMIT` made
-    /// that commit 0.5–1.5 ms slower, and since the checkpointer's timer restarts when a
-    /// checkpoint ends, it kept meeting the same moment of the block schedule: at 1K events/s
-    /// every fifth block's commit was slow, 13 % of blocks (BENCHMARKS.md, "Session of
-    /// 2026-12-05 (sixth)").
+    /// The checkpointer calls this first: just after a transaction has ended is when the next one
+    /// is furthest away, so the checkpoint's own copying and syncing, and the one-page write of
+    /// [`start_log_over`] (which the writer would have to wait for), least often meet the hot
+    /// path. (On its own it did not remove the slow commit of every fifth block at 1K events/s:
+    /// that was the log's restart, BENCHMARKS.md "Session of 2026-12-05 (sixth)".)
     pub async fn writer_idle(&self, at_most: std::time::Duration) {
         if self.dialect != Dialect::Sqlite {
             return;
@@ -104,8 +107,10 @@ async fn with_busy_timeout<T>(
 /// the disk before it). The checkpointer makes that write itself — the database header's
 /// `user_version`, set to the value it already has: one page — so the sync is its own and not in
 /// the hot path's next commit, where it made every fifth block's commit 0.5–1.5 ms slower at 1K
-/// events/s (BENCHMARKS.md, "Session of 2026-12-05 (sixth)"). When another connection holds the
-/// write lock it does not wait (busy timeout 0): that writer then starts the log over, as before.
+/// events/s (BENCHMARKS.md, "Session of 2026-12-05 (sixth)"). It never waits for the write lock
+/// (busy timeout 0): when another connection holds it, that writer starts the log over, as before.
+/// A batch write that begins during this write's ~1 ms waits for it; starting checkpoints between
+/// the writer's transactions ([`Store::writer_idle`]) makes that rare.
 async fn start_log_over(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
         .fetch_one(&mut *conn)
