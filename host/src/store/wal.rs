@@ -27,6 +27,9 @@ pub const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// writer waits behind it; a checkpoint that cannot restart now tries again 100 ms later.
 const RESTART_BUSY_TIMEOUT_MS: u32 = 250;
 
+/// Frames of the log that [`start_log_over`] writes: the database header's page.
+const OWN_RESTART_FRAMES: i64 = 1;
+
 /// The busy timeout every SQLite connection normally has (ms).
 pub(super) const BUSY_TIMEOUT_MS: u32 = 5_000;
 
@@ -76,7 +79,9 @@ impl Store {
             })
             .await?
         };
-        if done.complete() && done.log_frames > 0 {
+        // One frame is this checkpointer's own previous `start_log_over` (a host with nothing
+        // to write): starting the log over again would be a write and a sync every round, forever.
+        if done.complete() && done.log_frames > OWN_RESTART_FRAMES {
             start_log_over(&mut conn).await?;
         }
         Ok(done.complete())
@@ -110,7 +115,11 @@ async fn with_busy_timeout<T>(
 /// events/s (BENCHMARKS.md, "Session of 2026-12-05 (sixth)"). It never waits for the write lock
 /// (busy timeout 0): when another connection holds it, that writer starts the log over, as before.
 /// A batch write that begins during this write's ~1 ms waits for it; starting checkpoints between
-/// the writer's transactions ([`Store::writer_idle`]) makes that rare.
+/// the writer's transactions ([`Store::writer_idle`]) makes that rare. When the log holds nothing
+/// but this write's frame at the next checkpoint (no write for 500 ms), that checkpoint copies it
+/// and writes nothing, so an idle host does not write and sync twice a second; the next write then
+/// starts the log over itself and pays for the sync, as before: the gain is for hosts that write at
+/// least every 500 ms.
 async fn start_log_over(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
         .fetch_one(&mut *conn)

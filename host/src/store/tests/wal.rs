@@ -142,6 +142,22 @@ async fn a_complete_checkpoint_starts_the_log_over_itself() {
         version, 0,
         "user_version is rewritten with the value it had"
     );
+
+    // With nothing written since, the checkpointer writes nothing either (no write and sync every
+    // 500 ms on an idle host). `data_version` changes when another connection commits.
+    let mut watcher = store.pool.acquire().await.unwrap();
+    let idle: (i64,) = sqlx::query_as("PRAGMA data_version")
+        .fetch_one(&mut *watcher)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(store.checkpoint().await.unwrap());
+    }
+    let after: (i64,) = sqlx::query_as("PRAGMA data_version")
+        .fetch_one(&mut *watcher)
+        .await
+        .unwrap();
+    assert_eq!(after, idle, "an idle checkpoint wrote");
 }
 
 /// The checkpointer waits for the hot path's writer to end its transaction before it starts.
