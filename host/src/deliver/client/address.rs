@@ -1,11 +1,15 @@
 //! Which destinations the webhook client may connect to: public unicast addresses, plus any
 //! allow-listed ranges. Checked on IP literals in URLs and on every DNS answer.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use tower_service::Service;
 
 /// Decides which addresses may be connected to.
 #[derive(Debug)]
@@ -35,7 +39,9 @@ impl AddressGuard {
 
 /// Resolves with the system resolver, then drops refused addresses, so the connection goes
 /// exactly where the check looked: a DNS answer that changes later (rebinding) cannot slip past.
-#[derive(Debug)]
+/// hyper-util's connector calls it for every new connection to a name (never for IP literals,
+/// which `WebhookClient::check_url` checks).
+#[derive(Debug, Clone)]
 pub(super) struct GuardedResolver(Arc<AddressGuard>);
 
 impl GuardedResolver {
@@ -50,13 +56,23 @@ impl GuardedResolver {
 pub(super) struct Refused(pub(super) String);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Resolving = Pin<Box<dyn Future<Output = Result<Addrs, BoxError>> + Send>>;
+type Addrs = std::vec::IntoIter<SocketAddr>;
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+impl Service<Name> for GuardedResolver {
+    type Response = Addrs;
+    type Error = BoxError;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Resolving {
         let guard = Arc::clone(&self.0);
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            // Port 0: reqwest puts the URL's port in.
+            // Port 0: the connector puts the URL's port in.
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refusals = Vec::new();
@@ -74,7 +90,7 @@ impl Resolve for GuardedResolver {
                 );
                 return Err(Box::new(Refused(message)) as BoxError);
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(allowed.into_iter())
         })
     }
 }

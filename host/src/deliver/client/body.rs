@@ -8,22 +8,25 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
 /// Reads at most `limit` bytes for at most `deadline`, then stops (the connection is dropped with
 /// the response). A body error or the deadline just ends the read, keeping what arrived.
-pub async fn read_prefix(
-    response: &mut reqwest::Response,
-    limit: usize,
-    deadline: Duration,
-) -> String {
+pub async fn read_prefix(body: &mut Incoming, limit: usize, deadline: Duration) -> String {
     let until = tokio::time::Instant::now() + deadline;
     let mut prefix = Vec::new();
     while prefix.len() < limit {
-        match tokio::time::timeout_at(until, response.chunk()).await {
-            Ok(Ok(Some(chunk))) => {
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                // Trailers are not data: skipped.
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
                 let take = chunk.len().min(limit.saturating_sub(prefix.len()));
                 prefix.extend_from_slice(chunk.get(..take).unwrap_or_default());
             }
-            Ok(Ok(None) | Err(_)) => return sanitise(&prefix, limit),
+            Ok(None | Some(Err(_))) => return sanitise(&prefix, limit),
             Err(_) => {
                 let mut text = sanitise(&prefix, limit);
                 let _ = write!(

@@ -59,7 +59,22 @@ async fn receiver() -> SocketAddr {
                 )
             }),
         )
-        .route("/big", post(|| async { "é".repeat(10_000) }));
+        .route("/big", post(|| async { "é".repeat(10_000) }))
+        .route(
+            "/auth",
+            post(
+                |uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+                    let get = |name: header::HeaderName| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_owned()
+                    };
+                    format!("{uri}|{}|{}", get(header::HOST), get(header::AUTHORIZATION))
+                },
+            ),
+        );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -156,6 +171,39 @@ async fn posts_and_captures_status_and_body() {
     assert_eq!(response.body, format!("{USER_AGENT}|msg_1|{{\"a\":1}}"));
     assert_eq!(response.retry_after, None);
     assert!(response.latency < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_go_as_basic_auth_and_nowhere_else() {
+    let addr = receiver().await;
+    let client = client(&["127.0.0.0/8"]);
+    let with = format!("http://hook%40user:p%3Ass@{addr}/auth?x=1#part");
+    for _ in 0..2 {
+        // The second time from the client's remembered target.
+        let response = client.post(&with, &[], Bytes::new()).await.unwrap();
+        // base64("hook@user:p:ss"), percent-decoded as reqwest and curl decode them.
+        assert_eq!(
+            response.body,
+            format!("/auth?x=1|{addr}|Basic aG9va0B1c2VyOnA6c3M=")
+        );
+    }
+    let without = client
+        .post(&format!("http://{addr}/auth"), &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(without.body, format!("/auth|{addr}|-"));
+}
+
+#[tokio::test]
+async fn an_https_url_is_sent_over_tls() {
+    // The receiver speaks plain HTTP, so the TLS handshake fails: a connection error, not a
+    // refused URL and not a request sent in the clear.
+    let addr = receiver().await;
+    let error = client(&["127.0.0.0/8"])
+        .post(&format!("https://{addr}/echo"), &[], Bytes::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DeliveryError::Connect(_)), "{error:?}");
 }
 
 #[tokio::test]
