@@ -137,6 +137,9 @@ struct Target {
     authorization: Option<HeaderValue>,
 }
 
+/// Idle time before a pooled connection is probed, and time between probes.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// Most endpoint URLs kept parsed.
 const CHECKED_URLS: usize = 4096;
 
@@ -150,6 +153,11 @@ impl WebhookClient {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(settings.connect_timeout));
+        // reqwest's defaults, kept: a pooled connection to a receiver that vanished (a NAT or
+        // load balancer dropped it) is found dead within a minute instead of on the next POST.
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_interval(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_retries(Some(3));
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls::client_config()?)
             .https_or_http()
