@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::rows::{self, Col, Rows};
 use super::{
-    BatchEvent, ChainBlock, Cursor, DeliveryStatus, HELD_UNTIL_RELEASED, InsertedDelivery,
+    BatchEvent, ChainBlock, Cursor, DeliveryStatus, Dialect, HELD_UNTIL_RELEASED, InsertedDelivery,
     NewDelivery, OutboxWrite, ParkedEvent, StatusChange, Store, StoreError, now_ms,
 };
 
@@ -125,8 +125,14 @@ impl Store {
             .iter()
             .filter(|b| ours(b.chain_id))
             .collect();
-        self.write_chain_blocks(&mut tx, &blocks, &mut stats)
-            .await?;
+        let mut cursors: Vec<&Cursor> = write.cursors.iter().filter(|c| ours(c.chain_id)).collect();
+        let fold = self.cursor_to_fold(&cursors, &write.release_chains, blocks.len());
+        if self
+            .write_chain_blocks(&mut tx, &blocks, fold.map(|c| (c, now)), &mut stats)
+            .await?
+        {
+            cursors.retain(|c| !fold.is_some_and(|f| std::ptr::eq(*c, f)));
+        }
         let parked: Vec<&ParkedEvent> = write.parked.iter().filter(|p| ours(p.chain_id)).collect();
         self.insert_parked(&mut tx, &parked, now, &mut stats)
             .await?;
@@ -134,7 +140,6 @@ impl Store {
             .await?;
         self.write_status_changes(&mut tx, &write.status_changes, now, &mut stats)
             .await?;
-        let cursors: Vec<&Cursor> = write.cursors.iter().filter(|c| ours(c.chain_id)).collect();
         self.write_cursors(&mut tx, &cursors, &write.release_chains, now, &mut stats)
             .await?;
         tx.commit().await?;
@@ -189,6 +194,29 @@ impl Store {
         Ok(())
     }
 
+    /// The cursor that [`Store::write_chain_blocks`] may write in its own statement: on
+    /// PostgreSQL, the batch's only cursor, when it releases no held deliveries and the blocks
+    /// fit one statement. Near the head every batch is one block and one cursor, and each
+    /// statement is a round trip (~0.3 ms at 1K events/s; BENCHMARKS.md, "Session of 2026-12-05
+    /// (eighth)"). SQLite statements cannot write two tables; there a statement costs no round
+    /// trip to a server.
+    fn cursor_to_fold<'c>(
+        &self,
+        cursors: &[&'c Cursor],
+        release_chains: &[u64],
+        blocks: usize,
+    ) -> Option<&'c Cursor> {
+        match (self.dialect, cursors) {
+            (Dialect::Postgres, [only])
+                if (1..=rows::MAX_ROWS).contains(&blocks)
+                    && !release_chains.contains(&(only.chain_id as u64)) =>
+            {
+                Some(*only)
+            }
+            _ => None,
+        }
+    }
+
     /// The cursors step: each chain's cursor, and for the chains in `release_chains` the release
     /// of their held deliveries up to it.
     async fn write_cursors(
@@ -216,17 +244,13 @@ impl Store {
         cursor: &Cursor,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO chain_cursors (chain_id, block_number, block_hash, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (chain_id) DO UPDATE SET block_number = excluded.block_number, \
-             block_hash = excluded.block_hash, updated_at = excluded.updated_at",
-        )
-        .bind(cursor.chain_id)
-        .bind(cursor.block_number)
-        .bind(&cursor.block_hash)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(AssertSqlSafe(cursor_upsert(1)))
+            .bind(cursor.chain_id)
+            .bind(cursor.block_number)
+            .bind(&cursor.block_hash)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -389,4 +413,16 @@ impl Store {
             block_hash,
         }))
     }
+}
+
+/// The upsert of one chain's cursor, its parameters (chain id, block number, block hash, time)
+/// numbered from `first`.
+pub(super) fn cursor_upsert(first: usize) -> String {
+    let [a, b, c, d] = [first, first + 1, first + 2, first + 3];
+    format!(
+        "INSERT INTO chain_cursors (chain_id, block_number, block_hash, updated_at) \
+         VALUES (${a}, ${b}, ${c}, ${d}) ON CONFLICT (chain_id) DO UPDATE SET \
+         block_number = excluded.block_number, block_hash = excluded.block_hash, \
+         updated_at = excluded.updated_at"
+    )
 }

@@ -41,6 +41,12 @@ fn padded(rows: usize) -> usize {
     rows.clamp(MIN_ROWS, MAX_ROWS).next_power_of_two()
 }
 
+/// How many parameters the `VALUES` of `rows` rows of `columns` take (padding included): a
+/// statement that binds more after them numbers its own from this plus one on PostgreSQL.
+pub fn parameters(columns: &[(&str, Col)], rows: usize) -> usize {
+    columns.len() * padded(rows)
+}
+
 /// `WITH j(names) AS (VALUES …)` for `rows` rows (padded): `?` on SQLite, `$1…` on PostgreSQL.
 fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize) -> String {
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();

@@ -7,9 +7,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::outbox::{Tx, WriteStats};
-use super::rows::{Col, MAX_ROWS, Rows};
-use super::{ChainBlock, Store, StoreError};
+use super::outbox::{Tx, WriteStats, cursor_upsert};
+use super::rows::{self, Col, MAX_ROWS, Rows};
+use super::{ChainBlock, Cursor, Store, StoreError};
 
 const BLOCK_COLUMNS: [(&str, Col); 6] = [
     ("chain_id", Col::BigInt),
@@ -167,31 +167,42 @@ impl Store {
 
     /// The batch write's step for the stored reorg window: its blocks' rows, one statement (per
     /// [`MAX_ROWS`]). A block stored again (applied twice, as a reorg back and forth can) has its
-    /// logs replaced; within one write the last copy of a block wins.
+    /// logs replaced; within one write the last copy of a block wins. `cursor` (PostgreSQL only,
+    /// see `Store::cursor_to_fold`) is written by the first statement too; returns whether it was.
     pub(super) async fn write_chain_blocks(
         &self,
         tx: &mut Tx<'_>,
         blocks: &[&ChainBlock],
+        cursor: Option<(&Cursor, i64)>,
         stats: &mut WriteStats,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // One row per block: an upsert may not touch the same row twice in one statement.
         let mut last: HashMap<(i64, &str), &ChainBlock> = HashMap::with_capacity(blocks.len());
         for block in blocks {
             last.insert((block.chain_id, block.block.hash.as_str()), block);
         }
         let unique: Vec<&ChainBlock> = last.into_values().collect();
+        let mut wrote_cursor = false;
         for chunk in unique.chunks(MAX_ROWS) {
-            let mut query = Rows::new(self.dialect, &BLOCK_COLUMNS, chunk.len(), |j| {
-                format!(
-                    "{j} INSERT INTO chain_blocks \
-                     (chain_id, block_hash, block_number, parent_hash, logs, logs_lz4) \
-                     SELECT j.chain_id, j.block_hash, j.block_number, j.parent_hash, j.logs, \
-                     j.logs_lz4 FROM j WHERE j.block_hash IS NOT NULL \
-                     ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
-                     block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
-                     logs = excluded.logs, logs_lz4 = excluded.logs_lz4"
-                )
-            });
+            // The cursor rides with the first statement, as a data-modifying `WITH` on PostgreSQL.
+            let cursor = cursor.filter(|_| !wrote_cursor);
+            let upsert = "INSERT INTO chain_blocks \
+                 (chain_id, block_hash, block_number, parent_hash, logs, logs_lz4) \
+                 SELECT j.chain_id, j.block_hash, j.block_number, j.parent_hash, j.logs, \
+                 j.logs_lz4 FROM j WHERE j.block_hash IS NOT NULL \
+                 ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
+                 block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
+                 logs = excluded.logs, logs_lz4 = excluded.logs_lz4";
+            let next_param = rows::parameters(&BLOCK_COLUMNS, chunk.len()) + 1;
+            let mut query = Rows::new(
+                self.dialect,
+                &BLOCK_COLUMNS,
+                chunk.len(),
+                |j| match cursor {
+                    None => format!("{j} {upsert}"),
+                    Some(_) => format!("{j}, blocks AS ({upsert}) {}", cursor_upsert(next_param)),
+                },
+            );
             for b in chunk {
                 let (logs, logs_lz4) = b.block.logs.columns();
                 query = query
@@ -202,10 +213,19 @@ impl Store {
                     .bind(logs)
                     .bind(logs_lz4);
             }
-            query.finish().execute(&mut **tx).await?;
+            let mut query = query.finish();
+            if let Some((cursor, now)) = cursor {
+                query = query
+                    .bind(cursor.chain_id)
+                    .bind(cursor.block_number)
+                    .bind(cursor.block_hash.as_str())
+                    .bind(now);
+                wrote_cursor = true;
+            }
+            query.execute(&mut **tx).await?;
             stats.statements += 1;
         }
-        Ok(())
+        Ok(wrote_cursor)
     }
 
     /// The stored blocks of `chain_id` from `from` to `to` (heights, inclusive), every branch.
