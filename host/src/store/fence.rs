@@ -43,6 +43,11 @@ impl Store {
         Ok(epoch)
     }
 
+    /// The epoch this process took for `chain_id`, if it locked the chain.
+    pub(super) fn fence_epoch(&self, chain_id: i64) -> Option<i64> {
+        self.fences.get(chain_id)
+    }
+
     /// The chains among `cursors` whose epoch moved on since this process took it: their cursor
     /// must not be written. A chain this process never locked (tools, tests) is not fenced.
     ///

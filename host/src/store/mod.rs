@@ -13,6 +13,7 @@ mod fence;
 mod held;
 mod lock;
 pub mod models;
+mod one_statement;
 mod ordering;
 mod outbox;
 mod pages;

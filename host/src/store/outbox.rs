@@ -87,11 +87,18 @@ impl Store {
     /// did) has nothing of this write stored: not its cursor, nor its deliveries and parked
     /// events, nor the release of its held deliveries. They all come from blocks above the cursor
     /// the new owner started from, which it ingests again.
+    ///
+    /// On PostgreSQL the commonest batch — one chain's block, deliveries and cursor, nothing
+    /// else — is written as one statement instead, with the same rows and the same fencing
+    /// (`one_statement.rs`).
     pub async fn write_batch(
         &self,
         write: &OutboxWrite,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
+        if let Some(batch) = self.one_statement(write) {
+            return self.write_in_one_statement(batch, lease_ms).await;
+        }
         let now = now_ms();
         let mut stats = WriteStats {
             lease_until: now + lease_ms,
@@ -282,27 +289,7 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, u64), StoreError> {
-        const COLUMNS: [(&str, Col); 11] = [
-            ("id", Col::Text),
-            ("subscription_id", Col::Text),
-            ("endpoint_id", Col::Text),
-            ("chain_id", Col::BigInt),
-            ("event_type", Col::Text),
-            ("block_number", Col::BigInt),
-            ("release_block", Col::BigInt),
-            ("next_attempt_at", Col::BigInt),
-            ("lease_until", Col::BigInt),
-            ("at", Col::BigInt),
-            ("ordering_key", Col::Text),
-        ];
-        let insert = format!(
-            "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
-             release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
-             SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
-             j.release_block, {pending}, 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
-             FROM j WHERE j.id IS NOT NULL ON CONFLICT (id) DO NOTHING RETURNING id, seq",
-            pending = DeliveryStatus::Pending.sql()
-        );
+        let insert = delivery_insert("true");
         // The bodies follow in a second statement, for the rows the insert returned as new, on
         // both stores. PostgreSQL once wrote them in the same statement (a data-modifying CTE
         // joining the returned rows to the input by id), but the batch write switches hash and
@@ -310,32 +297,11 @@ impl Store {
         // copied every input row, body included, once per returned row: 512 × 512 rows for a
         // full chunk, 8 % of the server's samples in `memmove` at 10K events/s (BENCHMARKS.md,
         // "Session of 2026-12-03 (third)"). A second round trip costs less.
-        let mut query = Rows::new(self.dialect, &COLUMNS, chunk.len(), |j| {
+        let mut query = Rows::new(self.dialect, &DELIVERY_COLUMNS, chunk.len(), |j| {
             format!("{j} {insert}")
         });
         for d in chunk {
-            // New rows are leased to this process: it sends them from memory right away, and the
-            // retry poller must not pick them up unless this process dies first, so they are not
-            // due before the lease ends (which also keeps them out of the poller's index range).
-            // Held rows wait, unleased, for their release. Ordered rows are due at once and
-            // unleased: the poller claims each when it is the first undelivered one of its key.
-            let (due, lease) = match (d.release_block, &d.ordering_key) {
-                (Some(_), _) => (HELD_UNTIL_RELEASED, 0),
-                (None, Some(_)) => (now, 0),
-                (None, None) => (now + lease_ms, now + lease_ms),
-            };
-            query = query
-                .bind(d.id.as_str())
-                .bind(d.subscription_id.as_str())
-                .bind(d.endpoint_id.as_str())
-                .bind(d.chain_id)
-                .bind(d.event_type.as_str())
-                .bind(d.block_number)
-                .bind(d.release_block)
-                .bind(due)
-                .bind(lease)
-                .bind(now)
-                .bind(d.ordering_key.as_deref());
+            query = bind_delivery(query, d, now, lease_ms);
         }
         let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
         if new.is_empty() {
@@ -413,6 +379,64 @@ impl Store {
             block_hash,
         }))
     }
+}
+
+/// The columns of the deliveries' `VALUES` list `j`, in the order [`bind_delivery`] binds them.
+pub(super) const DELIVERY_COLUMNS: [(&str, Col); 11] = [
+    ("id", Col::Text),
+    ("subscription_id", Col::Text),
+    ("endpoint_id", Col::Text),
+    ("chain_id", Col::BigInt),
+    ("event_type", Col::Text),
+    ("block_number", Col::BigInt),
+    ("release_block", Col::BigInt),
+    ("next_attempt_at", Col::BigInt),
+    ("lease_until", Col::BigInt),
+    ("at", Col::BigInt),
+    ("ordering_key", Col::Text),
+];
+
+/// The insert of the deliveries of `VALUES` list `j` ([`DELIVERY_COLUMNS`]) when `condition`
+/// (SQL) holds: ids already stored are skipped, and the new rows' `id, seq` returned.
+pub(super) fn delivery_insert(condition: &str) -> String {
+    format!(
+        "INSERT INTO deliveries (id, subscription_id, endpoint_id, chain_id, event_type, block_number, \
+         release_block, status, attempts, next_attempt_at, lease_until, created_at, updated_at, ordering_key) \
+         SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, j.block_number, \
+         j.release_block, {pending}, 0, j.next_attempt_at, j.lease_until, j.at, j.at, j.ordering_key \
+         FROM j WHERE j.id IS NOT NULL AND {condition} ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+        pending = DeliveryStatus::Pending.sql()
+    )
+}
+
+/// Binds one delivery's row of [`DELIVERY_COLUMNS`].
+pub(super) fn bind_delivery<'q>(
+    rows: Rows<'q>,
+    d: &'q NewDelivery,
+    now: i64,
+    lease_ms: i64,
+) -> Rows<'q> {
+    // New rows are leased to this process: it sends them from memory right away, and the retry
+    // poller must not pick them up unless this process dies first, so they are not due before the
+    // lease ends (which also keeps them out of the poller's index range). Held rows wait,
+    // unleased, for their release. Ordered rows are due at once and unleased: the poller claims
+    // each when it is the first undelivered one of its key.
+    let (due, lease) = match (d.release_block, &d.ordering_key) {
+        (Some(_), _) => (HELD_UNTIL_RELEASED, 0),
+        (None, Some(_)) => (now, 0),
+        (None, None) => (now + lease_ms, now + lease_ms),
+    };
+    rows.bind(d.id.as_str())
+        .bind(d.subscription_id.as_str())
+        .bind(d.endpoint_id.as_str())
+        .bind(d.chain_id)
+        .bind(d.event_type.as_str())
+        .bind(d.block_number)
+        .bind(d.release_block)
+        .bind(due)
+        .bind(lease)
+        .bind(now)
+        .bind(d.ordering_key.as_deref())
 }
 
 /// The upsert of one chain's cursor, its parameters (chain id, block number, block hash, time)

@@ -49,9 +49,22 @@ pub fn parameters(columns: &[(&str, Col)], rows: usize) -> usize {
 
 /// `WITH j(names) AS (VALUES …)` for `rows` rows (padded): `?` on SQLite, `$1…` on PostgreSQL.
 fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize) -> String {
+    format!("WITH {} ", values(dialect, "j", columns, rows, 1))
+}
+
+/// `name(names) AS (VALUES …)` for `rows` rows (padded): `?` on SQLite, and on PostgreSQL `$N`
+/// numbered from `first` (a statement with several lists numbers each after the ones before it,
+/// [`parameters`]).
+pub fn values(
+    dialect: Dialect,
+    name: &str,
+    columns: &[(&str, Col)],
+    rows: usize,
+    first: usize,
+) -> String {
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let mut sql = format!("WITH j({}) AS (VALUES ", names.join(", "));
-    let mut param = 1;
+    let mut sql = format!("{name}({}) AS (VALUES ", names.join(", "));
+    let mut param = first;
     for row in 0..padded(rows) {
         if row > 0 {
             sql.push_str(", ");
@@ -72,7 +85,7 @@ fn cte(dialect: Dialect, columns: &[(&str, Col)], rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(") ");
+    sql.push(')');
     sql
 }
 
@@ -92,9 +105,24 @@ impl<'q> Rows<'q> {
         rows: usize,
         statement: impl FnOnce(&str) -> String,
     ) -> Rows<'q> {
-        let sql = statement(&cte(dialect, columns, rows));
+        Rows::of_statement(statement(&cte(dialect, columns, rows)), columns, rows)
+    }
+
+    /// `sql`, whose first `VALUES` list ([`values`]) is of `rows` rows of `columns`: bind them
+    /// as with [`Rows::new`].
+    pub fn of_statement(sql: String, columns: &'q [(&'q str, Col)], rows: usize) -> Rows<'q> {
         Rows {
             query: sqlx::query(AssertSqlSafe(sql)),
+            columns,
+            rows,
+        }
+    }
+
+    /// Binds the padding of the list so far and moves on to the statement's next `VALUES` list,
+    /// of `rows` rows of `columns`.
+    pub fn then_values(self, columns: &'q [(&'q str, Col)], rows: usize) -> Rows<'q> {
+        Rows {
+            query: self.finish(),
             columns,
             rows,
         }

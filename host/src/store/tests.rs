@@ -759,6 +759,7 @@ mod delivery_state;
 mod due_index;
 mod fencing;
 mod modes;
+mod one_statement;
 mod parked;
 mod retention;
 mod secrets;

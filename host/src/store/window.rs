@@ -11,7 +11,8 @@ use super::outbox::{Tx, WriteStats, cursor_upsert};
 use super::rows::{self, Col, MAX_ROWS, Rows};
 use super::{ChainBlock, Cursor, Store, StoreError};
 
-const BLOCK_COLUMNS: [(&str, Col); 6] = [
+/// The columns of the blocks' `VALUES` list, in the order [`bind_block`] binds them.
+pub(super) const BLOCK_COLUMNS: [(&str, Col); 6] = [
     ("chain_id", Col::BigInt),
     ("block_hash", Col::Text),
     ("block_number", Col::BigInt),
@@ -138,6 +139,41 @@ impl From<BlockRow> for StoredBlock {
     }
 }
 
+/// One row per block, the last copy of each: an upsert may not touch the same row twice in one
+/// statement.
+pub(super) fn unique_blocks<'b>(blocks: &[&'b ChainBlock]) -> Vec<&'b ChainBlock> {
+    let mut last: HashMap<(i64, &str), &ChainBlock> = HashMap::with_capacity(blocks.len());
+    for block in blocks {
+        last.insert((block.chain_id, block.block.hash.as_str()), block);
+    }
+    last.into_values().collect()
+}
+
+/// The upsert of the blocks of `VALUES` list `source` ([`BLOCK_COLUMNS`]) when `condition` (SQL)
+/// holds: a block stored again has its logs replaced.
+pub(super) fn block_upsert(source: &str, condition: &str) -> String {
+    format!(
+        "INSERT INTO chain_blocks (chain_id, block_hash, block_number, parent_hash, logs, logs_lz4) \
+         SELECT {source}.chain_id, {source}.block_hash, {source}.block_number, \
+         {source}.parent_hash, {source}.logs, {source}.logs_lz4 FROM {source} \
+         WHERE {source}.block_hash IS NOT NULL AND {condition} \
+         ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
+         block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
+         logs = excluded.logs, logs_lz4 = excluded.logs_lz4"
+    )
+}
+
+/// Binds one block's row of [`BLOCK_COLUMNS`].
+pub(super) fn bind_block<'q>(rows: Rows<'q>, b: &'q ChainBlock) -> Rows<'q> {
+    let (logs, logs_lz4) = b.block.logs.columns();
+    rows.bind(b.chain_id)
+        .bind(b.block.hash.as_str())
+        .bind(b.block.number)
+        .bind(b.block.parent_hash.as_str())
+        .bind(logs)
+        .bind(logs_lz4)
+}
+
 impl Store {
     /// Stores a block of `chain_id` on its own (again: the logs are replaced). Production stores
     /// blocks through the batch write (`write_chain_blocks`); tests seed the window with this.
@@ -176,23 +212,12 @@ impl Store {
         cursor: Option<(&Cursor, i64)>,
         stats: &mut WriteStats,
     ) -> Result<bool, StoreError> {
-        // One row per block: an upsert may not touch the same row twice in one statement.
-        let mut last: HashMap<(i64, &str), &ChainBlock> = HashMap::with_capacity(blocks.len());
-        for block in blocks {
-            last.insert((block.chain_id, block.block.hash.as_str()), block);
-        }
-        let unique: Vec<&ChainBlock> = last.into_values().collect();
+        let unique = unique_blocks(blocks);
         let mut wrote_cursor = false;
         for chunk in unique.chunks(MAX_ROWS) {
             // The cursor rides with the first statement, as a data-modifying `WITH` on PostgreSQL.
             let cursor = cursor.filter(|_| !wrote_cursor);
-            let upsert = "INSERT INTO chain_blocks \
-                 (chain_id, block_hash, block_number, parent_hash, logs, logs_lz4) \
-                 SELECT j.chain_id, j.block_hash, j.block_number, j.parent_hash, j.logs, \
-                 j.logs_lz4 FROM j WHERE j.block_hash IS NOT NULL \
-                 ON CONFLICT (chain_id, block_hash) DO UPDATE SET \
-                 block_number = excluded.block_number, parent_hash = excluded.parent_hash, \
-                 logs = excluded.logs, logs_lz4 = excluded.logs_lz4";
+            let upsert = block_upsert("j", "true");
             let next_param = rows::parameters(&BLOCK_COLUMNS, chunk.len()) + 1;
             let mut query = Rows::new(
                 self.dialect,
@@ -204,14 +229,7 @@ impl Store {
                 },
             );
             for b in chunk {
-                let (logs, logs_lz4) = b.block.logs.columns();
-                query = query
-                    .bind(b.chain_id)
-                    .bind(b.block.hash.as_str())
-                    .bind(b.block.number)
-                    .bind(b.block.parent_hash.as_str())
-                    .bind(logs)
-                    .bind(logs_lz4);
+                query = bind_block(query, b);
             }
             let mut query = query.finish();
             if let Some((cursor, now)) = cursor {

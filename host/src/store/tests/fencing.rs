@@ -25,7 +25,9 @@ async fn replicas() -> Vec<(Store, Store, bool)> {
     pairs
 }
 
-fn write(block: i64, id: &str) -> OutboxWrite {
+/// A batch of one block; `release`: it also releases the chain's held deliveries, which the
+/// one-statement write on PostgreSQL does not take (`one_statement.rs`), so both paths are fenced.
+fn write(block: i64, id: &str, release: bool) -> OutboxWrite {
     OutboxWrite {
         deliveries: vec![NewDelivery {
             id: id.into(),
@@ -44,7 +46,7 @@ fn write(block: i64, id: &str) -> OutboxWrite {
             block_number: block,
             block_hash: format!("{block:#x}"),
         }],
-        release_chains: vec![CHAIN as u64],
+        release_chains: if release { vec![CHAIN as u64] } else { vec![] },
         chain_blocks: vec![ChainBlock {
             chain_id: CHAIN,
             block: StoredBlock {
@@ -60,38 +62,52 @@ fn write(block: i64, id: &str) -> OutboxWrite {
 
 #[tokio::test]
 async fn a_replica_that_lost_the_chain_cannot_move_its_cursor() {
-    for (a, b, postgres) in replicas().await {
-        let lock_a = a.try_lock_chain(CHAIN as u64).await.unwrap().unwrap();
-        a.write_batch(&write(10, "msg_a10"), 60_000).await.unwrap();
-        if postgres {
-            // A's database session ends (here: released) and B takes the chain over.
-            lock_a.release().await;
-        }
-        let _lock_b = b.try_lock_chain(CHAIN as u64).await.unwrap().unwrap();
-        b.write_batch(&write(20, "msg_b20"), 60_000).await.unwrap();
-        // A batch A still had queued arrives late: it must not move B's cursor back.
-        let (inserted, stats) = a.write_batch(&write(15, "msg_a15"), 60_000).await.unwrap();
-        assert_eq!(stats.fenced, vec![CHAIN], "refused and counted");
-        let cursor = b.get_cursor(CHAIN as u64).await.unwrap().unwrap();
-        assert_eq!(
-            (cursor.block_number, cursor.block_hash.as_str()),
-            (20, "0x14"),
-            "postgres: {postgres}"
-        );
-        // Its deliveries are B's to make (B re-ingests everything after its cursor).
-        assert!(inserted.is_empty(), "postgres: {postgres}");
-        assert!(b.get_delivery("msg_a15").await.unwrap().is_none());
-        // Nor does its block join the stored window.
-        assert!(
-            b.chain_blocks(CHAIN as u64, 15, 15)
+    for release in [true, false] {
+        for (a, b, postgres) in replicas().await {
+            let lock_a = a.try_lock_chain(CHAIN as u64).await.unwrap().unwrap();
+            a.write_batch(&write(10, "msg_a10", release), 60_000)
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(b.chain_blocks(CHAIN as u64, 20, 20).await.unwrap().len(), 1);
-        // The new owner's own writes go on.
-        b.write_batch(&write(21, "msg_b21"), 60_000).await.unwrap();
-        let cursor = b.get_cursor(CHAIN as u64).await.unwrap().unwrap();
-        assert_eq!(cursor.block_number, 21);
+                .unwrap();
+            if postgres {
+                // A's database session ends (here: released) and B takes the chain over.
+                lock_a.release().await;
+            }
+            let _lock_b = b.try_lock_chain(CHAIN as u64).await.unwrap().unwrap();
+            b.write_batch(&write(20, "msg_b20", release), 60_000)
+                .await
+                .unwrap();
+            // A batch A still had queued arrives late: it must not move B's cursor back.
+            let late = write(15, "msg_a15", release);
+            let (inserted, stats) = a.write_batch(&late, 60_000).await.unwrap();
+            let case = format!("postgres: {postgres}, release: {release}");
+            assert_eq!(stats.fenced, vec![CHAIN], "refused and counted; {case}");
+            let cursor = b.get_cursor(CHAIN as u64).await.unwrap().unwrap();
+            assert_eq!(
+                (cursor.block_number, cursor.block_hash.as_str()),
+                (20, "0x14"),
+                "{case}"
+            );
+            // Its deliveries are B's to make (B re-ingests everything after its cursor).
+            assert!(inserted.is_empty(), "{case}");
+            assert!(b.get_delivery("msg_a15").await.unwrap().is_none(), "{case}");
+            // Nor does its block join the stored window.
+            assert!(
+                b.chain_blocks(CHAIN as u64, 15, 15)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{case}"
+            );
+            assert_eq!(b.chain_blocks(CHAIN as u64, 20, 20).await.unwrap().len(), 1);
+            // The new owner's own writes go on.
+            let (new, stats) = b
+                .write_batch(&write(21, "msg_b21", release), 60_000)
+                .await
+                .unwrap();
+            assert!(stats.fenced.is_empty(), "{case}");
+            assert_eq!(new.len(), 1, "{case}");
+            let cursor = b.get_cursor(CHAIN as u64).await.unwrap().unwrap();
+            assert_eq!(cursor.block_number, 21, "{case}");
+        }
     }
 }
