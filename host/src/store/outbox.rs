@@ -88,16 +88,16 @@ impl Store {
     /// events, nor the release of its held deliveries. They all come from blocks above the cursor
     /// the new owner started from, which it ingests again.
     ///
-    /// On PostgreSQL the commonest batch — one chain's block, deliveries and cursor, nothing
-    /// else — is written as one statement instead, with the same rows and the same fencing
-    /// (`one_statement.rs`).
+    /// The commonest batch — one chain's block, deliveries and cursor, nothing else — is written
+    /// with fewer trips instead, with the same rows and the same fencing (`head_batch.rs`): one
+    /// statement on PostgreSQL, two calls inside the transaction on SQLite.
     pub async fn write_batch(
         &self,
         write: &OutboxWrite,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
-        if let Some(batch) = self.one_statement(write) {
-            return self.write_in_one_statement(batch, lease_ms).await;
+        if let Some(batch) = self.head_batch(write) {
+            return self.write_head_batch(batch, lease_ms).await;
         }
         let now = now_ms();
         let mut stats = WriteStats {
@@ -318,15 +318,11 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         rows: &[(i64, &str)],
     ) -> Result<(), StoreError> {
-        const COLUMNS: [(&str, Col); 2] = [("seq", Col::BigInt), ("body", Col::Text)];
         if rows.is_empty() {
             return Ok(());
         }
-        let mut query = Rows::new(self.dialect, &COLUMNS, rows.len(), |j| {
-            format!(
-                "{j} INSERT INTO delivery_bodies (seq, body) SELECT j.seq, j.body FROM j \
-                 WHERE j.seq IS NOT NULL ON CONFLICT (seq) DO NOTHING"
-            )
+        let mut query = Rows::new(self.dialect, &BODY_COLUMNS, rows.len(), |j| {
+            format!("{j} {BODIES_INSERT}")
         });
         for (seq, body) in rows {
             query = query.bind(*seq).bind(*body);
@@ -443,10 +439,27 @@ pub(super) fn bind_delivery<'q>(
 /// numbered from `first`.
 pub(super) fn cursor_upsert(first: usize) -> String {
     let [a, b, c, d] = [first, first + 1, first + 2, first + 3];
+    cursor_upsert_of(&format!("${a}, ${b}, ${c}, ${d}"))
+}
+
+/// [`cursor_upsert`] with SQLite's anonymous parameters, bound in order (for a statement among
+/// others in one call, where `$N` would name the call's N-th parameter).
+pub(super) fn cursor_upsert_anonymous() -> String {
+    cursor_upsert_of("?, ?, ?, ?")
+}
+
+fn cursor_upsert_of(parameters: &str) -> String {
     format!(
         "INSERT INTO chain_cursors (chain_id, block_number, block_hash, updated_at) \
-         VALUES (${a}, ${b}, ${c}, ${d}) ON CONFLICT (chain_id) DO UPDATE SET \
+         VALUES ({parameters}) ON CONFLICT (chain_id) DO UPDATE SET \
          block_number = excluded.block_number, block_hash = excluded.block_hash, \
          updated_at = excluded.updated_at"
     )
 }
+
+/// The columns of the bodies' `VALUES` list `j`.
+pub(super) const BODY_COLUMNS: [(&str, Col); 2] = [("seq", Col::BigInt), ("body", Col::Text)];
+
+/// The insert of the bodies of `VALUES` list `j` ([`BODY_COLUMNS`]).
+pub(super) const BODIES_INSERT: &str = "INSERT INTO delivery_bodies (seq, body) \
+     SELECT j.seq, j.body FROM j WHERE j.seq IS NOT NULL ON CONFLICT (seq) DO NOTHING";

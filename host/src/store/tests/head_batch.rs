@@ -1,5 +1,6 @@
 //! The commonest batch (one block of one chain, its deliveries, its cursor) is one statement on
-//! PostgreSQL (`one_statement.rs`) and the general transaction on SQLite: the same rows either way.
+//! PostgreSQL and two calls inside the transaction on SQLite (`head_batch.rs`): the same rows as
+//! the general write, and fenced the same way (`fencing.rs`).
 
 use super::*;
 
@@ -38,7 +39,7 @@ fn three() -> Vec<NewDelivery> {
 }
 
 #[tokio::test]
-async fn a_head_batch_is_one_statement_on_postgres_with_the_same_rows() {
+async fn a_head_batch_writes_the_same_rows_in_fewer_trips() {
     each_store(async |store: Store| {
         let postgres = store.dialect() == Dialect::Postgres;
         let write = head_batch(7, three());

@@ -1,0 +1,319 @@
+//! The commonest batch write, a head batch: one block of one chain, its deliveries and its
+//! cursor, nothing else. Near the head every batch has this shape, and at 1K events/s its write is
+//! on every webhook's path. It is written with fewer trips than the general write (`outbox.rs`)
+//! takes, with the same rows and the same fencing:
+//!
+//! - **PostgreSQL: one statement** sent on its own, which PostgreSQL makes its own transaction: the
+//!   fence check, the deliveries with their bodies, the reorg window's block rows and the cursor,
+//!   each a part of one `WITH`. One round trip where the general write takes six (`BEGIN` with its
+//!   settings, the fence, deliveries, bodies, blocks with the cursor, `COMMIT`).
+//! - **SQLite: two calls** to the connection's thread between `BEGIN` and `COMMIT`, where the
+//!   general write makes five: the deliveries' insert with the fence check after it, then the
+//!   bodies, the block rows and the cursor as three statements of one call (sqlx runs a call's
+//!   statements in turn, binding its anonymous parameters in order). Each call is a round trip
+//!   between threads, ~0.1 ms on an idle machine (BENCHMARKS.md, "Session of 2026-12-05 (ninth)").
+//!
+//! What both keep of the general write:
+//! - **Atomic:** all of it or nothing (one statement; one transaction).
+//! - **Fenced:** the chain's epoch row is read (`FOR SHARE` on PostgreSQL) and every write is
+//!   conditional on it, so a replica that lost the chain writes nothing, and on PostgreSQL a
+//!   takeover waits for this write's commit, as it waits for the general write's.
+//! - **Replays:** a delivery id already stored is skipped and not returned; its body is not
+//!   written again (bodies are written for the rows the insert returned).
+//!
+//! Not taken (the general write runs instead): several chains or none, deliveries or blocks of
+//! another chain than the cursor's, a release of held deliveries, cancellations (`supersedes`),
+//! count batches, parked events and their resolutions, subscription status changes, or more than
+//! [`MAX_ROWS`] deliveries or blocks.
+//!
+//! No `GENERIC_PLANS` on PostgreSQL: that setting is for a transaction. The statement's parts
+//! reach stored rows only through the conflict targets' indexes and the epoch's primary key, and
+//! its one join is between the statement's own lists (hashed, the planner's default).
+
+use sqlx::{Column, Row};
+
+use super::outbox::{
+    BODIES_INSERT, BODY_COLUMNS, DELIVERY_COLUMNS, Tx, WriteStats, bind_delivery, bodies_of_new,
+    cursor_upsert_anonymous, delivery_insert,
+};
+use super::rows::{self, Col, MAX_ROWS, Rows};
+use super::window::{BLOCK_COLUMNS, bind_block, block_upsert, unique_blocks};
+use super::{
+    ChainBlock, Cursor, Dialect, InsertedDelivery, NewDelivery, OutboxWrite, Store, StoreError,
+    now_ms,
+};
+
+/// [`DELIVERY_COLUMNS`] and the body: the bodies' insert reads them from the same list.
+const DELIVERY_COLUMNS_WITH_BODY: [(&str, Col); 12] = with_body(DELIVERY_COLUMNS);
+
+const fn with_body(columns: [(&'static str, Col); 11]) -> [(&'static str, Col); 12] {
+    let mut all = [("body", Col::Text); 12];
+    let mut i = 0;
+    while i < columns.len() {
+        all[i] = columns[i];
+        i += 1;
+    }
+    all
+}
+
+/// A head batch (the module's doc): its one cursor, deliveries and blocks.
+pub(super) struct HeadBatch<'w> {
+    cursor: &'w Cursor,
+    deliveries: Vec<&'w NewDelivery>,
+    blocks: Vec<&'w ChainBlock>,
+}
+
+impl Store {
+    /// `write` as a [`HeadBatch`], if it has that shape (see the module's doc).
+    pub(super) fn head_batch<'w>(&self, write: &'w OutboxWrite) -> Option<HeadBatch<'w>> {
+        let [cursor] = write.cursors.as_slice() else {
+            return None;
+        };
+        let chain = cursor.chain_id;
+        let simple = write.parked.is_empty()
+            && write.status_changes.is_empty()
+            && write.release_chains.is_empty()
+            && write.resolved_parked.is_empty()
+            && write.batch_events.is_empty()
+            && write.deliveries.len() <= MAX_ROWS
+            && write
+                .deliveries
+                .iter()
+                .all(|d| d.chain_id == chain && d.supersedes.is_empty())
+            && write.chain_blocks.iter().all(|b| b.chain_id == chain);
+        if !simple {
+            return None;
+        }
+        let blocks = unique_blocks(&write.chain_blocks.iter().collect::<Vec<_>>());
+        (blocks.len() <= MAX_ROWS).then(|| HeadBatch {
+            cursor,
+            deliveries: write.deliveries.iter().collect(),
+            blocks,
+        })
+    }
+
+    /// Writes `batch` (the module's doc). Returns what [`Store::write_batch`] returns: the new
+    /// deliveries, and the chain in `fenced` when its epoch moved on.
+    pub(super) async fn write_head_batch(
+        &self,
+        batch: HeadBatch<'_>,
+        lease_ms: i64,
+    ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
+        match self.dialect {
+            Dialect::Postgres => self.write_in_one_statement(batch, lease_ms).await,
+            Dialect::Sqlite => self.write_in_two_calls(batch, lease_ms).await,
+        }
+    }
+
+    /// PostgreSQL: one statement ([`statement`]).
+    async fn write_in_one_statement(
+        &self,
+        batch: HeadBatch<'_>,
+        lease_ms: i64,
+    ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
+        let now = now_ms();
+        let HeadBatch {
+            cursor,
+            deliveries,
+            blocks,
+        } = batch;
+        let mut query = Rows::of_statement(
+            statement(deliveries.len(), blocks.len()),
+            &DELIVERY_COLUMNS_WITH_BODY,
+            deliveries.len(),
+        );
+        for d in &deliveries {
+            query = bind_delivery(query, d, now, lease_ms).bind(d.body.as_str());
+        }
+        query = query.then_values(&BLOCK_COLUMNS, blocks.len());
+        for b in &blocks {
+            query = bind_block(query, b);
+        }
+        let rows = query
+            .finish()
+            .bind(cursor.chain_id)
+            .bind(self.fence_epoch(cursor.chain_id))
+            .bind(cursor.block_number)
+            .bind(cursor.block_hash.as_str())
+            .bind(now)
+            .fetch_all(&self.writer)
+            .await?;
+        let owned = match rows.first() {
+            Some(row) => row.try_get::<i64, _>("owned")? > 0,
+            None => false,
+        };
+        let mut inserted = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(id) = row.try_get::<Option<String>, _>("id")? {
+                inserted.push(InsertedDelivery {
+                    id,
+                    seq: row.try_get("seq")?,
+                });
+            }
+        }
+        let stats = WriteStats {
+            statements: 1,
+            lease_until: now + lease_ms,
+            fenced: if owned { vec![] } else { vec![cursor.chain_id] },
+            sealed: 0,
+        };
+        Ok((inserted, stats))
+    }
+}
+
+impl Store {
+    /// SQLite: `BEGIN`, the deliveries with the fence check, then the bodies, block rows and
+    /// cursor in one call, `COMMIT`.
+    async fn write_in_two_calls(
+        &self,
+        batch: HeadBatch<'_>,
+        lease_ms: i64,
+    ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
+        let now = now_ms();
+        let HeadBatch {
+            cursor,
+            deliveries,
+            blocks,
+        } = batch;
+        let epoch = self.fence_epoch(cursor.chain_id);
+        let mut stats = WriteStats {
+            lease_until: now + lease_ms,
+            ..WriteStats::default()
+        };
+        let mut tx = self.begin_write(&self.writer).await?;
+        let (inserted, owned) = self
+            .insert_if_owned(
+                &mut tx,
+                &deliveries,
+                (cursor.chain_id, epoch),
+                now,
+                lease_ms,
+            )
+            .await?;
+        stats.statements += u64::from(!deliveries.is_empty()) + u64::from(epoch.is_some());
+        if !owned {
+            // Nothing was written; the transaction ends empty.
+            tx.commit().await?;
+            stats.fenced.push(cursor.chain_id);
+            return Ok((Vec::new(), stats));
+        }
+        let bodies = bodies_of_new(
+            &inserted,
+            deliveries.iter().map(|d| (d.id.as_str(), d.body.as_str())),
+        );
+        let mut sql = Vec::with_capacity(3);
+        if !bodies.is_empty() {
+            let list = rows::values(Dialect::Sqlite, "j", &BODY_COLUMNS, bodies.len(), 1);
+            sql.push(format!("WITH {list} {BODIES_INSERT}"));
+        }
+        let list = rows::values(Dialect::Sqlite, "j", &BLOCK_COLUMNS, blocks.len(), 1);
+        sql.push(format!("WITH {list} {}", block_upsert("j", "true")));
+        sql.push(cursor_upsert_anonymous());
+        stats.statements += sql.len() as u64;
+        let mut query = if bodies.is_empty() {
+            Rows::of_statement(sql.join("; "), &BLOCK_COLUMNS, blocks.len())
+        } else {
+            let mut query = Rows::of_statement(sql.join("; "), &BODY_COLUMNS, bodies.len());
+            for (seq, body) in &bodies {
+                query = query.bind(*seq).bind(*body);
+            }
+            query.then_values(&BLOCK_COLUMNS, blocks.len())
+        };
+        for b in &blocks {
+            query = bind_block(query, b);
+        }
+        query
+            .finish()
+            .bind(cursor.chain_id)
+            .bind(cursor.block_number)
+            .bind(cursor.block_hash.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((inserted, stats))
+    }
+
+    /// SQLite: inserts `deliveries` if the chain (`(chain id, epoch)`) is still this process's,
+    /// then asks whether it is — one call; no call when there is neither to do. Returns the new
+    /// deliveries and whether the chain is owned (always, when this process never locked it).
+    async fn insert_if_owned(
+        &self,
+        tx: &mut Tx<'_>,
+        deliveries: &[&NewDelivery],
+        (chain_id, epoch): (i64, Option<i64>),
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<(Vec<InsertedDelivery>, bool), StoreError> {
+        const OWNED: &str =
+            "(? IS NULL OR EXISTS (SELECT 1 FROM chain_owners WHERE chain_id = ? AND epoch = ?))";
+        let mut sql = Vec::with_capacity(2);
+        if !deliveries.is_empty() {
+            let list = rows::values(Dialect::Sqlite, "j", &DELIVERY_COLUMNS, deliveries.len(), 1);
+            sql.push(format!("WITH {list} {}", delivery_insert(OWNED)));
+        }
+        if epoch.is_some() {
+            sql.push(format!("SELECT {OWNED} AS owned"));
+        }
+        if sql.is_empty() {
+            return Ok((Vec::new(), true));
+        }
+        let mut query = Rows::of_statement(sql.join("; "), &DELIVERY_COLUMNS, deliveries.len());
+        for d in deliveries {
+            query = bind_delivery(query, d, now, lease_ms);
+        }
+        let mut query = query.finish();
+        for _ in 0..sql.len() {
+            query = query.bind(epoch).bind(chain_id).bind(epoch);
+        }
+        let mut inserted = Vec::with_capacity(deliveries.len());
+        let mut owned = true;
+        for row in query.fetch_all(&mut **tx).await? {
+            if row.columns().first().map(|c| c.name()) == Some("owned") {
+                owned = row.try_get::<i64, _>("owned")? != 0;
+            } else {
+                inserted.push(InsertedDelivery {
+                    id: row.try_get("id")?,
+                    seq: row.try_get("seq")?,
+                });
+            }
+        }
+        Ok((inserted, owned))
+    }
+}
+
+/// The statement for `deliveries` and `blocks` rows. Its parameters: the two `VALUES` lists, then
+/// the chain id, the epoch this process took (NULL: it never locked the chain, not fenced), the
+/// cursor's block number and hash, and the time.
+///
+/// `owned` has one row when the chain is still this process's and none when it is fenced; every
+/// write part reads it. The result has at least one row, so the fence's answer arrives even when
+/// nothing was inserted: `owned` (1 or 0) on each, with each new delivery's `id, seq` (NULL on the
+/// one row of a write that inserted none).
+fn statement(deliveries: usize, blocks: usize) -> String {
+    let dialect = Dialect::Postgres;
+    let first_block = rows::parameters(&DELIVERY_COLUMNS_WITH_BODY, deliveries) + 1;
+    let p = first_block + rows::parameters(&BLOCK_COLUMNS, blocks);
+    let [chain, epoch, number, hash, now] = [p, p + 1, p + 2, p + 3, p + 4];
+    let owned = "EXISTS (SELECT 1 FROM owned)";
+    format!(
+        "WITH {deliveries_list}, {blocks_list}, \
+         fence AS (SELECT epoch FROM chain_owners WHERE chain_id = ${chain} AND epoch = ${epoch} \
+         FOR SHARE), \
+         owned AS (SELECT 1 AS one WHERE ${epoch}::bigint IS NULL OR EXISTS (SELECT 1 FROM fence)), \
+         ins AS ({insert}), \
+         bodies AS (INSERT INTO delivery_bodies (seq, body) SELECT ins.seq, j.body FROM ins \
+         JOIN j ON j.id = ins.id ON CONFLICT (seq) DO NOTHING), \
+         blocks AS ({upsert}), \
+         moved AS (INSERT INTO chain_cursors (chain_id, block_number, block_hash, updated_at) \
+         SELECT ${chain}, ${number}, ${hash}, ${now} WHERE {owned} \
+         ON CONFLICT (chain_id) DO UPDATE SET block_number = excluded.block_number, \
+         block_hash = excluded.block_hash, updated_at = excluded.updated_at) \
+         SELECT (SELECT count(*) FROM owned) AS owned, ins.id, ins.seq \
+         FROM (SELECT 1) AS one LEFT JOIN ins ON true",
+        deliveries_list = rows::values(dialect, "j", &DELIVERY_COLUMNS_WITH_BODY, deliveries, 1),
+        blocks_list = rows::values(dialect, "k", &BLOCK_COLUMNS, blocks, first_block),
+        insert = delivery_insert(owned),
+        upsert = block_upsert("k", owned),
+    )
+}
