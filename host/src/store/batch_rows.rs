@@ -4,7 +4,7 @@
 //! of every event twice (by serde into a string, by SQLite back out of it), with each body
 //! escaped inside that string.
 
-use super::outbox::{bodies_of_new, new_ids_and_seqs};
+use super::outbox_rows::{bodies_of_new, new_ids_and_seqs};
 use super::rows::{Col, MAX_ROWS, Rows};
 use super::{BatchEvent, DeliveryStatus, HELD_UNTIL_RELEASED, Store, StoreError};
 use crate::modes::batching::{self, Fill};

@@ -32,8 +32,9 @@
 
 use sqlx::{Column, Row};
 
-use super::outbox::{
-    BODIES_INSERT, BODY_COLUMNS, DELIVERY_COLUMNS, Tx, WriteStats, bind_delivery, bodies_of_new,
+use super::outbox::{Tx, WriteStats};
+use super::outbox_rows::{
+    BODIES_INSERT, BODY_COLUMNS, DELIVERY_COLUMNS, bind_delivery, bodies_of_new,
     cursor_upsert_anonymous, delivery_insert,
 };
 use super::rows::{self, Col, MAX_ROWS, Rows};

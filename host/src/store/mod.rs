@@ -16,6 +16,7 @@ mod lock;
 pub mod models;
 mod ordering;
 mod outbox;
+mod outbox_rows;
 mod pages;
 mod parked;
 mod patch;

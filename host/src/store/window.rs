@@ -7,7 +7,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::outbox::{Tx, WriteStats, cursor_upsert};
+use super::outbox::{Tx, WriteStats};
+use super::outbox_rows::cursor_upsert;
 use super::rows::{self, Col, MAX_ROWS, Rows};
 use super::{ChainBlock, Cursor, Store, StoreError};
 
