@@ -22,9 +22,9 @@
 //!   written again (bodies are written for the rows the insert returned).
 //!
 //! Not taken (the general write runs instead): several chains or none, deliveries or blocks of
-//! another chain than the cursor's, a release of held deliveries, cancellations (`supersedes`),
-//! count batches, parked events and their resolutions, subscription status changes, or more than
-//! [`MAX_ROWS`] deliveries or blocks.
+//! another chain than the cursor's, other than one block (catch-up batches carry many), a release
+//! of held deliveries, cancellations (`supersedes`), count batches, parked events and their
+//! resolutions, subscription status changes, or more than [`MAX_ROWS`] deliveries.
 //!
 //! No `GENERIC_PLANS` on PostgreSQL: that setting is for a transaction. The statement's parts
 //! reach stored rows only through the conflict targets' indexes and the epoch's primary key, and
@@ -85,8 +85,10 @@ impl Store {
         if !simple {
             return None;
         }
+        // One block: a batch at the head. Catch-up batches carry many blocks (and on PostgreSQL
+        // each size of this statement is planned anew on each connection: few sizes, few plans).
         let blocks = unique_blocks(&write.chain_blocks.iter().collect::<Vec<_>>());
-        (blocks.len() <= MAX_ROWS).then(|| HeadBatch {
+        (blocks.len() == 1).then(|| HeadBatch {
             cursor,
             deliveries: write.deliveries.iter().collect(),
             blocks,
