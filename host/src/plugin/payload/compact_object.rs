@@ -21,6 +21,10 @@
 //! whitespace, a nested value, an escape, `{}`, or an error — is left to the general check, which
 //! decides (and says where an error is).
 
+use classify::Isa;
+
+mod classify;
+
 /// Bit `k` of each mask: byte `k` of a 64-byte block is that kind of byte.
 #[derive(Default, Clone, Copy)]
 struct Masks {
@@ -34,16 +38,45 @@ struct Masks {
 /// Whether `b` has this path's shape; if it has, `b` has been appended to `out`
 /// (as the blocks are read: no second pass over the text to copy it), else `out` is as it was.
 pub(super) fn compact_object(b: &[u8], out: &mut Vec<u8>) -> bool {
+    compact_object_with(Isa::detected(), b, out)
+}
+
+/// [`compact_object`] compiled for `isa`, which this CPU has ([`Isa`] says only what it has).
+fn compact_object_with(isa: Isa, b: &[u8], out: &mut Vec<u8>) -> bool {
     let at = out.len();
-    let taken = judge(b, out);
+    let taken = match isa {
+        Isa::Portable => judge(b, out, classify::portable, classify::running_xor),
+        // SAFETY: an `Isa` other than `Portable` is made only when the CPU has that feature.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { judge_avx2(b, out) },
+    };
     if !taken {
         out.truncate(at);
     }
     taken
 }
 
-/// [`compact_object`], leaving some of `b` in `out` when it is refused.
-fn judge(b: &[u8], out: &mut Vec<u8>) -> bool {
+/// [`judge`] with everything in it compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,pclmulqdq")]
+fn judge_avx2(b: &[u8], out: &mut Vec<u8>) -> bool {
+    judge(
+        b,
+        out,
+        |block| classify::avx2(block),
+        |x| classify::running_xor_clmul(x),
+    )
+}
+
+/// [`compact_object`], leaving some of `b` in `out` when it is refused; `classify` makes a
+/// block's [`Masks`], `running_xor` the running XOR of a mask (bit k: the XOR of bits 0..=k).
+#[inline(always)]
+fn judge(
+    b: &[u8],
+    out: &mut Vec<u8>,
+    classify: impl Fn(&[u8; 64]) -> Masks,
+    running_xor: impl Fn(u64) -> u64,
+) -> bool {
     let n = b.len();
     if n < 4 || b.first() != Some(&b'{') || b.last() != Some(&b'}') || b.get(1) != Some(&b'"') {
         return false;
@@ -52,8 +85,10 @@ fn judge(b: &[u8], out: &mut Vec<u8>) -> bool {
     let mut carried = Carried::default();
     let mut start = 0;
     while start < n {
-        let masks = block_masks(b, start, at, out);
-        let Some(mut scalar_starts) = carried.judge_block(&masks, start == 0, n - start) else {
+        let masks = block_masks(b, start, at, out, &classify);
+        let quoted = running_xor(masks.quote);
+        let Some(mut scalar_starts) = carried.judge_block(&masks, quoted, start == 0, n - start)
+        else {
             return false;
         };
         while scalar_starts != 0 {
@@ -83,15 +118,16 @@ struct Carried {
 
 impl Carried {
     /// Judges the block whose masks are `m` (the text's first block if `is_first`), `left` bytes
-    /// before the end of the text: the first bytes of its numbers and literals (each still to
-    /// be read), or `None` when the text does not have this path's shape.
+    /// before the end of the text, `quoted` the running XOR of its quote mask: the first bytes of
+    /// its numbers and literals (each still to be read), or `None` when the text does not have
+    /// this path's shape.
     #[inline(always)]
-    fn judge_block(&mut self, m: &Masks, is_first: bool, left: usize) -> Option<u64> {
+    fn judge_block(&mut self, m: &Masks, quoted: u64, is_first: bool, left: usize) -> Option<u64> {
         let valid = if left >= 64 { !0 } else { (1u64 << left) - 1 };
         let first = u64::from(is_first);
         let last = if left <= 64 { 1u64 << (left - 1) } else { 0 };
         // Bytes inside a string, with its opening quote and without its closing one.
-        let inside = running_xor(m.quote) ^ self.inside;
+        let inside = quoted ^ self.inside;
         let outside = !(inside | m.quote) & valid & !(first | last);
         let colons = outside & m.colon;
         let commas = outside & m.comma;
@@ -153,19 +189,6 @@ fn top_bit_everywhere(x: u64) -> u64 {
     0u64.wrapping_sub(x >> 63)
 }
 
-/// Bit k: the XOR of bits 0..=k of `x` (for the quote mask: inside a string, from its opening
-/// quote on).
-#[inline(always)]
-fn running_xor(mut x: u64) -> u64 {
-    x ^= x << 1;
-    x ^= x << 2;
-    x ^= x << 4;
-    x ^= x << 8;
-    x ^= x << 16;
-    x ^= x << 32;
-    x
-}
-
 /// The masks of the 64 bytes from `start` (bytes past the end of `b` in none of them), and those
 /// bytes appended to `out`, which holds `b` up to `start` from `at` on. A full block is copied
 /// as a fixed-size chunk (a few vector moves, not a call). The last, partial block of a text of
@@ -174,10 +197,16 @@ fn running_xor(mut x: u64) -> u64 {
 /// among them refuses again, rightly); a shorter text is copied into a block filled with a byte
 /// of no kind.
 #[inline(always)]
-fn block_masks(b: &[u8], start: usize, at: usize, out: &mut Vec<u8>) -> Masks {
+fn block_masks(
+    b: &[u8],
+    start: usize,
+    at: usize,
+    out: &mut Vec<u8>,
+    classify: &impl Fn(&[u8; 64]) -> Masks,
+) -> Masks {
     if let Some(block) = b.get(start..).and_then(|rest| rest.first_chunk::<64>()) {
         out.extend_from_slice(block);
-        return masks64(block);
+        return classify(block);
     }
     let n = b.len();
     if let Some(last) = n
@@ -187,7 +216,7 @@ fn block_masks(b: &[u8], start: usize, at: usize, out: &mut Vec<u8>) -> Masks {
         out.truncate(at + n - 64);
         out.extend_from_slice(last);
         let skip = start + 64 - n;
-        let m = masks64(last);
+        let m = classify(last);
         return Masks {
             quote: m.quote >> skip,
             colon: m.colon >> skip,
@@ -201,49 +230,7 @@ fn block_masks(b: &[u8], start: usize, at: usize, out: &mut Vec<u8>) -> Masks {
     if let Some(head) = block.get_mut(..rest.len()) {
         head.copy_from_slice(rest);
     }
-    masks64(&block)
-}
-
-/// The masks of 64 bytes (SSE2, which every x86-64 has; `safe_arch` wraps its intrinsics in safe
-/// functions). The refused bytes of all four chunks are gathered in one vector: one mask
-/// extraction instead of four.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline(always)]
-fn masks64(block: &[u8; 64]) -> Masks {
-    use safe_arch::{
-        bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, max_u8_m128i, move_mask_i8_m128i,
-        set_splat_i8_m128i, zeroed_m128i,
-    };
-    let mut m = Masks::default();
-    let mut refused = zeroed_m128i();
-    let control_max = set_splat_i8_m128i(0x1f);
-    for (k, chunk) in block.as_chunks::<16>().0.iter().enumerate() {
-        let v = load_unaligned_m128i(chunk);
-        let equal = |byte: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(byte as i8));
-        // Below 0x20 (unsigned): max(x, 0x1f) == 0x1f.
-        let control = cmp_eq_mask_i8_m128i(max_u8_m128i(v, control_max), control_max);
-        refused = bitor_m128i(refused, bitor_m128i(control, equal(b'\\')));
-        // Sixteen mask bits in an `i32`, never negative: the casts keep them.
-        let bits = |mask| u64::from(move_mask_i8_m128i(mask) as u16) << (16 * k);
-        m.quote |= bits(equal(b'"'));
-        m.colon |= bits(equal(b':'));
-        m.comma |= bits(equal(b','));
-    }
-    m.refused = move_mask_i8_m128i(refused) != 0;
-    m
-}
-
-/// [`masks64`] byte by byte, elsewhere.
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn masks64(block: &[u8; 64]) -> Masks {
-    let mut m = Masks::default();
-    for (k, &c) in block.iter().enumerate() {
-        m.quote |= u64::from(c == b'"') << k;
-        m.colon |= u64::from(c == b':') << k;
-        m.comma |= u64::from(c == b',') << k;
-        m.refused |= c == b'\\' || c < 0x20;
-    }
-    m
+    classify(&block)
 }
 
 #[cfg(test)]

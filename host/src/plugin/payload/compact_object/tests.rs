@@ -1,14 +1,33 @@
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 
-use super::compact_object;
+use super::classify::Isa;
+use super::{compact_object, compact_object_with};
 
 /// `Some((0, len))` when the path takes `bytes`, with `bytes` then appended after what the output
-/// held; `None` with the output as it was.
+/// held; `None` with the output as it was. The same on every instruction set this CPU has.
 fn taken(bytes: &[u8]) -> Option<(usize, usize)> {
+    let judged = taken_with(None, bytes);
+    for isa in Isa::available() {
+        assert_eq!(
+            taken_with(Some(isa), bytes),
+            judged,
+            "{isa:?}: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    judged
+}
+
+/// [`taken`] on `isa`, or on the one [`compact_object`] chooses.
+fn taken_with(isa: Option<Isa>, bytes: &[u8]) -> Option<(usize, usize)> {
     let before = b"earlier payloads".to_vec();
     let mut out = before.clone();
-    if compact_object(bytes, &mut out) {
+    let is_taken = match isa {
+        Some(isa) => compact_object_with(isa, bytes, &mut out),
+        None => compact_object(bytes, &mut out),
+    };
+    if is_taken {
         assert_eq!(out, [&before[..], bytes].concat());
         Some((0, bytes.len()))
     } else {
