@@ -87,11 +87,16 @@ impl Store {
         }
         // One block: a batch at the head. Catch-up batches carry many blocks (and on PostgreSQL
         // each size of this statement is planned anew on each connection: few sizes, few plans).
-        let blocks = unique_blocks(&write.chain_blocks.iter().collect::<Vec<_>>());
-        (blocks.len() == 1).then(|| HeadBatch {
+        // Told by the hashes alone, so a catch-up batch is turned away before any rows are built.
+        let first = write.chain_blocks.first()?;
+        let one_block = write
+            .chain_blocks
+            .iter()
+            .all(|b| b.block.hash == first.block.hash);
+        one_block.then(|| HeadBatch {
             cursor,
             deliveries: write.deliveries.iter().collect(),
-            blocks,
+            blocks: unique_blocks(&write.chain_blocks.iter().collect::<Vec<_>>()),
         })
     }
 
