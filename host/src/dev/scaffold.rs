@@ -146,12 +146,13 @@ mod tests {
         let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-filter\"") && manifest.contains("guest-sdk"));
         // The example plugins' build settings: one codegen unit for the plugin, more inlining
-        // for its wasm.
+        // and SIMD for its wasm.
         assert!(manifest.contains("[profile.release.package.my-filter]\ncodegen-units = 1"));
         let cargo_config = std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap();
         assert!(
             cargo_config.contains("[target.wasm32-unknown-unknown]")
-                && cargo_config.contains("-inline-threshold=1000"),
+                && cargo_config.contains("-inline-threshold=1000")
+                && cargo_config.contains("target-feature=+simd128"),
             "{cargo_config}"
         );
         let tests = std::fs::read_to_string(root.join("tests/plugin.rs")).unwrap();
