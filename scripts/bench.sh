@@ -60,6 +60,8 @@ for store in sqlite postgres; do
     [[ "${1:-}" == modes ]] && break
     [[ "$store" == sqlite ]] && unset PIPELINE_LOAD_DATABASE_URL
     run "latency-1k-$store" "$store" 1000 100 0
+    # The same with `[delivery] send_before_commit`: webhooks go out while the batch is written.
+    PIPELINE_DELIVERY_SEND_BEFORE_COMMIT=true run "latency-1k-send-before-commit-$store" "$store" 1000 100 0
     run "throughput-10k-$store" "$store" 10000 100 0.5
     [[ "${1:-}" == quick ]] && continue
     run "throughput-5k-$store" "$store" 5000 100 0.5

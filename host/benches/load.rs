@@ -408,6 +408,20 @@ async fn run(s: Scenario) -> Value {
         .filter_map(|(at, n, _)| Some(at.duration_since(*published_at.get(n)?).as_secs_f64() * 1e3))
         .collect();
     latency.sort_by(f64::total_cmp);
+    // Each block's first and last webhook: the wait before a block's fan-out starts, and its end.
+    let mut per_block: HashMap<u64, (f64, f64)> = HashMap::new();
+    for (at, n, _) in got.iter().filter(|(_, n, _)| *n > started_at) {
+        let Some(published) = published_at.get(n) else {
+            continue;
+        };
+        let ms = at.duration_since(*published).as_secs_f64() * 1e3;
+        let (first, last) = per_block.entry(*n).or_insert((ms, ms));
+        (*first, *last) = (first.min(ms), last.max(ms));
+    }
+    let mut firsts: Vec<f64> = per_block.values().map(|b| b.0).collect();
+    let mut lasts: Vec<f64> = per_block.values().map(|b| b.1).collect();
+    firsts.sort_by(f64::total_cmp);
+    lasts.sort_by(f64::total_cmp);
     let mut sorted_rss: Vec<f64> = rss.iter().map(|r| r.0).collect();
     sorted_rss.sort_by(f64::total_cmp);
     let at_peak = rss
@@ -431,6 +445,8 @@ async fn run(s: Scenario) -> Value {
         "webhooks_per_s_while_running": received_while_running as f64 / chain_seconds,
         "backlog_drained_after_s": drained_after,
         "latency_ms": {"p50": percentile(&latency, 0.5), "p90": percentile(&latency, 0.9), "p99": percentile(&latency, 0.99), "max": latency.last().copied().unwrap_or(0.0)},
+        "block_first_webhook_ms": {"p50": percentile(&firsts, 0.5), "p99": percentile(&firsts, 0.99)},
+        "block_last_webhook_ms": {"p50": percentile(&lasts, 0.5), "p99": percentile(&lasts, 0.99)},
         "host_rss_mb": {"median": percentile(&sorted_rss, 0.5), "peak": sorted_rss.last().copied().unwrap_or(0.0), "peak_anon": at_peak.1, "peak_file": at_peak.2},
         "db_statements": statements, "db_statements_per_100_events": statements * 100.0 / events as f64,
     })

@@ -38,6 +38,11 @@ on_both_stores!(
     restart_delivers_exactly_once_postgres
 );
 on_both_stores!(
+    sent_before_commit_delivers_exactly_once,
+    sent_before_commit_delivers_exactly_once_sqlite,
+    sent_before_commit_delivers_exactly_once_postgres
+);
+on_both_stores!(
     trapping_plugin_is_isolated,
     trapping_plugin_is_isolated_sqlite,
     trapping_plugin_is_isolated_postgres
@@ -80,7 +85,21 @@ async fn erc20_filter(db: DbKind) {
 /// Scenario 2: SIGTERM (exit 0), transfers while the host is down, start again on the same store:
 /// the missed transfers arrive exactly once and nothing delivered before arrives again.
 async fn restart_delivers_exactly_once(db: DbKind) {
-    let mut fx = Fixture::start(db).await;
+    restart_scenario(Fixture::start(db).await).await
+}
+
+/// Scenario 2 with `[delivery] send_before_commit`: jobs handed to the workers before their
+/// batch's write still arrive once each, their outcomes land on the rows the write inserted
+/// (recorded as delivered, so the restart sends none of them again).
+async fn sent_before_commit_delivers_exactly_once(db: DbKind) {
+    let env = vec![(
+        "PIPELINE_DELIVERY_SEND_BEFORE_COMMIT".to_string(),
+        "true".to_string(),
+    )];
+    restart_scenario(Fixture::start_with_env(db, env).await).await
+}
+
+async fn restart_scenario(mut fx: Fixture) {
     let plugin_id = fx
         .admin()
         .upload_plugin(&example_plugin("erc20-transfers"), "erc20-transfers")

@@ -155,12 +155,16 @@ impl Wiring<'_> {
         let delivery = &self.config.delivery;
         let (store, metrics, shutdown) = (self.store, self.metrics, self.shutdown);
         let lease_ms = delivery.lease_ms as i64;
+        let outbox_config = outbox::OutboxConfig {
+            lease_ms,
+            send_before_commit: delivery.send_before_commit,
+        };
         self.tracker.spawn(outbox::run(
             store.clone(),
             matched,
             jobs.clone(),
             metrics.clone(),
-            lease_ms,
+            outbox_config,
             wake.clone(),
         ));
         self.tracker.spawn(outbox::sealer::run(

@@ -28,6 +28,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "PIPELINE_DELIVERY_RETRY_SCHEDULE",
         "delivery.retry_schedule",
     ),
+    (
+        "PIPELINE_DELIVERY_SEND_BEFORE_COMMIT",
+        "delivery.send_before_commit",
+    ),
     ("PIPELINE_BATCH_MAX_EVENTS", "batch.max_events"),
     ("PIPELINE_BATCH_MAX_WAIT_MS", "batch.max_wait_ms"),
     (
@@ -144,9 +148,8 @@ fn env_value(key: &str, value: &str) -> figment::value::Value {
             | "ingest.max_logs_mib"
             | "ingest.max_range_blocks"
     );
-    if key == "ingest.filter_at_node"
-        && let Ok(flag) = value.trim().parse::<bool>()
-    {
+    let boolean = matches!(key, "ingest.filter_at_node" | "delivery.send_before_commit");
+    if boolean && let Ok(flag) = value.trim().parse::<bool>() {
         return figment::value::Value::from(flag);
     }
     match value.trim().parse::<u64>() {

@@ -56,6 +56,20 @@ pub struct DeliveryConfig {
     pub lease_ms: u64,
     /// How often due retries are looked for.
     pub poll_interval_ms: u64,
+    /// Hand a batch's new deliveries to the workers before its write commits instead of after
+    /// (off by default). The write then runs while the webhooks are sent: at 1K events/s it was
+    /// most of the wait before the first webhook (BENCHMARKS.md). What it gives up, each case
+    /// still at least once and under the same `webhook-id`:
+    /// - a crash between the send and the commit sends the batch again after the restart (as a
+    ///   crash between a send and the recording of its outcome always could);
+    /// - a delivery already stored (a block that comes back after a reorg took it away) is sent
+    ///   again instead of being skipped as a replay;
+    /// - a replica that has just lost its chain to another sends that one batch, which the new
+    ///   owner sends too;
+    /// - after a crash before the commit, a block a reorg then removes never gets its
+    ///   `log.removed`: the block was never stored, so the restarted host does not know it sent it.
+    #[serde(default)]
+    pub send_before_commit: bool,
 }
 
 impl Default for BatchConfig {
@@ -80,6 +94,7 @@ impl Default for DeliveryConfig {
             body_timeout_ms: default_body_timeout_ms(),
             lease_ms: 60_000,
             poll_interval_ms: 250,
+            send_before_commit: false,
         }
     }
 }

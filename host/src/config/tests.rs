@@ -24,7 +24,28 @@ fn defaults_match_the_design() {
     assert_eq!(c.batch.max_events, 100);
     assert_eq!(c.delivery.retry_schedule, RetrySchedule::default());
     assert_eq!(c.delivery.retry_schedule.delays().len(), 7);
+    assert!(
+        !c.delivery.send_before_commit,
+        "durable before sent, unless asked"
+    );
     assert!(c.chains.is_empty());
+}
+
+#[test]
+fn flags_are_read_from_the_environment() {
+    let on = env(&[
+        ("PIPELINE_DELIVERY_SEND_BEFORE_COMMIT", "true"),
+        ("PIPELINE_INGEST_FILTER_AT_NODE", "false"),
+    ]);
+    let c = Config::load_from(None, &on).unwrap();
+    assert!(c.delivery.send_before_commit);
+    assert!(!c.ingest.filter_at_node);
+    let bad = env(&[("PIPELINE_DELIVERY_SEND_BEFORE_COMMIT", "yes please")]);
+    let err = Config::load_from(None, &bad).unwrap_err().to_string();
+    assert!(
+        err.contains("PIPELINE_DELIVERY_SEND_BEFORE_COMMIT"),
+        "{err}"
+    );
 }
 
 #[test]

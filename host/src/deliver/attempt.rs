@@ -145,6 +145,7 @@ pub fn judge(
         attempted: true,
         lease: job.lease_until,
         ordered: job.ordered,
+        pending_seq: job.pending_seq.clone(),
     };
     Attempted {
         result,
@@ -181,6 +182,7 @@ pub fn dead(job: &DeliveryJob, error: String) -> Attempted {
             attempted: false,
             lease: job.lease_until,
             ordered: job.ordered,
+            pending_seq: job.pending_seq.clone(),
         },
         verdict: Verdict::Dead,
         answered: false,
@@ -207,6 +209,7 @@ pub fn postponed(job: &DeliveryJob, until_ms: i64, reason: &str) -> AttemptResul
         attempted: false,
         lease: job.lease_until,
         ordered: job.ordered,
+        pending_seq: job.pending_seq.clone(),
     }
 }
 
@@ -225,6 +228,7 @@ mod tests {
             received_at: None,
             lease_until: i64::MAX,
             ordered: false,
+            pending_seq: None,
         }
     }
 

@@ -56,6 +56,7 @@ pub async fn run(
                 received_at: None,
                 lease_until: row.lease_until,
                 ordered: row.ordered,
+                pending_seq: None,
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,

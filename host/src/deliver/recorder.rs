@@ -28,6 +28,8 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// webhook is already answered; rows stay leased for minutes), so waiting a little turns a block's
 /// many answers into one UPDATE + one INSERT instead of a few small ones.
 const LINGER: Duration = Duration::from_millis(25);
+/// How long an outcome waits for its batch's write to commit (`[delivery] send_before_commit`).
+const SEQ_PATIENCE: Duration = Duration::from_secs(30);
 /// Bytes of the database's refusal kept in the attempt's error.
 const MAX_REFUSAL_TEXT: usize = 300;
 
@@ -51,6 +53,7 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
+        number_pending(&mut batch).await;
         write(&store, &batch, &metrics).await;
         if batch.iter().any(|r| r.ordered) {
             poller.notify_one();
@@ -58,6 +61,29 @@ pub async fn run(
         batch.clear();
     }
     tracing::debug!("delivery workers closed; recorder drained");
+}
+
+/// Gives each outcome of a job sent before its batch's write committed the seq of its row, once
+/// that write has committed, and leaves out those whose row the write did not insert (an id
+/// already stored, a chain now another replica's): no row carries their lease. A write that does
+/// not commit within [`SEQ_PATIENCE`] loses its outcomes here; its rows keep their lease and are
+/// sent again when it ends.
+async fn number_pending(batch: &mut Vec<AttemptResult>) {
+    if batch.iter().all(|result| result.pending_seq.is_none()) {
+        return;
+    }
+    let mut numbered = Vec::with_capacity(batch.len());
+    for mut result in batch.drain(..) {
+        if let Some(mut pending) = result.pending_seq.take() {
+            let Some(seq) = pending.seq_of(&result.id, SEQ_PATIENCE).await else {
+                tracing::debug!(delivery = %result.id, "its batch's write did not insert it; outcome not recorded");
+                continue;
+            };
+            result.seq = seq;
+        }
+        numbered.push(result);
+    }
+    *batch = numbered;
 }
 
 /// How one write of a part ended.

@@ -1,9 +1,15 @@
 //! Makes each matched batch durable in one transaction (deliveries + parked events + the stored
 //! reorg window's blocks + cursor),
-//! then hands the new deliveries to the delivery workers straight from memory. Nothing goes out
-//! before it is durable; a write that fails is retried, holding back (not dropping) the pipeline.
-//! Ordered deliveries and sealed batches are left to the poller (woken at once): an ordered one
-//! may go only when it heads its key, and a batch's body is built in the store.
+//! then hands the new deliveries to the delivery workers straight from memory. By default nothing
+//! goes out before it is durable; a write that fails is retried, holding back (not dropping) the
+//! pipeline. Ordered deliveries and sealed batches are left to the poller (woken at once): an
+//! ordered one may go only when it heads its key, and a batch's body is built in the store.
+//!
+//! With `[delivery] send_before_commit` a batch's deliveries are handed on first and written
+//! while they are sent: the write no longer stands between a block and its webhooks. Their
+//! lease is fixed before the write (the write is given its time) and their seq is learned from
+//! it ([`PendingSeq`]). What that gives up is in `send_before_commit`'s documentation
+//! (`config/stages.rs`).
 
 pub mod sealer;
 
@@ -16,7 +22,9 @@ use tokio::sync::mpsc;
 use crate::deliver::poller::Wake;
 use crate::matcher::MatchedBatch;
 use crate::metrics::Metrics;
-use crate::store::{InsertedDelivery, Store, WriteStats};
+use crate::store::{
+    InsertedDelivery, NewDelivery, PendingSeq, Store, WriteStats, now_ms, pending_seqs,
+};
 
 /// A delivery ready to attempt, as the workers receive it.
 #[derive(Debug, Clone)]
@@ -35,6 +43,16 @@ pub struct DeliveryJob {
     pub lease_until: i64,
     /// An ordered delivery (claimed by the poller only when it heads its key).
     pub ordered: bool,
+    /// Sent before its batch's write committed: `seq` is not known yet (0), and comes from here.
+    pub pending_seq: Option<PendingSeq>,
+}
+
+/// The outbox's settings (from `[delivery]`).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxConfig {
+    pub lease_ms: i64,
+    /// Hand a batch's deliveries to the workers before its write rather than after.
+    pub send_before_commit: bool,
 }
 
 /// Runs until the matcher closes its sender.
@@ -43,51 +61,20 @@ pub async fn run(
     mut input: mpsc::Receiver<MatchedBatch>,
     deliveries: mpsc::Sender<DeliveryJob>,
     metrics: Metrics,
-    lease_ms: i64,
+    config: OutboxConfig,
     poller: Wake,
 ) {
     while let Some(batch) = input.recv().await {
-        let (inserted, stats) = write_until_durable(&store, &batch, lease_ms, &metrics).await;
-        for (chain_id, written) in &batch.written {
-            if !stats.fenced.contains(chain_id) {
-                written.set(); // ingest's window may now let go of the block's logs
-            }
-        }
-        let lease_until = stats.lease_until;
-        let mut for_poller = stats.sealed > 0;
-        let seq_of: HashMap<String, i64> = inserted.into_iter().map(|d| (d.id, d.seq)).collect();
-        let received = batch
-            .received_at
-            .into_iter()
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        for (delivery, received_at) in batch.write.deliveries.into_iter().zip(received) {
-            let Some(&seq) = seq_of.get(&delivery.id) else {
-                continue; // a replay of a delivery that already exists
-            };
-            if delivery.is_held() {
-                continue; // awaiting confirmations
-            }
-            if delivery.ordering_key.is_some() {
-                for_poller = true; // sent when it heads its key: the poller claims it
-                continue;
-            }
-            let job = DeliveryJob {
-                id: delivery.id,
-                seq,
-                endpoint_id: delivery.endpoint_id,
-                body: Arc::from(delivery.body),
-                attempts: 0,
-                received_at,
-                lease_until,
-                ordered: false,
-            };
-            if deliveries.send(job).await.is_err() {
-                // The row is durable and leased; once the lease ends the retry poller sends it.
-                tracing::warn!("delivery stage stopped; outbox ends");
-                return;
-            }
-        }
+        let sent = if config.send_before_commit {
+            send_before_commit(&store, batch, &deliveries, &metrics, config.lease_ms).await
+        } else {
+            send_after_commit(&store, batch, &deliveries, &metrics, config.lease_ms).await
+        };
+        let Some(for_poller) = sent else {
+            // The rows are durable and leased; once the leases end the retry poller sends them.
+            tracing::warn!("delivery stage stopped; outbox ends");
+            return;
+        };
         if for_poller {
             poller.notify_one();
         }
@@ -99,15 +86,122 @@ pub async fn run(
     tracing::debug!("matcher closed; outbox drained");
 }
 
+/// Writes `batch`, then hands on its new deliveries. Returns whether the poller has work from
+/// it (sealed batches, ordered deliveries), or `None` once the delivery stage has stopped.
+async fn send_after_commit(
+    store: &Store,
+    batch: MatchedBatch,
+    deliveries: &mpsc::Sender<DeliveryJob>,
+    metrics: &Metrics,
+    lease_ms: i64,
+) -> Option<bool> {
+    let (inserted, stats) = write_until_durable(store, &batch, metrics, None, lease_ms).await;
+    settle(&batch, &stats);
+    let seq_of: HashMap<String, i64> = inserted.into_iter().map(|d| (d.id, d.seq)).collect();
+    let (sendable, ordered) = sendable(&batch);
+    for (delivery, received_at) in sendable {
+        let Some(&seq) = seq_of.get(&delivery.id) else {
+            continue; // a replay of a delivery that already exists
+        };
+        let job = DeliveryJob::new(delivery, seq, stats.lease_until, received_at, None);
+        deliveries.send(job).await.ok()?;
+    }
+    Some(ordered || stats.sealed > 0)
+}
+
+/// Hands on `batch`'s deliveries, then writes it, then tells their jobs the rows' seqs. Returns
+/// what [`send_after_commit`] does.
+async fn send_before_commit(
+    store: &Store,
+    batch: MatchedBatch,
+    deliveries: &mpsc::Sender<DeliveryJob>,
+    metrics: &Metrics,
+    lease_ms: i64,
+) -> Option<bool> {
+    // One time for every attempt of the write, so the rows carry the lease the jobs were given.
+    let now = now_ms();
+    let lease_until = now + lease_ms;
+    let (promise, pending) = pending_seqs();
+    let (sendable, ordered) = sendable(&batch);
+    let sent = sendable.len();
+    for (delivery, received_at) in sendable {
+        let pending = Some(pending.clone());
+        let job = DeliveryJob::new(delivery, 0, lease_until, received_at, pending);
+        deliveries.send(job).await.ok()?;
+    }
+    let (inserted, stats) = write_until_durable(store, &batch, metrics, Some(now), lease_ms).await;
+    settle(&batch, &stats);
+    if inserted.len() < sent {
+        tracing::debug!(
+            sent,
+            inserted = inserted.len(),
+            "deliveries sent before their write were not all inserted by it (ids already stored, or a chain now another replica's); their outcomes are not recorded"
+        );
+    }
+    promise.written(&inserted);
+    Some(ordered || stats.sealed > 0)
+}
+
+/// The deliveries of `batch` that go to the workers from memory, with their arrival times, and
+/// whether it has ordered ones (sent when they head their key: the poller claims them). Held
+/// ones wait for confirmations.
+fn sendable(batch: &MatchedBatch) -> (Vec<(&NewDelivery, Option<Instant>)>, bool) {
+    let received = (batch.received_at.iter().copied().map(Some)).chain(std::iter::repeat(None));
+    let mut ordered = false;
+    let sendable = (batch.write.deliveries.iter().zip(received))
+        .filter(|(delivery, _)| {
+            ordered |= delivery.ordering_key.is_some();
+            !delivery.is_held() && delivery.ordering_key.is_none()
+        })
+        .collect();
+    (sendable, ordered)
+}
+
+/// Lets ingest's window drop the batch's blocks' logs: they are stored now (not for a fenced
+/// chain, whose blocks were not written).
+fn settle(batch: &MatchedBatch, stats: &WriteStats) {
+    for (chain_id, written) in &batch.written {
+        if !stats.fenced.contains(chain_id) {
+            written.set();
+        }
+    }
+}
+
+impl DeliveryJob {
+    fn new(
+        delivery: &NewDelivery,
+        seq: i64,
+        lease_until: i64,
+        received_at: Option<Instant>,
+        pending_seq: Option<PendingSeq>,
+    ) -> DeliveryJob {
+        DeliveryJob {
+            id: delivery.id.clone(),
+            seq,
+            endpoint_id: delivery.endpoint_id.clone(),
+            body: Arc::from(delivery.body.as_str()),
+            attempts: 0,
+            received_at,
+            lease_until,
+            ordered: false,
+            pending_seq,
+        }
+    }
+}
+
+/// Writes `batch`, retrying until it is durable. At `now` when given (the jobs already sent
+/// carry the lease it makes), else at each attempt's time.
 async fn write_until_durable(
     store: &Store,
     batch: &MatchedBatch,
-    lease_ms: i64,
     metrics: &Metrics,
+    now: Option<i64>,
+    lease_ms: i64,
 ) -> (Vec<InsertedDelivery>, WriteStats) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.write_batch(&batch.write, lease_ms).await {
+        let at = now.unwrap_or_else(now_ms);
+        match store.write_batch_at(&batch.write, at, lease_ms).await {
             Ok((inserted, stats)) => {
                 metrics
                     .db_statements

@@ -41,7 +41,6 @@ use super::rows::{self, Col, MAX_ROWS, Rows};
 use super::window::{BLOCK_COLUMNS, bind_block, block_upsert, unique_blocks};
 use super::{
     ChainBlock, Cursor, Dialect, InsertedDelivery, NewDelivery, OutboxWrite, Store, StoreError,
-    now_ms,
 };
 
 /// [`DELIVERY_COLUMNS`] and the body: the bodies' insert reads them from the same list.
@@ -105,11 +104,12 @@ impl Store {
     pub(super) async fn write_head_batch(
         &self,
         batch: HeadBatch<'_>,
+        now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
         match self.dialect {
-            Dialect::Postgres => self.write_in_one_statement(batch, lease_ms).await,
-            Dialect::Sqlite => self.write_in_two_calls(batch, lease_ms).await,
+            Dialect::Postgres => self.write_in_one_statement(batch, now, lease_ms).await,
+            Dialect::Sqlite => self.write_in_two_calls(batch, now, lease_ms).await,
         }
     }
 
@@ -117,9 +117,9 @@ impl Store {
     async fn write_in_one_statement(
         &self,
         batch: HeadBatch<'_>,
+        now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
-        let now = now_ms();
         let HeadBatch {
             cursor,
             deliveries,
@@ -175,9 +175,9 @@ impl Store {
     async fn write_in_two_calls(
         &self,
         batch: HeadBatch<'_>,
+        now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
-        let now = now_ms();
         let HeadBatch {
             cursor,
             deliveries,

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::pending_seq::PendingSeq;
 use super::states::{DeliveryStatus, EndpointStatus, SubscriptionStatus};
 
 pub use crate::modes::ModeColumns;
@@ -294,6 +295,10 @@ pub struct AttemptResult {
     /// Of an ordered delivery: once recorded, the poller looks for the key's next one at once.
     #[serde(skip)]
     pub ordered: bool,
+    /// Of a job sent before its batch's write committed (`[delivery] send_before_commit`):
+    /// `seq` is not known yet; the recorder asks this for it before writing the outcome.
+    #[serde(skip)]
+    pub pending_seq: Option<PendingSeq>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -72,10 +72,21 @@ impl Store {
         write: &OutboxWrite,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
+        self.write_batch_at(write, now_ms(), lease_ms).await
+    }
+
+    /// [`Store::write_batch`] with the write's time given: its rows are created at `now` and new
+    /// deliveries leased until `now + lease_ms`, so a caller that hands jobs on before the write
+    /// (`[delivery] send_before_commit`) knows their lease beforehand.
+    pub async fn write_batch_at(
+        &self,
+        write: &OutboxWrite,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
         if let Some(batch) = self.head_batch(write) {
-            return self.write_head_batch(batch, lease_ms).await;
+            return self.write_head_batch(batch, now, lease_ms).await;
         }
-        let now = now_ms();
         let mut stats = WriteStats {
             lease_until: now + lease_ms,
             ..WriteStats::default()

@@ -5,7 +5,7 @@
 use super::*;
 use sqlx::AssertSqlSafe;
 
-async fn sqlite() -> Store {
+pub(crate) async fn sqlite() -> Store {
     let dir = std::env::temp_dir().join(format!(
         "pipeline-store-{}-{}",
         std::process::id(),
@@ -301,6 +301,7 @@ async fn batches_larger_than_one_statement_are_written_and_recorded_whole() {
                 // Held rows are not leased: their outcome (a manual send) carries no claim.
                 lease: if i % 7 == 0 { 0 } else { lease },
                 ordered: false,
+                pending_seq: None,
             })
             .collect();
         assert_eq!(
@@ -368,6 +369,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
             attempted: true,
             lease: due[0].lease_until,
             ordered: false,
+            pending_seq: None,
         };
         store.record_results(&[result]).await.unwrap();
         let (row, _) = store.get_delivery("msg_f").await.unwrap().unwrap();

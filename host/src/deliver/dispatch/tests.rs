@@ -65,6 +65,7 @@ fn job(lease_until: i64) -> DeliveryJob {
         received_at: None,
         lease_until,
         ordered: false,
+        pending_seq: None,
     }
 }
 

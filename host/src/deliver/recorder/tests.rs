@@ -34,6 +34,7 @@ fn result(id: &str, seq: i64, body: &str, lease: i64) -> AttemptResult {
         attempted: true,
         lease,
         ordered: false,
+        pending_seq: None,
     }
 }
 
@@ -90,4 +91,65 @@ async fn refused_rows_are_split_out_and_recorded_without_their_body_postgres() {
             assert_eq!(attempts[0].response_body.as_deref(), Some("ok"), "{id}");
         }
     }
+}
+
+/// `[delivery] send_before_commit`: outcomes that reach the recorder before their batch's write
+/// has committed wait for it and are written to the rows it inserted; the outcome of a delivery
+/// the write did not insert (already stored: a replay) changes nothing.
+#[tokio::test]
+async fn outcomes_sent_before_their_write_are_recorded_once_it_commits() {
+    let store = crate::store::tests::sqlite().await;
+    let earlier = OutboxWrite {
+        deliveries: vec![delivery("msg_stored")],
+        ..OutboxWrite::default()
+    };
+    store.write_batch(&earlier, 60_000).await.unwrap();
+    let (stored_before, _) = store.get_delivery("msg_stored").await.unwrap().unwrap();
+
+    let now = now_ms();
+    let lease_until = now + 60_000;
+    let (promise, pending) = crate::store::pending_seqs();
+    let (sender, receiver) = mpsc::channel(16);
+    let recorder = tokio::spawn(run(
+        store.clone(),
+        receiver,
+        Metrics::new().unwrap(),
+        Default::default(),
+    ));
+    for id in ["msg_new", "msg_stored"] {
+        let outcome = AttemptResult {
+            pending_seq: Some(pending.clone()),
+            ..result(id, 0, "ok", lease_until)
+        };
+        sender.send(outcome).await.unwrap();
+    }
+    // The recorder has lingered and is waiting for the write, which only now runs.
+    tokio::time::sleep(LINGER * 2).await;
+    assert_eq!(store.delivery_attempts("msg_new").await.unwrap().len(), 0);
+    let batch = OutboxWrite {
+        deliveries: vec![delivery("msg_new"), delivery("msg_stored")],
+        ..OutboxWrite::default()
+    };
+    let (inserted, stats) = store.write_batch_at(&batch, now, 60_000).await.unwrap();
+    assert_eq!(
+        stats.lease_until, lease_until,
+        "the lease the jobs were given"
+    );
+    assert_eq!(inserted.len(), 1, "{inserted:?}");
+    promise.written(&inserted);
+    drop(sender);
+    recorder.await.unwrap();
+
+    let (new, _) = store.get_delivery("msg_new").await.unwrap().unwrap();
+    assert_eq!(new.status, DeliveryStatus::Delivered);
+    assert_eq!(store.delivery_attempts("msg_new").await.unwrap().len(), 1);
+    let (stored, _) = store.get_delivery("msg_stored").await.unwrap().unwrap();
+    assert_eq!(
+        stored.status, stored_before.status,
+        "the replay's outcome changed the stored row"
+    );
+    assert_eq!(
+        store.delivery_attempts("msg_stored").await.unwrap().len(),
+        0
+    );
 }

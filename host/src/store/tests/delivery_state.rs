@@ -238,6 +238,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
             attempted,
             lease,
             ordered: false,
+            pending_seq: None,
         };
         // The newer claim's attempt: a final 400.
         let newer = outcome("dead", second[0].lease_until, true);
@@ -380,6 +381,7 @@ async fn an_outcome_changes_the_row_with_its_seq_and_its_id_only() {
             attempted: true,
             lease: stats.lease_until,
             ordered: false,
+            pending_seq: None,
         };
         store
             .record_results(&[delivered("msg_p", seq_of("msg_q"))])

@@ -191,6 +191,7 @@ async fn record(store: &Store, id: &str, status: &str) {
         attempted: true,
         lease: lease.0,
         ordered: true,
+        pending_seq: None,
     };
     store.record_results(&[result]).await.unwrap();
 }
