@@ -124,10 +124,14 @@ async fn send_before_commit(
     let (promise, pending) = pending_seqs();
     let (sendable, ordered) = sendable(&batch);
     let sent = sendable.len();
+    let mut stopped = false;
     for (delivery, received_at) in sendable {
         let pending = Some(pending.clone());
         let job = DeliveryJob::new(delivery, 0, lease_until, received_at, pending);
-        deliveries.send(job).await.ok()?;
+        if deliveries.send(job).await.is_err() {
+            stopped = true; // the batch is still written: its rows are what the poller sends
+            break;
+        }
     }
     let (inserted, stats) = write_until_durable(store, &batch, metrics, Some(now), lease_ms).await;
     settle(&batch, &stats);
@@ -139,7 +143,7 @@ async fn send_before_commit(
         );
     }
     promise.written(&inserted);
-    Some(ordered || stats.sealed > 0)
+    (!stopped).then_some(ordered || stats.sealed > 0)
 }
 
 /// The deliveries of `batch` that go to the workers from memory, with their arrival times, and
