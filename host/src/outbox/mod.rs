@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::deliver::poller::Wake;
 use crate::matcher::MatchedBatch;
@@ -111,6 +112,11 @@ async fn send_after_commit(
 
 /// Hands on `batch`'s deliveries, then writes it, then tells their jobs the rows' seqs. Returns
 /// what [`send_after_commit`] does.
+///
+/// Only into free room: a delivery the workers' queue has no room for waits for the write and goes
+/// after it with its seq, as by default. The outbox never waits for the workers before the write,
+/// so the recorder, which waits for the write before recording an early job's outcome, can never
+/// be what the write is waiting for.
 async fn send_before_commit(
     store: &Store,
     batch: MatchedBatch,
@@ -123,27 +129,56 @@ async fn send_before_commit(
     let lease_until = now + lease_ms;
     let (promise, pending) = pending_seqs();
     let (sendable, ordered) = sendable(&batch);
-    let sent = sendable.len();
-    let mut stopped = false;
-    for (delivery, received_at) in sendable {
-        let pending = Some(pending.clone());
-        let job = DeliveryJob::new(delivery, 0, lease_until, received_at, pending);
-        if deliveries.send(job).await.is_err() {
-            stopped = true; // the batch is still written: its rows are what the poller sends
-            break;
-        }
-    }
+    let (early, after_commit) = hand_on_what_fits(sendable, deliveries, lease_until, &pending);
     let (inserted, stats) = write_until_durable(store, &batch, metrics, Some(now), lease_ms).await;
     settle(&batch, &stats);
-    if inserted.len() < sent {
+    let seq_of: HashMap<&str, i64> = inserted.iter().map(|d| (d.id.as_str(), d.seq)).collect();
+    let unwritten = early.iter().filter(|id| !seq_of.contains_key(*id)).count();
+    if unwritten > 0 {
         tracing::debug!(
-            sent,
-            inserted = inserted.len(),
-            "deliveries sent before their write were not all inserted by it (ids already stored, or a chain now another replica's); their outcomes are not recorded"
+            unwritten,
+            "deliveries sent before their write were not inserted by it (ids already stored, or a chain now another replica's); their outcomes are not recorded"
         );
     }
     promise.written(&inserted);
-    (!stopped).then_some(ordered || stats.sealed > 0)
+    if deliveries.is_closed() {
+        return None;
+    }
+    for (delivery, received_at) in after_commit {
+        let Some(&seq) = seq_of.get(delivery.id.as_str()) else {
+            continue; // a replay of a delivery that already exists
+        };
+        let job = DeliveryJob::new(delivery, seq, lease_until, received_at, None);
+        deliveries.send(job).await.ok()?;
+    }
+    Some(ordered || stats.sealed > 0)
+}
+
+/// Hands on, as jobs waiting for their seq, the deliveries the workers' queue has room for now.
+/// Returns the ids handed on and the rest in order, from the first that found no room (none
+/// after the queue is closed: the batch is still written, and its rows are what the poller sends).
+fn hand_on_what_fits<'a>(
+    sendable: Vec<(&'a NewDelivery, Option<Instant>)>,
+    deliveries: &mpsc::Sender<DeliveryJob>,
+    lease_until: i64,
+    pending: &PendingSeq,
+) -> (Vec<&'a str>, Vec<(&'a NewDelivery, Option<Instant>)>) {
+    let mut early = Vec::with_capacity(sendable.len());
+    let mut rest = sendable.into_iter();
+    for (delivery, received_at) in rest.by_ref() {
+        let job = DeliveryJob::new(delivery, 0, lease_until, received_at, Some(pending.clone()));
+        match deliveries.try_send(job) {
+            Ok(()) => early.push(delivery.id.as_str()),
+            Err(TrySendError::Full(_)) => {
+                let after_commit = std::iter::once((delivery, received_at))
+                    .chain(rest)
+                    .collect();
+                return (early, after_commit);
+            }
+            Err(TrySendError::Closed(_)) => break,
+        }
+    }
+    (early, Vec::new())
 }
 
 /// The deliveries of `batch` that go to the workers from memory, with their arrival times, and
@@ -230,3 +265,6 @@ async fn write_until_durable(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! Test module: compiled only under #[cfg(test)], from its parent module.
+//! `send_before_commit` against a real store (SQLite): what goes before the write, what after.
+
+use super::*;
+use crate::store::{NewDelivery, OutboxWrite};
+
+fn delivery(id: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.into(),
+        subscription_id: "sub_1".into(),
+        endpoint_id: "ep_1".into(),
+        chain_id: 1,
+        event_type: "log".into(),
+        block_number: 7,
+        body: format!("{{\"id\":\"{id}\"}}"),
+        release_block: None,
+        supersedes: Vec::new(),
+        ordering_key: None,
+    }
+}
+
+fn batch(ids: &[&str]) -> MatchedBatch {
+    let mut batch = MatchedBatch::default();
+    batch.write = OutboxWrite {
+        deliveries: ids.iter().map(|id| delivery(id)).collect(),
+        ..OutboxWrite::default()
+    };
+    batch
+}
+
+async fn stored_seq(store: &Store, id: &str) -> i64 {
+    store.get_delivery(id).await.unwrap().unwrap().0.seq
+}
+
+/// With room in the workers' queue every job goes before the write, and learns its row's seq
+/// from it.
+#[tokio::test]
+async fn jobs_go_before_the_write_and_learn_their_seq_from_it() {
+    let store = crate::store::tests::sqlite().await;
+    let (sender, mut receiver) = mpsc::channel(16);
+    let metrics = Metrics::new().unwrap();
+    let sent = send_before_commit(
+        &store,
+        batch(&["msg_a", "msg_b"]),
+        &sender,
+        &metrics,
+        60_000,
+    );
+    assert_eq!(sent.await, Some(false));
+    for id in ["msg_a", "msg_b"] {
+        let job = receiver.try_recv().unwrap();
+        assert_eq!(job.id, id, "in the batch's order");
+        let (row, _) = store.get_delivery(id).await.unwrap().unwrap();
+        // The write was given the time the jobs' lease was counted from.
+        assert_eq!(job.lease_until, row.created_at + 60_000);
+        let mut pending = job.pending_seq.expect("sent before the write");
+        let seq = pending.seq_of(id, Duration::from_secs(5)).await;
+        assert_eq!(seq, Some(row.seq));
+    }
+    assert!(receiver.try_recv().is_err());
+}
+
+/// A job the queue has no room for does not wait before the write (the recorder may be waiting
+/// for that write): it and every later one of the batch go after it, with their seqs.
+#[tokio::test]
+async fn jobs_without_room_go_after_the_write_with_their_seq() {
+    let store = crate::store::tests::sqlite().await;
+    let (sender, mut receiver) = mpsc::channel(1);
+    let metrics = Metrics::new().unwrap();
+    let outbox = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let batch = batch(&["msg_a", "msg_b", "msg_c"]);
+            send_before_commit(&store, batch, &sender, &metrics, 60_000).await
+        })
+    };
+    let first = receiver.recv().await.unwrap();
+    assert_eq!((first.id.as_str(), first.seq), ("msg_a", 0));
+    assert!(first.pending_seq.is_some());
+    for id in ["msg_b", "msg_c"] {
+        let job = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.id, id, "in the batch's order");
+        assert!(job.pending_seq.is_none(), "{id} waited for the write");
+        assert_eq!(job.seq, stored_seq(&store, id).await);
+    }
+    assert_eq!(outbox.await.unwrap(), Some(false));
+    let mut pending = first.pending_seq.unwrap();
+    let seq = pending.seq_of("msg_a", Duration::from_secs(5)).await;
+    assert_eq!(seq, Some(stored_seq(&store, "msg_a").await));
+}
