@@ -2,22 +2,8 @@
 //! `send_before_commit` against a real store (SQLite): what goes before the write, what after.
 
 use super::*;
-use crate::store::{NewDelivery, OutboxWrite};
-
-fn delivery(id: &str) -> NewDelivery {
-    NewDelivery {
-        id: id.into(),
-        subscription_id: "sub_1".into(),
-        endpoint_id: "ep_1".into(),
-        chain_id: 1,
-        event_type: "log".into(),
-        block_number: 7,
-        body: format!("{{\"id\":\"{id}\"}}"),
-        release_block: None,
-        supersedes: Vec::new(),
-        ordering_key: None,
-    }
-}
+use crate::store::OutboxWrite;
+use crate::store::tests::delivery;
 
 fn batch(ids: &[&str]) -> MatchedBatch {
     let mut batch = MatchedBatch::default();

@@ -91,7 +91,8 @@ fn ids(inserted: Vec<InsertedDelivery>) -> Vec<String> {
     ids
 }
 
-fn delivery(id: &str) -> NewDelivery {
+/// A new, unheld delivery to `ep_1` in block 7 (also the outbox's and recorder's tests').
+pub(crate) fn delivery(id: &str) -> NewDelivery {
     NewDelivery {
         id: id.into(),
         subscription_id: "sub_1".into(),

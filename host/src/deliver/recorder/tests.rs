@@ -2,22 +2,8 @@
 //! A batch of outcomes with rows the database refuses (NUL in a response body, on PostgreSQL).
 
 use super::*;
-use crate::store::{DeliveryStatus, NewDelivery, OutboxWrite, now_ms};
-
-fn delivery(id: &str) -> NewDelivery {
-    NewDelivery {
-        id: id.into(),
-        subscription_id: "sub_1".into(),
-        endpoint_id: "ep_1".into(),
-        chain_id: 1,
-        event_type: "log".into(),
-        block_number: 7,
-        body: "{}".into(),
-        release_block: None,
-        supersedes: Vec::new(),
-        ordering_key: None,
-    }
-}
+use crate::store::tests::delivery;
+use crate::store::{DeliveryStatus, OutboxWrite, now_ms};
 
 fn result(id: &str, seq: i64, body: &str, lease: i64) -> AttemptResult {
     AttemptResult {
