@@ -172,7 +172,7 @@ impl Written {
     }
 }
 
-/// Memory a block holds on its way from ingest through matching, as permits of a byte budget
+/// Memory a block holds on its way from ingest to the commit of its batch, as permits of a byte budget
 /// (KiB); dropping it returns them. Blocks made outside ingest (tests, benches) hold none, and
 /// neither does a clone: the original's owner is charged.
 #[derive(Debug, Default)]

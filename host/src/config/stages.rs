@@ -13,8 +13,9 @@ use crate::deliver::schedule::RetrySchedule;
 pub struct BatchConfig {
     pub max_events: usize,
     pub max_wait_ms: u64,
-    /// Bytes of logs (MiB) between ingest and the end of matching at most: when the pipeline
-    /// falls behind, ingest waits instead of holding more, whatever the blocks' sizes.
+    /// Bytes of logs (MiB) between ingest and the commit of the batch write carrying their block
+    /// (the reorg window holds a block's logs until then) at most: when the pipeline falls behind,
+    /// ingest waits instead of holding more, whatever the blocks' sizes.
     #[serde(default = "default_max_in_flight_mib")]
     pub max_in_flight_mib: usize,
 }

@@ -11,7 +11,8 @@
 //! The cursor invariant is kept: a batch's cursor is released (written) only once every call of
 //! that batch and of every earlier batch has its results in the same or an earlier write. A batch
 //! keeps its in-flight permits until then, so the bytes held for stragglers stay inside the
-//! ingest budget (`[batch] max_in_flight_mib`), and ingest waits when it is spent.
+//! ingest budget (`[batch] max_in_flight_mib`), and ingest waits when it is spent; the permits
+//! then go with the released cursors to the write, and return when it has committed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ struct Pending {
     seq: u64,
     cursors: Vec<Cursor>,
     outstanding: usize,
-    _in_flight: Vec<InFlight>,
+    in_flight: Vec<InFlight>,
 }
 
 /// A plugin call as the pool runs it.
@@ -118,7 +119,7 @@ impl Calls {
             cursors,
             // The batch itself counts until it is closed.
             outstanding: 1,
-            _in_flight: in_flight,
+            in_flight,
         });
         seq
     }
@@ -239,17 +240,20 @@ impl Calls {
     }
 
     /// Cursors of the oldest batches that have nothing outstanding, merged per chain (the
-    /// latest wins), in the order they must be written.
-    pub fn release(&mut self) -> Vec<Cursor> {
+    /// latest wins), in the order they must be written; and those batches' in-flight permits,
+    /// which the write carrying the cursors holds until it has committed.
+    pub fn release(&mut self) -> (Vec<Cursor>, Vec<InFlight>) {
         let mut released: HashMap<i64, Cursor> = HashMap::new();
+        let mut in_flight = Vec::new();
         while self.pending.front().is_some_and(|p| p.outstanding == 0) {
             if let Some(batch) = self.pending.pop_front() {
                 for cursor in batch.cursors {
                     released.insert(cursor.chain_id, cursor);
                 }
+                in_flight.extend(batch.in_flight);
             }
         }
-        released.into_values().collect()
+        (released.into_values().collect(), in_flight)
     }
 
     /// Batches whose cursor is still held back.

@@ -56,3 +56,69 @@ async fn the_matcher_waits_for_the_outbox_once_its_matched_bytes_are_spent() {
         "every permit returned"
     );
 }
+
+/// What a block's logs are charged, and how many KiB of the budget that holds.
+const BLOCK_BYTES: usize = 10 * 1024;
+fn held() -> usize {
+    Budget::kib_for(BLOCK_BYTES) as usize
+}
+
+/// A block's logs stay charged to the ingest budget until the outbox drops the batch that writes
+/// its cursor: until that write commits, the reorg window holds them (`WindowLogs::Writing`).
+#[tokio::test]
+async fn a_blocks_logs_stay_charged_until_the_batch_carrying_its_cursor_is_dropped() {
+    let runtime = PluginRuntime::new(PluginLimits::default()).unwrap();
+    let logs = Budget::kib(64);
+    let mut batch = with_window_row(batch_at(1));
+    batch.blocks[0].in_flight = logs.charge(BLOCK_BYTES).await;
+    let mut m = matcher(vec![sub("sub_a", None)], &runtime);
+    let out = m.process(batch).await;
+    assert_eq!(out.write.cursors.len(), 1);
+    assert_eq!(
+        logs.available_kib(),
+        64 - held(),
+        "matching is over, the write is not"
+    );
+    drop(out); // the outbox has written it
+    assert_eq!(logs.available_kib(), 64);
+}
+
+/// Behind a straggling call the permits wait for the batch that finally releases the cursor.
+#[tokio::test]
+async fn a_straggler_holds_the_logs_until_the_batch_with_its_cursor_is_dropped() {
+    let runtime = PluginRuntime::new(PluginLimits {
+        fuel_base: u64::MAX / 4,
+        call_timeout_ms: 300,
+        ..PluginLimits::default()
+    })
+    .unwrap();
+    let spin = PluginBinding {
+        plugin: runtime.compile(&wat::parse_str(SPIN).unwrap()).unwrap(),
+        config_json: "null".into(),
+    };
+    let mut m = matcher(
+        vec![sub("sub_slow", Some(spin)), sub("sub_ok", None)],
+        &runtime,
+    );
+    let logs = Budget::kib(64);
+    let mut batch = with_window_row(batch_at(1));
+    batch.blocks[0].in_flight = logs.charge(BLOCK_BYTES).await;
+    let out = m.process(batch).await;
+    assert!(out.write.cursors.is_empty(), "held by the straggler");
+    assert!(out.logs_in_flight.is_empty());
+    drop(out);
+    assert_eq!(
+        logs.available_kib(),
+        64 - held(),
+        "the straggler still has the block's events"
+    );
+    let late = m.next_straggler().await.unwrap();
+    assert_eq!(late.write.cursors[0].block_number, 1);
+    assert_eq!(
+        logs.available_kib(),
+        64 - held(),
+        "the cursor's write has not committed"
+    );
+    drop(late);
+    assert_eq!(logs.available_kib(), 64);
+}
