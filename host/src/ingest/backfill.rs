@@ -83,12 +83,12 @@ pub(super) type RangeBlock = (u64, B256, Vec<Arc<ChainLog>>);
 /// whole when the answer's text is over `max_bytes` (before parsing), a log is malformed, removed,
 /// outside the range, or two logs of one block name different hashes.
 pub(super) fn range_logs(
-    answer: &RawValue,
+    answer: &str,
     from: u64,
     to: u64,
     max_bytes: usize,
 ) -> Result<Vec<RangeBlock>, IngestError> {
-    let bytes = answer.get().len();
+    let bytes = answer.len();
     if bytes > max_bytes {
         return Err(IngestError::LogsTooLarge {
             block: from,
@@ -97,8 +97,8 @@ pub(super) fn range_logs(
         });
     }
     let bad = |block: u64, reason: String| IngestError::BadLog { block, reason };
-    let raw: Vec<&RawValue> = serde_json::from_str(answer.get())
-        .map_err(|e| bad(from, format!("not a list of logs: {e}")))?;
+    let raw: Vec<&RawValue> =
+        serde_json::from_str(answer).map_err(|e| bad(from, format!("not a list of logs: {e}")))?;
     let mut blocks: BTreeMap<u64, (B256, Vec<Arc<ChainLog>>)> = BTreeMap::new();
     for item in raw {
         let log = ChainLog::from_raw(item).map_err(|e| bad(from, e.to_string()))?;
@@ -222,7 +222,7 @@ impl ChainIngest {
             }
             Err(error) => return Err(error.into()),
         };
-        let blocks = match range_logs(&answer, from, to, max_bytes) {
+        let blocks = match range_logs(answer.get(), from, to, max_bytes) {
             Err(IngestError::LogsTooLarge { .. }) if self.range.shrink() => return Ok(None),
             other => other?,
         };

@@ -15,11 +15,11 @@ use crate::event::{ChainLog, MAX_BLOCK_NUMBER};
 /// is over `max_bytes` (checked before any log is parsed), when a log is malformed, or when a log
 /// names another block than `header` (by hash or by number) or says it was removed.
 pub(super) fn block_logs(
-    answer: &RawValue,
+    answer: &str,
     header: &Header,
     max_bytes: usize,
 ) -> Result<Vec<Arc<ChainLog>>, IngestError> {
-    let bytes = answer.get().len();
+    let bytes = answer.len();
     if bytes > max_bytes {
         return Err(IngestError::LogsTooLarge {
             block: header.number,
@@ -32,7 +32,7 @@ pub(super) fn block_logs(
         reason,
     };
     let raw: Vec<&RawValue> =
-        serde_json::from_str(answer.get()).map_err(|e| bad(format!("not a list of logs: {e}")))?;
+        serde_json::from_str(answer).map_err(|e| bad(format!("not a list of logs: {e}")))?;
     let mut logs = Vec::with_capacity(raw.len());
     for item in raw {
         let log = ChainLog::from_raw(item).map_err(|e| bad(e.to_string()))?;
@@ -117,12 +117,14 @@ mod tests {
     }
 
     fn refused(answer: &RawValue, header: &Header, max: usize) -> String {
-        block_logs(answer, header, max).unwrap_err().to_string()
+        block_logs(answer.get(), header, max)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn a_log_of_its_own_block_passes() {
-        let logs = block_logs(&answer("0x5", 5, ""), &header(5, 5), 1 << 20).unwrap();
+        let logs = block_logs(answer("0x5", 5, "").get(), &header(5, 5), 1 << 20).unwrap();
         assert_eq!((logs[0].block_number, logs[0].log_index), (5, 0));
     }
 

@@ -382,7 +382,7 @@ impl ChainIngest {
             json!([{"blockHash": header.hash}])
         };
         let answer = conn.request_raw("eth_getLogs", params).await?;
-        check::block_logs(&answer, header, self.limits.max_logs_bytes)
+        check::block_logs(answer.get(), header, self.limits.max_logs_bytes)
     }
 
     pub(super) async fn emit(&self, block: BlockLogs) -> Result<(), IngestError> {

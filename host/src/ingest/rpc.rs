@@ -3,6 +3,7 @@
 //! notifications that arrive are queued rather than handled by another task.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::Duration;
 
 use alloy_primitives::{B256, U64};
@@ -12,9 +13,9 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use super::NodeLimits;
@@ -82,25 +83,29 @@ mod block_number {
     }
 }
 
-/// One message from the node: an answer (`id` with `result` or `error`) or a head notification.
+/// One message from the node: an answer (`id` with `result` or `error`) or a head notification,
+/// parsed in place: `result` borrows from the message's text.
 #[derive(Debug, Deserialize)]
-pub struct Incoming {
+pub struct Incoming<'a> {
     pub id: Option<Value>,
-    pub result: Option<Box<RawValue>>,
+    #[serde(borrow)]
+    pub result: Option<&'a RawValue>,
     pub error: Option<Value>,
-    params: Option<Notification>,
+    #[serde(borrow)]
+    params: Option<Notification<'a>>,
     /// The checked header of a `newHeads` notification.
     #[serde(skip)]
     pub head: Option<Header>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Notification {
-    result: Box<RawValue>,
+struct Notification<'a> {
+    #[serde(borrow)]
+    result: &'a RawValue,
 }
 
 /// Parses one message; a notification's header is checked (numbers in range) here. Pure.
-pub fn parse_incoming(text: &str) -> Result<Incoming, RpcError> {
+pub fn parse_incoming(text: &str) -> Result<Incoming<'_>, RpcError> {
     let mut incoming: Incoming = serde_json::from_str(text)
         .map_err(|e| bad("message", &format!("{e}: {}", truncate(text))))?;
     if let Some(notification) = incoming.params.take() {
@@ -109,6 +114,47 @@ pub fn parse_incoming(text: &str) -> Result<Incoming, RpcError> {
         incoming.head = Some(head);
     }
     Ok(incoming)
+}
+
+/// An answer's `result` as the node sent it, left inside the message that carried it: a block's
+/// logs (megabytes at 100K events/s) are parsed from there, never copied out first.
+#[derive(Debug)]
+pub struct Answer {
+    message: Utf8Bytes,
+    result: Range<usize>,
+}
+
+impl Answer {
+    /// The `result`'s JSON text.
+    pub fn get(&self) -> &str {
+        self.message
+            .as_str()
+            .get(self.result.clone())
+            .unwrap_or("null")
+    }
+}
+
+/// What [`Connection::read`] found in a message: its `id` and either its `error` or where its
+/// `result` is in the text.
+struct Reply {
+    id: Option<u64>,
+    error: Option<Value>,
+    result: Option<Range<usize>>,
+}
+
+impl Reply {
+    fn of(text: &str, incoming: &Incoming<'_>) -> Reply {
+        // `result` borrows from `text`: its place there is the difference of the two addresses.
+        let result = incoming.result.map(|raw| {
+            let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+            start..start + raw.get().len()
+        });
+        Reply {
+            id: incoming.id.as_ref().and_then(Value::as_u64),
+            error: incoming.error.clone(),
+            result,
+        }
+    }
 }
 
 /// A message over the limits gets its own error, naming the setting.
@@ -170,11 +216,7 @@ impl Connection {
 
     /// Sends one request and returns its `result` as the node sent it: for a large answer (a
     /// block's logs), parsed once by the caller rather than copied and scanned again here.
-    pub async fn request_raw(
-        &mut self,
-        method: &str,
-        params: Value,
-    ) -> Result<Box<RawValue>, RpcError> {
+    pub async fn request_raw(&mut self, method: &str, params: Value) -> Result<Answer, RpcError> {
         let id = self.next_id;
         self.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -185,19 +227,20 @@ impl Connection {
             .map_err(|e| RpcError::Socket(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let incoming = tokio::time::timeout_at(deadline, self.read())
+            let (message, reply) = tokio::time::timeout_at(deadline, self.read())
                 .await
                 .map_err(|_| RpcError::Timeout(method.to_string()))??;
-            if incoming.id.as_ref().and_then(Value::as_u64) != Some(id) {
+            if reply.id != Some(id) {
                 continue;
             }
-            if let Some(error) = incoming.error {
+            if let Some(error) = reply.error {
                 return Err(RpcError::Node {
                     method: method.to_string(),
                     message: truncate(&error.to_string()).to_string(),
                 });
             }
-            return incoming.result.ok_or_else(|| bad(method, "no result"));
+            let result = reply.result.ok_or_else(|| bad(method, "no result"))?;
+            return Ok(Answer { message, result });
         }
     }
 
@@ -223,23 +266,22 @@ impl Connection {
         }
     }
 
-    /// Reads one JSON-RPC message, queueing head notifications.
-    async fn read(&mut self) -> Result<Incoming, RpcError> {
+    /// Reads one JSON-RPC message, queueing head notifications: the message's text and what it
+    /// holds.
+    async fn read(&mut self) -> Result<(Utf8Bytes, Reply), RpcError> {
         loop {
-            let message = match self.ws.next().await {
-                Some(Ok(m)) => m,
+            let text = match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Binary(bytes))) => {
+                    Utf8Bytes::try_from(bytes).map_err(|e| bad("message", &e.to_string()))?
+                }
+                Some(Ok(Message::Close(_))) => return Err(RpcError::Closed),
+                Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(socket_error(e)),
                 None => return Err(RpcError::Closed),
             };
             // Parsed in place: a message is not copied before its result is cut out of it.
-            let incoming = match &message {
-                Message::Text(t) => parse_incoming(t.as_str())?,
-                Message::Binary(b) => parse_incoming(
-                    std::str::from_utf8(b).map_err(|e| bad("message", &e.to_string()))?,
-                )?,
-                Message::Close(_) => return Err(RpcError::Closed),
-                _ => continue,
-            };
+            let incoming = parse_incoming(text.as_str())?;
             if let Some(head) = &incoming.head {
                 // Only the newest heads matter: gap filling fetches whatever was skipped.
                 if self.heads.len() == MAX_QUEUED_HEADS {
@@ -247,7 +289,8 @@ impl Connection {
                 }
                 self.heads.push_back(head.clone());
             }
-            return Ok(incoming);
+            let reply = Reply::of(text.as_str(), &incoming);
+            return Ok((text, reply));
         }
     }
 

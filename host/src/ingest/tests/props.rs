@@ -101,7 +101,7 @@ fn check_message(text: &str) {
         if let Ok(head) = serde_json::from_str::<Header>(result.get()) {
             assert!(head.number <= MAX_BLOCK_NUMBER);
         }
-        if let Ok(logs) = check::block_logs(result, &header(), 1 << 20) {
+        if let Ok(logs) = check::block_logs(result.get(), &header(), 1 << 20) {
             for log in logs {
                 assert_eq!((log.block_number, log.block_hash), (5, header().hash));
                 assert!(log.log_index <= u64::from(u32::MAX) && !log.removed);
@@ -149,7 +149,7 @@ proptest! {
         let log = log_json(&format!("{block:#x}"), &format!("{tx_index:#x}"), &format!("{log_index:#x}"));
         let answer = RawValue::from_string(format!("[{log}]")).unwrap();
         let fits = block == 5 && tx_index <= u128::from(u32::MAX) && log_index <= u128::from(u32::MAX);
-        match check::block_logs(&answer, &header(), 1 << 20) {
+        match check::block_logs(answer.get(), &header(), 1 << 20) {
             Ok(logs) => {
                 prop_assert!(fits);
                 prop_assert_eq!(u128::from(logs[0].transaction_index), tx_index);
