@@ -205,6 +205,13 @@ impl Budget {
         }
     }
 
+    /// Room for `bytes` if it is free now (see [`Budget::charge`]).
+    pub fn try_charge(&self, bytes: usize) -> Option<InFlight> {
+        let wanted = Budget::kib_for(bytes).min(self.kib);
+        let permit = self.permits.clone().try_acquire_many_owned(wanted).ok()?;
+        Some(InFlight(Some(permit)))
+    }
+
     /// Waits for room for `bytes`, held until the returned value is dropped. More than the whole
     /// budget waits for all of it, so it still passes, alone.
     pub async fn charge(&self, bytes: usize) -> InFlight {

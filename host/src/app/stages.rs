@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -138,9 +138,9 @@ impl Wiring<'_> {
     ) -> ConsoleShared {
         let (jobs_tx, jobs_rx) = mpsc::channel(4096);
         let wake = Wake::default();
-        let capacity = deliver::job_capacity();
-        self.spawn_sources(matched, jobs_tx, &capacity, &wake);
-        self.spawn_dispatch(client, jobs_rx, capacity, wake)
+        let room = deliver::JobRoom::default();
+        self.spawn_sources(matched, room.sender(jobs_tx), &room, &wake);
+        self.spawn_dispatch(client, jobs_rx, room, wake)
     }
 
     /// What feeds the dispatcher: the outbox (new deliveries from memory), the sealer of
@@ -148,8 +148,8 @@ impl Wiring<'_> {
     fn spawn_sources(
         &self,
         matched: mpsc::Receiver<MatchedBatch>,
-        jobs: mpsc::Sender<DeliveryJob>,
-        capacity: &Arc<Semaphore>,
+        jobs: deliver::JobSender,
+        room: &deliver::JobRoom,
         wake: &Wake,
     ) {
         let delivery = &self.config.delivery;
@@ -176,7 +176,7 @@ impl Wiring<'_> {
         self.tracker.spawn(deliver::poller::run(
             store.clone(),
             jobs,
-            capacity.clone(),
+            room.clone(),
             Duration::from_millis(delivery.poll_interval_ms),
             lease_ms,
             metrics.clone(),
@@ -191,7 +191,7 @@ impl Wiring<'_> {
         &self,
         client: &WebhookClient,
         jobs: mpsc::Receiver<DeliveryJob>,
-        capacity: Arc<Semaphore>,
+        room: deliver::JobRoom,
         wake: Wake,
     ) -> ConsoleShared {
         let delivery = &self.config.delivery;
@@ -207,7 +207,7 @@ impl Wiring<'_> {
             workers: delivery.workers,
             per_endpoint: delivery.per_endpoint_concurrency,
             gone: gone_tx,
-            capacity,
+            room,
             store: store.clone(),
             lease_margin: Duration::from_millis(delivery.request_timeout_ms),
             breakers: console.breakers.clone(),

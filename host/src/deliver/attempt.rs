@@ -229,6 +229,7 @@ mod tests {
             lease_until: i64::MAX,
             ordered: false,
             pending_seq: None,
+            room: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use super::attempt::{self, Verdict};
 use super::breaker::{Admission, Breaker, BreakerConfig};
 use super::client::WebhookClient;
+use super::room::JobRoom;
 use super::schedule::RetrySchedule;
 use crate::metrics::Metrics;
 use crate::outbox::DeliveryJob;
@@ -24,9 +25,6 @@ mod lane;
 use lane::ROOM_WAIT;
 use lane::{Lane, Queued};
 
-/// Jobs held in memory at most, in all (per endpoint: `lane.rs`); beyond that they wait in the
-/// store.
-const MAX_PENDING_JOBS: usize = 10_000;
 /// How long a job that found no room waits in the store before the poller offers it again.
 const DEFER_MS: i64 = 1_000;
 /// How long the store is asked about an endpoint the snapshot does not show as enabled.
@@ -52,8 +50,9 @@ pub struct Dispatcher {
     pub per_endpoint: usize,
     /// Endpoints a 410 asked to disable; the app disables them in the store.
     pub gone: mpsc::Sender<String>,
-    /// Room for jobs in memory, shared with the retry poller so it claims only what fits.
-    pub capacity: Arc<Semaphore>,
+    /// Room for jobs in memory, shared with the retry poller so it claims only what fits. The
+    /// jobs' bodies hold their room since they were sent (`room.rs`).
+    pub room: JobRoom,
     /// Where an endpoint the registry snapshot does not show as enabled is looked up before a
     /// delivery is judged dead for it: the snapshot may be up to a reload period old.
     pub store: Store,
@@ -67,11 +66,6 @@ pub struct Dispatcher {
 
 /// The circuit breakers by endpoint id (created on an endpoint's first attempt).
 pub type BreakerBoard = Arc<Mutex<HashMap<String, Breaker>>>;
-
-/// The shared room for jobs held in memory (see [`Dispatcher::capacity`]).
-pub fn job_capacity() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(MAX_PENDING_JOBS))
-}
 
 #[derive(Clone)]
 struct Shared {
@@ -118,7 +112,7 @@ impl Dispatcher {
             shared.metrics.clone(),
         )));
         let mut lanes_tended = Instant::now();
-        let pending = self.capacity.clone();
+        let room = self.room.clone();
         let mut lanes: HashMap<String, Arc<Lane>> = HashMap::new();
         // A job whose lease ran out while it waited here may be claimed and queued again: it is
         // sent once, by whichever copy got here first.
@@ -151,7 +145,7 @@ impl Dispatcher {
                 shared.finish(postponed).await;
                 continue;
             };
-            let Ok(pending_permit) = pending.clone().acquire_owned().await else {
+            let Ok(pending_permit) = room.jobs.clone().acquire_owned().await else {
                 break;
             };
             if !lock(&in_flight).insert(job.id.clone()) {

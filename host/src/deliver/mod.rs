@@ -9,7 +9,9 @@ mod dispatch;
 pub mod held;
 pub mod poller;
 pub mod recorder;
+mod room;
 pub mod schedule;
 pub mod sign;
 
-pub use dispatch::{BreakerBoard, Dispatcher, job_capacity};
+pub use dispatch::{BreakerBoard, Dispatcher};
+pub use room::{JobRoom, JobSender, NotSent};

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::deliver::poller::Wake;
+use crate::deliver::{JobSender, NotSent};
+use crate::event::InFlight;
 use crate::matcher::MatchedBatch;
 use crate::metrics::Metrics;
 use crate::store::{
@@ -46,6 +47,9 @@ pub struct DeliveryJob {
     pub ordered: bool,
     /// Sent before its batch's write committed: `seq` is not known yet (0), and comes from here.
     pub pending_seq: Option<PendingSeq>,
+    /// Its body's share of the room for jobs in memory, taken by the [`JobSender`] that handed
+    /// it to the dispatcher and returned when the job is dropped, after its attempt.
+    pub room: InFlight,
 }
 
 /// The outbox's settings (from `[delivery]`).
@@ -60,7 +64,7 @@ pub struct OutboxConfig {
 pub async fn run(
     store: Store,
     mut input: mpsc::Receiver<MatchedBatch>,
-    deliveries: mpsc::Sender<DeliveryJob>,
+    deliveries: JobSender,
     metrics: Metrics,
     config: OutboxConfig,
     poller: Wake,
@@ -82,7 +86,7 @@ pub async fn run(
         metrics
             .queue_depth
             .with_label_values(&["deliver_input"])
-            .set((deliveries.max_capacity() - deliveries.capacity()) as i64);
+            .set(deliveries.queued() as i64);
     }
     tracing::debug!("matcher closed; outbox drained");
 }
@@ -92,7 +96,7 @@ pub async fn run(
 async fn send_after_commit(
     store: &Store,
     batch: MatchedBatch,
-    deliveries: &mpsc::Sender<DeliveryJob>,
+    deliveries: &JobSender,
     metrics: &Metrics,
     lease_ms: i64,
 ) -> Option<bool> {
@@ -120,7 +124,7 @@ async fn send_after_commit(
 async fn send_before_commit(
     store: &Store,
     batch: MatchedBatch,
-    deliveries: &mpsc::Sender<DeliveryJob>,
+    deliveries: &JobSender,
     metrics: &Metrics,
     lease_ms: i64,
 ) -> Option<bool> {
@@ -159,7 +163,7 @@ async fn send_before_commit(
 /// after the queue is closed: the batch is still written, and its rows are what the poller sends).
 fn hand_on_what_fits<'a>(
     sendable: Vec<(&'a NewDelivery, Option<Instant>)>,
-    deliveries: &mpsc::Sender<DeliveryJob>,
+    deliveries: &JobSender,
     lease_until: i64,
     pending: &PendingSeq,
 ) -> (Vec<&'a str>, Vec<(&'a NewDelivery, Option<Instant>)>) {
@@ -169,13 +173,13 @@ fn hand_on_what_fits<'a>(
         let job = DeliveryJob::new(delivery, 0, lease_until, received_at, Some(pending.clone()));
         match deliveries.try_send(job) {
             Ok(()) => early.push(delivery.id.as_str()),
-            Err(TrySendError::Full(_)) => {
+            Err(NotSent::Full) => {
                 let after_commit = std::iter::once((delivery, received_at))
                     .chain(rest)
                     .collect();
                 return (early, after_commit);
             }
-            Err(TrySendError::Closed(_)) => break,
+            Err(NotSent::Closed) => break,
         }
     }
     (early, Vec::new())
@@ -224,6 +228,7 @@ impl DeliveryJob {
             lease_until,
             ordered: false,
             pending_seq,
+            room: InFlight::default(),
         }
     }
 }

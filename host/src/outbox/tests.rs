@@ -2,6 +2,8 @@
 //! `send_before_commit` against a real store (SQLite): what goes before the write, what after.
 
 use super::*;
+use crate::deliver::JobRoom;
+use crate::event::Budget;
 use crate::store::OutboxWrite;
 use crate::store::tests::delivery;
 
@@ -23,7 +25,8 @@ async fn stored_seq(store: &Store, id: &str) -> i64 {
 #[tokio::test]
 async fn jobs_go_before_the_write_and_learn_their_seq_from_it() {
     let store = crate::store::tests::sqlite().await;
-    let (sender, mut receiver) = mpsc::channel(16);
+    let (jobs, mut receiver) = mpsc::channel(16);
+    let sender = JobRoom::default().sender(jobs);
     let metrics = Metrics::new().unwrap();
     let sent = send_before_commit(
         &store,
@@ -51,7 +54,8 @@ async fn jobs_go_before_the_write_and_learn_their_seq_from_it() {
 #[tokio::test]
 async fn jobs_without_room_go_after_the_write_with_their_seq() {
     let store = crate::store::tests::sqlite().await;
-    let (sender, mut receiver) = mpsc::channel(1);
+    let (jobs, mut receiver) = mpsc::channel(1);
+    let sender = JobRoom::default().sender(jobs);
     let metrics = Metrics::new().unwrap();
     let outbox = {
         let store = store.clone();
@@ -76,4 +80,41 @@ async fn jobs_without_room_go_after_the_write_with_their_seq() {
     let mut pending = first.pending_seq.unwrap();
     let seq = pending.seq_of("msg_a", Duration::from_secs(5)).await;
     assert_eq!(seq, Some(stored_seq(&store, "msg_a").await));
+}
+
+/// The same when the queue has places but the room for bodies in memory is spent: the job that
+/// does not fit waits for the write, and for room, and each job holds its body's room until it
+/// is dropped.
+#[tokio::test]
+async fn jobs_whose_bodies_find_no_room_go_after_the_write() {
+    let store = crate::store::tests::sqlite().await;
+    let (jobs, mut receiver) = mpsc::channel(16);
+    let room = JobRoom {
+        bodies: Budget::kib(1), // one small body
+        ..JobRoom::default()
+    };
+    let sender = room.sender(jobs);
+    let metrics = Metrics::new().unwrap();
+    let outbox = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let batch = batch(&["msg_a", "msg_b"]);
+            send_before_commit(&store, batch, &sender, &metrics, 60_000).await
+        })
+    };
+    let first = receiver.recv().await.unwrap();
+    assert_eq!(first.id, "msg_a");
+    assert!(first.pending_seq.is_some(), "sent before the write");
+    assert_eq!(room.bodies.available_kib(), 0, "held by the first job");
+    drop(first); // its attempt is over
+    let second = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.id, "msg_b");
+    assert!(second.pending_seq.is_none(), "waited for the write");
+    assert_eq!(second.seq, stored_seq(&store, "msg_b").await);
+    assert_eq!(outbox.await.unwrap(), Some(false));
+    drop(second);
+    assert_eq!(room.bodies.available_kib(), 1);
 }

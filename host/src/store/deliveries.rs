@@ -110,13 +110,17 @@ fn bind_results<'q>(
 }
 
 impl Store {
-    /// Leases up to `limit` deliveries that are due and not leased by anyone, until `now + lease_ms`.
+    /// Leases up to `limit` deliveries that are due and not leased by anyone, until `now + lease_ms`,
+    /// and no more once their bodies reach `max_body_bytes` (the row that crosses it is the last;
+    /// the first is always claimed): a claim of sealed batches, up to megabytes each, is bounded
+    /// in bytes as well as in rows.
     /// A leased row is not due again before its lease ends, so the `(status, next_attempt_at)`
     /// index range holds only rows really due, however many are in flight. On PostgreSQL,
     /// `SKIP LOCKED` lets replicas claim side by side without waiting on each other.
     pub async fn claim_due(
         &self,
         limit: i64,
+        max_body_bytes: i64,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let now = now_ms();
@@ -143,11 +147,19 @@ impl Store {
         // connection while the table was small and kept scanning all of it (301 scans, 903K rows
         // in a 30 s batched run, BENCHMARKS.md "Session of 2026-12-03 (third)"). A body is
         // written with its row and never changes while the row is claimable.
+        // The bodies' sizes come from their length (`octet_length` reads neither a PostgreSQL
+        // TOAST value nor SQLite's overflow pages) and are summed in claim order over the due
+        // rows picked (and, on PostgreSQL, locked) first: window functions cannot share a query
+        // level with `FOR UPDATE`.
         let sql = format!(
-            "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM deliveries d \
+            "UPDATE deliveries SET lease_until = $1, next_attempt_at = $1 WHERE id IN (SELECT id FROM \
+             (SELECT id, size, SUM(size) OVER (ORDER BY next_attempt_at, seq ROWS UNBOUNDED PRECEDING) AS running FROM \
+             (SELECT d.id, d.seq, d.next_attempt_at, \
+             COALESCE((SELECT octet_length(b.body) FROM delivery_bodies b WHERE b.seq = d.seq), 0) AS size \
+             FROM deliveries d \
              WHERE {unfinished} AND next_attempt_at <= $2 AND lease_until <= $2 \
              AND (d.ordering_key IS NULL OR NOT EXISTS ({earlier})) \
-             ORDER BY next_attempt_at LIMIT $3 {lock}) \
+             ORDER BY next_attempt_at LIMIT $3 {lock}) due) sized WHERE running - size < $4) \
              RETURNING id, endpoint_id, seq, attempts, created_at, lease_until, ordering_key, \
              (SELECT b.body FROM delivery_bodies b WHERE b.seq = deliveries.seq) AS body",
             unfinished = *UNFINISHED,
@@ -157,6 +169,7 @@ impl Store {
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit)
+            .bind(max_body_bytes.max(1))
             .fetch_all(&self.writer)
             .await?;
         claimed

@@ -341,7 +341,11 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
         };
         store.write_batch(&write, 60_000).await.unwrap();
         assert!(
-            store.claim_due(10, 1_000).await.unwrap().is_empty(),
+            store
+                .claim_due(10, i64::MAX, 1_000)
+                .await
+                .unwrap()
+                .is_empty(),
             "leased by the writer"
         );
         let write = OutboxWrite {
@@ -349,11 +353,15 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
             ..OutboxWrite::default()
         };
         store.write_batch(&write, -1).await.unwrap();
-        let due = store.claim_due(10, 1_000).await.unwrap();
+        let due = store.claim_due(10, i64::MAX, 1_000).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].id, "msg_f");
         assert!(
-            store.claim_due(10, 1_000).await.unwrap().is_empty(),
+            store
+                .claim_due(10, i64::MAX, 1_000)
+                .await
+                .unwrap()
+                .is_empty(),
             "now leased by the claimer"
         );
         let result = AttemptResult {
@@ -382,7 +390,7 @@ async fn leased_rows_are_not_claimed_and_results_are_recorded() {
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].response_body.as_deref(), Some("busy"));
         assert_eq!(
-            store.claim_due(10, 1_000).await.unwrap().len(),
+            store.claim_due(10, i64::MAX, 1_000).await.unwrap().len(),
             1,
             "due again once the lease is cleared"
         );
@@ -463,7 +471,11 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
         let (inserted, _) = store.write_batch(&write, 60_000).await.unwrap();
         assert_eq!(inserted.len(), 2);
         assert!(
-            store.claim_due(10, 1_000).await.unwrap().is_empty(),
+            store
+                .claim_due(10, i64::MAX, 1_000)
+                .await
+                .unwrap()
+                .is_empty(),
             "held until released"
         );
         let release = OutboxWrite {
@@ -472,7 +484,7 @@ async fn held_deliveries_wait_for_their_block_and_a_reorg_cancels_them() {
             ..OutboxWrite::default()
         };
         store.write_batch(&release, 60_000).await.unwrap();
-        let due = store.claim_due(10, 1_000).await.unwrap();
+        let due = store.claim_due(10, i64::MAX, 1_000).await.unwrap();
         assert_eq!(
             due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec!["msg_h1"]
@@ -758,6 +770,7 @@ async fn retention_deletes_only_expired_finished_rows_with_their_attempts() {
 mod attempts_migration;
 mod caches;
 mod canary;
+mod claim_bytes;
 mod delivery_state;
 mod due_index;
 mod fencing;

@@ -12,11 +12,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::lock;
 use crate::outbox::DeliveryJob;
 
-/// Jobs one endpoint may hold in memory; beyond that they wait in the store.
+/// Jobs one endpoint may hold in memory (half of all); beyond that they wait in the store.
 const MAX_QUEUED_PER_ENDPOINT: usize = 5_000;
-/// Webhook bodies held in memory per endpoint at most (KiB): a per-block batch can be megabytes,
-/// and 5,000 of them refused by an endpoint once held 1.4 GB (BENCHMARKS.md, delivery modes).
-const MAX_QUEUED_BODY_KIB_PER_ENDPOINT: u32 = 64 * 1024;
+/// Webhook bodies held in memory per endpoint at most (KiB; half of all, so one endpoint never
+/// holds the whole budget): a per-block batch can be megabytes, and 5,000 of them refused by an
+/// endpoint once held 1.4 GB (BENCHMARKS.md, delivery modes).
+const MAX_QUEUED_BODY_KIB_PER_ENDPOINT: u32 = 32 * 1024;
 /// A full endpoint queue is waited on this long before its job is deferred: a fast endpoint frees
 /// a slot within microseconds, so it gets backpressure instead of a round trip through the store.
 pub(super) const ROOM_WAIT: Duration = Duration::from_millis(20);
@@ -47,7 +48,8 @@ struct LaneQueue {
     workers: usize,
 }
 
-/// A job with the room it holds, returned when its attempt is over.
+/// A job with the room it holds, returned when its attempt is over: its place among all jobs in
+/// memory and its endpoint's share (its body's bytes in all ride with the job itself).
 pub(super) struct Queued {
     pub(super) job: DeliveryJob,
     pub(super) _room: (OwnedSemaphorePermit, LaneRoom),

@@ -66,6 +66,7 @@ fn job(lease_until: i64) -> DeliveryJob {
         lease_until,
         ordered: false,
         pending_seq: None,
+        room: Default::default(),
     }
 }
 
@@ -95,7 +96,7 @@ async fn dispatch(
         workers: 4,
         per_endpoint: 2,
         gone,
-        capacity: super::job_capacity(),
+        room: super::JobRoom::default(),
         store: store.clone(),
         lease_margin: Duration::from_secs(30),
         breakers: Default::default(),
@@ -209,6 +210,93 @@ async fn an_endpoints_queued_bodies_are_bounded_in_bytes_as_well_as_in_jobs() {
     );
     // A body larger than the whole share still passes, alone.
     assert!(lane.room(4 * 1024 * 1024, || false).await.is_some());
+}
+
+/// Bodies in memory are bounded in bytes in all, not only per endpoint: with room for 1 MiB,
+/// two 400 KiB jobs for two endpoints that never answer are sent, and the third waits for room
+/// before it even enters the channel (backpressure).
+#[tokio::test]
+async fn all_bodies_held_in_memory_stay_within_one_byte_budget() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let _held = AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            open.push(socket); // read nothing, answer nothing
+        }
+    }));
+    let store = store().await;
+    let endpoints: Endpoints = Arc::new(
+        ["ep_1", "ep_2"]
+            .into_iter()
+            .map(|id| {
+                let row = EndpointRow {
+                    id: id.into(),
+                    ..endpoint(&url, EndpointStatus::Enabled)
+                };
+                (id.to_owned(), Arc::new(row))
+            })
+            .collect(),
+    );
+    let (_keep, endpoints) = watch::channel(endpoints);
+    let room = JobRoom {
+        jobs: Arc::new(Semaphore::new(100)),
+        bodies: crate::event::Budget::kib(1024),
+    };
+    let (gone, _gone_rx) = mpsc::channel(4);
+    let dispatcher = Dispatcher {
+        client: WebhookClient::new(ClientSettings {
+            allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+            ..ClientSettings::default()
+        })
+        .unwrap(),
+        schedule: RetrySchedule::new(vec![Duration::from_secs(5)]),
+        endpoints,
+        metrics: Metrics::new().unwrap(),
+        workers: 4,
+        per_endpoint: 2,
+        gone,
+        room: room.clone(),
+        store: store.clone(),
+        lease_margin: Duration::from_secs(30),
+        breakers: Default::default(),
+    };
+    let (jobs_tx, jobs_rx) = mpsc::channel(16);
+    let (results_tx, _results_rx) = mpsc::channel(16);
+    let running = AbortOnDropHandle::new(tokio::spawn(dispatcher.run(jobs_rx, results_tx)));
+    let body: Arc<str> = Arc::from("x".repeat(400 * 1024));
+    let jobs: Vec<DeliveryJob> = [("msg_1", "ep_1"), ("msg_2", "ep_2"), ("msg_3", "ep_1")]
+        .into_iter()
+        .map(|(id, endpoint_id)| DeliveryJob {
+            id: id.into(),
+            endpoint_id: endpoint_id.into(),
+            body: body.clone(),
+            ..job(now_ms() + 60_000)
+        })
+        .collect();
+    let sender = room.sender(jobs_tx);
+    let sending = AbortOnDropHandle::new(tokio::spawn(async move {
+        for job in jobs {
+            sender.send(job).await.unwrap();
+        }
+    }));
+    // Each request in flight holds a connection of its own (none is ever answered).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connections.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "two requests sent within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "a third body went out beyond the budget"
+    );
+    assert!(!sending.is_finished(), "the third job waits for room");
+    drop((sending, running));
 }
 
 #[tokio::test(start_paused = true)]

@@ -75,7 +75,7 @@ fn cursor_at(block: i64) -> OutboxWrite {
 /// The ids a claim returns now, sorted.
 async fn due_ids(store: &Store) -> Vec<String> {
     let mut ids: Vec<String> = store
-        .claim_due(100, 60_000)
+        .claim_due(100, i64::MAX, 60_000)
         .await
         .unwrap()
         .into_iter()
@@ -211,7 +211,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
             ..OutboxWrite::default()
         };
         store.write_batch(&write, -1).await.unwrap();
-        let first = store.claim_due(10, 60_000).await.unwrap();
+        let first = store.claim_due(10, i64::MAX, 60_000).await.unwrap();
         assert_eq!(first.len(), 1);
         // The first claim's job waits in memory past its lease; another claim takes the row.
         sqlx::query(
@@ -221,7 +221,7 @@ async fn an_outcome_under_an_expired_claim_cannot_overwrite_a_newer_one() {
         .execute(&store.pool)
         .await
         .unwrap();
-        let second = store.claim_due(10, 90_000).await.unwrap();
+        let second = store.claim_due(10, i64::MAX, 90_000).await.unwrap();
         assert_eq!(second.len(), 1);
         assert_ne!(first[0].lease_until, second[0].lease_until);
         let outcome = |status: &str, lease: i64, attempted: bool| AttemptResult {

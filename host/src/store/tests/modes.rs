@@ -69,7 +69,7 @@ fn events(range: std::ops::Range<i64>) -> OutboxWrite {
 
 /// The `n` of every event of each due batch, claimed in order, and their ids.
 async fn claim_batches(store: &Store) -> Vec<(String, Vec<i64>)> {
-    let mut due = store.claim_due(100, 60_000).await.unwrap();
+    let mut due = store.claim_due(100, i64::MAX, 60_000).await.unwrap();
     due.sort_by_key(|d| d.created_at);
     due.iter()
         .map(|d| {
@@ -160,7 +160,7 @@ fn ordered(id: &str, key: &str) -> NewDelivery {
 
 async fn claim_ids(store: &Store) -> Vec<String> {
     let mut ids: Vec<String> = store
-        .claim_due(100, 60_000)
+        .claim_due(100, i64::MAX, 60_000)
         .await
         .unwrap()
         .into_iter()
