@@ -255,8 +255,8 @@ const SPIN: &str = r#"(module (memory (export "memory") 2) (func (export "pipeli
   (func (export "pipeline_input") (param i32) (result i32) i32.const 1024)
   (func (export "pipeline_process") (param i32) (result i64) (loop $l (br $l)) (i64.const 0)))"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
+/// A matcher with `sub_slow`, whose plugin spins until its 300 ms wall clock, and `sub_ok`.
+fn beside_a_spinning_plugin() -> Matcher {
     let runtime = PluginRuntime::new(PluginLimits {
         fuel_base: u64::MAX / 4,
         call_timeout_ms: 300,
@@ -267,10 +267,15 @@ async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
         plugin: runtime.compile(&wat::parse_str(SPIN).unwrap()).unwrap(),
         config_json: "null".into(),
     };
-    let mut m = matcher(
+    matcher(
         vec![sub("sub_slow", Some(spin)), sub("sub_ok", None)],
         &runtime,
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_plugin_holds_back_only_its_own_subscription_and_the_cursor() {
+    let mut m = beside_a_spinning_plugin();
     // Both batches are written for the healthy subscription without waiting for the spinning
     // call; neither may move the cursor while that call has their events.
     for block in [1, 2] {

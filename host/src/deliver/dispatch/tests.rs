@@ -11,6 +11,7 @@ use axum::routing::post;
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::deliver::JobRoom;
 use crate::deliver::client::ClientSettings;
 use crate::store::{DeliveryStatus, EndpointRow, EndpointStatus};
 
@@ -70,6 +71,29 @@ fn job(lease_until: i64) -> DeliveryJob {
     }
 }
 
+/// A dispatcher of 4 workers, 2 per endpoint, that may send to loopback.
+fn dispatcher(store: &Store, endpoints: watch::Receiver<Endpoints>, room: JobRoom) -> Dispatcher {
+    let settings = ClientSettings {
+        allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        ..ClientSettings::default()
+    };
+    // Nothing here answers 410, so the receiving end of `gone` is not needed.
+    let (gone, _) = mpsc::channel(4);
+    Dispatcher {
+        client: WebhookClient::new(settings).unwrap(),
+        schedule: RetrySchedule::new(vec![Duration::from_secs(5)]),
+        endpoints,
+        metrics: Metrics::new().unwrap(),
+        workers: 4,
+        per_endpoint: 2,
+        gone,
+        room,
+        store: store.clone(),
+        lease_margin: Duration::from_secs(30),
+        breakers: Default::default(),
+    }
+}
+
 /// Runs a dispatcher over `jobs` with the registry snapshot `snapshot`; returns the outcomes.
 async fn dispatch(
     store: &Store,
@@ -83,24 +107,7 @@ async fn dispatch(
             .collect(),
     );
     let (_keep, endpoints) = watch::channel(endpoints);
-    let settings = ClientSettings {
-        allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
-        ..ClientSettings::default()
-    };
-    let (gone, _gone_rx) = mpsc::channel(4);
-    let dispatcher = Dispatcher {
-        client: WebhookClient::new(settings).unwrap(),
-        schedule: RetrySchedule::new(vec![Duration::from_secs(5)]),
-        endpoints,
-        metrics: Metrics::new().unwrap(),
-        workers: 4,
-        per_endpoint: 2,
-        gone,
-        room: super::JobRoom::default(),
-        store: store.clone(),
-        lease_margin: Duration::from_secs(30),
-        breakers: Default::default(),
-    };
+    let dispatcher = dispatcher(store, endpoints, JobRoom::default());
     let (jobs_tx, jobs_rx) = mpsc::channel(16);
     let (results_tx, mut results_rx) = mpsc::channel(16);
     for job in jobs {
@@ -246,24 +253,7 @@ async fn all_bodies_held_in_memory_stay_within_one_byte_budget() {
         jobs: Arc::new(Semaphore::new(100)),
         bodies: crate::event::Budget::kib(1024),
     };
-    let (gone, _gone_rx) = mpsc::channel(4);
-    let dispatcher = Dispatcher {
-        client: WebhookClient::new(ClientSettings {
-            allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
-            ..ClientSettings::default()
-        })
-        .unwrap(),
-        schedule: RetrySchedule::new(vec![Duration::from_secs(5)]),
-        endpoints,
-        metrics: Metrics::new().unwrap(),
-        workers: 4,
-        per_endpoint: 2,
-        gone,
-        room: room.clone(),
-        store: store.clone(),
-        lease_margin: Duration::from_secs(30),
-        breakers: Default::default(),
-    };
+    let dispatcher = dispatcher(&store, endpoints, room.clone());
     let (jobs_tx, jobs_rx) = mpsc::channel(16);
     let (results_tx, _results_rx) = mpsc::channel(16);
     let running = AbortOnDropHandle::new(tokio::spawn(dispatcher.run(jobs_rx, results_tx)));

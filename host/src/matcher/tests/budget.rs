@@ -86,20 +86,7 @@ async fn a_blocks_logs_stay_charged_until_the_batch_carrying_its_cursor_is_dropp
 /// Behind a straggling call the permits wait for the batch that finally releases the cursor.
 #[tokio::test]
 async fn a_straggler_holds_the_logs_until_the_batch_with_its_cursor_is_dropped() {
-    let runtime = PluginRuntime::new(PluginLimits {
-        fuel_base: u64::MAX / 4,
-        call_timeout_ms: 300,
-        ..PluginLimits::default()
-    })
-    .unwrap();
-    let spin = PluginBinding {
-        plugin: runtime.compile(&wat::parse_str(SPIN).unwrap()).unwrap(),
-        config_json: "null".into(),
-    };
-    let mut m = matcher(
-        vec![sub("sub_slow", Some(spin)), sub("sub_ok", None)],
-        &runtime,
-    );
+    let mut m = beside_a_spinning_plugin();
     let logs = Budget::kib(64);
     let mut batch = with_window_row(batch_at(1));
     batch.blocks[0].in_flight = logs.charge(BLOCK_BYTES).await;
