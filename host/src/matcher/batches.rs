@@ -8,14 +8,14 @@ use std::sync::Arc;
 use super::delivery::{db_int, delivery_id, ordering_key};
 use super::{Candidate, MatchedBatch, Subscription};
 use crate::event::EventType;
-use crate::modes::batching::{block_batch_id, body, body_prefix, element};
+use crate::modes::batching::{Element, block_batch_id, body, body_prefix};
 use crate::store::{BatchEvent, NewDelivery};
 
 /// A `"block"` batch being assembled from consecutive events of one subscription.
 pub struct BlockBatch {
     sub: Arc<Subscription>,
     event: Candidate,
-    elements: Vec<String>,
+    elements: Vec<Element>,
 }
 
 impl std::fmt::Debug for BlockBatch {
@@ -36,7 +36,7 @@ pub fn push_block_event(
     event: &Candidate,
     data: Option<&str>,
 ) {
-    let element = element(event.event_type.as_str(), &event.log.raw, data);
+    let element = Element::new(event.event_type, event.log.raw.clone(), data);
     if let Some(last) = matched.block_batches.last_mut()
         && last.sub.id == sub.id
         && last.event.chain_id == event.chain_id
@@ -63,7 +63,7 @@ pub fn finish_block_batches(matched: &mut MatchedBatch, chain_confirmations: imp
         let hash = event.log.block_hash.as_slice();
         let id = block_batch_id(&sub.id, event.chain_id, hash, event.event_type.as_str());
         let prefix = body_prefix(&id, &sub.id, event.chain_id, base.max(sub.confirmations));
-        let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
+        let elements: Vec<&Element> = batch.elements.iter().collect();
         let held = extra > 0;
         let delivery = NewDelivery {
             body: body(&prefix, &elements),
@@ -103,7 +103,7 @@ pub fn batch_event(
         event_id: delivery_id(&sub.id, event.chain_id, &event.log, event.event_type),
         event_type: event.event_type.as_str().to_string(),
         block_number: db_int(event.log.block_number),
-        element: element(event.event_type.as_str(), &event.log.raw, data),
+        element: Element::new(event.event_type, event.log.raw.clone(), data),
         max_events,
         max_wait_ms,
         confirmations: chain_confirmations.max(sub.confirmations),

@@ -24,6 +24,7 @@ use crate::canary::CanaryFeed;
 use crate::event::{Batch, Budget, ChainLog, EventType, InFlight, Written};
 use crate::metrics::Metrics;
 use crate::modes::BatchPolicy;
+use crate::modes::batching::BodyPart;
 use crate::plugin::{Decision, DecisionRef, Decisions, PluginRuntime};
 use crate::store::{ChainBlock, OutboxWrite};
 use calls::{Calls, Finished};
@@ -60,7 +61,11 @@ impl MatchedBatch {
         const ROW: usize = 256;
         let w = &self.write;
         let deliveries: usize = w.deliveries.iter().map(|d| d.body.len() + ROW).sum();
-        let events: usize = w.batch_events.iter().map(|e| e.element.len() + ROW).sum();
+        let events: usize = w
+            .batch_events
+            .iter()
+            .map(|e| e.element.text_len() + ROW)
+            .sum();
         let parked: usize = w.parked.iter().map(|p| p.log.len() + ROW).sum();
         let blocks: usize = w
             .chain_blocks

@@ -6,7 +6,11 @@
 //! far, and whatever comes after the cursor is matched again and appended. A batch holds events
 //! of one type: a `log.removed` after `log`s seals the open batch and starts its own.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
+
+use crate::event::EventType;
 
 /// The open (filling) batch of a subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,14 +140,69 @@ fn hashed(parts: &[&[u8]]) -> String {
     format!("msg_{}", hex::encode(&digest[..16]))
 }
 
-/// One element of a batch body: what the single-event body carries for that event.
-pub fn element(event_type: &str, raw_log: &str, data: Option<&str>) -> String {
-    format!(
-        "{{\"type\":{},\"log\":{},\"data\":{}}}",
-        serde_json::Value::from(event_type),
-        raw_log,
-        data.unwrap_or("null")
-    )
+/// One element of a batch body, `{"type":…,"log":…,"data":…}`: what the single-event body
+/// carries for that event. It is kept as its parts until a body or a stored row needs its text:
+/// the log's text is the one ingest parsed (shared, not copied) and `data` is the plugin's output,
+/// so an event waiting for its batch's write holds no second copy of its log. (At 100K events/s
+/// with every event batched, those copies were ~13 MB of the host's peak heap.)
+#[derive(Debug, Clone)]
+pub struct Element {
+    event_type: EventType,
+    log: Arc<str>,
+    data: Option<Box<str>>,
+}
+
+impl Element {
+    pub fn new(event_type: EventType, log: Arc<str>, data: Option<&str>) -> Element {
+        Element {
+            event_type,
+            log,
+            data: data.map(Box::from),
+        }
+    }
+
+    /// The element's text.
+    pub fn text(&self) -> String {
+        let mut text = String::with_capacity(self.text_len());
+        self.write_to(&mut text);
+        text
+    }
+}
+
+/// What a batch body is assembled from: an element as its parts, or as stored text.
+pub trait BodyPart {
+    /// Its length as text, in bytes.
+    fn text_len(&self) -> usize;
+    fn write_to(&self, out: &mut String);
+}
+
+impl BodyPart for str {
+    fn text_len(&self) -> usize {
+        self.len()
+    }
+
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl BodyPart for Element {
+    fn text_len(&self) -> usize {
+        const FIXED: usize = r#"{"type":"","log":,"data":}"#.len();
+        let data = self.data.as_deref().unwrap_or("null");
+        FIXED + self.event_type.as_str().len() + self.log.len() + data.len()
+    }
+
+    fn write_to(&self, out: &mut String) {
+        // The type is one of a few fixed ASCII names: quoted as it is.
+        out.push_str(r#"{"type":""#);
+        out.push_str(self.event_type.as_str());
+        out.push_str(r#"","log":"#);
+        out.push_str(&self.log);
+        out.push_str(r#","data":"#);
+        out.push_str(self.data.as_deref().unwrap_or("null"));
+        out.push('}');
+    }
 }
 
 /// A batch body up to and including the `[` of its events; [`BATCH_BODY_END`] closes it.
@@ -161,16 +220,16 @@ pub fn body_prefix(id: &str, subscription_id: &str, chain_id: u64, confirmations
 pub const BATCH_BODY_END: &str = "]}";
 
 /// The whole batch body.
-pub fn body(prefix: &str, elements: &[&str]) -> String {
+pub fn body<P: BodyPart + ?Sized>(prefix: &str, elements: &[&P]) -> String {
     let mut body = String::with_capacity(
-        prefix.len() + elements.iter().map(|e| e.len() + 1).sum::<usize>() + 2,
+        prefix.len() + elements.iter().map(|e| e.text_len() + 1).sum::<usize>() + 2,
     );
     body.push_str(prefix);
     for (i, e) in elements.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(e);
+        e.write_to(&mut body);
     }
     body.push_str(BATCH_BODY_END);
     body
@@ -265,14 +324,27 @@ mod tests {
     #[test]
     fn bodies_are_the_prefix_the_elements_and_the_end() {
         let prefix = body_prefix("msg_1", "sub_1", 31337, 2);
-        let e = element("log", "{\"logIndex\":\"0x0\"}", Some("{\"v\":1}"));
+        let e = Element::new(
+            EventType::Log,
+            Arc::from("{\"logIndex\":\"0x0\"}"),
+            Some("{\"v\":1}"),
+        );
+        assert_eq!(e.text_len(), e.text().len());
         let text = body(&prefix, &[&e, &e]);
+        let stored = e.text();
+        assert_eq!(body(&prefix, &[stored.as_str(), stored.as_str()]), text);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["type"], "log.batch");
         assert_eq!(value["confirmations"], 2);
         assert_eq!(value["events"].as_array().unwrap().len(), 2);
         assert_eq!(value["events"][0]["data"]["v"], 1);
         assert_eq!(value["events"][0]["type"], "log");
+        let removed = Element::new(EventType::LogRemoved, Arc::from("{}"), None);
+        assert_eq!(
+            removed.text(),
+            r#"{"type":"log.removed","log":{},"data":null}"#
+        );
+        assert_eq!(removed.text_len(), removed.text().len());
         assert_ne!(
             block_batch_id("s", 1, &[1], "log"),
             block_batch_id("s", 1, &[1], "log.removed")

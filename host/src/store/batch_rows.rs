@@ -7,7 +7,7 @@
 use super::outbox_rows::{bodies_of_new, new_ids_and_seqs};
 use super::rows::{Col, MAX_ROWS, Rows};
 use super::{BatchEvent, DeliveryStatus, HELD_UNTIL_RELEASED, Store, StoreError};
-use crate::modes::batching::{self, Fill};
+use crate::modes::batching::{self, Element, Fill};
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -82,11 +82,7 @@ fn new_batch<'a>(
             body: prefix,
         };
     }
-    let elements: Vec<&str> = fill
-        .events
-        .iter()
-        .map(|&i| events[i].element.as_str())
-        .collect();
+    let elements: Vec<&Element> = fill.events.iter().map(|&i| &events[i].element).collect();
     let last_block = fill
         .events
         .iter()
@@ -177,10 +173,7 @@ impl Store {
             statements += 1;
             let bodies =
                 bodies_of_new(&new, chunk.iter().map(|b| (b.id.as_str(), b.body.as_str())));
-            if !bodies.is_empty() {
-                self.insert_bodies(tx, &bodies).await?;
-                statements += 1;
-            }
+            statements += self.insert_bodies(tx, &bodies).await?;
         }
         Ok(statements)
     }
@@ -204,9 +197,9 @@ impl Store {
             });
             for e in chunk {
                 let element = if e.whole {
-                    ""
+                    String::new()
                 } else {
-                    e.event.element.as_str()
+                    e.event.element.text()
                 };
                 query = query
                     .bind(e.event.subscription_id.as_str())

@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::pending_seq::PendingSeq;
 use super::states::{DeliveryStatus, EndpointStatus, SubscriptionStatus};
+use crate::modes::batching::Element;
 
 pub use crate::modes::ModeColumns;
 
@@ -235,8 +236,8 @@ pub struct BatchEvent {
     pub event_id: String,
     pub event_type: String,
     pub block_number: i64,
-    /// The batch body element: `{"type","log","data"}`.
-    pub element: String,
+    /// The batch body element: `{"type","log","data"}`, as its parts.
+    pub element: Element,
     pub max_events: u32,
     pub max_wait_ms: u32,
     /// The `confirmations` the body states.

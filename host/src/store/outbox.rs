@@ -5,8 +5,8 @@
 use sqlx::AssertSqlSafe;
 
 use super::outbox_rows::{
-    BODIES_INSERT, BODY_COLUMNS, DELIVERY_COLUMNS, bind_delivery, bodies_of_new, cursor_upsert,
-    delivery_insert, new_ids_and_seqs,
+    BODIES_INSERT, BODY_BYTES_PER_STATEMENT, BODY_COLUMNS, DELIVERY_COLUMNS, bind_delivery,
+    bodies_of_new, body_chunks, cursor_upsert, delivery_insert, new_ids_and_seqs,
 };
 use super::rows::{self, Rows};
 use super::{
@@ -295,27 +295,30 @@ impl Store {
             return Ok((new, 1));
         }
         let rows = bodies_of_new(&new, chunk.iter().map(|d| (d.id.as_str(), d.body.as_str())));
-        self.insert_bodies(tx, &rows).await?;
-        Ok((new, 2))
+        let bodies = self.insert_bodies(tx, &rows).await?;
+        Ok((new, 1 + bodies))
     }
 
-    /// Inserts the bodies of new deliveries (`(seq, body)`), one statement.
+    /// Inserts the bodies of new deliveries (`(seq, body)`): one statement per
+    /// [`BODY_BYTES_PER_STATEMENT`] of bodies (one for a head batch's single-event bodies).
+    /// Returns the statements.
     pub(super) async fn insert_bodies(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         rows: &[(i64, &str)],
-    ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
+    ) -> Result<u64, StoreError> {
+        let mut statements = 0;
+        for chunk in body_chunks(rows, BODY_BYTES_PER_STATEMENT) {
+            let mut query = Rows::new(self.dialect, &BODY_COLUMNS, chunk.len(), |j| {
+                format!("{j} {BODIES_INSERT}")
+            });
+            for (seq, body) in chunk {
+                query = query.bind(*seq).bind(*body);
+            }
+            query.finish().execute(&mut **tx).await?;
+            statements += 1;
         }
-        let mut query = Rows::new(self.dialect, &BODY_COLUMNS, rows.len(), |j| {
-            format!("{j} {BODIES_INSERT}")
-        });
-        for (seq, body) in rows {
-            query = query.bind(*seq).bind(*body);
-        }
-        query.finish().execute(&mut **tx).await?;
-        Ok(())
+        Ok(statements)
     }
     /// Deletes held deliveries that a `log.removed` supersedes (the log was reorged out before it
     /// was confirmed enough to send); returns their ids.

@@ -121,3 +121,67 @@ pub(super) const BODY_COLUMNS: [(&str, Col); 2] = [("seq", Col::BigInt), ("body"
 /// The insert of the bodies of `VALUES` list `j` ([`BODY_COLUMNS`]).
 pub(super) const BODIES_INSERT: &str = "INSERT INTO delivery_bodies (seq, body) \
      SELECT j.seq, j.body FROM j WHERE j.seq IS NOT NULL ON CONFLICT (seq) DO NOTHING";
+
+/// Bodies bound into one insert at most, in bytes (a larger body goes alone). Each bound body is
+/// copied twice on its way into the table (into the driver's arguments, then by the database
+/// while the statement runs), so one statement for ten sealed batches of 1,000 events each held
+/// ~20 MB of copies at once; a head batch's single-event bodies (~1 KB each, at most
+/// `rows::MAX_ROWS`) still take one statement.
+pub(super) const BODY_BYTES_PER_STATEMENT: usize = 1 << 20;
+
+/// `rows` in order, cut so that each piece's bodies stay within `max_bytes` (a piece has at
+/// least one row).
+pub(super) fn body_chunks<'r, 'b>(
+    rows: &'r [(i64, &'b str)],
+    max_bytes: usize,
+) -> impl Iterator<Item = &'r [(i64, &'b str)]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let end = rest
+            .iter()
+            .position(|(_, body)| {
+                bytes += body.len();
+                bytes > max_bytes
+            })
+            .map_or(rest.len(), |over| over.max(1));
+        let (piece, after) = rest.split_at(end);
+        rest = after;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::body_chunks;
+
+    fn lengths(rows: &[(i64, &str)], max: usize) -> Vec<Vec<usize>> {
+        body_chunks(rows, max)
+            .map(|piece| piece.iter().map(|(_, b)| b.len()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn bodies_are_cut_by_bytes_in_order_and_a_large_one_goes_alone() {
+        let (small, large) = ("x".repeat(3), "y".repeat(25));
+        let rows: Vec<(i64, &str)> = vec![
+            (1, &small),
+            (2, &small),
+            (3, &small),
+            (4, &large),
+            (5, &small),
+        ];
+        assert_eq!(lengths(&rows, 10), vec![vec![3, 3, 3], vec![25], vec![3]]);
+        assert_eq!(lengths(&rows, 100), vec![vec![3, 3, 3, 25, 3]]);
+        assert_eq!(
+            lengths(&rows, 1),
+            vec![vec![3], vec![3], vec![3], vec![25], vec![3]]
+        );
+        assert!(lengths(&[], 10).is_empty());
+        let seqs: Vec<i64> = body_chunks(&rows, 10).flatten().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    }
+}

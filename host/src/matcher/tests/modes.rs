@@ -102,7 +102,7 @@ async fn count_batches_go_to_the_store_and_ordered_deliveries_carry_their_key() 
     assert_eq!(out.write.batch_events.len(), 2);
     let e = &out.write.batch_events[0];
     assert_eq!((e.max_events, e.max_wait_ms), (10, 500));
-    assert!(e.element.starts_with("{\"type\":\"log\",\"log\":{"));
+    assert!(e.element.text().starts_with("{\"type\":\"log\",\"log\":{"));
     let keys: Vec<_> = out
         .write
         .deliveries

@@ -3,6 +3,8 @@
 //! the subscription says. On both stores.
 
 use super::*;
+use crate::event::EventType;
+use crate::modes::batching::Element;
 use crate::modes::{DeliveryMode, OnDead, Ordering, OrderingKey};
 
 const CHAIN: i64 = 31337;
@@ -51,7 +53,14 @@ fn event(n: i64, event_type: &str) -> BatchEvent {
         event_id: format!("msg_ev{n}_{event_type}"),
         event_type: event_type.into(),
         block_number: n,
-        element: format!("{{\"type\":\"{event_type}\",\"log\":{{\"n\":{n}}},\"data\":null}}"),
+        element: Element::new(
+            match event_type {
+                "log" => EventType::Log,
+                _ => EventType::LogRemoved,
+            },
+            format!("{{\"n\":{n}}}").into(),
+            None,
+        ),
         max_events: 2,
         max_wait_ms: 60_000,
         confirmations: 0,
