@@ -70,7 +70,11 @@ fn delivery_states(items: &[Value]) -> String {
         .map(|d| {
             format!(
                 "{} {} ({} attempts, block {}, due {}, last {})",
-                d["id"], d["status"], d["attempt_count"], d["block_number"], d["next_attempt_at"],
+                d["id"],
+                d["status"],
+                d["attempt_count"],
+                d["block_number"],
+                d["next_attempt_at"],
                 d["last_error"]
             )
         })

@@ -51,6 +51,9 @@ pub async fn run(
                 }
             }
         };
+        if !claimed.is_empty() {
+            tracing::debug!(claimed = claimed.len(), "due deliveries claimed");
+        }
         for row in claimed {
             let job = DeliveryJob {
                 id: row.id,

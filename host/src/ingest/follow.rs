@@ -334,6 +334,7 @@ impl ChainIngest {
     async fn apply(&mut self, conn: &mut Connection, header: Header) -> Result<(), IngestError> {
         let received_at = Instant::now();
         let logs = self.block_logs(conn, &header).await?;
+        tracing::debug!(chain = %self.chain.name, block = header.number, logs = logs.len(), "block received");
         let in_flight = self.receive(&logs).await;
         let relevant = &self.relevant;
         let relevant_logs: Vec<_> = logs.iter().filter(|log| relevant(log)).cloned().collect();

@@ -251,6 +251,16 @@ async fn write_until_durable(
                     .db_statements
                     .with_label_values(&["outbox"])
                     .inc_by(stats.statements);
+                let cursors: Vec<i64> =
+                    batch.write.cursors.iter().map(|c| c.block_number).collect();
+                tracing::debug!(
+                    inserted = inserted.len(),
+                    batched_events = batch.write.batch_events.len(),
+                    sealed = stats.sealed,
+                    parked = batch.write.parked.len(),
+                    ?cursors,
+                    "batch written"
+                );
                 if !stats.fenced.is_empty() {
                     // Not an error of this replica's: it lost the chain and the new owner ingests
                     // these blocks again from its own cursor.

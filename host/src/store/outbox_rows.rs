@@ -125,9 +125,11 @@ pub(super) const BODIES_INSERT: &str = "INSERT INTO delivery_bodies (seq, body) 
 /// Bodies bound into one insert at most, in bytes (a larger body goes alone). Each bound body is
 /// copied twice on its way into the table (into the driver's arguments, then by the database
 /// while the statement runs), so one statement for ten sealed batches of 1,000 events each held
-/// ~20 MB of copies at once; a head batch's single-event bodies (~1 KB each, at most
-/// `rows::MAX_ROWS`) still take one statement.
-pub(super) const BODY_BYTES_PER_STATEMENT: usize = 1 << 20;
+/// ~20 MB of copies at once. 2 MiB keeps one statement for a head batch's single-event bodies
+/// (~1 KB each, at most `rows::MAX_ROWS`) and for a 20K events/s block in batches of 100 (~1.4
+/// MB); 1 MiB split that one in two for no less memory at 100K (BENCHMARKS.md, "Session of
+/// 2026-12-06 (thirteenth)").
+pub(super) const BODY_BYTES_PER_STATEMENT: usize = 2 << 20;
 
 /// `rows` in order, cut so that each piece's bodies stay within `max_bytes` (a piece has at
 /// least one row).
