@@ -251,14 +251,13 @@ async fn write_until_durable(
                     .db_statements
                     .with_label_values(&["outbox"])
                     .inc_by(stats.statements);
-                let cursors: Vec<i64> =
-                    batch.write.cursors.iter().map(|c| c.block_number).collect();
+                // Fields are evaluated only when debug is on: nothing is collected otherwise.
                 tracing::debug!(
                     inserted = inserted.len(),
                     batched_events = batch.write.batch_events.len(),
                     sealed = stats.sealed,
                     parked = batch.write.parked.len(),
-                    ?cursors,
+                    cursors = ?batch.write.cursors.iter().map(|c| c.block_number).collect::<Vec<_>>(),
                     "batch written"
                 );
                 if !stats.fenced.is_empty() {
