@@ -1,9 +1,10 @@
 //! Makes each matched batch durable in one transaction (deliveries + parked events + the stored
 //! reorg window's blocks + cursor),
-//! then hands the new deliveries to the delivery workers straight from memory. By default nothing
-//! goes out before it is durable; a write that fails is retried, holding back (not dropping) the
-//! pipeline. Ordered deliveries and sealed batches are left to the poller (woken at once): an
-//! ordered one may go only when it heads its key, and a batch's body is built in the store.
+//! then hands the new deliveries to the delivery workers straight from memory, with the batches
+//! the write sealed (their bodies built by the write). By default nothing goes out before it is
+//! durable; a write that fails is retried, holding back (not dropping) the pipeline. Ordered
+//! deliveries and batches, and batches held for more confirmations, are left to the poller (woken
+//! at once): an ordered one may go only when it heads its key.
 //!
 //! With `[delivery] send_before_commit` a batch's deliveries are handed on first and written
 //! while they are sent: the write no longer stands between a block and its webhooks. Their
@@ -92,7 +93,7 @@ pub async fn run(
 }
 
 /// Writes `batch`, then hands on its new deliveries. Returns whether the poller has work from
-/// it (sealed batches, ordered deliveries), or `None` once the delivery stage has stopped.
+/// it (batches sealed for it, ordered deliveries), or `None` once the delivery stage has stopped.
 async fn send_after_commit(
     store: &Store,
     batch: MatchedBatch,
@@ -100,7 +101,7 @@ async fn send_after_commit(
     metrics: &Metrics,
     lease_ms: i64,
 ) -> Option<bool> {
-    let (inserted, stats) = write_until_durable(store, &batch, metrics, None, lease_ms).await;
+    let (inserted, mut stats) = write_until_durable(store, &batch, metrics, None, lease_ms).await;
     settle(&batch, &stats);
     let seq_of: HashMap<String, i64> = inserted.into_iter().map(|d| (d.id, d.seq)).collect();
     let (sendable, ordered) = sendable(&batch);
@@ -111,7 +112,30 @@ async fn send_after_commit(
         let job = DeliveryJob::new(delivery, seq, stats.lease_until, received_at, None);
         deliveries.send(job).await.ok()?;
     }
-    Some(ordered || stats.sealed > 0)
+    let for_poller = ordered || stats.sealed > stats.sealed_to_send.len();
+    send_sealed(&mut stats, deliveries).await?;
+    Some(for_poller)
+}
+
+/// Hands on the batches the write sealed that go from memory ([`WriteStats::sealed_to_send`]),
+/// after the write's single-event deliveries.
+async fn send_sealed(stats: &mut WriteStats, deliveries: &JobSender) -> Option<()> {
+    for sealed in std::mem::take(&mut stats.sealed_to_send) {
+        let job = DeliveryJob {
+            id: sealed.id,
+            seq: sealed.seq,
+            endpoint_id: sealed.endpoint_id,
+            body: sealed.body,
+            attempts: 0,
+            received_at: None,
+            lease_until: stats.lease_until,
+            ordered: false,
+            pending_seq: None,
+            room: InFlight::default(),
+        };
+        deliveries.send(job).await.ok()?;
+    }
+    Some(())
 }
 
 /// Hands on `batch`'s deliveries, then writes it, then tells their jobs the rows' seqs. Returns
@@ -134,7 +158,8 @@ async fn send_before_commit(
     let (promise, pending) = pending_seqs();
     let (sendable, ordered) = sendable(&batch);
     let (early, after_commit) = hand_on_what_fits(sendable, deliveries, lease_until, &pending);
-    let (inserted, stats) = write_until_durable(store, &batch, metrics, Some(now), lease_ms).await;
+    let (inserted, mut stats) =
+        write_until_durable(store, &batch, metrics, Some(now), lease_ms).await;
     settle(&batch, &stats);
     let seq_of: HashMap<&str, i64> = inserted.iter().map(|d| (d.id.as_str(), d.seq)).collect();
     let unwritten = early.iter().filter(|id| !seq_of.contains_key(*id)).count();
@@ -155,7 +180,9 @@ async fn send_before_commit(
         let job = DeliveryJob::new(delivery, seq, lease_until, received_at, None);
         deliveries.send(job).await.ok()?;
     }
-    Some(ordered || stats.sealed > 0)
+    let for_poller = ordered || stats.sealed > stats.sealed_to_send.len();
+    send_sealed(&mut stats, deliveries).await?;
+    Some(for_poller)
 }
 
 /// Hands on, as jobs waiting for their seq, the deliveries the workers' queue has room for now.

@@ -118,3 +118,55 @@ async fn jobs_whose_bodies_find_no_room_go_after_the_write() {
     drop(second);
     assert_eq!(room.bodies.available_kib(), 1);
 }
+
+/// Events of one subscription batched by two: three make one batch sealed whole by the write and
+/// one still filling.
+fn batched(n: i64) -> crate::store::BatchEvent {
+    use crate::event::EventType;
+    use crate::modes::batching::Element;
+    crate::store::BatchEvent {
+        subscription_id: "sub_1".into(),
+        endpoint_id: "ep_1".into(),
+        chain_id: 31337,
+        event_id: format!("msg_ev{n}"),
+        event_type: "log".into(),
+        block_number: n,
+        element: Element::new(EventType::Log, format!("{{\"n\":{n}}}").into(), None),
+        max_events: 2,
+        max_wait_ms: 60_000,
+        confirmations: 0,
+        extra_confirmations: 0,
+        ordering_key: None,
+    }
+}
+
+/// A batch the write seals goes to the workers from memory after the write, in both modes, with
+/// the body and seq stored for it and the lease it was written with; the poller, which has
+/// nothing from this write to send, is not woken.
+#[tokio::test]
+async fn batches_sealed_by_the_write_go_from_memory_after_it() {
+    for early in [false, true] {
+        let store = crate::store::tests::sqlite().await;
+        let (jobs, mut receiver) = mpsc::channel(16);
+        let sender = JobRoom::default().sender(jobs);
+        let metrics = Metrics::new().unwrap();
+        let mut write = batch(&["msg_a"]);
+        write.write.batch_events = (1..4).map(batched).collect();
+        let sent = if early {
+            send_before_commit(&store, write, &sender, &metrics, 60_000).await
+        } else {
+            send_after_commit(&store, write, &sender, &metrics, 60_000).await
+        };
+        assert_eq!(sent, Some(false), "nothing for the poller (early: {early})");
+        assert_eq!(receiver.try_recv().unwrap().id, "msg_a");
+        let sealed = receiver.try_recv().unwrap();
+        let (row, body) = store.get_delivery(&sealed.id).await.unwrap().unwrap();
+        assert_eq!(&*sealed.body, body);
+        // Not due before its lease ends: the poller leaves it to this job.
+        assert_eq!((sealed.seq, sealed.lease_until), (row.seq, row.next_attempt_at));
+        assert!(sealed.lease_until > 0 && sealed.pending_seq.is_none());
+        let events: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(events["events"][1]["log"]["n"], 2);
+        assert!(receiver.try_recv().is_err(), "the filling batch stays");
+    }
+}

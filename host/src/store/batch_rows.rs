@@ -4,9 +4,11 @@
 //! of every event twice (by serde into a string, by SQLite back out of it), with each body
 //! escaped inside that string.
 
+use std::sync::Arc;
+
 use super::outbox_rows::{bodies_of_new, new_ids_and_seqs};
 use super::rows::{Col, MAX_ROWS, Rows};
-use super::{BatchEvent, DeliveryStatus, HELD_UNTIL_RELEASED, Store, StoreError};
+use super::{BatchEvent, DeliveryStatus, HELD_UNTIL_RELEASED, SealedBatch, Store, StoreError};
 use crate::modes::batching::{self, Element, Fill};
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
@@ -20,7 +22,9 @@ pub(super) struct NewBatch<'a> {
     release_block: Option<i64>,
     status: DeliveryStatus,
     due: i64,
-    body: String,
+    /// Sealed and sent from memory: leased to this process until then.
+    lease_until: i64,
+    body: Arc<str>,
 }
 
 /// One event's row: its key, its batch and place, and its element (empty when nothing will
@@ -43,13 +47,14 @@ impl<'a> FillRows<'a> {
     /// The rows one fill adds: the batch's own row (and body) when it is new, and one row per
     /// event. A batch opened and sealed in this write is inserted whole (`pending`, its body
     /// built here), and its event rows keep only their keys: nothing reads their elements back.
-    pub fn add(&mut self, fill: &Fill, events: &[&'a BatchEvent], now: i64) {
+    pub fn add(&mut self, fill: &Fill, events: &[&'a BatchEvent], now: i64, lease_ms: i64) {
         let Some(first) = fill.events.first().map(|&i| events[i]) else {
             return;
         };
         let whole = fill.is_new && fill.sealed;
         if fill.is_new {
-            self.batches.push(new_batch(fill, events, first, now));
+            self.batches
+                .push(new_batch(fill, events, first, now, lease_ms));
         }
         for (offset, &index) in fill.events.iter().enumerate() {
             self.events.push(NewEvent {
@@ -67,6 +72,7 @@ fn new_batch<'a>(
     events: &[&'a BatchEvent],
     first: &'a BatchEvent,
     now: i64,
+    lease_ms: i64,
 ) -> NewBatch<'a> {
     let chain = u64::try_from(first.chain_id).unwrap_or(0);
     let prefix =
@@ -79,7 +85,8 @@ fn new_batch<'a>(
             release_block: Some(first.extra_confirmations),
             status: DeliveryStatus::Filling,
             due: batching::seal_deadline(fill.opened_at, first.max_wait_ms),
-            body: prefix,
+            lease_until: 0,
+            body: Arc::from(prefix),
         };
     }
     let elements: Vec<&Element> = fill.events.iter().map(|&i| &events[i].element).collect();
@@ -89,28 +96,63 @@ fn new_batch<'a>(
         .map(|&i| events[i].block_number)
         .max()
         .unwrap_or(0);
-    let (due, release) = sealed_due(first.extra_confirmations, last_block, now);
+    let ordered = first.ordering_key.is_some();
+    let sealed = Sealed::at(first.extra_confirmations, last_block, ordered, now, Some(lease_ms));
     NewBatch {
         id: fill.id.clone(),
         first,
         block_number: last_block,
-        release_block: release,
+        release_block: sealed.release_block,
         status: DeliveryStatus::Pending,
-        due,
-        body: batching::body(&prefix, &elements),
+        due: sealed.next_attempt_at,
+        lease_until: sealed.lease_until,
+        body: Arc::from(batching::body(&prefix, &elements)),
     }
 }
 
-/// When a sealed batch is due, and its release block: at once, or held until its last block has
-/// the `extra` confirmations the subscription wants beyond the chain's.
-pub(super) fn sealed_due(extra: i64, last_block: i64, now: i64) -> (i64, Option<i64>) {
-    match extra {
-        0 => (now, None),
-        extra => (HELD_UNTIL_RELEASED, Some(last_block.saturating_add(extra))),
+/// A sealed batch's schedule: its row's `next_attempt_at`, `lease_until` and `release_block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sealed {
+    pub next_attempt_at: i64,
+    pub lease_until: i64,
+    pub release_block: Option<i64>,
+}
+
+impl Sealed {
+    /// The schedule of a batch sealed at `now` whose last event is in `last_block`. Held until
+    /// that block has the `extra` confirmations the subscription wants beyond the chain's, else
+    /// due at once. A batch sealed by a batch write (`lease_ms` given) that is due at once and not
+    /// ordered is leased to this process instead, as a new single-event delivery is: the outbox
+    /// sends it from memory, and the poller takes it only if the lease runs out first. Ordered
+    /// batches are the poller's (sent when they head their key), and so are those the sealer
+    /// seals (no `lease_ms`).
+    pub fn at(extra: i64, last_block: i64, ordered: bool, now: i64, lease_ms: Option<i64>) -> Sealed {
+        match (extra, lease_ms) {
+            (0, Some(lease_ms)) if !ordered => Sealed {
+                next_attempt_at: now + lease_ms,
+                lease_until: now + lease_ms,
+                release_block: None,
+            },
+            (0, _) => Sealed {
+                next_attempt_at: now,
+                lease_until: 0,
+                release_block: None,
+            },
+            (extra, _) => Sealed {
+                next_attempt_at: HELD_UNTIL_RELEASED,
+                lease_until: 0,
+                release_block: Some(last_block.saturating_add(extra)),
+            },
+        }
+    }
+
+    /// Whether the outbox sends the batch from memory.
+    pub fn from_memory(&self) -> bool {
+        self.lease_until > 0
     }
 }
 
-const BATCH_COLUMNS: [(&str, Col); 11] = [
+const BATCH_COLUMNS: [(&str, Col); 12] = [
     ("id", Col::Text),
     ("subscription_id", Col::Text),
     ("endpoint_id", Col::Text),
@@ -120,6 +162,7 @@ const BATCH_COLUMNS: [(&str, Col); 11] = [
     ("release_block", Col::BigInt),
     ("status", Col::Text),
     ("due", Col::BigInt),
+    ("lease_until", Col::BigInt),
     ("at", Col::BigInt),
     ("ordering_key", Col::Text),
 ];
@@ -135,14 +178,16 @@ const EVENT_COLUMNS: [(&str, Col); 6] = [
 
 impl Store {
     /// Inserts the new batches and their bodies (a replayed batch, already stored, gets
-    /// neither). Returns the statements issued.
+    /// neither). Returns the statements issued, and the new batches sealed whole that the outbox
+    /// sends from memory ([`Sealed::from_memory`]).
     pub(super) async fn insert_new_batches(
         &self,
         tx: &mut Tx<'_>,
         batches: &[NewBatch<'_>],
         now: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Vec<SealedBatch>), StoreError> {
         let mut statements = 0;
+        let mut to_send = Vec::new();
         for chunk in batches.chunks(MAX_ROWS) {
             let mut query = Rows::new(self.dialect, &BATCH_COLUMNS, chunk.len(), |j| {
                 format!(
@@ -150,7 +195,7 @@ impl Store {
                      event_type, block_number, release_block, status, attempts, next_attempt_at, \
                      lease_until, created_at, updated_at, ordering_key) \
                      SELECT j.id, j.subscription_id, j.endpoint_id, j.chain_id, j.event_type, \
-                     j.block_number, j.release_block, j.status, 0, j.due, 0, j.at, j.at, \
+                     j.block_number, j.release_block, j.status, 0, j.due, j.lease_until, j.at, j.at, \
                      j.ordering_key FROM j WHERE j.id IS NOT NULL \
                      ON CONFLICT (id) DO NOTHING RETURNING id, seq"
                 )
@@ -166,16 +211,17 @@ impl Store {
                     .bind(b.release_block)
                     .bind(b.status.as_str())
                     .bind(b.due)
+                    .bind(b.lease_until)
                     .bind(now)
                     .bind(b.first.ordering_key.as_deref());
             }
             let new = new_ids_and_seqs(&query.finish().fetch_all(&mut **tx).await?)?;
             statements += 1;
-            let bodies =
-                bodies_of_new(&new, chunk.iter().map(|b| (b.id.as_str(), b.body.as_str())));
+            let bodies = bodies_of_new(&new, chunk.iter().map(|b| (b.id.as_str(), &*b.body)));
             statements += self.insert_bodies(tx, &bodies).await?;
+            to_send.extend(sent_from_memory(chunk, &new));
         }
-        Ok(statements)
+        Ok((statements, to_send))
     }
 
     /// Inserts the events' rows; one already stored is left as it is. Returns the statements.
@@ -214,4 +260,25 @@ impl Store {
         }
         Ok(statements)
     }
+}
+
+/// The batches of `chunk` that the insert returned as new (`new`) and that go from memory.
+fn sent_from_memory(
+    chunk: &[NewBatch<'_>],
+    new: &[super::InsertedDelivery],
+) -> Vec<SealedBatch> {
+    let by_id: std::collections::HashMap<&str, i64> =
+        new.iter().map(|d| (d.id.as_str(), d.seq)).collect();
+    chunk
+        .iter()
+        .filter(|b| b.lease_until > 0)
+        .filter_map(|b| {
+            by_id.get(b.id.as_str()).map(|&seq| SealedBatch {
+                id: b.id.clone(),
+                seq,
+                endpoint_id: b.first.endpoint_id.clone(),
+                body: Arc::clone(&b.body),
+            })
+        })
+        .collect()
 }

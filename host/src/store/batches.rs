@@ -6,17 +6,20 @@
 //! confirmations once sealed (0: none).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::batch_rows::{FillRows, sealed_due};
-use super::{BatchEvent, DeliveryStatus, Dialect, Store, StoreError};
+use super::batch_rows::{FillRows, Sealed};
+use super::{BatchEvent, DeliveryStatus, Dialect, SealedBatch, Store, StoreError};
 use crate::modes::batching::{self, Incoming, OpenBatch};
 
 /// What [`Store::append_batch_events`] did.
 pub(super) struct Appended {
     /// Batches sealed (filled up, or opened and sealed whole).
     pub sealed: usize,
+    /// Those of them the outbox sends from memory ([`Sealed::from_memory`]).
+    pub to_send: Vec<SealedBatch>,
     pub statements: u64,
 }
 
@@ -31,12 +34,14 @@ const SEAL_CHUNK: i64 = 500;
 impl Store {
     /// Appends `events` (in chain order) to their subscriptions' open batches, opening and
     /// sealing batches as [`batching::plan`] says. Events already stored (a replay of results
-    /// written ahead of the cursor) are skipped. Returns how many batches were sealed.
+    /// written ahead of the cursor) are skipped. Returns how many batches were sealed, and those
+    /// sent from memory (leased for `lease_ms`).
     pub(super) async fn append_batch_events(
         &self,
         tx: &mut Tx<'_>,
         events: &[&BatchEvent],
         now: i64,
+        lease_ms: i64,
     ) -> Result<Appended, StoreError> {
         let mut per_sub = group_by_subscription(events);
         let stored = self.stored_event_ids(tx, &per_sub).await?;
@@ -47,6 +52,7 @@ impl Store {
         if per_sub.is_empty() {
             return Ok(Appended {
                 sealed: 0,
+                to_send: Vec::new(),
                 statements: 1,
             });
         }
@@ -72,7 +78,7 @@ impl Store {
                 now,
             );
             for fill in fills {
-                rows.add(&fill, list, now);
+                rows.add(&fill, list, now, lease_ms);
                 match (fill.sealed, fill.is_new) {
                     (true, true) => whole += 1,
                     (true, false) => sealed.push(fill.id),
@@ -81,11 +87,15 @@ impl Store {
             }
         }
         let mut statements = 3; // the three reads above
-        statements += self.insert_new_batches(tx, &rows.batches, now).await?;
+        let (inserted, mut to_send) = self.insert_new_batches(tx, &rows.batches, now).await?;
+        statements += inserted;
         statements += self.insert_batch_events(tx, &rows.events).await?;
-        statements += self.seal_batches(tx, &sealed, now).await?;
+        let (sealing, topped_up) = self.seal_batches(tx, &sealed, now, Some(lease_ms)).await?;
+        statements += sealing;
+        to_send.extend(topped_up);
         Ok(Appended {
             sealed: sealed.len() + whole,
+            to_send,
             statements,
         })
     }
@@ -122,7 +132,7 @@ impl Store {
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<Vec<_>, _>>()?;
-        self.seal_batches(&mut tx, &ids, now).await?;
+        self.seal_batches(&mut tx, &ids, now, None).await?;
         tx.commit().await?;
         Ok(ids.len())
     }
@@ -214,20 +224,24 @@ impl Store {
     }
 
     /// Builds each batch's body from its events and makes it due (or held until its last block
-    /// has the subscription's confirmations). A batch no longer filling is left as it is.
+    /// has the subscription's confirmations), or, in a batch write (`lease_ms` given), leased to
+    /// this process to be sent from memory ([`Sealed::at`]). A batch no longer filling is left
+    /// as it is. Returns the statements, and the batches sent from memory with their bodies.
     async fn seal_batches(
         &self,
         tx: &mut Tx<'_>,
         ids: &[String],
         now: i64,
-    ) -> Result<u64, StoreError> {
+        lease_ms: Option<i64>,
+    ) -> Result<(u64, Vec<SealedBatch>), StoreError> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let source = self.json_rows(1, &[("id", "text")]);
         let sql = format!(
-            "SELECT d.id, b.body, d.release_block, e.block_number, e.element, d.seq FROM deliveries d \
+            "SELECT d.id, b.body, d.release_block, e.block_number, e.element, d.seq, \
+             d.endpoint_id, d.ordering_key FROM deliveries d \
              JOIN batch_events e ON e.delivery_id = d.id JOIN delivery_bodies b ON b.seq = d.seq \
              WHERE d.status = {FILLING} AND d.id IN (SELECT j.id FROM {source}) \
              ORDER BY d.id, e.position"
@@ -243,6 +257,8 @@ impl Store {
                 batches.push(Sealing {
                     id,
                     seq: r.try_get(5)?,
+                    endpoint_id: r.try_get(6)?,
+                    ordered: r.try_get::<Option<String>, _>(7)?.is_some(),
                     prefix: r.try_get(1)?,
                     extra: r.try_get::<Option<i64>, _>(2)?.unwrap_or(0),
                     last_block: 0,
@@ -254,30 +270,43 @@ impl Store {
                 batch.elements.push(r.try_get(4)?);
             }
         }
-        for batch in &batches {
+        let mut statements = 1; // the read above
+        let mut to_send = Vec::new();
+        for batch in batches {
             let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
-            let (due, release) = sealed_due(batch.extra, batch.last_block, now);
+            let body: Arc<str> = Arc::from(batching::body(&batch.prefix, &elements));
+            let sealed = Sealed::at(batch.extra, batch.last_block, batch.ordered, now, lease_ms);
             sqlx::query("UPDATE delivery_bodies SET body = $2 WHERE seq = $1")
                 .bind(batch.seq)
-                .bind(batching::body(&batch.prefix, &elements))
+                .bind(&*body)
                 .execute(&mut **tx)
                 .await?;
             let seal = format!(
                 "UPDATE deliveries SET status = {pending}, next_attempt_at = $2, \
-                 release_block = $3, lease_until = 0, updated_at = $4, block_number = $5 \
+                 release_block = $3, lease_until = $6, updated_at = $4, block_number = $5 \
                  WHERE id = $1 AND status = {FILLING}",
                 pending = DeliveryStatus::Pending.sql(),
             );
             sqlx::query(AssertSqlSafe(seal))
                 .bind(&batch.id)
-                .bind(due)
-                .bind(release)
+                .bind(sealed.next_attempt_at)
+                .bind(sealed.release_block)
                 .bind(now)
                 .bind(batch.last_block)
+                .bind(sealed.lease_until)
                 .execute(&mut **tx)
                 .await?;
+            statements += 2;
+            if sealed.from_memory() {
+                to_send.push(SealedBatch {
+                    id: batch.id,
+                    seq: batch.seq,
+                    endpoint_id: batch.endpoint_id,
+                    body,
+                });
+            }
         }
-        Ok(1 + 2 * batches.len() as u64)
+        Ok((statements, to_send))
     }
 }
 
@@ -285,6 +314,8 @@ impl Store {
 struct Sealing {
     id: String,
     seq: i64,
+    endpoint_id: String,
+    ordered: bool,
     prefix: String,
     extra: i64,
     last_block: i64,

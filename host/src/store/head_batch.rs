@@ -163,7 +163,7 @@ impl Store {
             statements: 1,
             lease_until: now + lease_ms,
             fenced: if owned { vec![] } else { vec![cursor.chain_id] },
-            sealed: 0,
+            ..WriteStats::default()
         };
         Ok((inserted, stats))
     }

@@ -255,6 +255,19 @@ pub struct InsertedDelivery {
     pub seq: i64,
 }
 
+/// A batch a write sealed that is due at once and in no order. Like a new single-event delivery
+/// it is written leased to this process, and its body comes back with it, so that the outbox
+/// sends it from memory rather than the poller reading the body back (three copies of up to a
+/// block's events each: the database's, the driver's, the job's).
+#[derive(Debug, Clone)]
+pub struct SealedBatch {
+    pub id: String,
+    /// Its row's key, as [`InsertedDelivery::seq`].
+    pub seq: i64,
+    pub endpoint_id: String,
+    pub body: std::sync::Arc<str>,
+}
+
 /// A delivery ready to attempt.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {

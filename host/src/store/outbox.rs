@@ -11,21 +11,23 @@ use super::outbox_rows::{
 use super::rows::{self, Rows};
 use super::{
     BatchEvent, ChainBlock, Cursor, Dialect, HELD_UNTIL_RELEASED, InsertedDelivery, NewDelivery,
-    OutboxWrite, ParkedEvent, StatusChange, Store, StoreError, now_ms,
+    OutboxWrite, ParkedEvent, SealedBatch, StatusChange, Store, StoreError, now_ms,
 };
 
 pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
-/// Statements issued by one write, for the statements-per-event metric, and the chains whose
-/// cursor was refused by fencing.
+/// Statements issued by one write, for the statements-per-event metric, the chains whose
+/// cursor was refused by fencing, and the batches it sealed.
 #[derive(Debug, Default, Clone)]
 pub struct WriteStats {
     pub statements: u64,
     /// The lease new (not held) deliveries were written with: the claim token their jobs carry.
     pub lease_until: i64,
     pub fenced: Vec<i64>,
-    /// Batches this write sealed (now due, for the poller).
+    /// Batches this write sealed: due (for the poller), held, or sent from memory.
     pub sealed: usize,
+    /// Those of them the outbox sends from memory, leased until [`WriteStats::lease_until`].
+    pub sealed_to_send: Vec<SealedBatch>,
 }
 
 /// The batch write's statements run on generic plans (PostgreSQL, this transaction only). Their
@@ -110,8 +112,11 @@ impl Store {
                 .iter()
                 .filter(|e| ours(e.chain_id))
                 .collect();
-            let appended = self.append_batch_events(&mut tx, &events, now).await?;
+            let appended = self
+                .append_batch_events(&mut tx, &events, now, lease_ms)
+                .await?;
             stats.sealed = appended.sealed;
+            stats.sealed_to_send = appended.to_send;
             stats.statements += appended.statements;
         }
         let blocks: Vec<&ChainBlock> = write

@@ -80,20 +80,48 @@ fn events(range: std::ops::Range<i64>) -> OutboxWrite {
 async fn claim_batches(store: &Store) -> Vec<(String, Vec<i64>)> {
     let mut due = store.claim_due(100, i64::MAX, 60_000).await.unwrap();
     due.sort_by_key(|d| d.created_at);
-    due.iter()
-        .map(|d| {
-            let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
-            assert_eq!(body["type"], "log.batch");
-            assert_eq!(body["id"], d.id.as_str());
-            let ns = body["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["log"]["n"].as_i64().unwrap())
-                .collect();
-            (d.id.clone(), ns)
-        })
-        .collect()
+    due.iter().map(|d| batch_events_of(&d.id, &d.body)).collect()
+}
+
+/// The `n` of every event of each batch a write sealed to be sent from memory, and their ids,
+/// checked against the stored rows: the same body, and leased as the write said.
+async fn sent_from_memory(store: &Store, stats: &WriteStats) -> Vec<(String, Vec<i64>)> {
+    let mut batches = Vec::new();
+    for sealed in &stats.sealed_to_send {
+        let (row, body) = store.get_delivery(&sealed.id).await.unwrap().unwrap();
+        assert_eq!(body, &*sealed.body, "the body sent is the body stored");
+        assert_eq!((row.seq, row.endpoint_id.as_str()), (sealed.seq, "ep_1"));
+        assert_eq!(row.status, DeliveryStatus::Pending);
+        assert_eq!(
+            lease_of(store, &sealed.id).await,
+            stats.lease_until,
+            "leased to this process"
+        );
+        batches.push(batch_events_of(&sealed.id, &body));
+    }
+    batches
+}
+
+async fn lease_of(store: &Store, id: &str) -> i64 {
+    let (lease,): (i64,) = sqlx::query_as("SELECT lease_until FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(store.test_pool())
+        .await
+        .unwrap();
+    lease
+}
+
+fn batch_events_of(id: &str, body: &str) -> (String, Vec<i64>) {
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["type"], "log.batch");
+    assert_eq!(body["id"], id);
+    let ns = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["log"]["n"].as_i64().unwrap())
+        .collect();
+    (id.to_owned(), ns)
 }
 
 /// The batch whose first event is `first_event`, and its body.
@@ -109,16 +137,20 @@ async fn count_batches_fill_in_order_seal_when_full_or_late_and_ignore_replays()
         setup(&store, DeliveryMode::default()).await;
         let (_, stats) = store.write_batch(&events(1..6), 60_000).await.unwrap();
         assert_eq!(stats.sealed, 2);
-        let first = claim_batches(&store).await;
+        let first = sent_from_memory(&store, &stats).await;
         let contents: Vec<_> = first.iter().map(|(_, ns)| ns.clone()).collect();
         assert_eq!(contents, vec![vec![1, 2], vec![3, 4]]);
+        assert!(
+            claim_batches(&store).await.is_empty(),
+            "leased to this process: not the poller's"
+        );
         // A replay of events already batched (results written ahead of the cursor) adds nothing.
         let (_, stats) = store.write_batch(&events(1..6), 60_000).await.unwrap();
-        assert_eq!(stats.sealed, 0);
+        assert_eq!((stats.sealed, stats.sealed_to_send.len()), (0, 0));
         assert_eq!(store.seal_expired_batches(now_ms()).await.unwrap(), 0);
         // The open batch (event 5) is topped up by the next write and sealed full.
-        store.write_batch(&events(6..8), 60_000).await.unwrap();
-        let next = claim_batches(&store).await;
+        let (_, stats) = store.write_batch(&events(6..8), 60_000).await.unwrap();
+        let next = sent_from_memory(&store, &stats).await;
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].1, vec![5, 6]);
         assert_eq!(
@@ -133,7 +165,43 @@ async fn count_batches_fill_in_order_seal_when_full_or_late_and_ignore_replays()
         );
         let (row, body) = sealed_batch(&store, "msg_ev7_log").await;
         assert_eq!(row.status, DeliveryStatus::Pending);
+        assert_eq!(
+            lease_of(&store, &row.id).await,
+            0,
+            "sealed by the sealer: the poller's to send"
+        );
         assert_eq!(body["events"][0]["log"]["n"], 7);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_sent_from_memory_is_the_pollers_once_its_lease_runs_out_and_an_ordered_one_always()
+{
+    each_store(async |store: Store| {
+        setup(&store, DeliveryMode::default()).await;
+        let (_, stats) = store.write_batch(&events(1..3), 20).await.unwrap();
+        let sent = sent_from_memory(&store, &stats).await;
+        assert_eq!(sent.len(), 1);
+        assert!(claim_batches(&store).await.is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(claim_batches(&store).await, sent, "the same batch, whole");
+        // An ordered batch goes when it heads its key: the poller's, never leased by the write.
+        let ordered = |n| BatchEvent {
+            ordering_key: Some("k".into()),
+            ..event(n, "log")
+        };
+        let write = OutboxWrite {
+            batch_events: vec![ordered(3), ordered(4)],
+            ..OutboxWrite::default()
+        };
+        let (_, stats) = store.write_batch(&write, 60_000).await.unwrap();
+        assert_eq!((stats.sealed, stats.sealed_to_send.len()), (1, 0));
+        let claimed = claim_batches(&store).await;
+        assert_eq!(
+            claimed.iter().map(|(_, ns)| ns.clone()).collect::<Vec<_>>(),
+            vec![vec![3, 4]]
+        );
     })
     .await;
 }
@@ -146,8 +214,8 @@ async fn a_removal_closes_the_open_batch_and_goes_in_one_of_its_own() {
             batch_events: vec![event(1, "log"), event(1, "log.removed")],
             ..OutboxWrite::default()
         };
-        store.write_batch(&write, 60_000).await.unwrap();
-        let sealed = claim_batches(&store).await;
+        let (_, stats) = store.write_batch(&write, 60_000).await.unwrap();
+        let sealed = sent_from_memory(&store, &stats).await;
         assert_eq!(sealed.len(), 1, "the log batch, sealed by the removal");
         store.seal_expired_batches(now_ms() + 60_001).await.unwrap();
         let (row, body) = sealed_batch(&store, "msg_ev1_log.removed").await;
