@@ -163,7 +163,10 @@ async fn batches_sealed_by_the_write_go_from_memory_after_it() {
         let (row, body) = store.get_delivery(&sealed.id).await.unwrap().unwrap();
         assert_eq!(&*sealed.body, body);
         // Not due before its lease ends: the poller leaves it to this job.
-        assert_eq!((sealed.seq, sealed.lease_until), (row.seq, row.next_attempt_at));
+        assert_eq!(
+            (sealed.seq, sealed.lease_until),
+            (row.seq, row.next_attempt_at)
+        );
         assert!(sealed.lease_until > 0 && sealed.pending_seq.is_none());
         let events: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(events["events"][1]["log"]["n"], 2);

@@ -97,7 +97,13 @@ fn new_batch<'a>(
         .max()
         .unwrap_or(0);
     let ordered = first.ordering_key.is_some();
-    let sealed = Sealed::at(first.extra_confirmations, last_block, ordered, now, Some(lease_ms));
+    let sealed = Sealed::at(
+        first.extra_confirmations,
+        last_block,
+        ordered,
+        now,
+        Some(lease_ms),
+    );
     NewBatch {
         id: fill.id.clone(),
         first,
@@ -126,7 +132,13 @@ impl Sealed {
     /// sends it from memory, and the poller takes it only if the lease runs out first. Ordered
     /// batches are the poller's (sent when they head their key), and so are those the sealer
     /// seals (no `lease_ms`).
-    pub fn at(extra: i64, last_block: i64, ordered: bool, now: i64, lease_ms: Option<i64>) -> Sealed {
+    pub fn at(
+        extra: i64,
+        last_block: i64,
+        ordered: bool,
+        now: i64,
+        lease_ms: Option<i64>,
+    ) -> Sealed {
         match (extra, lease_ms) {
             (0, Some(lease_ms)) if !ordered => Sealed {
                 next_attempt_at: now + lease_ms,
@@ -147,7 +159,7 @@ impl Sealed {
     }
 
     /// Whether the outbox sends the batch from memory.
-    pub fn from_memory(&self) -> bool {
+    pub fn goes_from_memory(&self) -> bool {
         self.lease_until > 0
     }
 }
@@ -179,7 +191,7 @@ const EVENT_COLUMNS: [(&str, Col); 6] = [
 impl Store {
     /// Inserts the new batches and their bodies (a replayed batch, already stored, gets
     /// neither). Returns the statements issued, and the new batches sealed whole that the outbox
-    /// sends from memory ([`Sealed::from_memory`]).
+    /// sends from memory ([`Sealed::goes_from_memory`]).
     pub(super) async fn insert_new_batches(
         &self,
         tx: &mut Tx<'_>,
@@ -263,10 +275,7 @@ impl Store {
 }
 
 /// The batches of `chunk` that the insert returned as new (`new`) and that go from memory.
-fn sent_from_memory(
-    chunk: &[NewBatch<'_>],
-    new: &[super::InsertedDelivery],
-) -> Vec<SealedBatch> {
+fn sent_from_memory(chunk: &[NewBatch<'_>], new: &[super::InsertedDelivery]) -> Vec<SealedBatch> {
     let by_id: std::collections::HashMap<&str, i64> =
         new.iter().map(|d| (d.id.as_str(), d.seq)).collect();
     chunk

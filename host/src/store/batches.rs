@@ -18,7 +18,7 @@ use crate::modes::batching::{self, Incoming, OpenBatch};
 pub(super) struct Appended {
     /// Batches sealed (filled up, or opened and sealed whole).
     pub sealed: usize,
-    /// Those of them the outbox sends from memory ([`Sealed::from_memory`]).
+    /// Those of them the outbox sends from memory ([`Sealed::goes_from_memory`]).
     pub to_send: Vec<SealedBatch>,
     pub statements: u64,
 }
@@ -297,7 +297,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             statements += 2;
-            if sealed.from_memory() {
+            if sealed.goes_from_memory() {
                 to_send.push(SealedBatch {
                     id: batch.id,
                     seq: batch.seq,

@@ -80,7 +80,9 @@ fn events(range: std::ops::Range<i64>) -> OutboxWrite {
 async fn claim_batches(store: &Store) -> Vec<(String, Vec<i64>)> {
     let mut due = store.claim_due(100, i64::MAX, 60_000).await.unwrap();
     due.sort_by_key(|d| d.created_at);
-    due.iter().map(|d| batch_events_of(&d.id, &d.body)).collect()
+    due.iter()
+        .map(|d| batch_events_of(&d.id, &d.body))
+        .collect()
 }
 
 /// The `n` of every event of each batch a write sealed to be sent from memory, and their ids,
