@@ -776,6 +776,7 @@ mod due_index;
 mod fencing;
 mod head_batch;
 mod modes;
+mod ordering;
 mod parked;
 mod retention;
 mod secrets;
