@@ -30,6 +30,27 @@ impl Fixture {
 
     /// As `start_with_env`, on a given anvil.
     pub async fn start_with_anvil(db: DbKind, env: Vec<(String, String)>, anvil: Anvil) -> Fixture {
+        Self::start_with(db, env, String::new(), anvil).await
+    }
+
+    /// As `start`, with TOML appended to the host's config (settings without a variable, e.g.
+    /// `"[delivery]\nlease_ms = 5000\n"`).
+    pub async fn start_with_config(db: DbKind, config_extra: &str) -> Fixture {
+        Self::start_with(
+            db,
+            Vec::new(),
+            config_extra.to_string(),
+            Anvil::start().await,
+        )
+        .await
+    }
+
+    async fn start_with(
+        db: DbKind,
+        env: Vec<(String, String)>,
+        config_extra: String,
+        anvil: Anvil,
+    ) -> Fixture {
         let token = anvil.deploy_token().await;
         // The host follows the chain from the first block after the deployment, whenever its
         // ingestion connects; so nothing sent after this point can be missed, and the mint is not seen.
@@ -38,6 +59,7 @@ impl Fixture {
         let host = Host::start(HostOptions {
             start_block: Some(start_block),
             env,
+            config_extra,
             ..HostOptions::new(db, &anvil.ws_url())
         })
         .await;

@@ -82,12 +82,19 @@ fn delivery_states(items: &[Value]) -> String {
     states.join("; ")
 }
 
+/// Leases of 5 s for `batch_mode`. The first batch is retried every half second while the
+/// receiver refuses it, so the kill can land while one of its attempts is in flight: its row stays
+/// leased to the killed process until the lease ends (60 s by default, beyond the test's wait),
+/// and only then does the restarted host's poller send it (CI at d6000ba, with the debug lines).
+const SHORT_LEASE: &str =
+    "[delivery]\nlease_ms = 5000\nrequest_timeout_ms = 3000\nconnect_timeout_ms = 1000\n";
+
 /// Count batches of 3: 6 transfers arrive as 2 `log.batch` webhooks. The first is refused for a
 /// while (retried with the same id and body); the host is killed with the second batch open
 /// (2 of 3 events stored) and a third transfer made while it is down; after the restart the open
 /// batch is completed with it, and the refused one, recovered, carries the same id and events.
 async fn batch_mode(db: DbKind) {
-    let mut fx = Fixture::start(db).await;
+    let mut fx = Fixture::start_with_config(db, SHORT_LEASE).await;
     let plugin = fx
         .admin()
         .upload_plugin(&example_plugin("erc20-transfers"), "erc20")
