@@ -274,39 +274,54 @@ impl Store {
         let mut to_send = Vec::new();
         for batch in batches {
             let elements: Vec<&str> = batch.elements.iter().map(String::as_str).collect();
-            let body: Arc<str> = Arc::from(batching::body(&batch.prefix, &elements));
+            let body = batching::body(&batch.prefix, &elements);
             let sealed = Sealed::at(batch.extra, batch.last_block, batch.ordered, now, lease_ms);
-            sqlx::query("UPDATE delivery_bodies SET body = $2 WHERE seq = $1")
-                .bind(batch.seq)
-                .bind(&*body)
-                .execute(&mut **tx)
-                .await?;
-            let seal = format!(
-                "UPDATE deliveries SET status = {pending}, next_attempt_at = $2, \
-                 release_block = $3, lease_until = $6, updated_at = $4, block_number = $5 \
-                 WHERE id = $1 AND status = {FILLING}",
-                pending = DeliveryStatus::Pending.sql(),
-            );
-            sqlx::query(AssertSqlSafe(seal))
-                .bind(&batch.id)
-                .bind(sealed.next_attempt_at)
-                .bind(sealed.release_block)
-                .bind(now)
-                .bind(batch.last_block)
-                .bind(sealed.lease_until)
-                .execute(&mut **tx)
-                .await?;
+            self.seal_one(tx, &batch, &body, sealed, now).await?;
             statements += 2;
+            // Shared with the job only now: the copies bound into the statements are gone.
             if sealed.goes_from_memory() {
                 to_send.push(SealedBatch {
                     id: batch.id,
                     seq: batch.seq,
                     endpoint_id: batch.endpoint_id,
-                    body,
+                    body: Arc::from(body),
                 });
             }
         }
         Ok((statements, to_send))
+    }
+
+    /// Writes one sealed batch's body and makes its row `pending` on `sealed`'s schedule (two
+    /// statements); a batch no longer filling is left as it is.
+    async fn seal_one(
+        &self,
+        tx: &mut Tx<'_>,
+        batch: &Sealing,
+        body: &str,
+        sealed: Sealed,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE delivery_bodies SET body = $2 WHERE seq = $1")
+            .bind(batch.seq)
+            .bind(body)
+            .execute(&mut **tx)
+            .await?;
+        let seal = format!(
+            "UPDATE deliveries SET status = {pending}, next_attempt_at = $2, \
+             release_block = $3, lease_until = $6, updated_at = $4, block_number = $5 \
+             WHERE id = $1 AND status = {FILLING}",
+            pending = DeliveryStatus::Pending.sql(),
+        );
+        sqlx::query(AssertSqlSafe(seal))
+            .bind(&batch.id)
+            .bind(sealed.next_attempt_at)
+            .bind(sealed.release_block)
+            .bind(now)
+            .bind(batch.last_block)
+            .bind(sealed.lease_until)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 }
 
