@@ -22,11 +22,20 @@ use crate::store::{StoredBlock, StoredLogs};
 /// The stored form of an applied block and its matched logs (the node's objects, as received,
 /// compressed).
 pub(super) fn stored(header: &Header, logs: &[Arc<ChainLog>]) -> StoredBlock {
+    stored_as(header, StoredLogs::of(logs.iter().map(|log| &*log.raw)))
+}
+
+/// The same row from the JSON array of `logs` as the node sent it, compressed as it is.
+pub(super) fn stored_from_answer(header: &Header, array: &str) -> StoredBlock {
+    stored_as(header, StoredLogs::of_array(array))
+}
+
+fn stored_as(header: &Header, logs: StoredLogs) -> StoredBlock {
     StoredBlock {
         number: i64::try_from(header.number).unwrap_or(i64::MAX),
         hash: format!("{:#x}", header.hash),
         parent_hash: format!("{:#x}", header.parent_hash),
-        logs: StoredLogs::of(logs.iter().map(|log| &*log.raw)),
+        logs,
     }
 }
 
@@ -117,8 +126,14 @@ impl ChainIngest {
 
     /// The row of the stored window for a block near the head (within a window of the target),
     /// written by the batch write with the block's deliveries; `None` for a block far below it
-    /// in a catch-up, which the window holds in memory instead.
-    pub(super) fn window_row(&self, header: &Header, logs: &[Arc<ChainLog>]) -> Option<WindowRow> {
+    /// in a catch-up, which the window holds in memory instead. `answer` is the node's JSON array
+    /// when it holds exactly `logs`, in order: the row is then compressed from it.
+    pub(super) fn window_row(
+        &self,
+        header: &Header,
+        logs: &[Arc<ChainLog>],
+        answer: Option<&str>,
+    ) -> Option<WindowRow> {
         let capacity = self.window.capacity() as u64;
         let target = self
             .best_head
@@ -127,8 +142,12 @@ impl ChainIngest {
         if target.saturating_sub(header.number) > capacity {
             return None;
         }
+        let block = match answer {
+            Some(array) => stored_from_answer(header, array),
+            None => stored(header, logs),
+        };
         Some(WindowRow {
-            block: stored(header, logs),
+            block,
             written: Written::default(),
         })
     }
@@ -257,6 +276,29 @@ mod tests {
         assert_eq!(got, vec![(1, 1, 0), (2, 2, 1), (3, 3, 2)]);
         assert_eq!(branch(rows.clone(), B256::repeat_byte(3), 2).len(), 2);
         assert!(branch(rows, B256::repeat_byte(9), 64).is_empty());
+    }
+
+    #[test]
+    fn a_row_compressed_from_the_answer_reads_back_as_the_logs_joined() {
+        let logs = [log(7), log(7)];
+        // The node's array, spaced as a node may send it.
+        let answer = format!("[ {} ,\n {} ]", logs[0].raw, logs[1].raw);
+        let from_answer = stored_from_answer(&header(7, 7, 6), &answer);
+        let joined = stored(&header(7, 7, 6), &logs);
+        assert_eq!(
+            (&from_answer.hash, &from_answer.parent_hash),
+            (&joined.hash, &joined.parent_hash)
+        );
+        let read = |row: &StoredBlock| {
+            let text = row.logs.text().expect("readable");
+            parse_logs(&text)
+                .expect("logs")
+                .iter()
+                .map(|log| log.raw.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(&from_answer), read(&joined));
+        assert_eq!(read(&joined).len(), 2);
     }
 
     #[test]

@@ -193,6 +193,16 @@ async fn start_chain(ws_urls: Vec<String>, budget_kib: u32) -> Started {
 
 /// The same, with the subscriptions' union given by `filter`.
 async fn start_filtered(ws_urls: Vec<String>, budget_kib: u32, filter: FilterSource) -> Started {
+    start_judging(ws_urls, budget_kib, filter, Arc::new(|_: &ChainLog| true)).await
+}
+
+/// As [`start_filtered`], with `relevant` saying which logs the subscriptions can match.
+async fn start_judging(
+    ws_urls: Vec<String>,
+    budget_kib: u32,
+    filter: FilterSource,
+    relevant: Relevance,
+) -> Started {
     let dir = std::env::temp_dir().join(format!("pipeline-ingest-{}", rand::random::<u32>()));
     let store = Store::connect(&format!("sqlite://{}/i.db", dir.display()))
         .await
@@ -213,7 +223,7 @@ async fn start_filtered(ws_urls: Vec<String>, budget_kib: u32, filter: FilterSou
         health: health.clone(),
         chain: config,
         limits: crate::config::IngestConfig::default().limits(),
-        relevant: Arc::new(|_: &ChainLog| true),
+        relevant,
         filter,
     };
     tokio::spawn(run(
@@ -259,6 +269,36 @@ async fn waits_for_room_in_the_in_flight_budget_before_sending_more() {
     drop(first);
     assert_eq!(next_block(&mut rx).await.number, 2);
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_blocks_window_row_holds_only_its_relevant_logs() {
+    // Block n's log comes from address 0x10 + n; only block 2's emitter is relevant.
+    let chain = chain_of_blocks_0_to_3();
+    let (url, _push) = fake_node(chain.clone()).await;
+    let watched = format!("0x{:040x}", 0x12);
+    let relevant = Arc::new(move |log: &ChainLog| format!("{:#x}", log.address) == watched);
+    let any = Arc::new(|| Arc::new(LogFilter::any()));
+    let mut started = start_judging(vec![url], 1 << 14, any, relevant).await;
+    let mut rows = Vec::new();
+    for n in 1..=3u64 {
+        let block = next_block(&mut started.blocks).await;
+        assert_eq!(
+            (block.number, block.logs.len()),
+            (n, 1),
+            "every log is passed on"
+        );
+        let row = block.window_row.expect("a block near the head has its row");
+        let text = row.block.logs.text().expect("readable").into_owned();
+        let logs: Vec<Value> = serde_json::from_str(&text).unwrap();
+        rows.push((n, logs.len()));
+        if n == 2 {
+            // Every log of the block is relevant: the row is the node's answer, compressed.
+            assert_eq!(logs[0], chain.lock().unwrap().log_of(&block.hash));
+        }
+    }
+    assert_eq!(rows, vec![(1, 0), (2, 1), (3, 0)]);
+    started.shutdown.cancel();
 }
 
 #[tokio::test]

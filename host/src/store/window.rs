@@ -48,9 +48,12 @@ const MAX_LOGS_TEXT: u64 = 1 << 30;
 impl StoredLogs {
     /// The JSON array of `objects` (each one log object's text), compressed.
     pub fn of<'a>(objects: impl Iterator<Item = &'a str> + Clone) -> StoredLogs {
-        StoredLogs::Lz4(lz4_flex::compress_prepend_size(
-            json_array(objects).as_bytes(),
-        ))
+        StoredLogs::of_array(&json_array(objects))
+    }
+
+    /// A JSON array of log objects, compressed as it is.
+    pub fn of_array(array: &str) -> StoredLogs {
+        StoredLogs::Lz4(lz4_flex::compress_prepend_size(array.as_bytes()))
     }
 
     /// The JSON array's text (borrowed from a text row); `None` when a compressed row cannot
