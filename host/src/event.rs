@@ -7,6 +7,7 @@ use std::time::Instant;
 use alloy_primitives::{Address, B256, Bytes, U64};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// The highest block number accepted from a node: 2^53 − 1, the largest integer every JSON reader
 /// (a webhook receiver in JavaScript) holds exactly. Far above any chain (at 10 blocks/s, 28 million
@@ -27,7 +28,65 @@ pub struct ChainLog {
     pub log_index: u64,
     pub removed: bool,
     /// The log object exactly as received (with `removed` rewritten for a reorged-out log).
-    pub raw: Arc<str>,
+    pub raw: LogText,
+}
+
+/// A log object's JSON text: a slice of the node's answer it arrived in, shared with the block's
+/// other logs rather than copied out (a block's logs are megabytes at 100K events/s), or text of
+/// its own.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LogText(Utf8Bytes);
+
+impl LogText {
+    /// `part` of the text `whole`, sharing `whole`'s memory; `None` when `part` does not lie
+    /// within `whole`.
+    pub fn shared(whole: &Utf8Bytes, part: &str) -> Option<LogText> {
+        let start = (part.as_ptr() as usize).checked_sub(whole.as_str().as_ptr() as usize)?;
+        let end = start.checked_add(part.len())?;
+        let bytes: &bytes::Bytes = whole.as_ref();
+        if end > bytes.len() {
+            return None;
+        }
+        Utf8Bytes::try_from(bytes.slice(start..end))
+            .ok()
+            .map(LogText)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::ops::Deref for LogText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for LogText {
+    fn from(text: &str) -> LogText {
+        LogText(Utf8Bytes::from(text))
+    }
+}
+
+impl From<String> for LogText {
+    fn from(text: String) -> LogText {
+        LogText(Utf8Bytes::from(text))
+    }
+}
+
+impl std::fmt::Display for LogText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for LogText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 #[derive(Deserialize)]
@@ -51,12 +110,33 @@ struct RpcLog {
 pub struct MalformedLog(String);
 
 impl ChainLog {
-    /// Parses one JSON-RPC log object, keeping its exact text.
+    /// Parses one JSON-RPC log object, keeping a copy of its exact text.
     pub fn from_raw(raw: &RawValue) -> Result<ChainLog, MalformedLog> {
         Self::from_json(raw.get())
     }
 
     pub fn from_json(text: &str) -> Result<ChainLog, MalformedLog> {
+        Self::parse(text, LogText::from(text.trim()))
+    }
+
+    /// Parses one log object of the message `whole`, its text shared with `whole` (see
+    /// [`LogText::shared`]); copied when `raw` is not part of `whole`.
+    pub fn from_shared(whole: &Utf8Bytes, raw: &RawValue) -> Result<ChainLog, MalformedLog> {
+        let text = raw.get().trim();
+        let shared = LogText::shared(whole, text).unwrap_or_else(|| LogText::from(text));
+        Self::parse(text, shared)
+    }
+
+    /// The same log with its text in memory of its own, so it no longer holds the message
+    /// it arrived in.
+    pub fn detached(&self) -> ChainLog {
+        ChainLog {
+            raw: LogText::from(self.raw.as_str()),
+            ..self.clone()
+        }
+    }
+
+    fn parse(text: &str, raw: LogText) -> Result<ChainLog, MalformedLog> {
         let log: RpcLog = serde_json::from_str(text).map_err(|e| MalformedLog(e.to_string()))?;
         if log.topics.len() > 4 {
             return Err(MalformedLog(format!(
@@ -80,7 +160,7 @@ impl ChainLog {
             transaction_index: index(log.transaction_index, "transactionIndex")?,
             log_index: index(log.log_index, "logIndex")?,
             removed: log.removed,
-            raw: Arc::from(text.trim()),
+            raw,
         })
     }
 
@@ -102,7 +182,7 @@ impl ChainLog {
             };
         ChainLog {
             removed: true,
-            raw: Arc::from(raw),
+            raw: LogText::from(raw),
             ..self.clone()
         }
     }
@@ -270,6 +350,38 @@ mod tests {
     use super::*;
 
     const TRANSFER: &str = r#"{"address":"0xf4eced2f682ce333f96f2d8966c613ded8fc95dd","topics":["0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef","0x0000000000000000000000001b63142628311395ceafeea5667e7c9026c862ca","0x000000000000000000000000ac4df82fe37ea2187bc8c011a23d743b4f39019a"],"data":"0x00000000000000000000000000000000000000000000000000000000000186a0","blockNumber":"0x76250","blockHash":"0x246edb4b351d93c27926f4649bcf6c24366e2a7c7c718dc9158eea20c03bc6ae","blockTimestamp":"0x5638c858","transactionHash":"0x04cbcb236043d8fb7839e07bbc7f5eed692fb2ca55d897f1101eac3e3ad4fab8","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#;
+
+    /// Whether `text` lies inside `message`'s memory.
+    fn inside(text: &str, message: &Utf8Bytes) -> bool {
+        let (start, end) = (
+            message.as_ptr() as usize,
+            message.as_ptr() as usize + message.len(),
+        );
+        let at = text.as_ptr() as usize;
+        at >= start && at + text.len() <= end
+    }
+
+    #[test]
+    fn a_log_parsed_from_a_message_shares_its_text_until_detached() {
+        let message = Utf8Bytes::from(format!("{{\"result\":[ {TRANSFER} ]}}"));
+        let items: Vec<&RawValue> = serde_json::from_str(&message[10..message.len() - 1]).unwrap();
+        let log = ChainLog::from_shared(&message, items[0]).unwrap();
+        assert_eq!(&*log.raw, TRANSFER);
+        assert!(inside(&log.raw, &message), "the text is the message's own");
+        let detached = log.detached();
+        assert_eq!(&*detached.raw, TRANSFER);
+        assert!(
+            !inside(&detached.raw, &message),
+            "a detached log has text of its own"
+        );
+        assert_eq!(detached.log_index, log.log_index);
+        // A log object from elsewhere is parsed from a copy, never sliced out of the wrong text.
+        let elsewhere: Box<RawValue> = RawValue::from_string(TRANSFER.to_string()).unwrap();
+        let copied = ChainLog::from_shared(&message, &elsewhere).unwrap();
+        assert_eq!(&*copied.raw, TRANSFER);
+        assert!(!inside(&copied.raw, &message));
+        assert!(LogText::shared(&message, TRANSFER).is_none());
+    }
 
     #[test]
     fn a_block_is_charged_about_twice_its_json_in_kib() {

@@ -199,7 +199,7 @@ mod tests {
             r#"{"address":"0x0000000000000000000000000000000000000001","topics":[],"data":"0x","blockNumber":"0x1","blockHash":"0x0000000000000000000000000000000000000000000000000000000000000001","transactionHash":"0x0000000000000000000000000000000000000000000000000000000000000002","transactionIndex":"0x0","logIndex":"0x0","removed":false}"#,
         )
         .unwrap();
-        log.raw = Arc::from(" ".repeat(text_len));
+        log.raw = crate::event::LogText::from(" ".repeat(text_len));
         Arc::new(log)
     }
 

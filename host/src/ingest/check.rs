@@ -8,16 +8,38 @@ use alloy_primitives::B256;
 use serde_json::value::RawValue;
 
 use super::IngestError;
-use super::rpc::Header;
-use crate::event::{ChainLog, MAX_BLOCK_NUMBER};
+use super::rpc::{Answer, Header};
+use crate::event::{ChainLog, MAX_BLOCK_NUMBER, MalformedLog};
 
-/// The logs of one block's `eth_getLogs {blockHash}` answer. Refused whole when the answer's text
-/// is over `max_bytes` (checked before any log is parsed), when a log is malformed, or when a log
-/// names another block than `header` (by hash or by number) or says it was removed.
+/// The logs of one block's `eth_getLogs {blockHash}` answer, each log's text shared with the
+/// node's message rather than copied. Refused whole when the answer's text is over `max_bytes`
+/// (checked before any log is parsed), when a log is malformed, or when a log names another block
+/// than `header` (by hash or by number) or says it was removed.
+pub(super) fn shared_block_logs(
+    answer: &Answer,
+    header: &Header,
+    max_bytes: usize,
+) -> Result<Vec<Arc<ChainLog>>, IngestError> {
+    block_logs_parsed_by(answer.get(), header, max_bytes, |raw| {
+        ChainLog::from_shared(answer.message(), raw)
+    })
+}
+
+/// The same checks of an answer's text, each log's text copied.
+#[cfg(test)]
 pub(super) fn block_logs(
     answer: &str,
     header: &Header,
     max_bytes: usize,
+) -> Result<Vec<Arc<ChainLog>>, IngestError> {
+    block_logs_parsed_by(answer, header, max_bytes, ChainLog::from_raw)
+}
+
+fn block_logs_parsed_by(
+    answer: &str,
+    header: &Header,
+    max_bytes: usize,
+    parse: impl Fn(&RawValue) -> Result<ChainLog, MalformedLog>,
 ) -> Result<Vec<Arc<ChainLog>>, IngestError> {
     let bytes = answer.len();
     if bytes > max_bytes {
@@ -35,7 +57,7 @@ pub(super) fn block_logs(
         serde_json::from_str(answer).map_err(|e| bad(format!("not a list of logs: {e}")))?;
     let mut logs = Vec::with_capacity(raw.len());
     for item in raw {
-        let log = ChainLog::from_raw(item).map_err(|e| bad(e.to_string()))?;
+        let log = parse(item).map_err(|e| bad(e.to_string()))?;
         if log.block_hash != header.hash {
             return Err(bad(format!(
                 "log {} names block hash {}, the header {}",

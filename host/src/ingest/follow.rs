@@ -336,8 +336,7 @@ impl ChainIngest {
         let (answer, logs) = self.block_logs(conn, &header).await?;
         tracing::debug!(chain = %self.chain.name, block = header.number, logs = logs.len(), "block received");
         let in_flight = self.receive(&logs).await;
-        let relevant = &self.relevant;
-        let relevant_logs: Vec<_> = logs.iter().filter(|log| relevant(log)).cloned().collect();
+        let (logs, relevant_logs) = self.judge(logs);
         // When every log is relevant the node's answer is already the row's JSON array: it is
         // compressed as it is, not joined again from the logs (a block's text, megabytes at 100K
         // events/s, copied once less).
@@ -374,6 +373,28 @@ impl ChainIngest {
         Ok(())
     }
 
+    /// The block's logs and those of them the subscriptions can match. The logs share the node's
+    /// answer; when only some are relevant, the relevant ones get text of their own, so the
+    /// window and the deliveries never hold a whole answer for a few of its logs.
+    fn judge(&self, logs: Vec<Arc<ChainLog>>) -> (Vec<Arc<ChainLog>>, Vec<Arc<ChainLog>>) {
+        let relevant: Vec<bool> = logs.iter().map(|log| (self.relevant)(log)).collect();
+        if relevant.iter().all(|r| *r) {
+            return (logs.clone(), logs);
+        }
+        let logs: Vec<Arc<ChainLog>> = logs
+            .into_iter()
+            .zip(&relevant)
+            .map(|(log, r)| if *r { Arc::new(log.detached()) } else { log })
+            .collect();
+        let relevant_logs = logs
+            .iter()
+            .zip(&relevant)
+            .filter(|(_, r)| **r)
+            .map(|(log, _)| log.clone())
+            .collect();
+        (logs, relevant_logs)
+    }
+
     /// A block's logs: with `filter_at_node`, only those the subscriptions' union can match (none
     /// asked for when there is no subscription), else all of them; and the node's answer they
     /// were parsed from.
@@ -392,7 +413,7 @@ impl ChainIngest {
             json!([{"blockHash": header.hash}])
         };
         let answer = conn.request_raw("eth_getLogs", params).await?;
-        let logs = check::block_logs(answer.get(), header, self.limits.max_logs_bytes)?;
+        let logs = check::shared_block_logs(&answer, header, self.limits.max_logs_bytes)?;
         Ok((Some(answer), logs))
     }
 

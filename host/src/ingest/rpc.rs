@@ -125,6 +125,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The whole message the answer came in.
+    pub fn message(&self) -> &Utf8Bytes {
+        &self.message
+    }
+
     /// The `result`'s JSON text.
     pub fn get(&self) -> &str {
         self.message

@@ -6,11 +6,9 @@
 //! far, and whatever comes after the cursor is matched again and appended. A batch holds events
 //! of one type: a `log.removed` after `log`s seals the open batch and starts its own.
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 
-use crate::event::EventType;
+use crate::event::{EventType, LogText};
 
 /// The open (filling) batch of a subscription as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,12 +146,12 @@ fn hashed(parts: &[&[u8]]) -> String {
 #[derive(Debug, Clone)]
 pub struct Element {
     event_type: EventType,
-    log: Arc<str>,
+    log: LogText,
     data: Option<Box<str>>,
 }
 
 impl Element {
-    pub fn new(event_type: EventType, log: Arc<str>, data: Option<&str>) -> Element {
+    pub fn new(event_type: EventType, log: LogText, data: Option<&str>) -> Element {
         Element {
             event_type,
             log,
@@ -326,7 +324,7 @@ mod tests {
         let prefix = body_prefix("msg_1", "sub_1", 31337, 2);
         let e = Element::new(
             EventType::Log,
-            Arc::from("{\"logIndex\":\"0x0\"}"),
+            LogText::from("{\"logIndex\":\"0x0\"}"),
             Some("{\"v\":1}"),
         );
         assert_eq!(e.text_len(), e.text().len());
@@ -339,7 +337,7 @@ mod tests {
         assert_eq!(value["events"].as_array().unwrap().len(), 2);
         assert_eq!(value["events"][0]["data"]["v"], 1);
         assert_eq!(value["events"][0]["type"], "log");
-        let removed = Element::new(EventType::LogRemoved, Arc::from("{}"), None);
+        let removed = Element::new(EventType::LogRemoved, LogText::from("{}"), None);
         assert_eq!(
             removed.text(),
             r#"{"type":"log.removed","log":{},"data":null}"#
