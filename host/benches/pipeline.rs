@@ -57,7 +57,7 @@ fn blocks(repeat: usize) -> Vec<(B256, Vec<Arc<ChainLog>>)> {
                 .replace(&format!("{:#x}", log.block_hash), &format!("{hash:#x}"));
             let fed = ChainLog {
                 block_hash: hash,
-                raw: Arc::from(raw),
+                raw: pipeline_host::event::LogText::from(raw),
                 ..log.clone()
             };
             match &mut current {
