@@ -16,10 +16,14 @@
 //! - `narenas:1` — one arena: the host's threads are a couple of runtime workers, the plugin-call
 //!   pool's thread per core (`matcher/pool.rs`) and SQLite's connection threads; per-thread caches
 //!   take the contention, and every further arena holds freed memory of its own.
-//! - `background_thread:true`, `dirty_decay_ms:100`, `muzzy_decay_ms:0` — freed pages go back to the
-//!   kernel within ~100 ms, by jemalloc's own thread rather than on the hot path (decay 0 without
+//! - `background_thread:true`, `dirty_decay_ms:20`, `muzzy_decay_ms:0` — freed pages go back to the
+//!   kernel within ~20 ms, by jemalloc's own thread rather than on the hot path (decay 0 without
 //!   that thread: 13.3 against 10.7 s of host CPU in a 20K run; jemalloc's defaults altogether —
 //!   8 arenas, 10 s decay — peaked at 59.9–62.0 MB at 10K events/s against 49.4 MB with these).
+//!   20 ms rather than 100: at 100K events/s in batches of 1,000, 60 s runs peaked at 76.8 · 78.0
+//!   against 80.4 · 78.7 MB (medians 63.4 · 63.2 against 65.6 · 65.9), and the host's CPU at 20K
+//!   events/s was the same (5.05 · 5.05 against 5.34 · 4.94 s over 8 s; BENCHMARKS.md, "Session
+//!   of 2026-12-06 (fifteenth)").
 //! - `lg_tcache_nslots_mul:-2`, `tcache_nslots_small_max:32` — shallower per-thread caches (slots
 //!   per size a quarter of the regions in a slab instead of twice, at most 32 instead of 200):
 //!   peak RSS at 10K events/s with half the subscriptions through a plugin 53.6 → 49.4 MB, host
@@ -36,7 +40,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8] = SETTINGS.as_bytes();
 
 /// The settings, NUL-terminated for C.
-pub const SETTINGS: &str = "narenas:1,background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0,\
+pub const SETTINGS: &str = "narenas:1,background_thread:true,dirty_decay_ms:20,muzzy_decay_ms:0,\
                             lg_tcache_nslots_mul:-2,tcache_nslots_small_max:32\0";
 
 #[cfg(test)]
