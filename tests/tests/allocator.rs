@@ -23,7 +23,7 @@ fn the_binary_runs_on_jemalloc_with_its_own_settings() {
     for option in [
         "opt.narenas: 1",
         "opt.background_thread: true",
-        "opt.dirty_decay_ms: 100",
+        "opt.dirty_decay_ms: 20",
         "opt.muzzy_decay_ms: 0",
         "opt.tcache_nslots_small_max: 32",
         "opt.lg_tcache_nslots_mul: -2",
@@ -39,5 +39,5 @@ fn the_binary_runs_on_jemalloc_with_its_own_settings() {
 fn an_operators_malloc_conf_wins_option_by_option() {
     let report = allocator_report("stats_print:true,narenas:3");
     assert!(report.contains("opt.narenas: 3"), "{report}");
-    assert!(report.contains("opt.dirty_decay_ms: 100"), "{report}");
+    assert!(report.contains("opt.dirty_decay_ms: 20"), "{report}");
 }
