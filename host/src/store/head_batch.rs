@@ -7,11 +7,12 @@
 //!   fence check, the deliveries with their bodies, the reorg window's block rows and the cursor,
 //!   each a part of one `WITH`. One round trip where the general write takes six (`BEGIN` with its
 //!   settings, the fence, deliveries, bodies, blocks with the cursor, `COMMIT`).
-//! - **SQLite: two calls** to the connection's thread between `BEGIN` and `COMMIT`, where the
-//!   general write makes five: the deliveries' insert with the fence check after it, then the
-//!   bodies, the block rows and the cursor as three statements of one call (sqlx runs a call's
-//!   statements in turn, binding its anonymous parameters in order). Each call is a round trip
-//!   between threads, ~0.1 ms on an idle machine (BENCHMARKS.md, "Session of 2026-12-05 (ninth)").
+//! - **SQLite: one transaction on a connection of its own, without sqlx** (`direct.rs`): the fence
+//!   check, then the deliveries, bodies, block rows and cursor, one statement per table, run from
+//!   the task's own thread. Through sqlx each call is a round trip to the connection's thread
+//!   (~0.1 ms on an idle machine, BENCHMARKS.md "Session of 2026-12-05 (ninth)"), and the general
+//!   write makes five. A database in memory has no second connection (`DirectWriter::open`): its
+//!   batches take the general write.
 //!
 //! What both keep of the general write:
 //! - **Atomic:** all of it or nothing (one statement; one transaction).
@@ -30,13 +31,10 @@
 //! reach stored rows only through the conflict targets' indexes and the epoch's primary key, and
 //! its one join is between the statement's own lists (hashed, the planner's default).
 
-use sqlx::{Column, Row};
+use sqlx::Row;
 
-use super::outbox::{Tx, WriteStats};
-use super::outbox_rows::{
-    BODIES_INSERT, BODY_COLUMNS, DELIVERY_COLUMNS, bind_delivery, bodies_of_new,
-    cursor_upsert_anonymous, delivery_insert,
-};
+use super::outbox::WriteStats;
+use super::outbox_rows::{DELIVERY_COLUMNS, bind_delivery, delivery_insert};
 use super::rows::{self, Col, MAX_ROWS, Rows};
 use super::window::{BLOCK_COLUMNS, bind_block, block_upsert, unique_blocks};
 use super::{
@@ -58,14 +56,17 @@ const fn with_body(columns: [(&'static str, Col); 11]) -> [(&'static str, Col); 
 
 /// A head batch (the module's doc): its one cursor, deliveries and blocks.
 pub(super) struct HeadBatch<'w> {
-    cursor: &'w Cursor,
-    deliveries: Vec<&'w NewDelivery>,
-    blocks: Vec<&'w ChainBlock>,
+    pub(super) cursor: &'w Cursor,
+    pub(super) deliveries: Vec<&'w NewDelivery>,
+    pub(super) blocks: Vec<&'w ChainBlock>,
 }
 
 impl Store {
     /// `write` as a [`HeadBatch`], if it has that shape (see the module's doc).
     pub(super) fn head_batch<'w>(&self, write: &'w OutboxWrite) -> Option<HeadBatch<'w>> {
+        if self.dialect == Dialect::Sqlite && self.direct.is_none() {
+            return None;
+        }
         let [cursor] = write.cursors.as_slice() else {
             return None;
         };
@@ -107,9 +108,10 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
-        match self.dialect {
-            Dialect::Postgres => self.write_in_one_statement(batch, now, lease_ms).await,
-            Dialect::Sqlite => self.write_in_two_calls(batch, now, lease_ms).await,
+        // Only SQLite has a direct writer, and without one `head_batch` offers none on SQLite.
+        match &self.direct {
+            Some(direct) => self.write_direct(direct, batch, now, lease_ms).await,
+            None => self.write_in_one_statement(batch, now, lease_ms).await,
         }
     }
 
@@ -166,127 +168,6 @@ impl Store {
             ..WriteStats::default()
         };
         Ok((inserted, stats))
-    }
-}
-
-impl Store {
-    /// SQLite: `BEGIN`, the deliveries with the fence check, then the bodies, block rows and
-    /// cursor in one call, `COMMIT`.
-    async fn write_in_two_calls(
-        &self,
-        batch: HeadBatch<'_>,
-        now: i64,
-        lease_ms: i64,
-    ) -> Result<(Vec<InsertedDelivery>, WriteStats), StoreError> {
-        let HeadBatch {
-            cursor,
-            deliveries,
-            blocks,
-        } = batch;
-        let epoch = self.fence_epoch(cursor.chain_id);
-        let mut stats = WriteStats {
-            lease_until: now + lease_ms,
-            ..WriteStats::default()
-        };
-        let mut tx = self.begin_write(&self.writer).await?;
-        let (inserted, owned) = self
-            .insert_if_owned(
-                &mut tx,
-                &deliveries,
-                (cursor.chain_id, epoch),
-                now,
-                lease_ms,
-            )
-            .await?;
-        stats.statements += u64::from(!deliveries.is_empty()) + u64::from(epoch.is_some());
-        if !owned {
-            // Nothing was written; the transaction ends empty.
-            tx.commit().await?;
-            stats.fenced.push(cursor.chain_id);
-            return Ok((Vec::new(), stats));
-        }
-        let bodies = bodies_of_new(
-            &inserted,
-            deliveries.iter().map(|d| (d.id.as_str(), d.body.as_str())),
-        );
-        let mut sql = Vec::with_capacity(3);
-        if !bodies.is_empty() {
-            let list = rows::values(Dialect::Sqlite, "j", &BODY_COLUMNS, bodies.len(), 1);
-            sql.push(format!("WITH {list} {BODIES_INSERT}"));
-        }
-        let list = rows::values(Dialect::Sqlite, "j", &BLOCK_COLUMNS, blocks.len(), 1);
-        sql.push(format!("WITH {list} {}", block_upsert("j", "true")));
-        sql.push(cursor_upsert_anonymous());
-        stats.statements += sql.len() as u64;
-        let mut query = if bodies.is_empty() {
-            Rows::of_statement(sql.join("; "), &BLOCK_COLUMNS, blocks.len())
-        } else {
-            let mut query = Rows::of_statement(sql.join("; "), &BODY_COLUMNS, bodies.len());
-            for (seq, body) in &bodies {
-                query = query.bind(*seq).bind(*body);
-            }
-            query.then_values(&BLOCK_COLUMNS, blocks.len())
-        };
-        for b in &blocks {
-            query = bind_block(query, b);
-        }
-        query
-            .finish()
-            .bind(cursor.chain_id)
-            .bind(cursor.block_number)
-            .bind(cursor.block_hash.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((inserted, stats))
-    }
-
-    /// SQLite: inserts `deliveries` if the chain (`(chain id, epoch)`) is still this process's,
-    /// then asks whether it is — one call; no call when there is neither to do. Returns the new
-    /// deliveries and whether the chain is owned (always, when this process never locked it).
-    async fn insert_if_owned(
-        &self,
-        tx: &mut Tx<'_>,
-        deliveries: &[&NewDelivery],
-        (chain_id, epoch): (i64, Option<i64>),
-        now: i64,
-        lease_ms: i64,
-    ) -> Result<(Vec<InsertedDelivery>, bool), StoreError> {
-        const OWNED: &str =
-            "(? IS NULL OR EXISTS (SELECT 1 FROM chain_owners WHERE chain_id = ? AND epoch = ?))";
-        let mut sql = Vec::with_capacity(2);
-        if !deliveries.is_empty() {
-            let list = rows::values(Dialect::Sqlite, "j", &DELIVERY_COLUMNS, deliveries.len(), 1);
-            sql.push(format!("WITH {list} {}", delivery_insert(OWNED)));
-        }
-        if epoch.is_some() {
-            sql.push(format!("SELECT {OWNED} AS owned"));
-        }
-        if sql.is_empty() {
-            return Ok((Vec::new(), true));
-        }
-        let mut query = Rows::of_statement(sql.join("; "), &DELIVERY_COLUMNS, deliveries.len());
-        for d in deliveries {
-            query = bind_delivery(query, d, now, lease_ms);
-        }
-        let mut query = query.finish();
-        for _ in 0..sql.len() {
-            query = query.bind(epoch).bind(chain_id).bind(epoch);
-        }
-        let mut inserted = Vec::with_capacity(deliveries.len());
-        let mut owned = true;
-        for row in query.fetch_all(&mut **tx).await? {
-            if row.columns().first().map(|c| c.name()) == Some("owned") {
-                owned = row.try_get::<i64, _>("owned")? != 0;
-            } else {
-                inserted.push(InsertedDelivery {
-                    id: row.try_get("id")?,
-                    seq: row.try_get("seq")?,
-                });
-            }
-        }
-        Ok((inserted, owned))
     }
 }
 

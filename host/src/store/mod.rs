@@ -9,6 +9,7 @@ mod batch_rows;
 mod batches;
 mod canary;
 mod deliveries;
+mod direct;
 mod fence;
 mod head_batch;
 mod held;
@@ -57,6 +58,9 @@ pub use window::{StoredBlock, StoredLogs};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// From the head batch's write on SQLite, which goes through rusqlite (`direct.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database directory: {0}")]
@@ -117,6 +121,8 @@ pub struct Store {
     /// Woken whenever the SQLite writer's connection goes back to its pool (its transaction has
     /// ended): the checkpointer starts there rather than beside a commit (`wal.rs`).
     writer_released: Arc<tokio::sync::Notify>,
+    /// On SQLite with a file, the head batch's write without sqlx (`direct.rs`).
+    direct: Option<direct::DirectWriter>,
 }
 
 /// Connections of PostgreSQL's writer pool. The hot path's many-row statements have up to
@@ -214,9 +220,14 @@ impl Store {
                     .await?
             }
         };
+        let direct = match dialect {
+            Dialect::Sqlite => direct::DirectWriter::open(&url)?,
+            Dialect::Postgres => None,
+        };
         Ok(Store {
             pool,
             writer,
+            direct,
             dialect,
             fences: Default::default(),
             secrets: SecretKeys::default(),

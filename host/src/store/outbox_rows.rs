@@ -70,16 +70,7 @@ pub(super) fn bind_delivery<'q>(
     now: i64,
     lease_ms: i64,
 ) -> Rows<'q> {
-    // New rows are leased to this process: it sends them from memory right away, and the retry
-    // poller must not pick them up unless this process dies first, so they are not due before the
-    // lease ends (which also keeps them out of the poller's index range). Held rows wait,
-    // unleased, for their release. Ordered rows are due at once and unleased: the poller claims
-    // each when it is the first undelivered one of its key.
-    let (due, lease) = match (d.release_block, &d.ordering_key) {
-        (Some(_), _) => (HELD_UNTIL_RELEASED, 0),
-        (None, Some(_)) => (now, 0),
-        (None, None) => (now + lease_ms, now + lease_ms),
-    };
+    let (due, lease) = due_and_lease(d, now, lease_ms);
     rows.bind(d.id.as_str())
         .bind(d.subscription_id.as_str())
         .bind(d.endpoint_id.as_str())
@@ -91,6 +82,21 @@ pub(super) fn bind_delivery<'q>(
         .bind(lease)
         .bind(now)
         .bind(d.ordering_key.as_deref())
+}
+
+/// A new delivery's `next_attempt_at` and `lease_until`, written at `now`.
+///
+/// New rows are leased to this process: it sends them from memory right away, and the retry
+/// poller must not pick them up unless this process dies first, so they are not due before the
+/// lease ends (which also keeps them out of the poller's index range). Held rows wait, unleased,
+/// for their release. Ordered rows are due at once and unleased: the poller claims each when it
+/// is the first undelivered one of its key.
+pub(super) fn due_and_lease(d: &NewDelivery, now: i64, lease_ms: i64) -> (i64, i64) {
+    match (d.release_block, &d.ordering_key) {
+        (Some(_), _) => (HELD_UNTIL_RELEASED, 0),
+        (None, Some(_)) => (now, 0),
+        (None, None) => (now + lease_ms, now + lease_ms),
+    }
 }
 
 /// The upsert of one chain's cursor, its parameters (chain id, block number, block hash, time)

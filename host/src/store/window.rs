@@ -78,7 +78,7 @@ impl StoredLogs {
     }
 
     /// The row's `logs` and `logs_lz4` columns.
-    fn columns(&self) -> (&str, Option<&[u8]>) {
+    pub(super) fn columns(&self) -> (&str, Option<&[u8]>) {
         match self {
             StoredLogs::Lz4(bytes) => ("", Some(bytes)),
             StoredLogs::Text(text) => (text, None),

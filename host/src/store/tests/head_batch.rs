@@ -1,6 +1,6 @@
 //! The commonest batch (one block of one chain, its deliveries, its cursor) is one statement on
-//! PostgreSQL and two calls inside the transaction on SQLite (`head_batch.rs`): the same rows as
-//! the general write, and fenced the same way (`fencing.rs`).
+//! PostgreSQL and one rusqlite transaction on SQLite (`direct.rs`): the same rows as the general
+//! write, and fenced the same way (`fencing.rs`).
 
 use super::*;
 
@@ -41,6 +41,8 @@ fn three() -> Vec<NewDelivery> {
 #[tokio::test]
 async fn a_head_batch_writes_the_same_rows_in_fewer_trips() {
     each_store(async |store: Store| {
+        // On an SQLite file the head batch goes through rusqlite (`direct.rs`).
+        assert_eq!(store.direct.is_some(), store.dialect() == Dialect::Sqlite);
         let postgres = store.dialect() == Dialect::Postgres;
         let write = head_batch(7, three());
         let (inserted, stats) = store.write_batch(&write, 60_000).await.unwrap();
@@ -97,4 +99,67 @@ async fn a_head_batch_writes_the_same_rows_in_fewer_trips() {
         assert_eq!(store.chain_block_links(31337, 7, 8).await.unwrap().len(), 2);
     })
     .await;
+}
+
+/// The direct writer writes only while it holds the sqlx writer's one connection: the two never
+/// write at once, so neither waits in SQLite's busy handler. Multi-threaded, so the write runs in
+/// `block_in_place` as in the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_write_waits_for_the_sqlx_writer() {
+    let store = sqlite().await;
+    let held = store.writer.acquire().await.unwrap();
+    let writing = tokio::spawn({
+        let store = store.clone();
+        async move { store.write_batch(&head_batch(7, three()), 60_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !writing.is_finished(),
+        "wrote while the sqlx writer was held"
+    );
+    assert!(store.get_cursor(31337).await.unwrap().is_none());
+    drop(held);
+    let (inserted, _) = tokio::time::timeout(Duration::from_secs(10), writing)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(inserted.len(), 3);
+    assert_eq!(
+        store.get_cursor(31337).await.unwrap().unwrap().block_number,
+        7
+    );
+}
+
+/// A database in memory or opened read-only gets no direct writer (its head batches take the
+/// general write); a file does.
+#[test]
+fn only_a_writable_file_gets_a_direct_writer() {
+    let dir = std::env::temp_dir().join(format!("pipeline-direct-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("d.db");
+    rusqlite::Connection::open(&file).unwrap();
+    let url = format!("sqlite://{}", file.display());
+    assert!(direct::DirectWriter::open(&url).unwrap().is_some());
+    assert!(
+        direct::DirectWriter::open(&format!("{url}?mode=rwc"))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        direct::DirectWriter::open(&format!("{url}?mode=ro"))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        direct::DirectWriter::open("sqlite::memory:")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        direct::DirectWriter::open("sqlite://:memory:")
+            .unwrap()
+            .is_none()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
