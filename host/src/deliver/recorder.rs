@@ -188,7 +188,11 @@ async fn write_part(store: &Store, part: &[AttemptResult], metrics: &Metrics) ->
 /// The database received the statement and refused it (a value it cannot hold, a constraint),
 /// as opposed to not being reachable.
 fn is_refusal(error: &StoreError) -> bool {
-    matches!(error, StoreError::Database(sqlx::Error::Database(_)))
+    matches!(
+        error,
+        StoreError::Database(sqlx::Error::Database(_))
+            | StoreError::Sqlite(rusqlite::Error::SqliteFailure(..))
+    )
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub(super) static EARLIER_IN_KEY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The columns of an attempt outcome, as [`bind_results`] binds them.
-const RESULT_COLUMNS: [(&str, Col); 12] = [
+pub(super) const RESULT_COLUMNS: [(&str, Col); 12] = [
     ("id", Col::Text),
     ("seq", Col::BigInt),
     ("status", Col::Text),
@@ -86,6 +86,27 @@ pub(super) const OUTCOME_SETTINGS: &str = "SELECT set_config('synchronous_commit
      set_config('plan_cache_mode', 'force_generic_plan', true), \
      set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), \
      set_config('enable_mergejoin', 'off', true)";
+
+/// The update of the rows of `VALUES` list `j` ([`RESULT_COLUMNS`], `j` its `WITH` prefix) with
+/// their outcomes, each under the claim it was made with ([`Store::record_results`]).
+pub(super) fn outcome_update(j: &str) -> String {
+    format!(
+        "{j} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
+         lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
+         FROM j WHERE deliveries.seq = j.seq AND deliveries.id = j.id AND deliveries.lease_until = j.lease \
+         AND deliveries.status <> {}",
+        DeliveryStatus::Delivered.sql()
+    )
+}
+
+/// The insert of the attempts of the rows of `VALUES` list `j` that were attempted.
+pub(super) fn attempts_insert(j: &str) -> String {
+    format!(
+        "{j} INSERT INTO delivery_attempts (delivery_seq, attempt, status_code, latency_ms, error, response_body, created_at) \
+         SELECT j.seq, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
+         WHERE j.attempted ON CONFLICT (delivery_seq, attempt) DO NOTHING"
+    )
+}
 
 fn bind_results<'q>(
     mut query: Rows<'q>,
@@ -206,28 +227,17 @@ impl Store {
         if results.is_empty() {
             return Ok(0);
         }
+        if let Some(direct) = &self.direct {
+            return self.record_direct(direct, results).await;
+        }
         let mut statements = 0;
         let mut tx = self
             .begin_write_with(&self.writer, OUTCOME_SETTINGS)
             .await?;
         for chunk in results.chunks(rows::MAX_ROWS) {
-            let update = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
-                format!(
-                    "{j} UPDATE deliveries SET status = j.status, attempts = j.attempts, next_attempt_at = j.next_attempt_at, \
-                     lease_until = 0, last_status_code = j.status_code, last_error = j.error, updated_at = j.at \
-                     FROM j WHERE deliveries.seq = j.seq AND deliveries.id = j.id AND deliveries.lease_until = j.lease \
-                     AND deliveries.status <> {}",
-                    DeliveryStatus::Delivered.sql()
-                )
-            });
+            let update = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), outcome_update);
             bind_results(update, chunk).execute(&mut *tx).await?;
-            let insert = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), |j| {
-                format!(
-                    "{j} INSERT INTO delivery_attempts (delivery_seq, attempt, status_code, latency_ms, error, response_body, created_at) \
-                     SELECT j.seq, j.attempts, j.status_code, j.latency_ms, j.error, j.response_body, j.at FROM j \
-                     WHERE j.attempted ON CONFLICT (delivery_seq, attempt) DO NOTHING"
-                )
-            });
+            let insert = Rows::new(self.dialect, &RESULT_COLUMNS, chunk.len(), attempts_insert);
             bind_results(insert, chunk).execute(&mut *tx).await?;
             statements += 2;
         }

@@ -1,4 +1,5 @@
-//! SQLite's head-batch write (`head_batch.rs`) on a connection of its own, without sqlx.
+//! SQLite's hot-path writes on a connection of its own, without sqlx: the head batch
+//! (`head_batch.rs`) and the attempt outcomes (`Store::record_results`).
 //!
 //! Through sqlx every SQLite call is a round trip to the connection's own thread, and each row a
 //! statement returns comes back as a channel message of its own. A 1K events/s block's write
@@ -7,7 +8,9 @@
 //! webhook of the block waits for it (BENCHMARKS.md, "Session of 2026-12-05 (eighth)" and
 //! "Session of 2026-12-06 (sixteenth)"). Here the same statements — the same SQL text, rows and
 //! fence check as `head_batch.rs` builds for sqlx — run through rusqlite on the calling task's
-//! own thread, in one go.
+//! own thread, in one go. The outcomes of the block's webhooks are written here too, with the
+//! statements `deliveries.rs` builds: the two hot writes share this connection's page cache,
+//! where a commit from the sqlx writer would empty it.
 //!
 //! - **One writer at a time.** The write holds the sqlx writer's one connection (its pool of one
 //!   is the process's write lock) while it runs, so this connection and that one never wait for
@@ -27,6 +30,7 @@ use std::time::Duration;
 use rusqlite::types::Null;
 use rusqlite::{Connection, OpenFlags, Statement, ToSql, TransactionBehavior};
 
+use super::deliveries::{RESULT_COLUMNS, attempts_insert, outcome_update};
 use super::head_batch::HeadBatch;
 use super::outbox::WriteStats;
 use super::outbox_rows::{
@@ -36,7 +40,7 @@ use super::outbox_rows::{
 use super::rows;
 use super::wal::{BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT_BYTES};
 use super::window::{BLOCK_COLUMNS, block_upsert};
-use super::{Dialect, InsertedDelivery, NewDelivery, Store, StoreError};
+use super::{AttemptResult, Dialect, InsertedDelivery, NewDelivery, Store, StoreError};
 
 /// Prepared statements this connection keeps: each `VALUES` list comes in up to seven padded
 /// sizes (`rows.rs`), for the deliveries and for the bodies, plus the block's, the cursor's and
@@ -97,6 +101,12 @@ impl DirectWriter {
         }))
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while the lock was held unwound through the transaction, which rolled back:
+        // the connection is fine to use.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Writes `batch` in one transaction: the fence check when the chain has an `epoch`, then
     /// (if still owned) the deliveries, the new ones' bodies, the block rows and the cursor.
     /// Returns the new deliveries and whether the chain was owned (nothing is written if not).
@@ -107,9 +117,7 @@ impl DirectWriter {
         now: i64,
         lease_ms: i64,
     ) -> Result<(Vec<InsertedDelivery>, bool), rusqlite::Error> {
-        // A panic while the lock was held unwound through the transaction, which rolled back:
-        // the connection is fine to use.
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(epoch) = epoch {
             let owned: bool = tx
@@ -211,8 +219,12 @@ fn insert_deliveries(
 
 /// `WITH j(…) AS (VALUES …) statement` for `rows` rows of `columns` (padded as `rows.rs` pads).
 fn values_then(columns: &[(&str, rows::Col)], rows: usize, statement: &str) -> String {
-    let list = rows::values(Dialect::Sqlite, "j", columns, rows, 1);
-    format!("WITH {list} {statement}")
+    format!("WITH {} {statement}", values(columns, rows))
+}
+
+/// `j(…) AS (VALUES …)` for `rows` rows of `columns`, with SQLite's anonymous parameters.
+fn values(columns: &[(&str, rows::Col)], rows: usize) -> String {
+    rows::values(Dialect::Sqlite, "j", columns, rows, 1)
 }
 
 /// Binds a statement's anonymous parameters in order, then NULLs for the padding rows.
@@ -241,7 +253,53 @@ impl<'s, 'c> Binder<'s, 'c> {
     }
 }
 
+/// Writes `results` ([`Store::record_results`]): per [`rows::MAX_ROWS`] of them, the update of
+/// their rows and the insert of their attempts, in one transaction. Returns the statements run.
+fn record(conn: &mut Connection, results: &[AttemptResult]) -> Result<u64, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut statements = 0;
+    for chunk in results.chunks(rows::MAX_ROWS) {
+        let j = format!("WITH {} ", values(&RESULT_COLUMNS, chunk.len()));
+        for sql in [outcome_update(&j), attempts_insert(&j)] {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut at = Binder::new(&mut stmt);
+            for r in chunk {
+                at.bind(&r.id)?
+                    .bind(&r.seq)?
+                    .bind(&r.status.as_str())?
+                    .bind(&r.attempts)?
+                    .bind(&r.next_attempt_at)?
+                    .bind(&r.status_code)?
+                    .bind(&r.latency_ms)?
+                    .bind(&r.error)?
+                    .bind(&r.response_body)?
+                    .bind(&r.at)?
+                    .bind(&r.attempted)?
+                    .bind(&r.lease)?;
+            }
+            at.finish()?.raw_execute()?;
+            statements += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(statements)
+}
+
 impl Store {
+    /// Records attempt outcomes through [`DirectWriter`], holding the sqlx writer as
+    /// [`Store::write_direct`] does: the batch write and the outcomes, the hot path's writes, share
+    /// this connection and its page cache.
+    pub(super) async fn record_direct(
+        &self,
+        direct: &DirectWriter,
+        results: &[AttemptResult],
+    ) -> Result<u64, StoreError> {
+        let writer = self.writer.acquire().await?;
+        let recorded = off_the_executor(|| record(&mut direct.lock(), results));
+        drop(writer);
+        Ok(recorded?)
+    }
+
     /// Writes a head batch through [`DirectWriter`] (the module's doc). Returns what
     /// `Store::write_head_batch` returns.
     pub(super) async fn write_direct(

@@ -139,3 +139,16 @@ async fn outcomes_sent_before_their_write_are_recorded_once_it_commits() {
         0
     );
 }
+
+/// SQLite's outcomes go through rusqlite (`store/direct.rs`): an error SQLite returned is a
+/// refusal there too, and one that never reached the database is not.
+#[test]
+fn an_error_from_sqlite_through_rusqlite_is_a_refusal() {
+    let constraint = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT);
+    let refused = StoreError::Sqlite(rusqlite::Error::SqliteFailure(constraint, None));
+    assert!(is_refusal(&refused));
+    let refused = StoreError::Database(sqlx::Error::PoolTimedOut);
+    assert!(!is_refusal(&refused));
+    let not_reached = StoreError::Sqlite(rusqlite::Error::InvalidQuery);
+    assert!(!is_refusal(&not_reached));
+}
