@@ -40,7 +40,7 @@ use super::outbox_rows::{
 use super::rows;
 use super::wal::{BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT_BYTES};
 use super::window::{BLOCK_COLUMNS, block_upsert};
-use super::{AttemptResult, Dialect, InsertedDelivery, NewDelivery, Store, StoreError};
+use super::{AttemptResult, ChainBlock, Dialect, InsertedDelivery, NewDelivery, Store, StoreError};
 
 /// Prepared statements this connection keeps: each `VALUES` list comes in up to seven padded
 /// sizes (`rows.rs`), for the deliveries and for the bodies, plus the block's, the cursor's and
@@ -135,34 +135,8 @@ impl DirectWriter {
                 .iter()
                 .map(|d| (d.id.as_str(), d.body.as_str())),
         );
-        if !bodies.is_empty() {
-            let sql = values_then(&BODY_COLUMNS, bodies.len(), BODIES_INSERT);
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let mut at = Binder::new(&mut stmt);
-            for (seq, body) in &bodies {
-                at.bind(seq)?.bind(body)?;
-            }
-            at.finish()?.raw_execute()?;
-        }
-        if !batch.blocks.is_empty() {
-            let sql = values_then(
-                &BLOCK_COLUMNS,
-                batch.blocks.len(),
-                &block_upsert("j", "true"),
-            );
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let mut at = Binder::new(&mut stmt);
-            for b in &batch.blocks {
-                let (logs, logs_lz4) = b.block.logs.columns();
-                at.bind(&b.chain_id)?
-                    .bind(&b.block.hash)?
-                    .bind(&b.block.number)?
-                    .bind(&b.block.parent_hash)?
-                    .bind(&logs)?
-                    .bind(&logs_lz4)?;
-            }
-            at.finish()?.raw_execute()?;
-        }
+        insert_bodies(&tx, &bodies)?;
+        upsert_blocks(&tx, &batch.blocks)?;
         let cursor = batch.cursor;
         tx.prepare_cached(&cursor_upsert_anonymous())?.execute((
             cursor.chain_id,
@@ -173,6 +147,48 @@ impl DirectWriter {
         tx.commit()?;
         Ok((inserted, true))
     }
+}
+
+/// Inserts the new deliveries' `(seq, body)` rows.
+fn insert_bodies(
+    tx: &rusqlite::Transaction<'_>,
+    bodies: &[(i64, &str)],
+) -> Result<(), rusqlite::Error> {
+    if bodies.is_empty() {
+        return Ok(());
+    }
+    let sql = values_then(&BODY_COLUMNS, bodies.len(), BODIES_INSERT);
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut at = Binder::new(&mut stmt);
+    for (seq, body) in bodies {
+        at.bind(seq)?.bind(body)?;
+    }
+    at.finish()?.raw_execute()?;
+    Ok(())
+}
+
+/// Stores the reorg window's rows of `blocks` (a block stored again has its logs replaced).
+fn upsert_blocks(
+    tx: &rusqlite::Transaction<'_>,
+    blocks: &[&ChainBlock],
+) -> Result<(), rusqlite::Error> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let sql = values_then(&BLOCK_COLUMNS, blocks.len(), &block_upsert("j", "true"));
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut at = Binder::new(&mut stmt);
+    for b in blocks {
+        let (logs, logs_lz4) = b.block.logs.columns();
+        at.bind(&b.chain_id)?
+            .bind(&b.block.hash)?
+            .bind(&b.block.number)?
+            .bind(&b.block.parent_hash)?
+            .bind(&logs)?
+            .bind(&logs_lz4)?;
+    }
+    at.finish()?.raw_execute()?;
+    Ok(())
 }
 
 /// Inserts `deliveries` (ids already stored are skipped) and returns the new ones' `id, seq`.

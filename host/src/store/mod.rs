@@ -1,5 +1,6 @@
 //! Durable state on SQLite (embedded default) or PostgreSQL, through `sqlx::AnyPool`s (on SQLite a
-//! separate one-connection pool for the hot path's writes). The only module that contains SQL.
+//! separate one-connection pool for the hot path's writes, and a rusqlite connection for the
+//! hottest of them, `direct.rs`). The only module that contains SQL.
 //! Statements are shared where the dialects agree; batch writes pass their rows as bound
 //! parameters (`rows.rs`) or, off the hot path, as one JSON parameter, so a batch costs one
 //! statement per table (per 512 rows).
