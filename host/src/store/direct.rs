@@ -74,11 +74,17 @@ impl DirectWriter {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
         let path = options.get_filename();
         let name = path.to_string_lossy();
+        // sqlx names an in-memory database `file:sqlx-in-memory-N`; `mode` is the URL's query
+        // parameter, not text anywhere in it (a file may be called `mode=ro.db`).
+        let mode = url
+            .split_once('?')
+            .into_iter()
+            .flat_map(|(_, query)| query.split('&'))
+            .find_map(|pair| pair.strip_prefix("mode="));
         if name.is_empty()
             || name.starts_with("file:")
             || name == ":memory:"
-            || url.contains("mode=memory")
-            || url.contains("mode=ro")
+            || matches!(mode, Some("memory" | "ro"))
         {
             return Ok(None);
         }

@@ -132,34 +132,21 @@ async fn the_direct_write_waits_for_the_sqlx_writer() {
 }
 
 /// A database in memory or opened read-only gets no direct writer (its head batches take the
-/// general write); a file does.
+/// general write); a file does, even one whose name looks like a `mode` parameter.
 #[test]
 fn only_a_writable_file_gets_a_direct_writer() {
     let dir = std::env::temp_dir().join(format!("pipeline-direct-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("d.db");
+    let file = dir.join("mode=ro.db");
     rusqlite::Connection::open(&file).unwrap();
     let url = format!("sqlite://{}", file.display());
-    assert!(direct::DirectWriter::open(&url).unwrap().is_some());
-    assert!(
-        direct::DirectWriter::open(&format!("{url}?mode=rwc"))
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        direct::DirectWriter::open(&format!("{url}?mode=ro"))
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        direct::DirectWriter::open("sqlite::memory:")
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        direct::DirectWriter::open("sqlite://:memory:")
-            .unwrap()
-            .is_none()
-    );
+    let gets_one = |url: &str| direct::DirectWriter::open(url).unwrap().is_some();
+    assert!(gets_one(&url));
+    assert!(gets_one(&format!("{url}?mode=rwc")));
+    assert!(!gets_one(&format!("{url}?mode=ro")));
+    assert!(!gets_one(&format!("{url}?cache=private&mode=ro")));
+    assert!(!gets_one("sqlite::memory:"));
+    assert!(!gets_one("sqlite://:memory:"));
+    assert!(!gets_one("sqlite://test.db?mode=memory"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
