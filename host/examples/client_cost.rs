@@ -8,20 +8,12 @@
 //! cargo run --release -p pipeline-host --example client_cost   # PORT=39111 N=20000 C=32
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // A measurement, not the host.
+mod common;
 use bytes::Bytes;
+use common::{body, cpu_ms};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::time::Instant;
-
-fn cpu_ms() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks * 10.0
-}
-
-const BODY: usize = 1000;
 
 fn headers() -> Vec<(&'static str, String)> {
     vec![
@@ -33,15 +25,6 @@ fn headers() -> Vec<(&'static str, String)> {
         ),
         ("content-type", "application/json".into()),
     ]
-}
-
-fn body() -> Bytes {
-    let mut s = String::from("{\"log\":{\"blockNumber\":\"0x10\",\"data\":\"");
-    while s.len() < BODY - 4 {
-        s.push('a');
-    }
-    s.push_str("\"}}");
-    Bytes::from(s)
 }
 
 async fn reqwest_variant(url: String, n: usize, c: usize) {

@@ -19,6 +19,8 @@
 //!
 //! (The sink alone stops after 60 s: start it again for each run.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // A measurement, not the host.
+mod common;
+use common::{body, cpu_ms};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,25 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WEBHOOKS: usize = 100;
 const CONNECTIONS: usize = 32;
-const BODY: usize = 1000;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn cpu_ms() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks * 10.0
-}
-
-fn body() -> Bytes {
-    let mut s = String::from("{\"log\":{\"blockNumber\":\"0x10\",\"data\":\"");
-    while s.len() < BODY - 4 {
-        s.push('a');
-    }
-    s.push_str("\"}}");
-    Bytes::from(s)
-}
 
 fn id(n: usize) -> String {
     format!("msg_000000000010{n:020x}")
