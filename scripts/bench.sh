@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-process load benchmarks of the `pipeline` binary (the `dist` build: release + LTO, what the
 # Dockerfile ships), one command from a clean
-# checkout:   scripts/bench.sh [quick|modes]   (modes: only the delivery-mode scenarios)
+# checkout:   scripts/bench.sh [quick|modes|floor]   (modes: only the delivery-mode scenarios; floor:
+# only the floor under the 1K latency goal, below)
 #
 # For each scenario the harness (host/benches/load.rs, a separate process from the host) runs the dev
 # node publishing recorded ERC-20 transfers over WebSocket at a fixed rate, and a webhook sink on the
@@ -57,7 +58,7 @@ PYEOF
 }
 
 for store in sqlite postgres; do
-    [[ "${1:-}" == modes ]] && break
+    [[ "${1:-}" == modes || "${1:-}" == floor ]] && break
     [[ "$store" == sqlite ]] && unset PIPELINE_LOAD_DATABASE_URL
     run "latency-1k-$store" "$store" 1000 100 0
     # The same with `[delivery] send_before_commit`: webhooks go out while the batch is written.
@@ -91,6 +92,32 @@ if [[ "${1:-}" == modes || "${1:-}" == "" ]]; then
     PIPELINE_LOAD_BATCH='{"max_events":1000,"max_wait_ms":100}' run "modes-100k-batch-1000-sqlite" sqlite 100000 1 0 1
 fi
 
+# The floor under the 1K latency goal: the parts of a webhook's wait that are not the host's own
+# code, each measured alone (BENCHMARKS.md, "Session of 2026-12-06 (seventeenth)"): the node's
+# `eth_getLogs` answer once a head is read, a block's store write on each store, and a block's 100
+# POSTs to the sink (raw sockets, a hyper connection, the host's client). One JSON line each.
+if [[ "${1:-}" == floor || "${1:-}" == "" ]]; then
+    cargo build --release -p pipeline-host --example node_floor --example write_cost --example fanout_floor
+    EXAMPLES="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples"
+    FLOOR="$OUT/floor"
+    rm -rf "$FLOOR" && mkdir -p "$FLOOR"
+    echo "==> floor: the node's answer"
+    "$PIPELINE_LOAD_BIN" dev-node --listen 127.0.0.1:18546 --source transfers --rate 1000 >/dev/null 2>&1 &
+    NODE_PID=$!
+    sleep 1
+    URL=ws://127.0.0.1:18546 HEADS=100 timeout 120 "$EXAMPLES/node_floor" | tee "$FLOOR/node.json"
+    kill "$NODE_PID" 2>/dev/null || true
+    echo "==> floor: a block's write, SQLite and PostgreSQL"
+    (cd "$FLOOR" && N=100 timeout 300 "$EXAMPLES/write_cost" | tee "$FLOOR/write-sqlite.txt")
+    DATABASE_URL="$(fresh_pg write-cost)" N=100 timeout 300 "$EXAMPLES/write_cost" | tee "$FLOOR/write-postgres.txt"
+    echo "==> floor: a block's 100 POSTs to the sink"
+    PIPELINE_LOAD_SINK_ONLY=18998 cargo bench --quiet -p pipeline-host --bench load >/dev/null &
+    SINK_PID=$!
+    sleep 2
+    PORT=18998 BURSTS=100 timeout 120 "$EXAMPLES/fanout_floor" | tee "$FLOOR/fanout.json"
+    kill "$SINK_PID" 2>/dev/null || true
+fi
+
 # The sink's own ceiling: the same kind of receiver under a plain HTTP load generator.
 SINK_PORT=18999
 PIPELINE_LOAD_SINK_ONLY="$SINK_PORT" cargo bench --quiet -p pipeline-host --bench load >/dev/null &
@@ -113,7 +140,26 @@ m = re.search(r"Requests/sec:\s+([\d.]+)", text)
 ceiling = float(m.group(1)) if m else None
 for r in reports:
     r["share_of_sink_ceiling"] = (r["webhooks_per_s_while_running"] / ceiling) if ceiling else None
-json.dump({"sink_ceiling_requests_per_s": ceiling, "scenarios": reports}, open(os.path.join(out, "report.json"), "w"), indent=2)
+def floor_1k():
+    # The medians of the floor's parts (µs), and their sums: below what no host can go here.
+    d = os.path.join(out, "floor")
+    if not os.path.exists(os.path.join(d, "fanout.json")):
+        return None
+    node = json.loads(open(os.path.join(d, "node.json")).read())
+    lines = open(os.path.join(d, "fanout.json")).read().splitlines()
+    fanout = {r["shape"]: r for r in (json.loads(line) for line in lines if line.strip())}
+    def write(store):
+        medians = [float(m) for m in re.findall(r"median (\d+)", open(os.path.join(d, f"write-{store}.txt")).read())]
+        return sorted(medians)[len(medians) // 2] if medians else None
+    f = {"node_answer_us": node["answered_us"]["p50"], "sqlite_write_us": write("sqlite"),
+         "postgres_write_us": write("postgres"), "fanout_50th_answer_us": {k: v["median_us"] for k, v in fanout.items()},
+         "fanout_cpu_us_per_post": {k: v["cpu_us_per_post"] for k, v in fanout.items()}}
+    raw = f["fanout_50th_answer_us"].get("raw")
+    for store in ("sqlite", "postgres"):
+        if raw is not None and f[f"{store}_write_us"] is not None:
+            f[f"sum_{store}_us"] = f["node_answer_us"] + f[f"{store}_write_us"] + raw
+    return f
+json.dump({"sink_ceiling_requests_per_s": ceiling, "floor_1k": floor_1k(), "scenarios": reports}, open(os.path.join(out, "report.json"), "w"), indent=2)
 import matplotlib; matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(8, 5))
