@@ -104,9 +104,11 @@ if [[ "${1:-}" == floor || "${1:-}" == "" ]]; then
     echo "==> floor: the node's answer"
     "$PIPELINE_LOAD_BIN" dev-node --listen 127.0.0.1:18546 --source transfers --rate 1000 >/dev/null 2>&1 &
     NODE_PID=$!
+    trap 'kill "$NODE_PID" 2>/dev/null || true' EXIT   # the node runs until stopped
     sleep 1
     URL=ws://127.0.0.1:18546 HEADS=100 timeout 120 "$EXAMPLES/node_floor" | tee "$FLOOR/node.json"
     kill "$NODE_PID" 2>/dev/null || true
+    trap - EXIT
     echo "==> floor: a block's write, SQLite and PostgreSQL"
     (cd "$FLOOR" && N=100 timeout 300 "$EXAMPLES/write_cost" | tee "$FLOOR/write-sqlite.txt")
     DATABASE_URL="$(fresh_pg write-cost)" N=100 timeout 300 "$EXAMPLES/write_cost" | tee "$FLOOR/write-postgres.txt"
